@@ -1,0 +1,165 @@
+// The per-request context every stage reads and writes, and the Stage contract.
+// Each field has exactly one writer (named on it); every field exists from createContext() on.
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Readable } from 'node:stream';
+import type { ReasonCode } from './errors.js';
+import type { PolicySnapshot } from './policy/types.js';
+import type { Logger } from './telemetry/log.js';
+
+/** Milliseconds since the epoch; injected so tests control time without patching Date. */
+export interface Clock {
+  now(): number;
+}
+
+export const systemClock: Clock = { now: () => Date.now() };
+
+/**
+ * The inbound request as data. A live request wraps node's IncomingMessage; `agentgate explain`
+ * builds a synthetic one, so no stage may assume a socket exists.
+ */
+export interface InboundRequest {
+  readonly method: string;
+  /** The request-target exactly as received (origin-form expected). */
+  readonly url: string;
+  readonly headers: IncomingHttpHeaders;
+  /** Name/value pairs as received, for counting repeated headers that node folds or drops. */
+  readonly rawHeaders: readonly string[];
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  readonly encrypted: boolean;
+  /** The request body stream; null when there is none to read (synthetic requests). */
+  readonly body: Readable | null;
+}
+
+/** The checked target. `invalid` is set when the target is ambiguous or malformed. */
+export interface Target {
+  readonly method: string;
+  /** Backend name: the first path segment. Empty when the target was unusable. */
+  readonly backend: string;
+  /** Canonical path after the backend prefix, leading `/`, exactly what is forwarded. */
+  readonly path: string;
+  /** `''` or `?query` exactly as received (validated, never rewritten). */
+  readonly query: string;
+  /** Canonical segments of `path`, for route matching. */
+  readonly segments: readonly string[];
+  /** Why the target was refused (kept for authorize, which raises `target_invalid`), or null. */
+  readonly invalid: string | null;
+  /** Declared request body length, or null when chunked/absent. */
+  readonly contentLength: number | null;
+}
+
+/** Delegation chain entry (RFC 8693 `act`). */
+export interface Actor {
+  readonly sub: string;
+  readonly act?: Actor;
+}
+
+/** Who is calling, established by authenticate from a verified token. No raw token here. */
+export interface Principal {
+  /** The agent: `client_id` of the token. */
+  readonly agent: string;
+  readonly role: string;
+  /** Token `sub`: the agent itself, or the user it acts for. */
+  readonly subject: string;
+  /** The user the agent acts for, when the token is delegated; else null. */
+  readonly onBehalfOf: string | null;
+  readonly actor: Actor | null;
+  readonly jti: string;
+  readonly sid: string;
+  readonly scopes: ReadonlySet<string>;
+  readonly audience: ReadonlySet<string>;
+  /** Seconds since the epoch. */
+  readonly issuedAt: number;
+  readonly expiresAt: number;
+}
+
+/** What authorize granted. */
+export interface Grant {
+  readonly backend: string;
+  readonly scope: string;
+  readonly route: string;
+  readonly params: Readonly<Record<string, string>>;
+  /** The request body, when authorize had to read it to check a constraint; forwarded verbatim. */
+  readonly body: Buffer | null;
+}
+
+/** The upstream answer, as forward received it. */
+export interface UpstreamResult {
+  readonly status: number;
+  /** Response headers to send on, already cleaned of hop-by-hop headers. */
+  readonly headers: Record<string, string | string[]>;
+  readonly body: Readable | null;
+  /** ms from the start of the upstream call to its response headers. */
+  readonly latencyMs: number;
+}
+
+export type Outcome =
+  | { readonly decision: 'allow'; readonly status: number }
+  | { readonly decision: 'deny'; readonly reason: ReasonCode; readonly status: number; readonly reasonDetail: string };
+
+/**
+ * The state of one request through the pipeline. Stages communicate only through it;
+ * per-request state never lives in module-level maps.
+ */
+export interface RequestContext {
+  /** x-request-id, problem body, audit line. */
+  readonly requestId: string;
+  /** ms, from the injected clock. */
+  readonly receivedAt: number;
+  /** High-resolution start, for durations. */
+  readonly startedAt: bigint;
+  /** Pinned at arrival; a reload never changes a request mid-flight. */
+  readonly policy: PolicySnapshot;
+  readonly request: InboundRequest;
+  /** Aborts on client disconnect (and, later, when the agent is killed). */
+  readonly signal: AbortSignal;
+  readonly log: Logger;
+  /** Set by normalize. */
+  target: Target | null;
+  /** Set by authenticate. */
+  principal: Principal | null;
+  /** Set by authorize. */
+  grant: Grant | null;
+  /** Set by forward; replaced by response filters. */
+  upstream: UpstreamResult | null;
+  /** Set by the runner. */
+  outcome: Outcome | null;
+}
+
+export interface ContextInit {
+  readonly requestId: string;
+  readonly clock: Clock;
+  readonly policy: PolicySnapshot;
+  readonly request: InboundRequest;
+  readonly signal: AbortSignal;
+  readonly log: Logger;
+}
+
+export function createContext(init: ContextInit): RequestContext {
+  return {
+    requestId: init.requestId,
+    receivedAt: init.clock.now(),
+    startedAt: process.hrtime.bigint(),
+    policy: init.policy,
+    request: init.request,
+    signal: init.signal,
+    log: init.log,
+    target: null,
+    principal: null,
+    grant: null,
+    upstream: null,
+    outcome: null,
+  };
+}
+
+export type StageName = 'normalize' | 'authenticate' | 'admit' | 'authorize' | 'forward';
+
+/**
+ * One step of the request path. `run` returns to continue or throws a GatewayError to stop;
+ * only the runner writes to the client. A stage may return synchronously (no promise) when it
+ * has nothing to wait for, which spares the hot path a microtask per stage.
+ */
+export interface Stage {
+  readonly name: StageName;
+  run(ctx: RequestContext): void | Promise<void>;
+}

@@ -1,0 +1,97 @@
+// The error catalog: every reason the gateway can refuse a call for, with its HTTP status,
+// RFC 6750 challenge and whether it counts as a violation against the agent's grant.
+// `problem.ts` renders these; the README's refusal table is checked against this list by a test.
+
+/** How a refusal challenges the client (RFC 6750 §3). */
+export type BearerChallenge = 'none' | 'challenge' | 'invalid_token' | 'insufficient_scope' | 'invalid_request';
+
+export interface ReasonSpec {
+  readonly status: number;
+  readonly title: string;
+  readonly bearer: BearerChallenge;
+  /** Counts against the agent (breaker, violations metric) when made with a valid token. */
+  readonly violation: boolean;
+}
+
+/**
+ * Stable reason codes. The same string is the problem `type` suffix, the audit `reason`
+ * and the `reason` metric label; renaming one is a breaking change.
+ */
+export const REASONS = {
+  target_invalid: { status: 400, title: 'Ambiguous or malformed request target', bearer: 'none', violation: true },
+  token_misplaced: { status: 400, title: 'Token sent outside the Authorization header', bearer: 'invalid_request', violation: false },
+  token_missing: { status: 401, title: 'Bearer token required', bearer: 'challenge', violation: false },
+  token_invalid: { status: 401, title: 'Token not accepted', bearer: 'invalid_token', violation: false },
+  agent_killed: { status: 403, title: 'Agent disabled by an operator', bearer: 'none', violation: false },
+  agent_suspended: { status: 403, title: 'Agent suspended by its circuit breaker', bearer: 'none', violation: false },
+  cross_domain: { status: 403, title: 'Token not issued for this backend', bearer: 'insufficient_scope', violation: true },
+  out_of_scope: { status: 403, title: 'Route not granted to this token', bearer: 'insufficient_scope', violation: true },
+  unknown_route: { status: 403, title: 'Route not defined for this backend', bearer: 'insufficient_scope', violation: true },
+  read_only: { status: 403, title: 'Role is read-only', bearer: 'insufficient_scope', violation: true },
+  not_aggregate: { status: 403, title: 'Only aggregate queries are allowed', bearer: 'insufficient_scope', violation: true },
+  backend_unknown: { status: 404, title: 'No such backend', bearer: 'none', violation: false },
+  body_too_large: { status: 413, title: 'Request body too large', bearer: 'none', violation: false },
+  body_invalid: { status: 400, title: 'Request body cannot be checked', bearer: 'none', violation: true },
+  upstream_unavailable: { status: 502, title: 'Backend unavailable', bearer: 'none', violation: false },
+  upstream_redirect: { status: 502, title: 'Backend redirected outside its origin', bearer: 'none', violation: false },
+  upstream_timeout: { status: 504, title: 'Backend timed out', bearer: 'none', violation: false },
+  state_unavailable: { status: 503, title: 'Gateway state unavailable', bearer: 'none', violation: false },
+  client_closed: { status: 499, title: 'Client closed the request', bearer: 'none', violation: false },
+  internal: { status: 500, title: 'Internal error', bearer: 'none', violation: false },
+} as const satisfies Record<string, ReasonSpec>;
+
+export type ReasonCode = keyof typeof REASONS;
+
+export const REASON_CODES = Object.keys(REASONS) as ReasonCode[];
+
+export function isReasonCode(value: string): value is ReasonCode {
+  return Object.hasOwn(REASONS, value);
+}
+
+export interface GatewayErrorOptions {
+  /** Precise internal cause (which token check failed, which byte was bad). Audit only; never sent. */
+  readonly reasonDetail?: string;
+  readonly retryAfterSeconds?: number;
+  readonly cause?: unknown;
+}
+
+/**
+ * A refusal or failure that is part of the gateway's job. Stages throw it to stop the pipeline;
+ * the runner renders it with `problem.ts`. `detail` is safe to show the agent: it says what the
+ * agent can fix and never which internal check failed.
+ */
+export class GatewayError extends Error {
+  readonly reason: ReasonCode;
+  readonly status: number;
+  readonly detail: string;
+  readonly reasonDetail: string;
+  readonly retryAfterSeconds: number | undefined;
+
+  constructor(reason: ReasonCode, detail: string, options: GatewayErrorOptions = {}) {
+    super(`${reason}: ${detail}`, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'GatewayError';
+    this.reason = reason;
+    this.status = REASONS[reason].status;
+    this.detail = detail;
+    this.reasonDetail = options.reasonDetail ?? detail;
+    this.retryAfterSeconds = options.retryAfterSeconds;
+  }
+
+  get spec(): ReasonSpec {
+    return REASONS[this.reason];
+  }
+}
+
+/**
+ * Invalid configuration or policy: carries every problem found, each formatted
+ * `file:line  path: message`, so an operator fixes them all in one pass.
+ */
+export class ConfigError extends Error {
+  readonly problems: readonly string[];
+
+  constructor(problems: readonly string[]) {
+    super(problems.length === 1 ? (problems[0] ?? 'invalid configuration') : `${problems.length} problems in configuration`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
