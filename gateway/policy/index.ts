@@ -1,0 +1,19 @@
+// The policy module's entry: read a folder of policy files and return a compiled snapshot.
+import type { Clock } from '../context.js';
+import { loadPolicyFiles } from './load.js';
+import type { PolicySnapshot } from './types.js';
+import { validatePolicy } from './validate.js';
+
+export interface LoadPolicyOptions {
+  readonly version: number;
+  readonly clock: Clock;
+  /** Backend timeout when a backend sets none (limits.upstreamTimeout). */
+  readonly defaultTimeoutMs: number;
+}
+
+/** Load, validate and compile every policy file of `dir`. Throws ConfigError with every problem. */
+export async function loadPolicySnapshot(dir: string, options: LoadPolicyOptions): Promise<PolicySnapshot> {
+  const problems: string[] = [];
+  const files = await loadPolicyFiles(dir, problems);
+  return validatePolicy(files, options, problems);
+}
