@@ -1,0 +1,268 @@
+// The request runner: the only place that knows the stage order and the only writer to the
+// client. Every request ends in exactly one outcome, one metrics observation and one audit line,
+// whatever happened (refusal, upstream failure, bug, client gone).
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { TLSSocket } from 'node:tls';
+import { pipeline as pipeStreams } from 'node:stream/promises';
+import { createContext, type Clock, type InboundRequest, type RequestContext, type Stage } from './context.js';
+import { GatewayError, REASONS, type ReasonCode } from './errors.js';
+import { renderProblem, renderReason } from './problem.js';
+import type { PolicySnapshot } from './policy/types.js';
+import type { AuditLog } from './telemetry/audit-log.js';
+import type { Logger } from './telemetry/log.js';
+import { NO_REASON, UNKNOWN_LABEL, type Metrics } from './telemetry/metrics.js';
+
+/** The stage order of DESIGN §3. Checks run before `forward`; `explain` and upgrades stop there. */
+export const STAGE_ORDER = ['normalize', 'authenticate', 'admit', 'authorize', 'forward'] as const;
+
+/** A response filter: takes the context (with `upstream` set) and replaces `ctx.upstream`. */
+export interface ResponseFilter {
+  readonly name: string;
+  apply(ctx: RequestContext): void | Promise<void>;
+}
+
+/** Run the checks (every stage before `forward`) in order; used by the pipeline, upgrades and `explain`. */
+export async function runChecks(checks: readonly Stage[], ctx: RequestContext): Promise<void> {
+  for (let i = 0; i < checks.length; i++) {
+    const stage = checks[i];
+    if (stage === undefined || stage.name !== STAGE_ORDER[i] || stage.name === 'forward') {
+      throw new Error(`checks must follow ${STAGE_ORDER.slice(0, -1).join(', ')}`);
+    }
+    const pending = stage.run(ctx);
+    if (pending !== undefined) await pending;
+  }
+}
+
+export interface PipelineDeps {
+  /** Stages in STAGE_ORDER; checked at construction. */
+  readonly stages: readonly Stage[];
+  readonly filters: readonly ResponseFilter[];
+  readonly metrics: Metrics;
+  readonly audit: AuditLog;
+  readonly log: Logger;
+  readonly clock: Clock;
+  currentPolicy(): PolicySnapshot;
+  /** Called once per violation made with a valid token (breaker accounting). */
+  onViolation?(ctx: RequestContext, error: GatewayError): void;
+}
+
+export interface Pipeline {
+  /** Serve one request on the agent port. */
+  handle(req: IncomingMessage, res: ServerResponse): void;
+  /** Run the checks (every stage before `forward`) on a context; throws the refusal. */
+  check(ctx: RequestContext): Promise<void>;
+  /** Build a context for a live or synthetic request. */
+  context(request: InboundRequest, signal: AbortSignal): RequestContext;
+  /** Account for a finished request that did not go through `handle` (upgrades, parser errors). */
+  finish(ctx: RequestContext, error: unknown, status: number): void;
+  /** Requests currently being served. */
+  readonly inFlight: number;
+}
+
+export function createPipeline(deps: PipelineDeps): Pipeline {
+  const names = deps.stages.map((s) => s.name);
+  if (names.join() !== STAGE_ORDER.join()) {
+    throw new Error(`pipeline stages must be ${STAGE_ORDER.join(', ')}; got ${names.join(', ')}`);
+  }
+  const checks = deps.stages.slice(0, -1);
+  const last = deps.stages[deps.stages.length - 1];
+  if (last === undefined) throw new Error('pipeline has no forward stage');
+  const forward: Stage = last;
+  const { metrics, audit, log, clock, filters } = deps;
+  let inFlight = 0;
+  let auditPressure = false;
+
+  function context(request: InboundRequest, signal: AbortSignal): RequestContext {
+    return createContext({ requestId: randomUUID(), clock, policy: deps.currentPolicy(), request, signal, log });
+  }
+
+  async function check(ctx: RequestContext): Promise<void> {
+    for (const stage of checks) {
+      const pending = stage.run(ctx);
+      if (pending !== undefined) await pending;
+    }
+  }
+
+  async function serve(ctx: RequestContext, res: ServerResponse): Promise<void> {
+    if (auditPressure) {
+      // The audit writer is behind: hold new work until it catches up rather than drop lines.
+      await audit.drained();
+      auditPressure = false;
+    }
+    let status = 0;
+    let headersAt = 0;
+    let error: unknown = null;
+    try {
+      await check(ctx);
+      const pending = forward.run(ctx);
+      if (pending !== undefined) await pending;
+      for (const filter of filters) {
+        const filtered = filter.apply(ctx);
+        if (filtered !== undefined) await filtered;
+      }
+      const upstream = ctx.upstream;
+      if (upstream === null) throw new Error('forward produced no upstream result');
+      const headers = upstream.headers;
+      headers['x-request-id'] = ctx.requestId;
+      status = upstream.status;
+      res.writeHead(status, headers);
+      headersAt = performance.now();
+      if (upstream.body !== null) await pipeStreams(upstream.body, res);
+      else res.end();
+    } catch (caught) {
+      error = caught;
+      headersAt = performance.now();
+      status = refuse(ctx, res, caught);
+    } finally {
+      inFlight--;
+      finishWith(ctx, error, status, headersAt);
+    }
+  }
+
+  function refuse(ctx: RequestContext, res: ServerResponse, caught: unknown): number {
+    if (ctx.signal.aborted && !(caught instanceof GatewayError)) {
+      res.destroy();
+      return REASONS.client_closed.status;
+    }
+    if (res.headersSent) {
+      // Mid-stream failure (upstream reset or timed out after the head went out): the only honest
+      // signal left is to cut the connection so the agent cannot mistake a truncated body for a whole one.
+      res.destroy();
+      return res.statusCode;
+    }
+    const rendered =
+      caught instanceof GatewayError
+        ? renderProblem(caught, ctx.requestId)
+        : renderReason('internal', 'the gateway failed to handle this request', ctx.requestId);
+    if (!(caught instanceof GatewayError)) {
+      log.error('request failed', { requestId: ctx.requestId, error: caught });
+    }
+    const headers = rendered.headers;
+    // A refused request whose body was never read: close rather than read megabytes to keep the
+    // connection, and never let those bytes be parsed as a next request.
+    if (ctx.request.body !== null && !ctx.request.body.readableEnded && hasDeclaredBody(ctx.request)) {
+      headers.connection = 'close';
+    }
+    res.writeHead(rendered.status, headers);
+    res.end(rendered.body);
+    return rendered.status;
+  }
+
+  function finishWith(ctx: RequestContext, error: unknown, status: number, headersAt: number): void {
+    const end = performance.now();
+    const totalMs = Number(process.hrtime.bigint() - ctx.startedAt) / 1e6;
+    let reason: ReasonCode | null = null;
+    let reasonDetail = '';
+    if (error instanceof GatewayError) {
+      reason = error.reason;
+      reasonDetail = error.reasonDetail;
+      const principal = ctx.principal;
+      if (error.spec.violation && principal !== null) {
+        metrics.violation(principal.agent, principal.role, error.reason);
+        deps.onViolation?.(ctx, error);
+      }
+    } else if (error !== null) {
+      if (ctx.signal.aborted) {
+        reason = 'client_closed';
+      } else if (ctx.upstream !== null) {
+        // The head went out, then the stream failed: the call was allowed, the delivery was not.
+        reasonDetail = `stream failed: ${describe(error)}`;
+      } else {
+        reason = 'internal';
+        reasonDetail = describe(error);
+      }
+    }
+    ctx.outcome =
+      reason === null
+        ? { decision: 'allow', status }
+        : { decision: 'deny', reason, status, reasonDetail };
+
+    const policy = ctx.policy;
+    const backendName = ctx.target?.backend ?? '';
+    const backendLabel = policy.backends.has(backendName) ? backendName : UNKNOWN_LABEL;
+    const upstreamMs = ctx.upstream?.latencyMs ?? 0;
+    const headersMs = totalMs - (end - headersAt);
+    metrics.observeRequest(
+      backendLabel,
+      reason === null ? 'allow' : 'deny',
+      reason ?? NO_REASON,
+      totalMs / 1000,
+      Math.max(0, headersMs - upstreamMs) / 1000,
+    );
+
+    const principal = ctx.principal;
+    const target = ctx.target;
+    const accepted = audit.write({
+      time: new Date(ctx.receivedAt).toISOString(),
+      kind: 'proxy',
+      requestId: ctx.requestId,
+      agent: principal?.agent ?? null,
+      role: principal?.role ?? null,
+      onBehalfOf: principal?.onBehalfOf ?? null,
+      jti: principal?.jti ?? null,
+      backend: target !== null && target.backend !== '' ? target.backend : null,
+      method: ctx.request.method,
+      // The canonical path only: query strings can carry secrets and are never logged.
+      path: target !== null && target.invalid === null ? target.path : null,
+      decision: reason === null ? 'allow' : 'deny',
+      reason: reason ?? NO_REASON,
+      reasonDetail: reasonDetail === '' ? null : reasonDetail,
+      route: ctx.grant?.route ?? null,
+      status,
+      upstreamStatus: ctx.upstream?.status ?? null,
+      durationMs: Math.round(totalMs * 1000) / 1000,
+      remote: ctx.request.remoteAddress,
+    });
+    if (!accepted) auditPressure = true;
+  }
+
+  return {
+    get inFlight() {
+      return inFlight;
+    },
+    context,
+    check,
+    handle(req, res) {
+      inFlight++;
+      const controller = new AbortController();
+      res.once('close', () => {
+        if (!res.writableFinished) controller.abort(new Error('client closed the connection'));
+      });
+      const ctx = context(inboundFrom(req), controller.signal);
+      serve(ctx, res).catch((error: unknown) => {
+        log.error('request accounting failed', { requestId: ctx.requestId, error });
+      });
+    },
+    finish(ctx, error, status) {
+      finishWith(ctx, error, status, performance.now());
+    },
+  };
+}
+
+export function inboundFrom(req: IncomingMessage): InboundRequest {
+  const socket = req.socket;
+  return {
+    method: req.method ?? 'GET',
+    url: req.url ?? '',
+    headers: req.headers,
+    rawHeaders: req.rawHeaders,
+    remoteAddress: socket.remoteAddress ?? '',
+    remotePort: socket.remotePort ?? 0,
+    encrypted: (socket as Partial<TLSSocket>).encrypted === true,
+    body: req,
+  };
+}
+
+function hasDeclaredBody(request: InboundRequest): boolean {
+  const length = request.headers['content-length'];
+  return (length !== undefined && length !== '0') || request.headers['transfer-encoding'] !== undefined;
+}
+
+function describe(error: unknown): string {
+  if (error instanceof Error) {
+    const code = (error as { code?: unknown }).code;
+    return code === undefined ? error.message : `${String(code)}: ${error.message}`;
+  }
+  return String(error);
+}

@@ -1,0 +1,214 @@
+// Composition root: builds every module from Settings, opens the agent and metrics listeners,
+// and owns start, reload and shutdown. Nothing else constructs stages or stores.
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Settings } from './config.js';
+import { systemClock, type Clock } from './context.js';
+import { GatewayError } from './errors.js';
+import { createPipeline, type Pipeline } from './pipeline.js';
+import { loadPolicySnapshot } from './policy/index.js';
+import type { Backend, PolicySnapshot } from './policy/types.js';
+import { renderReason } from './problem.js';
+import { createAdmit } from './stages/admit.js';
+import { createAuthenticate } from './stages/authenticate.js';
+import { createAuthorize } from './stages/authorize.js';
+import { createForward, type ForwardStage } from './stages/forward.js';
+import { createNormalize } from './stages/normalize.js';
+import { createMemoryStore } from './state/memory.js';
+import type { Store } from './state/store.js';
+import { openAuditLog, type AuditLog } from './telemetry/audit-log.js';
+import { createLogger, type Logger } from './telemetry/log.js';
+import { createMetrics, type Metrics } from './telemetry/metrics.js';
+import { openKeyStore, type KeyStore } from './tokens/keys.js';
+import { createTokenVerifier } from './tokens/verify.js';
+import { createUpgradeHandler, type UpgradeHandler } from './upgrade.js';
+
+export interface GatewayOptions {
+  readonly clock?: Clock;
+  readonly log?: Logger;
+  /** Replace backends' upstream URLs (the demo starts its backends on free ports). */
+  readonly upstreams?: Readonly<Record<string, string>>;
+  /** Collect process default metrics (off in tests that run many gateways in one process). */
+  readonly defaultMetrics?: boolean;
+}
+
+export interface BoundPorts {
+  readonly agent: AddressInfo;
+  readonly metrics: AddressInfo;
+}
+
+export interface Gateway {
+  readonly settings: Settings;
+  readonly keys: KeyStore;
+  readonly store: Store;
+  readonly metrics: Metrics;
+  readonly audit: AuditLog;
+  policy(): PolicySnapshot;
+  start(): Promise<BoundPorts>;
+  /** Stop accepting, let in-flight requests finish (up to `graceMs`), flush audit, close pools. */
+  close(graceMs?: number): Promise<void>;
+}
+
+/** Load and compile the policies of `settings`, applying upstream overrides. Throws ConfigError. */
+export async function loadPolicy(
+  settings: Settings,
+  options: { clock: Clock; version: number; upstreams?: Readonly<Record<string, string>> },
+): Promise<PolicySnapshot> {
+  const snapshot = await loadPolicySnapshot(settings.policies, {
+    version: options.version,
+    clock: options.clock,
+    defaultTimeoutMs: settings.limits.upstreamTimeoutMs,
+  });
+  const overrides = options.upstreams;
+  if (overrides === undefined) return snapshot;
+  const backends = new Map<string, Backend>();
+  for (const [name, backend] of snapshot.backends) {
+    const replacement = overrides[name];
+    if (replacement === undefined) {
+      backends.set(name, backend);
+      continue;
+    }
+    const upstream = new URL(replacement);
+    backends.set(name, Object.freeze({ ...backend, upstream, origin: upstream.origin, basePath: upstream.pathname.replace(/\/+$/, '') }));
+  }
+  return Object.freeze({ ...snapshot, backends });
+}
+
+export async function createGateway(settings: Settings, options: GatewayOptions = {}): Promise<Gateway> {
+  const clock = options.clock ?? systemClock;
+  const log = options.log ?? createLogger();
+  const policy = await loadPolicy(settings, { clock, version: 1, upstreams: options.upstreams });
+  const keys = await openKeyStore({ dir: settings.issuer.keys, alg: settings.issuer.alg, clock });
+  const store: Store = createMemoryStore({ clock });
+  const metrics = createMetrics({ defaults: options.defaultMetrics ?? true });
+  const audit = await openAuditLog({
+    file: settings.audit.file,
+    onError: (error) => log.error('audit write failed; retrying', { error }),
+  });
+
+  const verifier = createTokenVerifier({ keys, issuer: settings.issuer.url, clock });
+  const forward: ForwardStage = createForward({ metrics });
+  const pipeline: Pipeline = createPipeline({
+    stages: [
+      createNormalize({ maxBodyBytes: settings.limits.maxBodyBytes }),
+      createAuthenticate({ verifier, store }),
+      createAdmit({ store }),
+      createAuthorize({ maxBodyBytes: settings.limits.maxBodyBytes }),
+      forward,
+    ],
+    filters: [],
+    metrics,
+    audit,
+    log,
+    clock,
+    currentPolicy: () => policy,
+  });
+  const upgrades: UpgradeHandler = createUpgradeHandler({ pipeline, metrics, log });
+
+  const agentServer: Server = createServer({
+    maxHeaderSize: settings.limits.maxHeaderBytes,
+    keepAliveTimeout: 5_000,
+    headersTimeout: 15_000,
+    // Uploads and downloads stream for as long as they need; idle sockets are bounded below.
+    requestTimeout: 0,
+    joinDuplicateHeaders: false,
+  });
+  agentServer.on('request', pipeline.handle);
+  agentServer.on('upgrade', upgrades.handle);
+  agentServer.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => {
+    // Requests node's parser refuses (bad bytes in the target, oversized headers, smuggling
+    // attempts) get a problem document too, and are counted and audited like any refusal.
+    if (!socket.writable || error.code === 'ECONNRESET') {
+      socket.destroy();
+      return;
+    }
+    const ctx = pipeline.context(
+      { method: '-', url: '', headers: {}, rawHeaders: [], remoteAddress: socket.remoteAddress ?? '', remotePort: socket.remotePort ?? 0, encrypted: false, body: null },
+      AbortSignal.abort(),
+    );
+    const tooLarge = error.code === 'HPE_HEADER_OVERFLOW';
+    const refusal = new GatewayError('target_invalid', tooLarge ? 'request headers too large' : 'the request could not be parsed as HTTP/1.1', {
+      reasonDetail: String(error.code ?? error.message),
+    });
+    const problem = renderReason('target_invalid', refusal.detail, ctx.requestId);
+    const status = tooLarge ? 431 : 400;
+    let head = `HTTP/1.1 ${status} ${tooLarge ? 'Request Header Fields Too Large' : 'Bad Request'}\r\n`;
+    for (const [name, value] of Object.entries(problem.headers)) head += `${name}: ${value}\r\n`;
+    socket.end(`${head}connection: close\r\n\r\n${problem.body}`);
+    pipeline.finish(ctx, refusal, status);
+  });
+
+  const metricsServer: Server = createServer((req, res) => {
+    const path = (req.url ?? '').split('?')[0];
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD' }).end();
+      return;
+    }
+    if (path === '/metrics') {
+      metrics.exposition().then(
+        (text) => res.writeHead(200, { 'content-type': metrics.contentType }).end(text),
+        (error: unknown) => {
+          log.error('metrics exposition failed', { error });
+          res.writeHead(500).end();
+        },
+      );
+    } else if (path === '/healthz') {
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
+    } else if (path === '/readyz') {
+      const ready = store.isHealthy();
+      res
+        .writeHead(ready ? 200 : 503, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ status: ready ? 'ready' : 'not_ready', policyVersion: policy.version, state: ready ? 'ok' : 'unavailable', keys: keys.publicJwks().keys.length }));
+    } else {
+      res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not found"}');
+    }
+  });
+
+  const sockets = new Set<Socket>();
+  agentServer.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
+
+  async function listen(server: Server, host: string, port: number): Promise<AddressInfo> {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    return server.address() as AddressInfo;
+  }
+
+  return {
+    settings,
+    keys,
+    store,
+    metrics,
+    audit,
+    policy: () => policy,
+    async start() {
+      const agent = await listen(agentServer, settings.listen.host, settings.listen.port);
+      const metricsAddress = await listen(metricsServer, settings.metrics.host, settings.metrics.port);
+      log.info('listening', { agent: `${agent.address}:${agent.port}`, metrics: `${metricsAddress.address}:${metricsAddress.port}`, policyVersion: policy.version });
+      return { agent, metrics: metricsAddress };
+    },
+    async close(graceMs = 10_000) {
+      const closing = new Promise<void>((resolve) => agentServer.close(() => resolve()));
+      agentServer.closeIdleConnections();
+      const deadline = Date.now() + graceMs;
+      while (pipeline.inFlight > 0 && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      for (const socket of sockets) socket.destroy();
+      await closing;
+      await new Promise<void>((resolve) => metricsServer.close(() => resolve()));
+      metricsServer.closeAllConnections();
+      upgrades.close();
+      await forward.close();
+      await audit.close();
+      await store.close();
+    },
+  };
+}

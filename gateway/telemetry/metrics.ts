@@ -1,0 +1,132 @@
+// Every Prometheus metric the gateway exports, on one registry per gateway (so tests can run
+// several gateways in one process). Label values come only from closed sets: reason codes and
+// backend, role and agent names from the policy. Anything else is folded into `unknown`.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { ReasonCode } from '../errors.js';
+
+/** The label value for a backend, agent or role name that is not in the policy. */
+export const UNKNOWN_LABEL = 'unknown';
+/** The `reason` label of an allowed request. */
+export const NO_REASON = 'none';
+
+export type UpstreamErrorKind = 'connect' | 'timeout' | 'reset' | 'redirect' | 'protocol';
+
+export interface Metrics {
+  readonly registry: Registry;
+  /** One finished request: counter and latency histograms. */
+  observeRequest(backend: string, decision: 'allow' | 'deny', reason: ReasonCode | typeof NO_REASON, seconds: number, overheadSeconds: number): void;
+  violation(agent: string, role: string, reason: ReasonCode): void;
+  upstreamError(backend: string, kind: UpstreamErrorKind): void;
+  tokenIssued(role: string, grantType: string): void;
+  tokenRevoked(): void;
+  setKilled(agent: string, killed: boolean): void;
+  exposition(): Promise<string>;
+  readonly contentType: string;
+}
+
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+const OVERHEAD_BUCKETS = [0.00005, 0.0001, 0.00015, 0.0002, 0.0003, 0.0005, 0.00075, 0.001, 0.002, 0.005, 0.01, 0.05];
+
+export function createMetrics(options: { defaults?: boolean } = {}): Metrics {
+  const registry = new Registry();
+  if (options.defaults !== false) collectDefaultMetrics({ register: registry });
+
+  const requests = new Counter({
+    name: 'agentgate_requests_total',
+    help: 'Requests on the agent port, by backend, decision and reason.',
+    labelNames: ['backend', 'decision', 'reason'] as const,
+    registers: [registry],
+  });
+  const duration = new Histogram({
+    name: 'agentgate_request_duration_seconds',
+    help: 'Time from request arrival to response headers sent, by backend.',
+    labelNames: ['backend'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [registry],
+  });
+  const overhead = new Histogram({
+    name: 'agentgate_overhead_seconds',
+    help: 'Gateway time per request excluding time spent waiting for the upstream.',
+    buckets: OVERHEAD_BUCKETS,
+    registers: [registry],
+  });
+  const violations = new Counter({
+    name: 'agentgate_violations_total',
+    help: 'Calls made with a valid token outside its grant, by agent, role and reason.',
+    labelNames: ['agent', 'role', 'reason'] as const,
+    registers: [registry],
+  });
+  const upstreamErrors = new Counter({
+    name: 'agentgate_upstream_errors_total',
+    help: 'Failed upstream calls, by backend and kind.',
+    labelNames: ['backend', 'kind'] as const,
+    registers: [registry],
+  });
+  const tokensIssued = new Counter({
+    name: 'agentgate_tokens_issued_total',
+    help: 'Access tokens issued, by role and grant type.',
+    labelNames: ['role', 'grant_type'] as const,
+    registers: [registry],
+  });
+  const tokensRevoked = new Counter({
+    name: 'agentgate_tokens_revoked_total',
+    help: 'Access tokens revoked.',
+    registers: [registry],
+  });
+  const killed = new Gauge({
+    name: 'agentgate_agent_killed',
+    help: '1 while an operator kill switch is in force for the agent.',
+    labelNames: ['agent'] as const,
+    registers: [registry],
+  });
+
+  // Children are resolved once per label combination and reused: prom-client hashes the label
+  // object on every inc() otherwise, which shows on the hot path.
+  const requestChildren = new Map<string, Map<string, ReturnType<typeof requests.labels>>>();
+  const durationChildren = new Map<string, ReturnType<typeof duration.labels>>();
+
+  function requestChild(backend: string, decision: 'allow' | 'deny', reason: string) {
+    let byReason = requestChildren.get(backend);
+    if (byReason === undefined) {
+      byReason = new Map();
+      requestChildren.set(backend, byReason);
+    }
+    let child = byReason.get(reason);
+    if (child === undefined) {
+      child = requests.labels(backend, decision, reason);
+      byReason.set(reason, child);
+    }
+    return child;
+  }
+
+  return {
+    registry,
+    contentType: registry.contentType,
+    observeRequest(backend, decision, reason, seconds, overheadSeconds) {
+      requestChild(backend, decision, reason).inc();
+      let d = durationChildren.get(backend);
+      if (d === undefined) {
+        d = duration.labels(backend);
+        durationChildren.set(backend, d);
+      }
+      d.observe(seconds);
+      overhead.observe(overheadSeconds);
+    },
+    violation(agent, role, reason) {
+      violations.labels(agent, role, reason).inc();
+    },
+    upstreamError(backend, kind) {
+      upstreamErrors.labels(backend, kind).inc();
+    },
+    tokenIssued(role, grantType) {
+      tokensIssued.labels(role, grantType).inc();
+    },
+    tokenRevoked() {
+      tokensRevoked.inc();
+    },
+    setKilled(agent, isKilled) {
+      killed.labels(agent).set(isKilled ? 1 : 0);
+    },
+    exposition: () => registry.metrics(),
+  };
+}

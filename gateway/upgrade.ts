@@ -1,0 +1,100 @@
+// WebSocket upgrades: the same checks as any request (normalize..authorize), then the socket is
+// handed to http-proxy with the same header hygiene as forward. A refused upgrade gets a problem
+// document on the raw socket; an unreachable backend gets 502.
+import { STATUS_CODES, type IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import httpProxy from 'http-proxy';
+import { GatewayError } from './errors.js';
+import type { Pipeline } from './pipeline.js';
+import { inboundFrom } from './pipeline.js';
+import { renderProblem, renderReason, type RenderedProblem } from './problem.js';
+import type { Logger } from './telemetry/log.js';
+import type { Metrics } from './telemetry/metrics.js';
+
+/** Client headers that never reach the backend on an upgrade. */
+const STRIP = [
+  'authorization', 'proxy-authorization', 'forwarded', 'x-forwarded-for', 'x-forwarded-proto',
+  'x-forwarded-host', 'x-forwarded-port', 'x-real-ip', 'x-request-id', 'cookie2',
+];
+
+export interface UpgradeHandler {
+  handle(req: IncomingMessage, socket: Duplex, head: Buffer): void;
+  close(): void;
+}
+
+export function createUpgradeHandler(options: { pipeline: Pipeline; metrics: Metrics; log: Logger }): UpgradeHandler {
+  const { pipeline, metrics, log } = options;
+  const proxy = httpProxy.createProxyServer({ ws: true, xfwd: false, changeOrigin: true, proxyTimeout: 0 });
+
+  async function handle(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    const controller = new AbortController();
+    socket.once('close', () => controller.abort(new Error('client closed the connection')));
+    // An upgrade request carries no body; checks must not try to read one.
+    const ctx = pipeline.context({ ...inboundFrom(req), body: null }, controller.signal);
+    try {
+      if ((req.headers.upgrade ?? '').toLowerCase() !== 'websocket') {
+        throw new GatewayError('target_invalid', 'only WebSocket upgrades are supported');
+      }
+      await pipeline.check(ctx);
+    } catch (error) {
+      writeRaw(socket, error instanceof GatewayError ? renderProblem(error, ctx.requestId) : renderReason('internal', 'upgrade failed', ctx.requestId));
+      if (!(error instanceof GatewayError)) log.error('upgrade check failed', { requestId: ctx.requestId, error });
+      pipeline.finish(ctx, error, error instanceof GatewayError ? error.status : 500);
+      return;
+    }
+    const grant = ctx.grant;
+    const principal = ctx.principal;
+    const target = ctx.target;
+    const backend = grant === null ? undefined : ctx.policy.backends.get(grant.backend);
+    if (grant === null || principal === null || target === null || backend === undefined) {
+      throw new Error('upgrade checks passed without a grant');
+    }
+    for (const name of STRIP) delete req.headers[name];
+    for (const name of Object.keys(req.headers)) {
+      if (name.startsWith('x-agentgate-')) delete req.headers[name];
+    }
+    req.headers['x-agentgate-agent'] = principal.agent;
+    req.headers['x-agentgate-role'] = principal.role;
+    if (principal.onBehalfOf !== null) req.headers['x-agentgate-on-behalf-of'] = principal.onBehalfOf;
+    req.headers['x-request-id'] = ctx.requestId;
+    req.headers['x-forwarded-for'] = ctx.request.remoteAddress;
+    req.headers['x-forwarded-proto'] = ctx.request.encrypted ? 'https' : 'http';
+    if (ctx.request.headers.host !== undefined) req.headers['x-forwarded-host'] = ctx.request.headers.host;
+    // Forward exactly the path that was checked.
+    req.url = backend.basePath + target.path + target.query;
+
+    let failed = false;
+    proxy.ws(req, socket, head, { target: backend.origin }, (error: Error) => {
+      if (failed) return;
+      failed = true;
+      metrics.upstreamError(backend.name, 'connect');
+      const refusal = new GatewayError('upstream_unavailable', 'the backend could not be reached', { cause: error });
+      if (socket.writable) writeRaw(socket, renderProblem(refusal, ctx.requestId));
+      else socket.destroy();
+      pipeline.finish(ctx, refusal, refusal.status);
+    });
+    socket.once('close', () => {
+      if (!failed) pipeline.finish(ctx, null, 101);
+    });
+  }
+
+  return {
+    handle(req, socket, head) {
+      socket.on('error', () => socket.destroy());
+      handle(req, socket, head).catch((error: unknown) => {
+        log.error('upgrade failed', { error });
+        socket.destroy();
+      });
+    },
+    close() {
+      proxy.close();
+    },
+  };
+}
+
+function writeRaw(socket: Duplex, problem: RenderedProblem): void {
+  let head = `HTTP/1.1 ${problem.status} ${STATUS_CODES[problem.status] ?? 'Error'}\r\n`;
+  for (const [name, value] of Object.entries(problem.headers)) head += `${name}: ${value}\r\n`;
+  head += 'connection: close\r\n\r\n';
+  socket.end(head + problem.body);
+}
