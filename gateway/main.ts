@@ -1,0 +1,309 @@
+// The `agentgate` CLI: serve, demo, check, token, explain. Every command takes --config; data
+// commands take --json. Exit 0 on success; on failure one line on stderr and a non-zero code
+// (1 failure, 2 usage).
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { loadSettings, type Settings } from './config.js';
+import { systemClock } from './context.js';
+import { ConfigError, GatewayError } from './errors.js';
+import { runChecks } from './pipeline.js';
+import { parseDuration } from './policy/units.js';
+import { createGateway, loadPolicy, type Gateway } from './server.js';
+import { createAdmit } from './stages/admit.js';
+import { createAuthenticate } from './stages/authenticate.js';
+import { createAuthorize } from './stages/authorize.js';
+import { createNormalize } from './stages/normalize.js';
+import { createMemoryStore } from './state/memory.js';
+import { createContext } from './context.js';
+import { createLogger } from './telemetry/log.js';
+import { openKeyStore } from './tokens/keys.js';
+import { createTokenVerifier } from './tokens/verify.js';
+import { BrokerError, issueAgentToken, planAgentToken } from './broker/issue.js';
+
+/** A failure the CLI reports as one line and an exit code. */
+class CliError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode = 1,
+  ) {
+    super(message);
+  }
+}
+
+const USAGE = `usage: agentgate <command> [options]
+
+commands:
+  serve                         run the gateway
+  demo                          run the gateway in front of the demo backends, print tokens and curl lines
+  check                         validate agentgate.yaml and policies, then exit (0 valid, 1 invalid)
+  token --agent ID [--scope S]... [--ttl D]
+                                mint a session token with the local signing key; prints only the token
+  explain --token T METHOD PATH what would this token be allowed to do with this request, and why
+
+common options:
+  --config FILE                 agentgate.yaml to use (default: $AGENTGATE_CONFIG, else ./agentgate.yaml)
+  --json                        machine-readable output
+  -h, --help                    this text`;
+
+/** Every verb the CLI accepts (the compose file and docs are checked against this list). */
+export const COMMANDS = ['serve', 'demo', 'check', 'token', 'explain', 'help'] as const;
+
+const COMMON = {
+  config: { type: 'string' },
+  json: { type: 'boolean', default: false },
+  help: { type: 'boolean', short: 'h', default: false },
+} as const satisfies ParseArgsConfig['options'];
+
+type Out = { stdout: (text: string) => void; stderr: (text: string) => void };
+
+export async function main(argv: readonly string[], out: Out = defaultOut()): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'serve':
+        return await serve(rest, out, false);
+      case 'demo':
+        return await serve(rest, out, true);
+      case 'check':
+        return await check(rest, out);
+      case 'token':
+        return await token(rest, out);
+      case 'explain':
+        return await explain(rest, out);
+      case undefined:
+      case 'help':
+      case '-h':
+      case '--help':
+        out.stdout(USAGE);
+        return command === undefined ? 2 : 0;
+      default:
+        throw new CliError(`unknown command "${command}" (try: agentgate --help)`, 2);
+    }
+  } catch (error) {
+    return report(error, out);
+  }
+}
+
+function report(error: unknown, out: Out): number {
+  if (error instanceof ConfigError) {
+    for (const problem of error.problems) out.stderr(problem);
+    out.stderr(`agentgate: configuration invalid (${error.problems.length} problem${error.problems.length === 1 ? '' : 's'})`);
+    return 1;
+  }
+  if (error instanceof CliError) {
+    out.stderr(`agentgate: ${error.message}`);
+    return error.exitCode;
+  }
+  if (error instanceof BrokerError) {
+    out.stderr(`agentgate: ${error.error}: ${error.description}`);
+    return 1;
+  }
+  if (error instanceof Error && (error as { code?: unknown }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+    out.stderr(`agentgate: ${error.message.split('\n')[0] ?? error.message}`);
+    return 2;
+  }
+  if (error instanceof Error && typeof (error as { code?: unknown }).code === 'string' && String((error as { code?: unknown }).code).startsWith('ERR_PARSE_ARGS')) {
+    out.stderr(`agentgate: ${error.message.split('\n')[0] ?? error.message}`);
+    return 2;
+  }
+  out.stderr(`agentgate: ${error instanceof Error ? error.message : String(error)}`);
+  return 1;
+}
+
+function parse<T extends NonNullable<ParseArgsConfig['options']>>(args: readonly string[], options: T, positionals = false) {
+  return parseArgs({ args: [...args], options: { ...COMMON, ...options }, allowPositionals: positionals, strict: true });
+}
+
+async function settingsFrom(config: string | undefined): Promise<Settings> {
+  return loadSettings(config === undefined ? {} : { configFile: config });
+}
+
+async function check(args: readonly string[], out: Out): Promise<number> {
+  const { values } = parse(args, {});
+  if (values.help) return usage(out);
+  const settings = await settingsFrom(values.config);
+  const policy = await loadPolicy(settings, { clock: systemClock, version: 1 });
+  const summary = {
+    config: settings.configFile,
+    policies: policy.files,
+    backends: policy.backends.size,
+    roles: policy.roles.size,
+    agents: policy.agents.size,
+  };
+  if (values.json) out.stdout(JSON.stringify({ valid: true, ...summary }));
+  else out.stdout(`${settings.configFile}: ok (${summary.backends} backends, ${summary.roles} roles, ${summary.agents} agents from ${summary.policies.length} policy files)`);
+  return 0;
+}
+
+async function token(args: readonly string[], out: Out): Promise<number> {
+  const { values } = parse(args, {
+    agent: { type: 'string' },
+    scope: { type: 'string', multiple: true },
+    ttl: { type: 'string' },
+  });
+  if (values.help) return usage(out);
+  if (values.agent === undefined) throw new CliError('token needs --agent ID', 2);
+  let ttlSeconds: number | undefined;
+  if (values.ttl !== undefined) {
+    const parsed = parseDuration(values.ttl);
+    if (!parsed.ok) throw new CliError(`--ttl: ${parsed.error}`, 2);
+    ttlSeconds = Math.floor(parsed.value / 1000);
+  }
+  const settings = await settingsFrom(values.config);
+  const policy = await loadPolicy(settings, { clock: systemClock, version: 1 });
+  const keys = await openKeyStore({ dir: settings.issuer.keys, alg: settings.issuer.alg, clock: systemClock });
+  const scopes = values.scope?.flatMap((s) => s.split(/[\s,]+/)).filter((s) => s !== '');
+  const plan = planAgentToken(policy, values.agent, { scopes, ttlSeconds });
+  const minted = await issueAgentToken(keys, settings.issuer.url, plan, systemClock);
+  if (values.json) {
+    out.stdout(JSON.stringify({ access_token: minted.token, token_type: 'Bearer', expires_in: minted.expiresAt - minted.issuedAt, scope: plan.scopes.join(' '), jti: minted.jti }));
+  } else {
+    out.stdout(minted.token);
+  }
+  return 0;
+}
+
+async function explain(args: readonly string[], out: Out): Promise<number> {
+  const { values, positionals } = parse(args, { token: { type: 'string' } }, true);
+  if (values.help) return usage(out);
+  if (values.token === undefined) throw new CliError('explain needs --token T', 2);
+  const [method, path, ...extra] = positionals;
+  if (method === undefined || path === undefined || extra.length > 0) throw new CliError('explain needs METHOD PATH, e.g. explain --token T GET /crm/contacts', 2);
+  const settings = await settingsFrom(values.config);
+  const clock = systemClock;
+  const policy = await loadPolicy(settings, { clock, version: 1 });
+  const keys = await openKeyStore({ dir: settings.issuer.keys, alg: settings.issuer.alg, clock });
+  const store = createMemoryStore({ clock });
+  const verifier = createTokenVerifier({ keys, issuer: settings.issuer.url, clock });
+  const checks = [
+    createNormalize({ maxBodyBytes: settings.limits.maxBodyBytes }),
+    createAuthenticate({ verifier, store }),
+    createAdmit({ store }),
+    createAuthorize({ maxBodyBytes: settings.limits.maxBodyBytes }),
+  ];
+  const upperMethod = method.toUpperCase();
+  const ctx = createContext({
+    requestId: 'explain',
+    clock,
+    policy,
+    request: {
+      method: upperMethod,
+      url: path,
+      headers: { host: `${settings.listen.host}:${settings.listen.port}`, authorization: `Bearer ${values.token}` },
+      rawHeaders: ['Authorization', `Bearer ${values.token}`],
+      remoteAddress: '127.0.0.1',
+      remotePort: 0,
+      encrypted: false,
+      body: null,
+    },
+    signal: new AbortController().signal,
+    log: createLogger({ level: 'silent' }),
+  });
+  let refusal: GatewayError | null = null;
+  try {
+    await runChecks(checks, ctx);
+  } catch (error) {
+    if (!(error instanceof GatewayError)) throw error;
+    refusal = error;
+  }
+  const principal = ctx.principal;
+  const result = {
+    decision: refusal === null ? 'allow' : 'deny',
+    status: refusal?.status ?? null,
+    reason: refusal?.reason ?? null,
+    detail: refusal?.detail ?? null,
+    why: refusal?.reasonDetail ?? null,
+    agent: principal?.agent ?? null,
+    role: principal?.role ?? null,
+    onBehalfOf: principal?.onBehalfOf ?? null,
+    scopes: principal === null ? [] : [...principal.scopes],
+    audience: principal === null ? [] : [...principal.audience],
+    expiresAt: principal === null ? null : new Date(principal.expiresAt * 1000).toISOString(),
+    backend: ctx.target?.backend || null,
+    path: ctx.target?.invalid === null ? ctx.target.path : null,
+    route: ctx.grant?.route ?? null,
+    scope: ctx.grant?.scope ?? null,
+    note: 'kill switches and breakers of a running gateway are not consulted; body constraints are checked on the live request',
+  };
+  if (values.json) {
+    out.stdout(JSON.stringify(result));
+    return 0;
+  }
+  const lines: string[] = [];
+  if (refusal === null) {
+    lines.push(`ALLOW  ${upperMethod} ${path}`);
+    lines.push(`  rule:   route "${result.route}" of scope ${result.scope}`);
+  } else {
+    lines.push(`DENY   ${upperMethod} ${path}  -> ${refusal.status} ${refusal.reason}`);
+    lines.push(`  answer: ${refusal.detail}`);
+    if (refusal.reasonDetail !== refusal.detail) lines.push(`  why:    ${refusal.reasonDetail}`);
+  }
+  if (principal !== null) {
+    lines.push(`  agent:  ${principal.agent} (role ${principal.role})${principal.onBehalfOf === null ? '' : ` on behalf of ${principal.onBehalfOf}`}`);
+    lines.push(`  token:  scopes ${[...principal.scopes].join(' ')}; aud ${[...principal.audience].join(' ')}; expires ${result.expiresAt}`);
+  }
+  out.stdout(lines.join('\n'));
+  return 0;
+}
+
+async function serve(args: readonly string[], out: Out, demo: boolean): Promise<number> {
+  const { values } = parse(args, {});
+  if (values.help) return usage(out);
+  const settings = await settingsFrom(values.config);
+  const log = createLogger();
+  let backends: { urls: Record<string, string>; close(): Promise<void> } | null = null;
+  if (demo) {
+    const { startDemoBackends } = await import('../demo/backends.js');
+    backends = await startDemoBackends({ host: '127.0.0.1' });
+  }
+  let gateway: Gateway;
+  try {
+    gateway = await createGateway(settings, { log, upstreams: backends?.urls });
+  } catch (error) {
+    await backends?.close();
+    throw error;
+  }
+  const ports = await gateway.start().catch(async (error: unknown) => {
+    await gateway.close(0);
+    await backends?.close();
+    const code = (error as { code?: unknown }).code;
+    if (code === 'EADDRINUSE') throw new CliError(`${describeEndpoint(error)} is already in use (set AGENTGATE_LISTEN_PORT / AGENTGATE_METRICS_PORT, 0 picks a free port)`);
+    throw error;
+  });
+  out.stdout(`agentgate listening on http://${hostFor(ports.agent.address)}:${ports.agent.port} (metrics on http://${hostFor(ports.metrics.address)}:${ports.metrics.port}/metrics)`);
+  if (demo && backends !== null) {
+    const { demoBanner } = await import('../demo/banner.js');
+    out.stdout(await demoBanner({ gateway, agentUrl: `http://${hostFor(ports.agent.address)}:${ports.agent.port}`, metricsUrl: `http://${hostFor(ports.metrics.address)}:${ports.metrics.port}`, backends: backends.urls }));
+  }
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string): void => {
+      log.info('shutting down', { signal });
+      resolve();
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+  await gateway.close();
+  await backends?.close();
+  return 0;
+}
+
+function describeEndpoint(error: unknown): string {
+  const e = error as { address?: unknown; port?: unknown };
+  return typeof e.address === 'string' ? `${e.address}:${String(e.port)}` : 'the address';
+}
+
+function hostFor(address: string): string {
+  return address.includes(':') ? `[${address}]` : address;
+}
+
+function usage(out: Out): number {
+  out.stdout(USAGE);
+  return 0;
+}
+
+function defaultOut(): Out {
+  return {
+    stdout: (text) => process.stdout.write(`${text}\n`),
+    stderr: (text) => process.stderr.write(`${text}\n`),
+  };
+}

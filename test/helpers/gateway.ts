@@ -1,0 +1,141 @@
+// Test harness: a real gateway on loopback port 0, built from a config file written into the
+// test's own folder, in front of real upstream servers. No module of ours is stubbed.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadSettings } from '../../gateway/config.js';
+import { createGateway, type Gateway } from '../../gateway/server.js';
+import { createLogger } from '../../gateway/telemetry/log.js';
+import type { Clock } from '../../gateway/context.js';
+import type { Test } from 'tap';
+import { issueAgentToken, planAgentToken } from '../../gateway/broker/issue.js';
+
+export const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
+export const SHIPPED_POLICIES = join(ROOT, 'policies');
+
+type Teardown = Pick<Test, 'teardown' | 'testdir'>;
+
+export interface StartedGateway {
+  readonly gateway: Gateway;
+  readonly url: string;
+  readonly port: number;
+  readonly metricsUrl: string;
+  readonly dir: string;
+  /** Mint a token for a policy agent with the gateway's own keys. */
+  token(agent: string, request?: { scopes?: string[]; ttlSeconds?: number }): Promise<string>;
+  /** Audit lines written so far (flushes first). */
+  auditLines(): Promise<Array<Record<string, unknown>>>;
+}
+
+export interface GatewayFixture {
+  readonly policies?: string;
+  readonly upstreams?: Record<string, string>;
+  /** Extra YAML lines for agentgate.yaml (e.g. a `limits:` block). */
+  readonly limits?: { maxBodyBytes?: number | string; upstreamTimeout?: string };
+  readonly clock?: Clock;
+}
+
+export async function startGateway(t: Teardown, fixture: GatewayFixture = {}): Promise<StartedGateway> {
+  const dir = t.testdir({});
+  const limits = fixture.limits ?? {};
+  const yaml = [
+    'listen:   { host: 127.0.0.1, port: 0 }',
+    'metrics:  { host: 127.0.0.1, port: 0 }',
+    'admin:    { socket: ./run/agentgate.sock }',
+    `policies: ${JSON.stringify(fixture.policies ?? SHIPPED_POLICIES)}`,
+    'issuer:   { url: "http://agentgate.test", keys: ./run/keys, alg: EdDSA, rotate: 24h }',
+    'trust:    []',
+    'state:    { driver: memory, file: ./run/state.json }',
+    'audit:    { file: ./run/audit.jsonl }',
+    `limits:   { maxBodyBytes: ${JSON.stringify(limits.maxBodyBytes ?? 1048576)}, upstreamTimeout: ${limits.upstreamTimeout ?? '5s'} }`,
+    '',
+  ].join('\n');
+  const configFile = join(dir, 'agentgate.yaml');
+  await writeFile(configFile, yaml);
+  const settings = await loadSettings({ configFile, env: {} });
+  const gateway = await createGateway(settings, {
+    log: createLogger({ level: 'silent' }),
+    upstreams: fixture.upstreams,
+    defaultMetrics: false,
+    ...(fixture.clock === undefined ? {} : { clock: fixture.clock }),
+  });
+  const ports = await gateway.start();
+  t.teardown(() => gateway.close(1000));
+  const url = `http://127.0.0.1:${ports.agent.port}`;
+  return {
+    gateway,
+    url,
+    port: ports.agent.port,
+    metricsUrl: `http://127.0.0.1:${ports.metrics.port}`,
+    dir,
+    async token(agent, request = {}) {
+      const plan = planAgentToken(gateway.policy(), agent, request);
+      const minted = await issueAgentToken(gateway.keys, settings.issuer.url, plan, fixture.clock ?? { now: () => Date.now() });
+      return minted.token;
+    },
+    async auditLines() {
+      await gateway.audit.flush();
+      const text = await readFile(settings.audit.file, 'utf8');
+      return text
+        .split('\n')
+        .filter((l) => l !== '')
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
+    },
+  };
+}
+
+export interface SeenRequest {
+  readonly method: string;
+  readonly url: string;
+  readonly headers: IncomingMessage['headers'];
+  readonly rawHeaders: readonly string[];
+  readonly bodyBytes: number;
+}
+
+export interface RecordingUpstream {
+  readonly url: string;
+  readonly seen: SeenRequest[];
+  readonly server: Server;
+}
+
+/**
+ * A real upstream that records what it received. The default handler answers 200 JSON with the
+ * request it saw; pass `handler` to answer differently (it is called after the body is read).
+ */
+export async function startUpstream(
+  t: Teardown,
+  handler?: (req: IncomingMessage, res: ServerResponse, body: Buffer) => void,
+): Promise<RecordingUpstream> {
+  const seen: SeenRequest[] = [];
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    let bytes = 0;
+    req.on('data', (c: Buffer) => {
+      bytes += c.length;
+      if (bytes <= 1 << 20) chunks.push(c);
+    });
+    req.on('end', () => {
+      seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, rawHeaders: req.rawHeaders, bodyBytes: bytes });
+      const body = Buffer.concat(chunks);
+      if (handler !== undefined) {
+        handler(req, res, body);
+        return;
+      }
+      const payload = JSON.stringify({ method: req.method, url: req.url, bodyBytes: bytes });
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) });
+      res.end(payload);
+    });
+  });
+  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+  t.teardown(
+    () =>
+      new Promise<void>((done) => {
+        server.closeAllConnections();
+        server.close(() => done());
+      }),
+  );
+  const port = (server.address() as AddressInfo).port;
+  return { url: `http://127.0.0.1:${port}`, seen, server };
+}

@@ -1,0 +1,124 @@
+// Test harness for the contract that is a process: the real `agentgate` CLI (compiled by
+// `npm test`'s pretest build), spawned with its own config, talked to over loopback.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ROOT } from './gateway.js';
+
+export const CLI = join(ROOT, 'bin', 'agentgate.js');
+
+export interface CliResult {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Run one CLI command to completion (bounded by `timeoutMs`). */
+export function runCli(args: readonly string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {}): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], {
+      cwd: options.cwd ?? ROOT,
+      env: { ...process.env, ...options.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 20_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+export interface ServedGateway {
+  readonly child: ChildProcess;
+  readonly url: string;
+  readonly metricsUrl: string;
+  output(): string;
+  /** SIGTERM and wait for exit; resolves the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/** Start `agentgate serve` (or `demo`) and wait for its "listening" line. */
+export function serveCli(
+  t: { teardown(fn: () => unknown): void },
+  args: readonly string[],
+  options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {},
+): Promise<ServedGateway> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], {
+      cwd: options.cwd ?? ROOT,
+      env: { ...process.env, ...options.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let settled = false;
+    const exited = new Promise<number | null>((done) => child.once('exit', (code) => done(code)));
+    t.teardown(async () => {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGKILL');
+        await exited;
+      }
+    });
+    const timer = setTimeout(() => {
+      if (!settled) {
+        settled = true;
+        child.kill('SIGKILL');
+        reject(new Error(`gateway did not start in time:\n${out}`));
+      }
+    }, options.timeoutMs ?? 20_000);
+    const onData = (d: string): void => {
+      out += d;
+      const m = /agentgate listening on (http:\/\/\S+) \(metrics on (http:\/\/\S+)\/metrics\)/.exec(out);
+      if (m !== null && !settled) {
+        settled = true;
+        clearTimeout(timer);
+        resolve({
+          child,
+          url: m[1] ?? '',
+          metricsUrl: m[2] ?? '',
+          output: () => out,
+          async stop(signal: NodeJS.Signals = 'SIGTERM') {
+            child.kill(signal);
+            return exited;
+          },
+        });
+      }
+    };
+    child.stdout.setEncoding('utf8').on('data', onData);
+    child.stderr.setEncoding('utf8').on('data', onData);
+    child.once('exit', (code) => {
+      if (!settled) {
+        settled = true;
+        clearTimeout(timer);
+        reject(new Error(`gateway exited with ${String(code)} before listening:\n${out}`));
+      }
+    });
+  });
+}
+
+/** Write a config whose every port is 0 and whose state lives in `dir`. */
+export async function writeConfig(dir: string, policiesDir: string, extra: { limits?: string } = {}): Promise<string> {
+  await mkdir(dir, { recursive: true });
+  const file = join(dir, 'agentgate.yaml');
+  await writeFile(
+    file,
+    [
+      'listen:   { host: 127.0.0.1, port: 0 }',
+      'metrics:  { host: 127.0.0.1, port: 0 }',
+      'admin:    { socket: ./run/agentgate.sock }',
+      `policies: ${JSON.stringify(policiesDir)}`,
+      'issuer:   { url: "http://agentgate.test", keys: ./run/keys, alg: EdDSA, rotate: 24h }',
+      'trust:    []',
+      'state:    { driver: memory, file: ./run/state.json }',
+      'audit:    { file: ./run/audit.jsonl }',
+      `limits:   ${extra.limits ?? '{ maxBodyBytes: 1048576, upstreamTimeout: 5s }'}`,
+      '',
+    ].join('\n'),
+  );
+  return file;
+}

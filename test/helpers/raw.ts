@@ -1,0 +1,51 @@
+// A raw HTTP/1.1 exchange over one TCP connection: the request bytes go out exactly as written
+// (no client library normalizes dot segments or drops headers), the answer is parsed minimally.
+import { connect } from 'node:net';
+
+export interface RawResponse {
+  readonly status: number;
+  /** Lower-cased names; repeated headers joined with ", ". */
+  readonly headers: Record<string, string>;
+  readonly body: string;
+  readonly text: string;
+}
+
+export function rawRequest(port: number, request: string, timeoutMs = 5000): Promise<RawResponse> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1');
+    const chunks: Buffer[] = [];
+    socket.on('data', (d: Buffer) => chunks.push(d));
+    socket.on('error', (error: NodeJS.ErrnoException) => {
+      // The gateway may close while we still write a refused body; what it answered still counts.
+      if (error.code !== 'EPIPE' && error.code !== 'ECONNRESET') reject(error);
+    });
+    socket.on('close', () => resolve(parse(Buffer.concat(chunks).toString('latin1'))));
+    socket.setTimeout(timeoutMs, () => socket.destroy());
+    socket.write(Buffer.from(request, 'latin1'));
+  });
+}
+
+/** Build a request: `GET /path` plus headers; Host and Connection: close are added. */
+export function buildRequest(method: string, target: string, headers: Record<string, string> = {}, body = ''): string {
+  let head = `${method} ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\n`;
+  for (const [name, value] of Object.entries(headers)) head += `${name}: ${value}\r\n`;
+  if (body !== '' && !Object.keys(headers).some((h) => h.toLowerCase() === 'content-length')) head += `Content-Length: ${Buffer.byteLength(body)}\r\n`;
+  const hasConnection = Object.keys(headers).some((h) => h.toLowerCase() === 'connection');
+  return `${head}${hasConnection ? '' : 'Connection: close\r\n'}\r\n${body}`;
+}
+
+function parse(text: string): RawResponse {
+  const split = text.indexOf('\r\n\r\n');
+  const head = split === -1 ? text : text.slice(0, split);
+  const body = split === -1 ? '' : text.slice(split + 4);
+  const [statusLine = '', ...lines] = head.split('\r\n');
+  const headers: Record<string, string> = {};
+  for (const line of lines) {
+    const colon = line.indexOf(':');
+    if (colon === -1) continue;
+    const name = line.slice(0, colon).trim().toLowerCase();
+    const value = line.slice(colon + 1).trim();
+    headers[name] = headers[name] === undefined ? value : `${headers[name]}, ${value}`;
+  }
+  return { status: Number(/^HTTP\/1\.[01] (\d{3})/.exec(statusLine)?.[1] ?? 0), headers, body, text };
+}
