@@ -11,14 +11,16 @@ import { runCli, serveCli, writeConfig } from '../helpers/process.js';
 const SIZE = 100 * 1024 * 1024;
 const CHUNK = Buffer.alloc(64 * 1024, 0x61);
 const LIMIT_BYTES = 64 * 1024 * 1024;
+const WARM = 16 * 1024 * 1024;
 
 t.test('100 MB up and down with bounded memory', async (t) => {
   const upstream = await startUpstream(t, (req, res) => {
-    if (req.url === '/download') {
-      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(SIZE) });
+    if (req.url?.startsWith('/download')) {
+      const size = Number(new URL(req.url, 'http://x').searchParams.get('bytes') ?? SIZE);
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(size) });
       let sent = 0;
       const pump = (): void => {
-        while (sent < SIZE) {
+        while (sent < size) {
           sent += CHUNK.length;
           if (!res.write(CHUNK)) {
             res.once('drain', pump);
@@ -57,10 +59,12 @@ t.test('100 MB up and down with bounded memory', async (t) => {
   const auth = { authorization: `Bearer ${minted.stdout.trim()}` };
   const pid = gw.child.pid ?? 0;
 
-  // Warm up the path (pools, JIT) before the baseline.
-  const warm = await request(`${gw.url}/bulk/upload`, { method: 'POST', headers: auth, body: 'x' });
+  // Warm up both directions (pools, JIT, buffers) so the baseline is the steady state.
+  const warm = await request(`${gw.url}/bulk/upload`, { method: 'POST', headers: { ...auth, 'content-length': String(WARM) }, body: Readable.from(chunks(WARM)) });
   t.equal(warm.statusCode, 200);
   await warm.body.dump();
+  const warmDown = await request(`${gw.url}/bulk/download?bytes=${WARM}`, { headers: auth });
+  for await (const _ of warmDown.body) void _;
   const baseline = await rss(pid);
   await resetPeak(pid);
 

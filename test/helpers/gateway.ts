@@ -2,7 +2,7 @@
 // test's own folder, in front of real upstream servers. No module of ours is stubbed.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadSettings } from '../../gateway/config.js';
@@ -15,7 +15,8 @@ import { issueAgentToken, planAgentToken } from '../../gateway/broker/issue.js';
 export const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 export const SHIPPED_POLICIES = join(ROOT, 'policies');
 
-type Teardown = Pick<Test, 'teardown' | 'testdir'>;
+type Teardown = Pick<Test, 'teardown' | 'testdirName'>;
+let started = 0;
 
 export interface StartedGateway {
   readonly gateway: Gateway;
@@ -38,7 +39,9 @@ export interface GatewayFixture {
 }
 
 export async function startGateway(t: Teardown, fixture: GatewayFixture = {}): Promise<StartedGateway> {
-  const dir = t.testdir({});
+  // A folder of its own under the test's folder, leaving files the test wrote there alone.
+  const dir = join(t.testdirName, `gateway-${++started}`);
+  await mkdir(dir, { recursive: true });
   const limits = fixture.limits ?? {};
   const yaml = [
     'listen:   { host: 127.0.0.1, port: 0 }',
