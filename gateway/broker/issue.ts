@@ -1,12 +1,13 @@
-// Token issuance: what an agent may get (scopes within its role, aud = the backends they touch,
-// TTL capped by the role) and the minting itself. Used by the CLI `token` verb, the demo and,
-// next, the OAuth token endpoint.
+// Token issuance: what an agent may get (scopes within its role's grants, aud = the backends they
+// touch, TTL never above the role's) and the minting itself. Refusals are BrokerErrors in OAuth
+// terms (RFC 6749 §5.2). Used by the CLI `token` verb, the demo and the OAuth token endpoint.
 import { randomUUID } from 'node:crypto';
 import type { Actor, Clock } from '../context.js';
 import type { PolicySnapshot } from '../policy/types.js';
 import type { KeyStore } from '../tokens/keys.js';
 import { mintAccessToken, type MintedToken } from '../tokens/mint.js';
 
+/** RFC 6749 §5.2 error codes. */
 export type OAuthErrorCode =
   | 'invalid_request'
   | 'invalid_client'
@@ -15,14 +16,16 @@ export type OAuthErrorCode =
   | 'unsupported_grant_type'
   | 'invalid_scope';
 
-/** A refusal in OAuth terms (RFC 6749 §5.2). */
+/** A refusal in OAuth terms; the token endpoint renders it as `{ error, error_description }`. */
 export class BrokerError extends Error {
-  constructor(
-    readonly error: OAuthErrorCode,
-    readonly description: string,
-  ) {
+  readonly error: OAuthErrorCode;
+  readonly description: string;
+
+  constructor(error: OAuthErrorCode, description: string) {
     super(`${error}: ${description}`);
     this.name = 'BrokerError';
+    this.error = error;
+    this.description = description;
   }
 }
 
@@ -31,16 +34,20 @@ export interface TokenPlan {
   readonly role: string;
   /** Granted scope ids, sorted. */
   readonly scopes: readonly string[];
-  /** Backends the scopes touch, sorted. */
+  /** Backends the scopes touch, sorted: the token's `aud`. */
   readonly audience: readonly string[];
   readonly ttlSeconds: number;
+  /** `sub`: the agent itself here; the user for a delegated token (then `act` names the agent). */
   readonly subject: string;
+  /** The session this token opens. */
+  readonly sid: string;
   readonly act?: Actor;
 }
 
 export interface TokenRequest {
-  /** Narrow to these scopes (a subset of the role's grants); default: all of them. */
+  /** Narrow to these scopes (a subset of the role's grants); absent or empty: all of them. */
   readonly scopes?: readonly string[];
+  /** Shorter than the role's TTL if asked; never longer. */
   readonly ttlSeconds?: number;
 }
 
@@ -48,21 +55,25 @@ export function planAgentToken(policy: PolicySnapshot, agentId: string, request:
   const agent = policy.agents.get(agentId);
   if (agent === undefined) throw new BrokerError('invalid_client', `unknown agent "${agentId}"`);
   const role = policy.roles.get(agent.role);
-  if (role === undefined) throw new BrokerError('invalid_client', `agent "${agentId}" has no valid role`);
+  if (role === undefined) throw new BrokerError('invalid_client', `agent "${agentId}" is bound to role "${agent.role}", which is not defined`);
+
   const wanted = request.scopes === undefined || request.scopes.length === 0 ? [...role.grants] : [...new Set(request.scopes)];
   const beyond = wanted.filter((s) => !role.grants.has(s));
   if (beyond.length > 0) {
-    throw new BrokerError('invalid_scope', `role "${role.name}" does not grant ${beyond.join(', ')} (it grants: ${[...role.grants].join(', ')})`);
+    throw new BrokerError('invalid_scope', `role "${role.name}" does not grant ${beyond.map((s) => `"${s}"`).join(', ')} (it grants: ${[...role.grants].sort().join(', ')})`);
   }
   if (wanted.length === 0) throw new BrokerError('invalid_scope', `role "${role.name}" grants no scopes`);
   const scopes = wanted.sort();
-  const audience = [...new Set(scopes.map((s) => s.slice(0, s.indexOf(':'))))].sort();
+
+  const backendOf = scopeBackends(policy);
+  const audience = [...new Set(scopes.map((s) => backendOf.get(s) ?? fail(`scope "${s}" of role "${role.name}" is on no backend`)))].sort();
+
   const requested = request.ttlSeconds;
-  if (requested !== undefined && (!Number.isFinite(requested) || requested < 1)) {
-    throw new BrokerError('invalid_request', 'the requested lifetime must be at least 1 second');
+  if (requested !== undefined && (typeof requested !== 'number' || !Number.isFinite(requested) || requested < 1)) {
+    throw new BrokerError('invalid_request', `the requested lifetime must be at least 1 second, got ${String(requested)}`);
   }
   const ttlSeconds = Math.max(1, Math.floor(Math.min(requested ?? role.token.ttlSeconds, role.token.ttlSeconds)));
-  return { agent: agent.id, role: role.name, scopes, audience, ttlSeconds, subject: agent.id };
+  return { agent: agent.id, role: role.name, scopes, audience, ttlSeconds, subject: agent.id, sid: randomUUID() };
 }
 
 export function issueAgentToken(keys: KeyStore, issuer: string, plan: TokenPlan, clock: Clock): Promise<MintedToken> {
@@ -75,9 +86,22 @@ export function issueAgentToken(keys: KeyStore, issuer: string, plan: TokenPlan,
       audience: plan.audience,
       scopes: plan.scopes,
       ttlSeconds: plan.ttlSeconds,
-      sid: randomUUID(),
+      sid: plan.sid,
       ...(plan.act === undefined ? {} : { act: plan.act }),
     },
     clock,
   );
+}
+
+function scopeBackends(policy: PolicySnapshot): Map<string, string> {
+  const map = new Map<string, string>();
+  for (const backend of policy.backends.values()) {
+    for (const scope of backend.scopes.values()) map.set(scope.id, backend.name);
+  }
+  return map;
+}
+
+/** A policy that passed validation cannot get here; a bug, not a refusal. */
+function fail(message: string): never {
+  throw new Error(message);
 }

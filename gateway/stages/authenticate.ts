@@ -1,6 +1,6 @@
-// Authentication: exactly one `Authorization: Bearer <jwt>` -> Principal. Any doubt refuses:
-// a token that cannot be verified, a revoked jti or an agent the policy does not know is
-// token_invalid. A cached token completes synchronously (the hot path).
+// Authentication: exactly one `Authorization: Bearer <jwt>` -> Principal. Fails closed: a token that
+// cannot be verified, a revoked one or one for an agent the policy does not know is token_invalid;
+// when the state store cannot be trusted (revocations unknown) the call is refused (state_unavailable).
 import type { Principal, RequestContext, Stage } from '../context.js';
 import { GatewayError } from '../errors.js';
 import type { Store } from '../state/store.js';
@@ -11,19 +11,37 @@ export interface AuthenticateOptions {
   readonly store: Store;
 }
 
+/** The one detail an agent sees for any unusable token: which check failed stays in the audit. */
 const INVALID = 'the access token is invalid, expired or revoked; request a new one';
+const MISSING = 'send an access token: Authorization: Bearer <token>';
 /** RFC 6750 §2.1 b64token. */
 const B64TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
+const AUTHORIZATION = 'authorization';
 
 export function createAuthenticate(options: AuthenticateOptions): Stage {
   const { verifier, store } = options;
 
-  function admit(ctx: RequestContext, claims: VerifiedClaims): void {
-    if (store.isRevoked(claims.jti)) throw new GatewayError('token_invalid', INVALID, { reasonDetail: 'revoked' });
+  /** Everything after verification; synchronous so a cache hit never waits. */
+  function establish(ctx: RequestContext, claims: VerifiedClaims): void {
+    let revoked: boolean;
+    try {
+      if (!store.isHealthy()) throw new Error(`store ${store.driver} unhealthy`);
+      revoked = store.isRevoked(claims.jti, claims.clientId, claims.iat);
+    } catch (error) {
+      throw new GatewayError('state_unavailable', 'the gateway cannot check token revocation right now; retry shortly', {
+        reasonDetail: `revocation check failed: ${(error as Error).message}`,
+        cause: error,
+      });
+    }
+    if (revoked) throw new GatewayError('token_invalid', INVALID, { reasonDetail: 'revoked' });
+
+    // The role comes from the policy in force, never from the token.
     const agent = ctx.policy.agents.get(claims.clientId);
     if (agent === undefined || !ctx.policy.roles.has(agent.role)) {
       throw new GatewayError('token_invalid', INVALID, { reasonDetail: 'agent_unknown' });
     }
+    // RFC 8693 §4.1: in a delegated token `sub` is the user and `act.sub` the agent acting now;
+    // otherwise the agent is its own subject. Anything else is a token we never issue.
     const delegated = claims.act !== null;
     if (delegated ? claims.act?.sub !== claims.clientId : claims.sub !== claims.clientId) {
       throw new GatewayError('token_invalid', INVALID, { reasonDetail: 'subject_mismatch' });
@@ -47,20 +65,21 @@ export function createAuthenticate(options: AuthenticateOptions): Stage {
   return {
     name: 'authenticate',
     run(ctx: RequestContext): void | Promise<void> {
-      const query = ctx.target?.query ?? '';
-      if (query !== '' && hasParam(query, 'access_token')) {
-        // RFC 6750 §2.3 is not supported on purpose: a token in a URL leaks into logs and would
-        // be forwarded to the backend with the query.
-        throw new GatewayError('token_misplaced', 'send the access token only in the Authorization header');
+      // RFC 6750 §2.3 (URI query parameter) is refused on purpose, even beside a header: a token in
+      // a URL lands in logs and history, and would be forwarded to the backend with the query.
+      if (hasParam(queryOf(ctx), 'access_token')) {
+        throw new GatewayError('token_misplaced', 'send the access token only in the Authorization header, never in the URL', {
+          reasonDetail: 'access_token in the query string',
+        });
       }
       const token = bearerToken(ctx.request.rawHeaders);
       const hit = verifier.cached(token);
       if (hit !== undefined) {
-        admit(ctx, hit);
+        establish(ctx, hit);
         return;
       }
       return verifier.verify(token).then(
-        (claims) => admit(ctx, claims),
+        (claims) => establish(ctx, claims),
         (error: unknown) => {
           if (error instanceof TokenError) throw new GatewayError('token_invalid', INVALID, { reasonDetail: error.code, cause: error });
           throw error;
@@ -70,37 +89,61 @@ export function createAuthenticate(options: AuthenticateOptions): Stage {
   };
 }
 
-/** The token of the one Authorization header, or token_missing. */
+/** The checked query, or the raw one when normalize refused the target (the token is still misplaced). */
+function queryOf(ctx: RequestContext): string {
+  const target = ctx.target;
+  if (target !== null && target.invalid === null) return target.query;
+  const url = ctx.request.url;
+  const start = url.indexOf('?');
+  if (start === -1) return '';
+  const hash = url.indexOf('#', start);
+  return hash === -1 ? url.slice(start) : url.slice(start, hash);
+}
+
+/** The token of the single Authorization header, or token_missing. Names compare case-insensitively. */
 function bearerToken(rawHeaders: readonly string[]): string {
   let value: string | undefined;
   let count = 0;
+  // rawHeaders, not headers: node folds repeated Authorization headers and would hide the second.
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i];
-    if (name !== undefined && name.length === 13 && name.toLowerCase() === 'authorization') {
+    if (name !== undefined && name.length === AUTHORIZATION.length && name.toLowerCase() === AUTHORIZATION) {
       count++;
       value = rawHeaders[i + 1];
     }
   }
-  if (count === 0 || value === undefined) throw new GatewayError('token_missing', 'send an access token: Authorization: Bearer <token>');
-  if (count > 1) throw new GatewayError('token_missing', 'send exactly one Authorization header', { reasonDetail: `${count} Authorization headers` });
+  if (count === 0 || value === undefined) throw new GatewayError('token_missing', MISSING, { reasonDetail: 'no Authorization header' });
+  if (count > 1) {
+    throw new GatewayError('token_missing', 'send exactly one Authorization header with one Bearer token', { reasonDetail: `${count} Authorization headers` });
+  }
+  // RFC 6750 §2.1: "Bearer" (case-insensitive), exactly one space, a b64token.
   if (value.length < 8 || value.charCodeAt(6) !== 0x20 || value.slice(0, 6).toLowerCase() !== 'bearer') {
-    throw new GatewayError('token_missing', 'the Authorization header must use the Bearer scheme', { reasonDetail: 'not a Bearer credential' });
+    throw new GatewayError('token_missing', MISSING, { reasonDetail: value === '' ? 'empty Authorization header' : 'not a Bearer credential' });
   }
   const token = value.slice(7);
-  if (!B64TOKEN.test(token)) throw new GatewayError('token_missing', 'the Bearer credential is malformed', { reasonDetail: 'not a b64token' });
+  if (!B64TOKEN.test(token)) throw new GatewayError('token_missing', MISSING, { reasonDetail: 'Bearer credential is not a b64token' });
   return token;
 }
 
+/**
+ * Whether `query` ('' or '?...') has a parameter named exactly `name` (case-sensitive), as a
+ * backend would decode it: `&` or `;` separated, with or without a value, percent-decoded name.
+ */
 function hasParam(query: string, name: string): boolean {
-  // query starts with '?'; parameters are separated by '&' (and ';' by some servers).
-  let start = 1;
-  while (start < query.length) {
-    let end = start;
-    while (end < query.length && query.charCodeAt(end) !== 0x26 && query.charCodeAt(end) !== 0x3b) end++;
-    const eq = query.indexOf('=', start);
-    const keyEnd = eq === -1 || eq > end ? end : eq;
-    if (keyEnd - start === name.length && query.startsWith(name, start)) return true;
-    start = end + 1;
+  if (query.length <= 1) return false;
+  for (const part of query.slice(1).split(/[&;]/)) {
+    const eq = part.indexOf('=');
+    const key = eq === -1 ? part : part.slice(0, eq);
+    if (key === name) return true;
+    if (key.includes('%') && decode(key) === name) return true;
   }
   return false;
+}
+
+function decode(text: string): string | null {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return null;
+  }
 }

@@ -1,39 +1,42 @@
-// Signing keys: one JSON file per key under `issuer.keys` (folder 0700, files 0600), created at
-// first start. Keys are kept newest-last; the newest signs, all of them verify (rotation keeps
-// older ones until their tokens have expired).
-import { chmod, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+// Signing keys: one JSON file per key under `issuer.keys` (folder 0700, files 0600, ours alone),
+// the first created at first start. Keys are kept oldest-first by createdAt; the newest signs and
+// all of them verify, so rotation (later) only has to add a file and, after an overlap, remove one.
+import { randomUUID } from 'node:crypto';
+import { constants } from 'node:fs';
+import { link, mkdir, open, readdir, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type CryptoKey, type JWK } from 'jose';
+import { calculateJwkThumbprint, compactVerify, CompactSign, exportJWK, generateKeyPair, importJWK, type CryptoKey, type JWK } from 'jose';
 import type { Clock } from '../context.js';
 
 export type SigningAlg = 'EdDSA' | 'ES256';
 
-export interface SigningKey {
+/** A key as verification sees it: no private part. */
+export interface VerificationKey {
+  /** RFC 7638 thumbprint of the public key. */
   readonly kid: string;
   readonly alg: SigningAlg;
   /** ms since the epoch. */
   readonly createdAt: number;
-  readonly privateKey: CryptoKey;
   readonly publicKey: CryptoKey;
-  readonly publicJwk: JWK;
+  /** Public JWK with kid, alg and `use: sig`, as published at `/.well-known/jwks.json`. */
+  readonly publicJwk: Readonly<JWK>;
+}
+
+export interface SigningKey extends VerificationKey {
+  readonly privateKey: CryptoKey;
 }
 
 export interface KeyStore {
+  /** The algorithm new tokens are signed with (`issuer.alg`). */
   readonly alg: SigningAlg;
-  /** The key new tokens are signed with. */
+  /** The newest key of `alg`: the one new tokens are signed with. */
   current(): SigningKey;
-  /** The verification key for `kid`, or undefined when it is not ours. */
-  resolve(kid: string): SigningKey | undefined;
-  /** Public keys for `/.well-known/jwks.json`. */
+  /** The verification key for `kid`, or undefined when it is not one of ours. */
+  resolve(kid: string): VerificationKey | undefined;
+  /** Public parts only, for `/.well-known/jwks.json`. A fresh object on every call. */
   publicJwks(): { keys: JWK[] };
-  all(): readonly SigningKey[];
-}
-
-interface KeyFile {
-  readonly kid: string;
-  readonly alg: SigningAlg;
-  readonly createdAt: number;
-  readonly jwk: JWK;
+  /** Every key, oldest first. */
+  all(): readonly VerificationKey[];
 }
 
 export interface OpenKeyStoreOptions {
@@ -42,80 +45,191 @@ export interface OpenKeyStoreOptions {
   readonly clock: Clock;
 }
 
-/** Load every key of `dir`, creating the first one when there is none. */
+/** On-disk shape of one key file. */
+interface KeyFile {
+  readonly kid: string;
+  readonly alg: SigningAlg;
+  readonly createdAt: number;
+  readonly jwk: JWK;
+}
+
+const KEY_FILE = /^key-(\d{1,9})\.json$/;
+const CURVES: Record<SigningAlg, { kty: string; crv: string }> = {
+  EdDSA: { kty: 'OKP', crv: 'Ed25519' },
+  ES256: { kty: 'EC', crv: 'P-256' },
+};
+/** Concurrent starts that each lose a creation race re-read; more losses than this is a bug. */
+const CREATE_ATTEMPTS = 5;
+
+/** Load every key of `dir`, creating the first one of `alg` when there is none. */
 export async function openKeyStore(options: OpenKeyStoreOptions): Promise<KeyStore> {
   const { dir, alg, clock } = options;
+  if (alg !== 'EdDSA' && alg !== 'ES256') throw new TypeError(`issuer.alg must be EdDSA or ES256, got ${String(alg)}`);
   await mkdir(dir, { recursive: true, mode: 0o700 });
-  let keys = await loadKeys(dir);
-  if (!keys.some((k) => k.alg === alg)) {
-    await createKey(dir, alg, clock);
-    keys = await loadKeys(dir);
+  await checkDir(dir);
+  for (let attempt = 0; attempt < CREATE_ATTEMPTS; attempt++) {
+    const names = await readdir(dir);
+    const keys = await loadKeys(dir, names);
+    if (keys.some((k) => k.alg === alg)) return storeOf(alg, keys);
+    // The file name comes from the same listing that found no key: a process that published it
+    // meanwhile makes ours fail with EEXIST, and the next pass loads its key instead.
+    await publishKey(dir, alg, clock, nextSequence(names));
   }
-  return storeOf(alg, keys);
+  throw new Error(`signing keys in ${dir}: could not create a ${alg} key after ${CREATE_ATTEMPTS} attempts; check the folder`);
+}
+
+/** Generate a key and publish it as the next `key-N.json` (rotation). Returns its kid, or null when another process took that name first. */
+export async function createKey(dir: string, alg: SigningAlg, clock: Clock): Promise<string | null> {
+  return publishKey(dir, alg, clock, nextSequence(await readdir(dir)));
+}
+
+/**
+ * Write a new key as `key-<sequence>.json`. The content goes to a private temporary file first
+ * (exclusive create, `wx`, 0600) and is then hard-linked into place, which fails with EEXIST when
+ * another process published that name first: a reader never sees a half-written key and nobody's
+ * key is overwritten. Returns the new kid, or null when the name was taken.
+ */
+async function publishKey(dir: string, alg: SigningAlg, clock: Clock, sequence: number): Promise<string | null> {
+  const pair = await generateKeyPair(alg, alg === 'EdDSA' ? { crv: 'Ed25519', extractable: true } : { extractable: true });
+  const jwk = await exportJWK(pair.privateKey);
+  const kid = await calculateJwkThumbprint(publicPart(jwk));
+  const body: KeyFile = { kid, alg, createdAt: clock.now(), jwk };
+  const file = join(dir, `key-${String(sequence).padStart(4, '0')}.json`);
+  const temp = join(dir, `.${randomUUID()}.tmp`);
+  try {
+    await writeFile(temp, `${JSON.stringify(body, null, 2)}\n`, { mode: 0o600, flag: 'wx' });
+    await link(temp, file);
+    return kid;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return null;
+    throw new Error(`cannot write signing key ${file} (${(error as Error).message}); check that the folder is writable by this user`, { cause: error });
+  } finally {
+    await unlink(temp).catch(() => undefined);
+  }
+}
+
+function nextSequence(names: readonly string[]): number {
+  return names.reduce((max, name) => Math.max(max, Number(KEY_FILE.exec(name)?.[1] ?? 0)), 0) + 1;
 }
 
 function storeOf(alg: SigningAlg, keys: readonly SigningKey[]): KeyStore {
   const signing = keys.filter((k) => k.alg === alg);
   const current = signing[signing.length - 1];
   if (current === undefined) throw new Error(`no ${alg} signing key available`);
-  const byKid = new Map(keys.map((k) => [k.kid, k]));
-  const jwks = { keys: keys.map((k) => k.publicJwk) };
+  const byKid = new Map<string, VerificationKey>(keys.map((k) => [k.kid, publicView(k)]));
+  const all = Object.freeze([...byKid.values()]);
   return {
     alg,
     current: () => current,
     resolve: (kid) => byKid.get(kid),
-    publicJwks: () => jwks,
-    all: () => keys,
+    publicJwks: () => ({ keys: all.map((k) => ({ ...k.publicJwk })) }),
+    all: () => all,
   };
 }
 
-async function loadKeys(dir: string): Promise<SigningKey[]> {
-  const names = (await readdir(dir)).filter((n) => n.endsWith('.json')).sort();
-  const keys: SigningKey[] = [];
-  for (const name of names) {
-    const file = join(dir, name);
-    const info = await stat(file);
-    if ((info.mode & 0o077) !== 0) {
-      throw new Error(`signing key ${file} is readable by other users (mode ${(info.mode & 0o777).toString(8)}); run: chmod 600 ${file}`);
-    }
-    let parsed: KeyFile;
-    try {
-      parsed = JSON.parse(await readFile(file, 'utf8')) as KeyFile;
-    } catch (error) {
-      throw new Error(`signing key ${file} is not valid JSON (${(error as Error).message}); remove it to create a new key`);
-    }
-    if ((parsed.alg !== 'EdDSA' && parsed.alg !== 'ES256') || typeof parsed.kid !== 'string' || typeof parsed.jwk !== 'object' || parsed.jwk === null || typeof parsed.jwk.d !== 'string') {
-      throw new Error(`signing key ${file} is malformed (expected kid, alg EdDSA|ES256, createdAt and a private jwk); remove it to create a new key`);
-    }
-    try {
-      const { d: _d, ...publicPart } = parsed.jwk;
-      const privateKey = (await importJWK(parsed.jwk, parsed.alg)) as CryptoKey;
-      const publicKey = (await importJWK(publicPart, parsed.alg)) as CryptoKey;
-      keys.push({
-        kid: parsed.kid,
-        alg: parsed.alg,
-        createdAt: Number(parsed.createdAt) || 0,
-        privateKey,
-        publicKey,
-        publicJwk: Object.freeze({ ...publicPart, kid: parsed.kid, alg: parsed.alg, use: 'sig' }),
-      });
-    } catch (error) {
-      throw new Error(`signing key ${file} cannot be imported (${(error as Error).message}); remove it to create a new key`);
-    }
+function publicView(key: SigningKey): VerificationKey {
+  return Object.freeze({ kid: key.kid, alg: key.alg, createdAt: key.createdAt, publicKey: key.publicKey, publicJwk: key.publicJwk });
+}
+
+async function checkDir(dir: string): Promise<void> {
+  const info = await stat(dir);
+  if (!info.isDirectory()) throw new Error(`signing key folder ${dir} is not a directory; point issuer.keys at a folder`);
+  // Anyone who can write here can plant a key the gateway would trust.
+  if ((info.mode & 0o022) !== 0) {
+    throw new Error(`signing key folder ${dir} is writable by other users (mode ${octal(info.mode)}); run: chmod 700 ${dir}`);
   }
-  keys.sort((a, b) => a.createdAt - b.createdAt || a.kid.localeCompare(b.kid));
+}
+
+async function loadKeys(dir: string, names: readonly string[]): Promise<SigningKey[]> {
+  const keys: SigningKey[] = [];
+  for (const name of names.filter((n) => n.endsWith('.json')).sort()) keys.push(await loadKey(join(dir, name)));
+  const seen = new Set<string>();
+  for (const key of keys) {
+    if (seen.has(key.kid)) throw new Error(`signing keys in ${dir}: kid ${key.kid} appears in two files; remove the duplicate`);
+    seen.add(key.kid);
+  }
+  keys.sort((a, b) => a.createdAt - b.createdAt || (a.kid < b.kid ? -1 : 1));
   return keys;
 }
 
-/** Generate a key and write it with exclusive create, so concurrent starts cannot clobber a key. */
-export async function createKey(dir: string, alg: SigningAlg, clock: Clock): Promise<string> {
-  const pair = await generateKeyPair(alg, alg === 'EdDSA' ? { crv: 'Ed25519', extractable: true } : { extractable: true });
-  const jwk = await exportJWK(pair.privateKey);
-  const { d: _d, ...publicPart } = jwk;
-  const kid = await calculateJwkThumbprint(publicPart);
-  const body: KeyFile = { kid, alg, createdAt: clock.now(), jwk };
-  const file = join(dir, `${String(body.createdAt).padStart(15, '0')}-${kid}.json`);
-  await writeFile(file, `${JSON.stringify(body)}\n`, { mode: 0o600, flag: 'wx' });
-  await chmod(file, 0o600);
-  return kid;
+async function loadKey(file: string): Promise<SigningKey> {
+  const fix = 'remove or restore it (a missing key is created at the next start)';
+  let text: string;
+  try {
+    // O_NOFOLLOW: a symlink planted in the folder must not point us at someone else's key.
+    const handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+    try {
+      const info = await handle.stat();
+      if (!info.isFile()) throw new Error(`signing key ${file} is not a regular file; ${fix}`);
+      if ((info.mode & 0o077) !== 0) {
+        throw new Error(`signing key ${file} is readable or writable by other users (mode ${octal(info.mode)}); run: chmod 600 ${file}`);
+      }
+      const uid = process.getuid?.();
+      if (uid !== undefined && info.uid !== uid) {
+        throw new Error(`signing key ${file} belongs to uid ${info.uid}, not to this user (uid ${uid}); run: chown ${uid} ${file}`);
+      }
+      text = await handle.readFile('utf8');
+    } finally {
+      await handle.close();
+    }
+  } catch (error) {
+    if (error instanceof Error && error.message.startsWith('signing key ')) throw error;
+    throw new Error(`signing key ${file} cannot be read (${(error as Error).message}); check its owner and mode (600), or ${fix}`, { cause: error });
+  }
+
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    throw new Error(`signing key ${file} is not valid JSON (${(error as Error).message}); ${fix}`, { cause: error });
+  }
+  const body = asKeyFile(parsed);
+  if (body === null) {
+    throw new Error(`signing key ${file} is malformed (expected {kid, alg: EdDSA|ES256, createdAt, jwk} with a private OKP Ed25519 or EC P-256 JWK); ${fix}`);
+  }
+  const publicJwk = publicPart(body.jwk);
+  if ((await calculateJwkThumbprint(publicJwk)) !== body.kid) {
+    throw new Error(`signing key ${file}: kid ${body.kid} is not the thumbprint of its key (edited or mixed up?); ${fix}`);
+  }
+  let privateKey: CryptoKey;
+  let publicKey: CryptoKey;
+  try {
+    privateKey = (await importJWK(body.jwk, body.alg)) as CryptoKey;
+    publicKey = (await importJWK(publicJwk, body.alg)) as CryptoKey;
+    // The private and public halves must belong together, or we would sign what we cannot verify.
+    const probe = await new CompactSign(new TextEncoder().encode(body.kid)).setProtectedHeader({ alg: body.alg }).sign(privateKey);
+    await compactVerify(probe, publicKey, { algorithms: [body.alg] });
+  } catch (error) {
+    throw new Error(`signing key ${file} cannot be used (${(error as Error).message}); ${fix}`, { cause: error });
+  }
+  return {
+    kid: body.kid,
+    alg: body.alg,
+    createdAt: body.createdAt,
+    privateKey,
+    publicKey,
+    publicJwk: Object.freeze({ ...publicJwk, kid: body.kid, alg: body.alg, use: 'sig' }),
+  };
+}
+
+function asKeyFile(value: unknown): KeyFile | null {
+  if (typeof value !== 'object' || value === null) return null;
+  const { kid, alg, createdAt, jwk } = value as Record<string, unknown>;
+  if (alg !== 'EdDSA' && alg !== 'ES256') return null;
+  if (typeof kid !== 'string' || kid === '' || typeof createdAt !== 'number' || !Number.isFinite(createdAt)) return null;
+  if (typeof jwk !== 'object' || jwk === null) return null;
+  const key = jwk as JWK;
+  const curve = CURVES[alg];
+  if (key.kty !== curve.kty || key.crv !== curve.crv || typeof key.d !== 'string' || typeof key.x !== 'string') return null;
+  if (alg === 'ES256' && typeof key.y !== 'string') return null;
+  return { kid, alg, createdAt, jwk: key };
+}
+
+/** The public members of an OKP or EC JWK (RFC 7638 required members), nothing else. */
+function publicPart(jwk: JWK): JWK {
+  return jwk.kty === 'EC' ? { kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y } : { kty: jwk.kty, crv: jwk.crv, x: jwk.x };
+}
+
+function octal(mode: number): string {
+  return (mode & 0o777).toString(8).padStart(3, '0');
 }

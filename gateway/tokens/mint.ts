@@ -1,17 +1,20 @@
-// Minting session access tokens (RFC 9068 shape): header {alg, typ: at+jwt, kid}, claims
-// iss, sub, client_id, aud[], scope, iat, exp, jti, sid, and act when delegated (RFC 8693).
+// Minting session access tokens (RFC 9068 shape) with the key store's current key: header
+// {alg, typ: at+jwt, kid}; claims iss, sub, client_id, aud[], scope, iat, exp, jti, sid, and `act`
+// when delegated (RFC 8693 §4.1). Bad input is a bug in the caller and throws a TypeError.
 import { randomUUID } from 'node:crypto';
-import { SignJWT } from 'jose';
+import { SignJWT, type JWTPayload } from 'jose';
 import type { Actor, Clock } from '../context.js';
 import type { KeyStore } from './keys.js';
 
 export interface AccessTokenClaimsInput {
   readonly issuer: string;
-  /** The agent (client_id). */
+  /** The agent (`client_id`). */
   readonly clientId: string;
-  /** Token subject: the agent itself, or the user it acts for. */
+  /** Token `sub`: the agent itself, or the user it acts for (then `act` names the agent). */
   readonly subject: string;
+  /** Backend names; always written as an array. */
   readonly audience: readonly string[];
+  /** Scope ids (`backend:name`); written space-separated (RFC 9068 §2.2.3). */
   readonly scopes: readonly string[];
   readonly ttlSeconds: number;
   readonly sid: string;
@@ -28,25 +31,42 @@ export interface MintedToken {
   readonly kid: string;
 }
 
+const NO_SPACE = /^[\x21-\x7e]+$/;
+
 export async function mintAccessToken(keys: KeyStore, claims: AccessTokenClaimsInput, clock: Clock): Promise<MintedToken> {
+  checkInput(claims);
   const key = keys.current();
   const issuedAt = Math.floor(clock.now() / 1000);
   const expiresAt = issuedAt + claims.ttlSeconds;
   const jti = randomUUID();
-  const payload: Record<string, unknown> = {
+  const payload: JWTPayload = {
+    iss: claims.issuer,
+    sub: claims.subject,
     client_id: claims.clientId,
+    aud: [...claims.audience],
     scope: claims.scopes.join(' '),
+    iat: issuedAt,
+    exp: expiresAt,
+    jti,
     sid: claims.sid,
   };
   if (claims.act !== undefined) payload.act = claims.act;
-  const token = await new SignJWT(payload)
-    .setProtectedHeader({ alg: key.alg, typ: 'at+jwt', kid: key.kid })
-    .setIssuer(claims.issuer)
-    .setSubject(claims.subject)
-    .setAudience([...claims.audience])
-    .setIssuedAt(issuedAt)
-    .setExpirationTime(expiresAt)
-    .setJti(jti)
-    .sign(key.privateKey);
+  const token = await new SignJWT(payload).setProtectedHeader({ alg: key.alg, typ: 'at+jwt', kid: key.kid }).sign(key.privateKey);
   return { token, jti, sid: claims.sid, issuedAt, expiresAt, kid: key.kid };
+}
+
+function checkInput(claims: AccessTokenClaimsInput): void {
+  const fail = (what: string): never => {
+    throw new TypeError(`mintAccessToken: ${what}`);
+  };
+  for (const [name, value] of [['issuer', claims.issuer], ['clientId', claims.clientId], ['subject', claims.subject], ['sid', claims.sid]] as const) {
+    if (typeof value !== 'string' || value === '') fail(`${name} must be a non-empty string`);
+  }
+  if (!Number.isSafeInteger(claims.ttlSeconds) || claims.ttlSeconds < 1) fail(`ttlSeconds must be a positive integer, got ${String(claims.ttlSeconds)}`);
+  if (claims.audience.length === 0) fail('audience must name at least one backend');
+  if (claims.scopes.length === 0) fail('scopes must name at least one scope');
+  // A space inside one value would turn into two values once the claim is split (scope) or read.
+  for (const value of [...claims.audience, ...claims.scopes]) {
+    if (!NO_SPACE.test(value)) fail(`audience and scope values must be printable ASCII without spaces, got ${JSON.stringify(value)}`);
+  }
 }

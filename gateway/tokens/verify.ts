@@ -1,10 +1,10 @@
-// Access-token verification and the bounded cache of verified tokens. jose's errors are translated
-// here, once, into TokenError codes (audit only). The cache lives here rather than in state/
-// because it holds verification results, not shared state; it never serves a token past its exp.
+// Access-token verification against our own keys only, and the bounded LRU of verified tokens
+// (lru-cache is used here, not in state/: it caches verification results, not shared state). jose's
+// errors become TokenError codes here, once; the cache never serves a token past its exp.
 import { LRUCache } from 'lru-cache';
-import { errors as joseErrors, jwtVerify, type JWTHeaderParameters, type JWTPayload } from 'jose';
+import { decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTPayload, type ProtectedHeaderParameters } from 'jose';
 import type { Actor, Clock } from '../context.js';
-import type { KeyStore } from './keys.js';
+import type { KeyStore, VerificationKey } from './keys.js';
 
 export type TokenErrorCode =
   | 'too_large'
@@ -20,17 +20,18 @@ export type TokenErrorCode =
   | 'iss'
   | 'claims';
 
-/** Why a token was refused. The code is precise and for the audit only; agents see token_invalid. */
+/** Why a token was refused. `code` is precise and for the audit only; agents see token_invalid. */
 export class TokenError extends Error {
-  constructor(
-    readonly code: TokenErrorCode,
-    options?: { cause?: unknown },
-  ) {
+  readonly code: TokenErrorCode;
+
+  constructor(code: TokenErrorCode, options?: { cause?: unknown }) {
     super(`token refused: ${code}`, options);
     this.name = 'TokenError';
+    this.code = code;
   }
 }
 
+/** The claims of a verified token, shaped for the hot path (sets built once, shared by cache hits). */
 export interface VerifiedClaims {
   readonly sub: string;
   readonly clientId: string;
@@ -46,119 +47,158 @@ export interface VerifiedClaims {
 }
 
 export interface TokenVerifier {
-  /** A verified token still within its `exp`, or undefined. Synchronous: the hot path. */
+  /** A verified token still before its `exp`, or undefined. Synchronous: the hot path. */
   cached(token: string): VerifiedClaims | undefined;
+  /** Full verification; fills the cache. Throws TokenError for any token we would not accept. */
   verify(token: string): Promise<VerifiedClaims>;
 }
 
 export interface TokenVerifierOptions {
   readonly keys: KeyStore;
+  /** The exact `iss` our tokens carry (`issuer.url`). */
   readonly issuer: string;
   readonly clock: Clock;
+  /** Tolerance for exp/nbf/iat; default 30, at most 30 (DESIGN §3). */
   readonly maxSkewSeconds?: number;
+  /** Verified tokens kept; default 10 000. */
   readonly cacheSize?: number;
 }
 
-const MAX_TOKEN_BYTES = 8192;
-const FORBIDDEN_HEADERS = ['jku', 'jwk', 'x5u', 'x5c', 'x5t', 'x5t#S256'] as const;
+/** Longest token accepted; checked before anything is decoded. */
+export const MAX_TOKEN_BYTES = 8192;
+const MAX_SKEW_SECONDS = 30;
+/**
+ * Headers that tell a verifier where to find a key or how to extend processing. Our keys come from
+ * our own key store only, and we never issue these, so a token carrying one is refused outright.
+ */
+const FORBIDDEN_HEADERS = ['jku', 'jwk', 'x5u', 'x5c', 'x5t', 'x5t#S256', 'crit'] as const;
+/** The only algorithms our keys use; never `none`, never HMAC (a public key is not a secret). */
+const ALGORITHMS: ReadonlySet<string> = new Set(['EdDSA', 'ES256']);
+const REQUIRED_CLAIMS = ['iss', 'sub', 'client_id', 'aud', 'scope', 'jti', 'sid', 'iat', 'exp'];
+const MAX_ACT_DEPTH = 8;
 
 export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifier {
   const { keys, issuer, clock } = options;
-  const skew = Math.min(options.maxSkewSeconds ?? 30, 30);
-  const cache = new LRUCache<string, VerifiedClaims>({ max: options.cacheSize ?? 10_000 });
-
-  const getKey = (header: JWTHeaderParameters) => {
-    // Keys come from our own key store only: a token naming where to fetch its key is an attack.
-    for (const name of FORBIDDEN_HEADERS) {
-      if (name in header) throw new TokenError('header_forbidden');
-    }
-    if (typeof header.kid !== 'string') throw new TokenError('kid_missing');
-    const key = keys.resolve(header.kid);
-    if (key === undefined) throw new TokenError('kid_unknown');
-    if (header.alg !== key.alg) throw new TokenError('alg');
-    return key.publicKey;
-  };
+  const skew = options.maxSkewSeconds ?? MAX_SKEW_SECONDS;
+  const cacheSize = options.cacheSize ?? 10_000;
+  if (typeof issuer !== 'string' || issuer === '') throw new TypeError('createTokenVerifier: issuer must be a non-empty string');
+  if (!Number.isFinite(skew) || skew < 0 || skew > MAX_SKEW_SECONDS) {
+    throw new RangeError(`createTokenVerifier: maxSkewSeconds must be between 0 and ${MAX_SKEW_SECONDS}, got ${String(skew)}`);
+  }
+  if (!Number.isSafeInteger(cacheSize) || cacheSize < 1) {
+    throw new RangeError(`createTokenVerifier: cacheSize must be a positive integer, got ${String(cacheSize)}`);
+  }
+  const cache = new LRUCache<string, VerifiedClaims>({ max: cacheSize });
 
   return {
     cached(token) {
       const hit = cache.get(token);
       if (hit === undefined) return undefined;
-      if (clock.now() >= hit.exp * 1000) {
+      // Past exp the token goes back through full verification (which applies the skew once more).
+      if (clock.now() >= hit.exp * 1000 || keys.resolve(hit.kid) === undefined) {
         cache.delete(token);
         return undefined;
       }
       return hit;
     },
+
     async verify(token) {
-      if (token.length > MAX_TOKEN_BYTES) throw new TokenError('too_large');
+      // Size first: nothing of an oversized token is decoded.
+      if (token.length > MAX_TOKEN_BYTES || Buffer.byteLength(token) > MAX_TOKEN_BYTES) throw new TokenError('too_large');
+      const key = keyFor(keys, token);
       let payload: JWTPayload;
-      let kid: string;
       try {
-        const result = await jwtVerify(token, getKey, {
+        ({ payload } = await jwtVerify(token, key.publicKey, {
+          algorithms: [key.alg],
           issuer,
           typ: 'at+jwt',
-          algorithms: ['EdDSA', 'ES256'],
           clockTolerance: skew,
           currentDate: new Date(clock.now()),
-          requiredClaims: ['iss', 'sub', 'aud', 'exp', 'iat', 'jti'],
-        });
-        payload = result.payload;
-        kid = String(result.protectedHeader.kid);
+          requiredClaims: REQUIRED_CLAIMS,
+        }));
       } catch (error) {
         throw translate(error);
       }
-      const claims = toClaims(payload, kid);
+      const claims = toClaims(payload, key.kid);
+      // jose leaves iat unchecked; a token issued in the future was not issued by our clock.
+      if (claims.iat * 1000 > clock.now() + skew * 1000) throw new TokenError('not_yet_valid');
       if (clock.now() < claims.exp * 1000) cache.set(token, claims);
       return claims;
     },
   };
 }
 
+/**
+ * Pick the verification key from our store by `kid`, after refusing headers that point elsewhere.
+ * The token's `alg` must be exactly the key's own, so a key can never be used with another
+ * algorithm (HS256 keyed with our public key, RS256, `none`, ES256 against an Ed25519 kid).
+ */
+function keyFor(keys: KeyStore, token: string): VerificationKey {
+  let header: ProtectedHeaderParameters;
+  try {
+    header = decodeProtectedHeader(token);
+  } catch (error) {
+    throw new TokenError('malformed', { cause: error });
+  }
+  for (const name of FORBIDDEN_HEADERS) {
+    if (Object.hasOwn(header, name)) throw new TokenError('header_forbidden');
+  }
+  if (typeof header.alg !== 'string' || !ALGORITHMS.has(header.alg)) throw new TokenError('alg');
+  if (typeof header.kid !== 'string' || header.kid === '') throw new TokenError('kid_missing');
+  const key = keys.resolve(header.kid);
+  if (key === undefined) throw new TokenError('kid_unknown');
+  if (header.alg !== key.alg) throw new TokenError('alg');
+  return key;
+}
+
 function toClaims(payload: JWTPayload, kid: string): VerifiedClaims {
-  const { sub, aud, jti, iat, exp } = payload;
-  const clientId = payload.client_id;
-  const scope = payload.scope;
-  const sid = payload.sid;
-  if (typeof sub !== 'string' || typeof jti !== 'string' || typeof clientId !== 'string' || typeof scope !== 'string' || typeof sid !== 'string') {
+  const { sub, aud, jti, iat, exp, client_id: clientId, scope, sid } = payload;
+  for (const value of [sub, jti, clientId, scope, sid]) {
+    if (typeof value !== 'string' || value === '') throw new TokenError('claims');
+  }
+  if (typeof iat !== 'number' || typeof exp !== 'number' || exp <= iat) throw new TokenError('claims');
+  // A string aud is one value: never split, never substring-matched (RFC 7519 §4.1.3).
+  const audience: unknown = typeof aud === 'string' ? [aud] : aud;
+  if (!Array.isArray(audience) || audience.length === 0 || !audience.every((a): a is string => typeof a === 'string' && a !== '')) {
     throw new TokenError('claims');
   }
-  if (typeof iat !== 'number' || typeof exp !== 'number') throw new TokenError('claims');
-  // A string aud is one value; it is never split or substring-matched.
-  const audience = typeof aud === 'string' ? [aud] : aud;
-  if (!Array.isArray(audience) || audience.some((a) => typeof a !== 'string')) throw new TokenError('claims');
-  const act = payload.act === undefined ? null : toActor(payload.act, 0);
+  const scopes = (scope as string).split(' ').filter((s) => s !== '');
+  if (scopes.length === 0) throw new TokenError('claims');
   return Object.freeze({
-    sub,
-    clientId,
+    sub: sub as string,
+    clientId: clientId as string,
     aud: new Set(audience),
-    scopes: new Set(scope.split(' ').filter((s) => s !== '')),
-    jti,
-    sid,
+    scopes: new Set(scopes),
+    jti: jti as string,
+    sid: sid as string,
     iat,
     exp,
-    act,
+    act: payload.act === undefined ? null : toActor(payload.act, 0),
     kid,
   });
 }
 
 function toActor(value: unknown, depth: number): Actor {
-  if (depth > 8 || typeof value !== 'object' || value === null) throw new TokenError('claims');
+  if (depth >= MAX_ACT_DEPTH || typeof value !== 'object' || value === null || Array.isArray(value)) throw new TokenError('claims');
   const { sub, act } = value as { sub?: unknown; act?: unknown };
-  if (typeof sub !== 'string') throw new TokenError('claims');
-  return act === undefined ? { sub } : { sub, act: toActor(act, depth + 1) };
+  if (typeof sub !== 'string' || sub === '') throw new TokenError('claims');
+  return Object.freeze(act === undefined ? { sub } : { sub, act: toActor(act, depth + 1) });
 }
 
+/** jose's errors -> our codes, keeping jose's error as `cause`. */
 function translate(error: unknown): TokenError {
   if (error instanceof TokenError) return error;
   if (error instanceof joseErrors.JWTExpired) return new TokenError('expired', { cause: error });
   if (error instanceof joseErrors.JWTClaimValidationFailed) {
-    const claim = error.claim;
-    if (claim === 'nbf' || claim === 'iat') return new TokenError('not_yet_valid', { cause: error });
-    if (claim === 'iss') return new TokenError('iss', { cause: error });
-    if (claim === 'typ') return new TokenError('typ', { cause: error });
+    const failedCheck = error.reason === 'check_failed';
+    if (failedCheck && (error.claim === 'nbf' || error.claim === 'iat')) return new TokenError('not_yet_valid', { cause: error });
+    if (error.claim === 'iss' && error.reason !== 'missing') return new TokenError('iss', { cause: error });
+    if (error.claim === 'typ') return new TokenError('typ', { cause: error });
     return new TokenError('claims', { cause: error });
   }
-  if (error instanceof joseErrors.JOSEAlgNotAllowed || error instanceof joseErrors.JOSENotSupported) return new TokenError('alg', { cause: error });
+  if (error instanceof joseErrors.JOSEAlgNotAllowed) return new TokenError('alg', { cause: error });
   if (error instanceof joseErrors.JWSSignatureVerificationFailed) return new TokenError('signature', { cause: error });
-  return new TokenError('malformed', { cause: error });
+  if (error instanceof joseErrors.JOSEError) return new TokenError('malformed', { cause: error });
+  // Anything else is a bug in this module or jose, not a bad token: let it surface as a 500.
+  throw error;
 }
