@@ -23,6 +23,7 @@ export const REASONS = {
   token_missing: { status: 401, title: 'Bearer token required', bearer: 'challenge', violation: false },
   token_invalid: { status: 401, title: 'Token not accepted', bearer: 'invalid_token', violation: false },
   agent_killed: { status: 403, title: 'Agent disabled by an operator', bearer: 'none', violation: false },
+  agent_suspended: { status: 403, title: 'Agent suspended by its circuit breaker', bearer: 'none', violation: false },
   cross_domain: { status: 403, title: 'Token not issued for this backend', bearer: 'insufficient_scope', violation: true },
   out_of_scope: { status: 403, title: 'Route not granted to this token', bearer: 'insufficient_scope', violation: true },
   unknown_route: { status: 403, title: 'Route not defined for this backend', bearer: 'insufficient_scope', violation: true },

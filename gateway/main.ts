@@ -12,7 +12,10 @@ import { createAdmit } from './stages/admit.js';
 import { createAuthenticate } from './stages/authenticate.js';
 import { createAuthorize } from './stages/authorize.js';
 import { createNormalize } from './stages/normalize.js';
-import { createMemoryStore } from './state/memory.js';
+import { openMemoryStore, StateFileError } from './state/memory.js';
+import { adminCall, AdminClientError } from './admin/client.js';
+import { AdminSocketInUseError } from './admin/socket.js';
+import { userInfo } from 'node:os';
 import { createContext } from './context.js';
 import { createLogger } from './telemetry/log.js';
 import { openKeyStore } from './tokens/keys.js';
@@ -39,13 +42,23 @@ commands:
                                 mint a session token with the local signing key; prints only the token
   explain --token T METHOD PATH what would this token be allowed to do with this request, and why
 
+operator commands (over the admin socket of a running gateway):
+  status                        the gateway's state
+  agents [AGENT]                every agent: role, owner, breaker, violations, kill, last seen, live tokens
+  kill AGENT --reason R         disable an agent now (aborts its in-flight calls); kill --all --reason R for every agent
+  revive AGENT                  lift a kill switch and reset the breaker; revive --all for every agent
+  revoke --jti J | --agent A    revoke one token, or every token of an agent
+  reload                        validate the policies on disk and swap them in (SIGHUP does the same)
+
 common options:
   --config FILE                 agentgate.yaml to use (default: $AGENTGATE_CONFIG, else ./agentgate.yaml)
   --json                        machine-readable output
+  --socket PATH                 admin socket (default: $AGENTGATE_SOCKET, else admin.socket of the config)
+  --reset-state                 (serve, demo) move an unreadable state file aside and start empty
   -h, --help                    this text`;
 
 /** Every verb the CLI accepts (the compose file and docs are checked against this list). */
-export const COMMANDS = ['serve', 'demo', 'check', 'token', 'explain', 'help'] as const;
+export const COMMANDS = ['serve', 'demo', 'check', 'token', 'explain', 'status', 'agents', 'kill', 'revive', 'revoke', 'reload', 'help'] as const;
 
 const COMMON = {
   config: { type: 'string' },
@@ -69,6 +82,13 @@ export async function main(argv: readonly string[], out: Out = defaultOut()): Pr
         return await token(rest, out);
       case 'explain':
         return await explain(rest, out);
+      case 'status':
+      case 'agents':
+      case 'kill':
+      case 'revive':
+      case 'revoke':
+      case 'reload':
+        return await adminVerb(command, rest, out);
       case undefined:
       case 'help':
       case '-h':
@@ -89,7 +109,11 @@ function report(error: unknown, out: Out): number {
     out.stderr(`agentgate: configuration invalid (${error.problems.length} problem${error.problems.length === 1 ? '' : 's'})`);
     return 1;
   }
-  if (error instanceof CliError) {
+  if (error instanceof CliError || error instanceof AdminClientError || error instanceof StateFileError || error instanceof AdminSocketInUseError) {
+    if (!(error instanceof CliError)) {
+      out.stderr(`agentgate: ${error.message}`);
+      return 1;
+    }
     out.stderr(`agentgate: ${error.message}`);
     return error.exitCode;
   }
@@ -172,12 +196,13 @@ async function explain(args: readonly string[], out: Out): Promise<number> {
   const clock = systemClock;
   const policy = await loadPolicy(settings, { clock, version: 1 });
   const keys = await openKeyStore({ dir: settings.issuer.keys, alg: settings.issuer.alg, clock });
-  const store = createMemoryStore({ clock });
+  // Read-only use of the gateway's state file: kills and open breakers count in the explanation.
+  const store = await openMemoryStore({ clock, file: settings.state.driver === 'memory' ? settings.state.file : null });
   const verifier = createTokenVerifier({ keys, issuer: settings.issuer.url, clock });
   const checks = [
     createNormalize({ maxBodyBytes: settings.limits.maxBodyBytes }),
     createAuthenticate({ verifier, store }),
-    createAdmit({ store }),
+    createAdmit({ store, clock }),
     createAuthorize({ maxBodyBytes: settings.limits.maxBodyBytes }),
   ];
   const upperMethod = method.toUpperCase();
@@ -222,7 +247,7 @@ async function explain(args: readonly string[], out: Out): Promise<number> {
     path: ctx.target?.invalid === null ? ctx.target.path : null,
     route: ctx.grant?.route ?? null,
     scope: ctx.grant?.scope ?? null,
-    note: 'kill switches and breakers of a running gateway are not consulted; body constraints are checked on the live request',
+    note: 'kill switches and breakers come from the state file; body constraints are checked on the live request',
   };
   if (values.json) {
     out.stdout(JSON.stringify(result));
@@ -246,7 +271,7 @@ async function explain(args: readonly string[], out: Out): Promise<number> {
 }
 
 async function serve(args: readonly string[], out: Out, demo: boolean): Promise<number> {
-  const { values } = parse(args, {});
+  const { values } = parse(args, { 'reset-state': { type: 'boolean', default: false } });
   if (values.help) return usage(out);
   const settings = await settingsFrom(values.config);
   const log = createLogger();
@@ -257,7 +282,7 @@ async function serve(args: readonly string[], out: Out, demo: boolean): Promise<
   }
   let gateway: Gateway;
   try {
-    gateway = await createGateway(settings, { log, upstreams: backends?.urls });
+    gateway = await createGateway(settings, { log, upstreams: backends?.urls, resetState: values['reset-state'] });
   } catch (error) {
     await backends?.close();
     throw error;
@@ -281,10 +306,94 @@ async function serve(args: readonly string[], out: Out, demo: boolean): Promise<
     };
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGHUP', () => {
+      gateway.reload().catch((error: unknown) => {
+        log.error('reload refused; the current policies stay in force', { problems: error instanceof ConfigError ? error.problems : [String(error)] });
+      });
+    });
   });
   await gateway.close();
   await backends?.close();
   return 0;
+}
+
+async function adminVerb(command: string, args: readonly string[], out: Out): Promise<number> {
+  const { values, positionals } = parse(
+    args,
+    {
+      socket: { type: 'string' },
+      reason: { type: 'string' },
+      all: { type: 'boolean', default: false },
+      jti: { type: 'string' },
+      agent: { type: 'string' },
+    },
+    true,
+  );
+  if (values.help) return usage(out);
+  let socket = values.socket ?? process.env.AGENTGATE_SOCKET;
+  if (socket === undefined || socket === '') socket = (await settingsFrom(values.config)).admin.socket;
+  const operator = `${userInfo().username} (pid ${process.pid})`;
+  const [agent, ...extra] = positionals;
+  if (extra.length > 0) throw new CliError(`unexpected argument "${extra[0] ?? ''}"`, 2);
+  let call: [method: 'GET' | 'POST', path: string, body?: Record<string, unknown>];
+  switch (command) {
+    case 'status':
+      call = ['GET', '/status'];
+      break;
+    case 'agents':
+      call = agent === undefined ? ['GET', '/agents'] : ['GET', `/agents/${encodeURIComponent(agent)}`];
+      break;
+    case 'kill':
+      if (values.reason === undefined || values.reason.trim() === '') throw new CliError('kill needs --reason R (it is recorded with the kill)', 2);
+      if (values.all === (agent !== undefined)) throw new CliError('kill needs AGENT, or --all for every agent', 2);
+      call = values.all ? ['POST', '/kill', { reason: values.reason, operator }] : ['POST', `/agents/${encodeURIComponent(agent ?? '')}/kill`, { reason: values.reason, operator }];
+      break;
+    case 'revive':
+      if (values.all === (agent !== undefined)) throw new CliError('revive needs AGENT, or --all for every agent', 2);
+      call = values.all ? ['POST', '/revive', { operator }] : ['POST', `/agents/${encodeURIComponent(agent ?? '')}/revive`, { operator }];
+      break;
+    case 'revoke':
+      if ((values.jti === undefined) === (values.agent === undefined)) throw new CliError('revoke needs --jti J or --agent A', 2);
+      call = ['POST', '/tokens/revoke', values.jti === undefined ? { agent: values.agent, operator } : { jti: values.jti, operator }];
+      break;
+    default:
+      call = ['POST', '/policies/reload', { operator }];
+  }
+  const response = await adminCall(socket, call[0], call[1], call[2]);
+  if (response.status >= 400) {
+    const problems = Array.isArray(response.body.problems) ? (response.body.problems as unknown[]).map(String) : [];
+    if (values.json) out.stdout(JSON.stringify(response.body));
+    else for (const p of problems) out.stderr(p);
+    out.stderr(`agentgate: ${String(response.body.title ?? 'error')}: ${String(response.body.detail ?? `status ${response.status}`)}`);
+    return 1;
+  }
+  out.stdout(values.json ? JSON.stringify(response.body) : humanize(command, response.body));
+  return 0;
+}
+
+function humanize(command: string, body: Record<string, unknown>): string {
+  if (command === 'agents' && Array.isArray(body.agents)) return table(body.agents as Array<Record<string, unknown>>);
+  if (command === 'agents') return table([body]);
+  if (command === 'status') return Object.entries(body).map(([k, v]) => `${k.padEnd(15)} ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`).join('\n');
+  if (command === 'kill') return body.agent === undefined ? `killed ${String(body.killed)} agents (${String(body.aborted)} in-flight calls aborted)` : `killed ${String(body.agent)} (${String(body.aborted)} in-flight calls aborted)`;
+  if (command === 'revive') return body.agent === undefined ? `revived ${String(body.revived)} agents` : body.revived === true ? `revived ${String(body.agent)}` : `${String(body.agent)} was neither killed nor suspended`;
+  if (command === 'revoke') return body.revoked === 'jti' ? `revoked token ${String(body.jti)}` : `revoked every token of ${String(body.agent)} issued until now`;
+  return `policies reloaded (version ${String(body.version)}, ${Array.isArray(body.files) ? body.files.length : 0} files)`;
+}
+
+function table(rows: ReadonlyArray<Record<string, unknown>>): string {
+  const columns = ['id', 'role', 'owner', 'breaker', 'violationsInWindow', 'killed', 'lastSeen', 'liveTokens'];
+  const heads = ['AGENT', 'ROLE', 'OWNER', 'BREAKER', 'VIOLATIONS', 'KILLED', 'LAST SEEN', 'TOKENS'];
+  const cell = (row: Record<string, unknown>, column: string): string => {
+    const value = row[column];
+    if (column === 'killed') return value === null || value === undefined ? '-' : `${String((value as Record<string, unknown>).at)} (${String((value as Record<string, unknown>).reason)})`;
+    if (column === 'breaker' && typeof row.retryAfterSeconds === 'number') return `${String(value)} (${row.retryAfterSeconds}s)`;
+    return value === null || value === undefined ? '-' : String(value);
+  };
+  const cells = rows.map((r) => columns.map((c) => cell(r, c)));
+  const widths = heads.map((h, i) => Math.max(h.length, ...cells.map((r) => (r[i] ?? '').length)));
+  const line = (values: readonly string[]): string => values.map((v, i) => v.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
+  return [line(heads), ...cells.map(line)].join('\n');
 }
 
 function describeEndpoint(error: unknown): string {

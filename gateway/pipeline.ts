@@ -45,6 +45,11 @@ export interface PipelineDeps {
   currentPolicy(): PolicySnapshot;
   /** Called once per violation made with a valid token (breaker accounting). */
   onViolation?(ctx: RequestContext, error: GatewayError): void;
+  /**
+   * Register an admitted request so a kill can abort it; returns the unregister function.
+   * Called after the checks, so it must itself refuse (call `abort`) an agent killed meanwhile.
+   */
+  track?(ctx: RequestContext, abort: (reason: GatewayError) => void): () => void;
 }
 
 export interface Pipeline {
@@ -84,7 +89,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     }
   }
 
-  async function serve(ctx: RequestContext, res: ServerResponse): Promise<void> {
+  async function serve(ctx: RequestContext, res: ServerResponse, controller: AbortController): Promise<void> {
     if (auditPressure) {
       // The audit writer is behind: hold new work until it catches up rather than drop lines.
       await audit.drained();
@@ -93,8 +98,11 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     let status = 0;
     let headersAt = 0;
     let error: unknown = null;
+    let untrack: (() => void) | undefined;
     try {
       await check(ctx);
+      untrack = deps.track?.(ctx, (reason) => controller.abort(reason));
+      if (ctx.signal.aborted) throw ctx.signal.reason;
       const pending = forward.run(ctx);
       if (pending !== undefined) await pending;
       for (const filter of filters) {
@@ -115,12 +123,20 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       headersAt = performance.now();
       status = refuse(ctx, res, caught);
     } finally {
+      untrack?.();
       inFlight--;
       finishWith(ctx, error, status, headersAt);
     }
   }
 
   function refuse(ctx: RequestContext, res: ServerResponse, caught: unknown): number {
+    const killed = abortReason(ctx);
+    if (killed !== null && res.headersSent) {
+      // Killed mid-stream: cut the connection; the agent must not take a truncated body as whole.
+      res.destroy();
+      return res.statusCode;
+    }
+    if (killed !== null) caught = killed;
     if (ctx.signal.aborted && !(caught instanceof GatewayError)) {
       res.destroy();
       return REASONS.client_closed.status;
@@ -154,6 +170,8 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     const totalMs = Number(process.hrtime.bigint() - ctx.startedAt) / 1e6;
     let reason: ReasonCode | null = null;
     let reasonDetail = '';
+    const killed = abortReason(ctx);
+    if (killed !== null && error !== null) error = killed;
     if (error instanceof GatewayError) {
       reason = error.reason;
       reasonDetail = error.reasonDetail;
@@ -230,7 +248,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
         if (!res.writableFinished) controller.abort(new Error('client closed the connection'));
       });
       const ctx = context(inboundFrom(req), controller.signal);
-      serve(ctx, res).catch((error: unknown) => {
+      serve(ctx, res, controller).catch((error: unknown) => {
         log.error('request accounting failed', { requestId: ctx.requestId, error });
       });
     },
@@ -252,6 +270,11 @@ export function inboundFrom(req: IncomingMessage): InboundRequest {
     encrypted: (socket as Partial<TLSSocket>).encrypted === true,
     body: req,
   };
+}
+
+/** The refusal a request was aborted with (a kill), or null for a client that went away. */
+function abortReason(ctx: RequestContext): GatewayError | null {
+  return ctx.signal.aborted && ctx.signal.reason instanceof GatewayError ? ctx.signal.reason : null;
 }
 
 function hasDeclaredBody(request: InboundRequest): boolean {

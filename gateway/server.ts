@@ -14,8 +14,12 @@ import { createAuthenticate } from './stages/authenticate.js';
 import { createAuthorize } from './stages/authorize.js';
 import { createForward, type ForwardStage } from './stages/forward.js';
 import { createNormalize } from './stages/normalize.js';
-import { createMemoryStore } from './state/memory.js';
+import { openMemoryStore, resetStateFile } from './state/memory.js';
+import { viewBreaker } from './state/breaker.js';
 import type { Store } from './state/store.js';
+import { createAdminHandler } from './admin/routes.js';
+import { openAdminSocket, type AdminSocket } from './admin/socket.js';
+import type { RequestContext } from './context.js';
 import { openAuditLog, type AuditLog } from './telemetry/audit-log.js';
 import { createLogger, type Logger } from './telemetry/log.js';
 import { createMetrics, type Metrics } from './telemetry/metrics.js';
@@ -30,6 +34,10 @@ export interface GatewayOptions {
   readonly upstreams?: Readonly<Record<string, string>>;
   /** Collect process default metrics (off in tests that run many gateways in one process). */
   readonly defaultMetrics?: boolean;
+  /** Move an unreadable state file aside and start empty (the CLI's --reset-state). */
+  readonly resetState?: boolean;
+  /** Open the admin socket (default true). */
+  readonly admin?: boolean;
 }
 
 export interface BoundPorts {
@@ -44,6 +52,10 @@ export interface Gateway {
   readonly metrics: Metrics;
   readonly audit: AuditLog;
   policy(): PolicySnapshot;
+  /** Validate the policies on disk and swap them in; throws ConfigError and keeps the old ones. */
+  reload(): Promise<PolicySnapshot>;
+  /** Abort every in-flight request, stream and WebSocket of the agent; returns how many. */
+  abortAgent(agent: string, reason: string): number;
   start(): Promise<BoundPorts>;
   /** Stop accepting, let in-flight requests finish (up to `graceMs`), flush audit, close pools. */
   close(graceMs?: number): Promise<void>;
@@ -77,10 +89,79 @@ export async function loadPolicy(
 export async function createGateway(settings: Settings, options: GatewayOptions = {}): Promise<Gateway> {
   const clock = options.clock ?? systemClock;
   const log = options.log ?? createLogger();
-  const policy = await loadPolicy(settings, { clock, version: 1, upstreams: options.upstreams });
+  let policy = await loadPolicy(settings, { clock, version: 1, upstreams: options.upstreams });
   const keys = await openKeyStore({ dir: settings.issuer.keys, alg: settings.issuer.alg, clock });
-  const store: Store = createMemoryStore({ clock });
-  const metrics = createMetrics({ defaults: options.defaultMetrics ?? true });
+  if (settings.state.driver !== 'memory') {
+    throw new Error('state.driver redis is not available in this version; use { driver: memory, file: ... }');
+  }
+  const stateFile = settings.state.file;
+  if (options.resetState === true && stateFile !== null) {
+    const aside = await resetStateFile(stateFile, clock);
+    if (aside !== null) log.warn('state file moved aside; starting with empty state', { file: stateFile, movedTo: aside });
+  }
+  const store: Store = await openMemoryStore({ clock, file: stateFile });
+  const metrics = createMetrics({
+    defaults: options.defaultMetrics ?? true,
+    *agents() {
+      const now = clock.now();
+      for (const [id, agent] of policy.agents) {
+        const view = viewBreaker(store.breaker(id), policy.roles.get(agent.role)?.breaker ?? null, now);
+        yield { agent: id, breaker: view.state === 'open' ? 2 : view.state === 'half_open' ? 1 : 0, killed: store.killRecord(id) !== undefined };
+      }
+    },
+  });
+
+  // Admitted requests and WebSockets by agent, so a kill can abort them.
+  const inFlight = new Map<string, Set<(reason: GatewayError) => void>>();
+  function track(ctx: RequestContext, abort: (reason: GatewayError) => void): () => void {
+    const agent = ctx.principal?.agent;
+    if (agent === undefined) return () => undefined;
+    let set = inFlight.get(agent);
+    if (set === undefined) {
+      set = new Set();
+      inFlight.set(agent, set);
+    }
+    set.add(abort);
+    // A kill that landed between admit and here must still stop this request.
+    const kill = store.killRecord(agent);
+    if (kill !== undefined) abort(new GatewayError('agent_killed', 'this agent has been disabled by an operator', { reasonDetail: kill.reason }));
+    const entries = set;
+    return () => {
+      entries.delete(abort);
+      if (entries.size === 0 && inFlight.get(agent) === entries) inFlight.delete(agent);
+    };
+  }
+  function abortAgent(agent: string, reason: string): number {
+    const set = inFlight.get(agent);
+    if (set === undefined) return 0;
+    const refusal = new GatewayError('agent_killed', 'this agent has been disabled by an operator', { reasonDetail: reason });
+    const aborts = [...set];
+    for (const abort of aborts) abort(refusal);
+    return aborts.length;
+  }
+  function onViolation(ctx: RequestContext): void {
+    const principal = ctx.principal;
+    const breaker = principal === null ? null : (ctx.policy.roles.get(principal.role)?.breaker ?? null);
+    if (principal === null || breaker === null) return;
+    const agent = principal.agent;
+    store.recordViolation(agent, breaker).then(
+      async (outcome) => {
+        if (!outcome.tripped) return;
+        metrics.breakerTripped(agent);
+        log.warn('circuit breaker opened', { agent, role: principal.role, trips: outcome.record.trips, reopenAt: outcome.record.reopenAt });
+        if (breaker.revokeTokens) await store.revokeAgent(agent, Math.floor(clock.now() / 1000));
+      },
+      (error: unknown) => log.error('breaker update failed', { agent, error }),
+    );
+  }
+  let version = 1;
+  async function reload(): Promise<PolicySnapshot> {
+    const next = await loadPolicy(settings, { clock, version: version + 1, upstreams: options.upstreams });
+    version = next.version;
+    policy = next;
+    log.info('policies reloaded', { version, files: next.files.length });
+    return next;
+  }
   const audit = await openAuditLog({
     file: settings.audit.file,
     onError: (error) => log.error('audit write failed; retrying', { error }),
@@ -92,7 +173,7 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
     stages: [
       createNormalize({ maxBodyBytes: settings.limits.maxBodyBytes }),
       createAuthenticate({ verifier, store }),
-      createAdmit({ store }),
+      createAdmit({ store, clock }),
       createAuthorize({ maxBodyBytes: settings.limits.maxBodyBytes }),
       forward,
     ],
@@ -102,8 +183,33 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
     log,
     clock,
     currentPolicy: () => policy,
+    onViolation,
+    track,
   });
-  const upgrades: UpgradeHandler = createUpgradeHandler({ pipeline, metrics, log });
+  const upgrades: UpgradeHandler = createUpgradeHandler({ pipeline, metrics, log, track });
+  const startedAt = clock.now();
+  let bound: BoundPorts | null = null;
+  const adminHandler = createAdminHandler({
+    store,
+    clock,
+    audit,
+    policy: () => policy,
+    reload,
+    abortAgent,
+    onAgentChange: () => undefined,
+    status: () => ({
+      status: 'serving',
+      pid: process.pid,
+      uptimeSeconds: Math.round((clock.now() - startedAt) / 1000),
+      policyVersion: policy.version,
+      policyFiles: policy.files,
+      listen: bound === null ? null : `${bound.agent.address}:${bound.agent.port}`,
+      metrics: bound === null ? null : `${bound.metrics.address}:${bound.metrics.port}`,
+      inFlight: pipeline.inFlight,
+      auditLines: audit.written,
+    }),
+  });
+  let adminSocket: AdminSocket | null = null;
 
   const agentServer: Server = createServer({
     maxHeaderSize: settings.limits.maxHeaderBytes,
@@ -188,9 +294,13 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
     metrics,
     audit,
     policy: () => policy,
+    reload,
+    abortAgent,
     async start() {
+      if (options.admin !== false) adminSocket = await openAdminSocket(settings.admin.socket, adminHandler, log);
       const agent = await listen(agentServer, settings.listen.host, settings.listen.port);
       const metricsAddress = await listen(metricsServer, settings.metrics.host, settings.metrics.port);
+      bound = { agent, metrics: metricsAddress };
       log.info('listening', { agent: `${agent.address}:${agent.port}`, metrics: `${metricsAddress.address}:${metricsAddress.port}`, policyVersion: policy.version });
       return { agent, metrics: metricsAddress };
     },
@@ -206,6 +316,7 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
       await new Promise<void>((resolve) => metricsServer.close(() => resolve()));
       metricsServer.closeAllConnections();
       upgrades.close();
+      await adminSocket?.close();
       await forward.close();
       await audit.close();
       await store.close();

@@ -4,6 +4,7 @@
 import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import httpProxy from 'http-proxy';
+import type { RequestContext } from './context.js';
 import { GatewayError } from './errors.js';
 import type { Pipeline } from './pipeline.js';
 import { inboundFrom } from './pipeline.js';
@@ -22,7 +23,15 @@ export interface UpgradeHandler {
   close(): void;
 }
 
-export function createUpgradeHandler(options: { pipeline: Pipeline; metrics: Metrics; log: Logger }): UpgradeHandler {
+export interface UpgradeOptions {
+  readonly pipeline: Pipeline;
+  readonly metrics: Metrics;
+  readonly log: Logger;
+  /** Register the open WebSocket so a kill can close it (see PipelineDeps.track). */
+  readonly track?: (ctx: RequestContext, abort: (reason: GatewayError) => void) => () => void;
+}
+
+export function createUpgradeHandler(options: UpgradeOptions): UpgradeHandler {
   const { pipeline, metrics, log } = options;
   const proxy = httpProxy.createProxyServer({ ws: true, xfwd: false, changeOrigin: true, proxyTimeout: 0 });
 
@@ -63,6 +72,9 @@ export function createUpgradeHandler(options: { pipeline: Pipeline; metrics: Met
     // Forward exactly the path that was checked.
     req.url = backend.basePath + target.path + target.query;
 
+    const untrack = options.track?.(ctx, () => socket.destroy());
+    socket.once('close', () => untrack?.());
+    if (socket.destroyed) return;
     let failed = false;
     proxy.ws(req, socket, head, { target: backend.origin }, (error: Error) => {
       if (failed) return;

@@ -66,6 +66,17 @@ export interface TokenPolicy {
   readonly rotateSeconds: number | null;
 }
 
+/** Per-role over-privilege circuit breaker (see state/breaker.ts for the rules). */
+export interface BreakerPolicy {
+  readonly violations: number;
+  readonly windowMs: number;
+  /** null: `cooldown: manual`, open until an operator revives the agent. */
+  readonly cooldownMs: number | null;
+  readonly maxCooldownMs: number;
+  /** End the agent's live tokens when the breaker trips. */
+  readonly revokeTokens: boolean;
+}
+
 export interface Role {
   readonly name: string;
   readonly description: string;
@@ -75,6 +86,8 @@ export interface Role {
   readonly backends: ReadonlySet<string>;
   readonly readOnly: boolean;
   readonly token: TokenPolicy;
+  /** null: the role has no breaker. */
+  readonly breaker: BreakerPolicy | null;
 }
 
 export type AgentCredential =

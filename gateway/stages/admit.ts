@@ -1,15 +1,17 @@
-// Admission: the operator's kill switch (and, with the breaker, suspension) before any grant is
+// Admission: the operator's kill switch, then the agent's circuit breaker, before any grant is
 // looked at. Fails closed: when the state store cannot be trusted, nobody is admitted.
-import type { RequestContext, Stage } from '../context.js';
+import type { Clock, RequestContext, Stage } from '../context.js';
 import { GatewayError } from '../errors.js';
+import { viewBreaker } from '../state/breaker.js';
 import type { Store } from '../state/store.js';
 
 export interface AdmitOptions {
   readonly store: Store;
+  readonly clock: Clock;
 }
 
 export function createAdmit(options: AdmitOptions): Stage {
-  const { store } = options;
+  const { store, clock } = options;
   return {
     name: 'admit',
     run(ctx: RequestContext): void {
@@ -23,9 +25,24 @@ export function createAdmit(options: AdmitOptions): Stage {
       const kill = store.killRecord(principal.agent);
       if (kill !== undefined) {
         throw new GatewayError('agent_killed', 'this agent has been disabled by an operator', {
-          reasonDetail: `killed at ${new Date(kill.at).toISOString()}: ${kill.reason}`,
+          reasonDetail: `killed at ${new Date(kill.at).toISOString()} by ${kill.by}: ${kill.reason}`,
         });
       }
+      const record = store.breaker(principal.agent);
+      if (record !== undefined && record.tripped) {
+        const policy = ctx.policy.roles.get(principal.role)?.breaker ?? null;
+        const view = viewBreaker(record, policy, clock.now());
+        if (view.state === 'open') {
+          throw new GatewayError(
+            'agent_suspended',
+            view.retryAfterSeconds === null
+              ? 'this agent is suspended after repeated calls outside its grant; an operator must revive it'
+              : 'this agent is suspended after repeated calls outside its grant; retry after the cooldown',
+            { reasonDetail: `breaker open since ${new Date(record.openedAt ?? 0).toISOString()}`, ...(view.retryAfterSeconds === null ? {} : { retryAfterSeconds: view.retryAfterSeconds }) },
+          );
+        }
+      }
+      store.touch(principal.agent, principal.jti, principal.expiresAt);
     },
   };
 }

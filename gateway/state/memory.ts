@@ -1,22 +1,105 @@
-// The embedded store for a single instance: state in process memory.
-// Durable persistence to `state.file` arrives with the operator features (kill switch, breaker).
+// The embedded store for a single instance: state in process memory, made durable in `state.file`.
+// Kill switches, revocations and tripped breakers are written (temp file, fsync, rename, fsync of
+// the folder) before the call that changed them resolves, and loaded at start. A corrupt file
+// stops the start: a kill is never silently forgotten.
+import { mkdir, open, readFile, rename } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import type { Clock } from '../context.js';
-import type { KillRecord, Store } from './store.js';
+import { addViolation, type BreakerRecord } from './breaker.js';
+import type { Activity, KillRecord, Store } from './store.js';
 
 export interface MemoryStoreOptions {
   readonly clock: Clock;
+  /** Where state survives restarts; null keeps it in memory only. */
+  readonly file: string | null;
 }
 
-export function createMemoryStore(options: MemoryStoreOptions): Store {
-  const { clock } = options;
-  /** jti -> expiry (seconds since epoch). */
+/** The state file exists but cannot be read back; the gateway refuses to start on it. */
+export class StateFileError extends Error {
+  constructor(
+    readonly file: string,
+    why: string,
+  ) {
+    super(`state file ${file} is unreadable (${why}); it may hold kill switches and revocations, so the gateway will not start without it. Fix or restore it, or start with --reset-state to move it aside and start empty`);
+    this.name = 'StateFileError';
+  }
+}
+
+interface StateFile {
+  readonly version: 1;
+  readonly savedAt: string;
+  readonly kills: KillRecord[];
+  /** jti -> exp (seconds). */
+  readonly revocations: Record<string, number>;
+  /** agent -> tokens issued at or before this second are revoked. */
+  readonly agentRevocations: Record<string, number>;
+  readonly breakers: Record<string, BreakerRecord>;
+}
+
+const MAX_TRACKED_TOKENS = 1000;
+
+export async function openMemoryStore(options: MemoryStoreOptions): Promise<Store> {
+  const { clock, file } = options;
   const revoked = new Map<string, number>();
+  const agentRevoked = new Map<string, number>();
   const kills = new Map<string, KillRecord>();
+  const breakers = new Map<string, BreakerRecord>();
+  const activity = new Map<string, { lastSeen: number; tokens: Map<string, number> }>();
+
+  if (file !== null) {
+    const loaded = await readStateFile(file);
+    if (loaded !== null) {
+      for (const k of loaded.kills) kills.set(k.agent, k);
+      const nowSeconds = clock.now() / 1000;
+      for (const [jti, exp] of Object.entries(loaded.revocations)) if (exp > nowSeconds) revoked.set(jti, exp);
+      for (const [agent, at] of Object.entries(loaded.agentRevocations)) agentRevoked.set(agent, at);
+      for (const [agent, record] of Object.entries(loaded.breakers)) breakers.set(agent, record);
+    }
+  }
+
+  let writing: Promise<void> | null = null;
+  let dirty = false;
+  function persist(): Promise<void> {
+    if (file === null) return Promise.resolve();
+    dirty = true;
+    writing ??= (async () => {
+      try {
+        while (dirty) {
+          dirty = false;
+          await writeAtomic(file, serialize());
+        }
+      } finally {
+        writing = null;
+      }
+    })();
+    return writing;
+  }
+
+  function serialize(): string {
+    const nowSeconds = clock.now() / 1000;
+    const revocations: Record<string, number> = {};
+    for (const [jti, exp] of revoked) if (exp > nowSeconds) revocations[jti] = exp;
+    const tripped: Record<string, BreakerRecord> = {};
+    for (const [agent, record] of breakers) if (record.tripped) tripped[agent] = record;
+    const state: StateFile = {
+      version: 1,
+      savedAt: new Date(clock.now()).toISOString(),
+      kills: [...kills.values()],
+      revocations,
+      agentRevocations: Object.fromEntries(agentRevoked),
+      breakers: tripped,
+    };
+    return `${JSON.stringify(state)}\n`;
+  }
 
   return {
     driver: 'memory',
     isHealthy: () => true,
-    isRevoked(jti) {
+    isRevoked(jti, agent, issuedAt) {
+      if (agent !== undefined && issuedAt !== undefined) {
+        const before = agentRevoked.get(agent);
+        if (before !== undefined && issuedAt <= before) return true;
+      }
       const until = revoked.get(jti);
       if (until === undefined) return false;
       if (until * 1000 <= clock.now()) {
@@ -25,16 +108,124 @@ export function createMemoryStore(options: MemoryStoreOptions): Store {
       }
       return true;
     },
-    async revoke(jti, expiresAt) {
+    revoke(jti, expiresAt) {
       revoked.set(jti, expiresAt);
+      return persist();
+    },
+    revokeAgent(agent, at) {
+      agentRevoked.set(agent, Math.max(at, agentRevoked.get(agent) ?? 0));
+      return persist();
     },
     killRecord: (agent) => kills.get(agent),
-    async kill(record) {
+    kills: () => [...kills.values()],
+    kill(record) {
       kills.set(record.agent, record);
+      return persist();
     },
     async revive(agent) {
-      return kills.delete(agent);
+      const killed = kills.delete(agent);
+      const hadBreaker = breakers.delete(agent);
+      if (killed || hadBreaker) await persist();
+      return killed || hadBreaker;
     },
-    async close() {},
+    breaker: (agent) => breakers.get(agent),
+    async recordViolation(agent, policy) {
+      const result = addViolation(breakers.get(agent), policy, clock.now());
+      breakers.set(agent, result.record);
+      if (result.tripped) await persist();
+      return result;
+    },
+    touch(agent, jti, expiresAt) {
+      let entry = activity.get(agent);
+      if (entry === undefined) {
+        entry = { lastSeen: 0, tokens: new Map() };
+        activity.set(agent, entry);
+      }
+      entry.lastSeen = clock.now();
+      if (!entry.tokens.has(jti)) {
+        if (entry.tokens.size >= MAX_TRACKED_TOKENS) prune(entry.tokens, clock.now() / 1000);
+        if (entry.tokens.size < MAX_TRACKED_TOKENS) entry.tokens.set(jti, expiresAt);
+      }
+    },
+    activity(agent): Activity {
+      const entry = activity.get(agent);
+      if (entry === undefined) return { lastSeen: null, liveTokens: 0 };
+      const nowSeconds = clock.now() / 1000;
+      prune(entry.tokens, nowSeconds);
+      let live = 0;
+      const before = agentRevoked.get(agent);
+      for (const [jti, exp] of entry.tokens) if (exp > nowSeconds && !revoked.has(jti) && before === undefined) live++;
+      return { lastSeen: entry.lastSeen, liveTokens: live };
+    },
+    async close() {
+      while (writing !== null) await writing;
+    },
   };
+}
+
+function prune(tokens: Map<string, number>, nowSeconds: number): void {
+  for (const [jti, exp] of tokens) if (exp <= nowSeconds) tokens.delete(jti);
+}
+
+async function readStateFile(file: string): Promise<StateFile | null> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    if ((error as { code?: unknown }).code === 'ENOENT') return null;
+    throw new StateFileError(file, String((error as Error).message));
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw new StateFileError(file, 'not valid JSON');
+  }
+  const state = parsed as Partial<StateFile> | null;
+  if (
+    state === null ||
+    typeof state !== 'object' ||
+    state.version !== 1 ||
+    !Array.isArray(state.kills) ||
+    typeof state.revocations !== 'object' ||
+    typeof state.agentRevocations !== 'object' ||
+    typeof state.breakers !== 'object' ||
+    state.kills.some((k) => typeof k?.agent !== 'string' || typeof k.reason !== 'string' || typeof k.at !== 'number')
+  ) {
+    throw new StateFileError(file, 'not an AgentGate state file (version 1)');
+  }
+  return state as StateFile;
+}
+
+/** Move an unreadable state file aside so the gateway can start empty; returns where it went. */
+export async function resetStateFile(file: string, clock: Clock): Promise<string | null> {
+  const aside = `${file}.corrupt-${new Date(clock.now()).toISOString().replaceAll(':', '-')}`;
+  try {
+    await rename(file, aside);
+    return aside;
+  } catch (error) {
+    if ((error as { code?: unknown }).code === 'ENOENT') return null;
+    throw error;
+  }
+}
+
+async function writeAtomic(file: string, data: string): Promise<void> {
+  const dir = dirname(file);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const tmp = `${file}.tmp-${process.pid}`;
+  const handle = await open(tmp, 'w', 0o600);
+  try {
+    await handle.writeFile(data);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await rename(tmp, file);
+  // The rename is durable only once the folder entry is on disk.
+  const dirHandle = await open(dir, 'r');
+  try {
+    await dirHandle.sync();
+  } finally {
+    await dirHandle.close();
+  }
 }

@@ -1,6 +1,7 @@
-// The state contract shared by every instance: revocations and kill switches.
-// Reads on the hot path are synchronous against a local view the driver keeps current;
-// writes are durable (state file, or Redis) before they resolve.
+// The state contract shared by every instance: revocations, kill switches, breakers, and the
+// per-agent activity the inventory shows. Reads on the hot path are synchronous against a local
+// view the driver keeps current; writes are durable (state file, or Redis) before they resolve.
+import type { BreakerPolicy, BreakerRecord } from './breaker.js';
 
 /** An operator's kill switch on one agent. */
 export interface KillRecord {
@@ -12,24 +13,48 @@ export interface KillRecord {
   readonly by: string;
 }
 
+/** What the inventory shows about an agent's recent use (not persisted). */
+export interface Activity {
+  /** ms since the epoch of the last authenticated call. */
+  readonly lastSeen: number | null;
+  /** Distinct unexpired tokens seen or issued. */
+  readonly liveTokens: number;
+}
+
+export interface ViolationOutcome {
+  readonly record: BreakerRecord;
+  readonly tripped: boolean;
+}
+
 /**
- * Shared gateway state. Implementations: `memory.ts` (one instance, optional state file) and,
- * later, `redis.ts` (many instances).
+ * Shared gateway state. Implementations: `memory.ts` (one instance, state file) and `redis.ts`
+ * (many instances).
  */
 export interface Store {
   readonly driver: 'memory' | 'redis';
   /** False when the backing store cannot be trusted (e.g. Redis unreachable): admit fails closed. */
   isHealthy(): boolean;
 
-  /** True when `jti` was revoked and the revocation has not yet outlived the token. */
-  isRevoked(jti: string): boolean;
-  /** Revoke until `expiresAt` (seconds since the epoch), after which the token is dead anyway. */
+  /** True when `jti` was revoked, or the agent's tokens issued at or before `issuedAt` were. */
+  isRevoked(jti: string, agent?: string, issuedAt?: number): boolean;
+  /** Revoke one token until `expiresAt` (seconds since the epoch). */
   revoke(jti: string, expiresAt: number): Promise<void>;
+  /** Revoke every token of `agent` issued at or before `at` (seconds since the epoch). */
+  revokeAgent(agent: string, at: number): Promise<void>;
 
   killRecord(agent: string): KillRecord | undefined;
+  kills(): readonly KillRecord[];
   kill(record: KillRecord): Promise<void>;
-  /** Lift a kill switch; resolves false when the agent was not killed. */
+  /** Lift a kill switch and reset the breaker; resolves false when there was neither. */
   revive(agent: string): Promise<boolean>;
+
+  breaker(agent: string): BreakerRecord | undefined;
+  /** Count one violation; persisted when the breaker changes state. */
+  recordViolation(agent: string, policy: BreakerPolicy): Promise<ViolationOutcome>;
+
+  /** Note an authenticated call (inventory). Cheap and synchronous. */
+  touch(agent: string, jti: string, expiresAt: number): void;
+  activity(agent: string): Activity;
 
   close(): Promise<void>;
 }

@@ -19,7 +19,7 @@ export interface Metrics {
   upstreamError(backend: string, kind: UpstreamErrorKind): void;
   tokenIssued(role: string, grantType: string): void;
   tokenRevoked(): void;
-  setKilled(agent: string, killed: boolean): void;
+  breakerTripped(agent: string): void;
   exposition(): Promise<string>;
   readonly contentType: string;
 }
@@ -27,7 +27,22 @@ export interface Metrics {
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 const OVERHEAD_BUCKETS = [0.00005, 0.0001, 0.00015, 0.0002, 0.0003, 0.0005, 0.00075, 0.001, 0.002, 0.005, 0.01, 0.05];
 
-export function createMetrics(options: { defaults?: boolean } = {}): Metrics {
+/** One agent's state at scrape time. */
+export interface AgentGauge {
+  readonly agent: string;
+  /** 0 closed, 1 half-open, 2 open. */
+  readonly breaker: 0 | 1 | 2;
+  readonly killed: boolean;
+}
+
+export interface MetricsOptions {
+  /** Collect process default metrics (off in tests that run many gateways in one process). */
+  readonly defaults?: boolean;
+  /** Read at scrape time, so gauges never drift from the store (a breaker turns half-open by time alone). */
+  readonly agents?: () => Iterable<AgentGauge>;
+}
+
+export function createMetrics(options: MetricsOptions = {}): Metrics {
   const registry = new Registry();
   if (options.defaults !== false) collectDefaultMetrics({ register: registry });
 
@@ -73,9 +88,30 @@ export function createMetrics(options: { defaults?: boolean } = {}): Metrics {
     help: 'Access tokens revoked.',
     registers: [registry],
   });
-  const killed = new Gauge({
+  const agents = options.agents;
+  new Gauge({
     name: 'agentgate_agent_killed',
     help: '1 while an operator kill switch is in force for the agent.',
+    labelNames: ['agent'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const a of agents?.() ?? []) this.labels(a.agent).set(a.killed ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'agentgate_breaker_state',
+    help: 'Circuit breaker per agent: 0 closed, 1 half-open, 2 open.',
+    labelNames: ['agent'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const a of agents?.() ?? []) this.labels(a.agent).set(a.breaker);
+    },
+  });
+  const trips = new Counter({
+    name: 'agentgate_breaker_trips_total',
+    help: 'Times an agent\'s circuit breaker opened.',
     labelNames: ['agent'] as const,
     registers: [registry],
   });
@@ -124,8 +160,8 @@ export function createMetrics(options: { defaults?: boolean } = {}): Metrics {
     tokenRevoked() {
       tokensRevoked.inc();
     },
-    setKilled(agent, isKilled) {
-      killed.labels(agent).set(isKilled ? 1 : 0);
+    breakerTripped(agent) {
+      trips.labels(agent).inc();
     },
     exposition: () => registry.metrics(),
   };

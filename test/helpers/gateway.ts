@@ -2,7 +2,7 @@
 // test's own folder, in front of real upstream servers. No module of ours is stubbed.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadSettings } from '../../gateway/config.js';
@@ -41,6 +41,7 @@ export interface GatewayFixture {
 export async function startGateway(t: Teardown, fixture: GatewayFixture = {}): Promise<StartedGateway> {
   // A folder of its own under the test's folder, leaving files the test wrote there alone.
   const dir = join(t.testdirName, `gateway-${++started}`);
+  await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { recursive: true });
   const limits = fixture.limits ?? {};
   const yaml = [
@@ -62,10 +63,12 @@ export async function startGateway(t: Teardown, fixture: GatewayFixture = {}): P
     log: createLogger({ level: 'silent' }),
     upstreams: fixture.upstreams,
     defaultMetrics: false,
+    // In-process gateways skip the admin socket; the operator tests run the real process.
+    admin: false,
     ...(fixture.clock === undefined ? {} : { clock: fixture.clock }),
   });
-  const ports = await gateway.start();
   t.teardown(() => gateway.close(1000));
+  const ports = await gateway.start();
   const url = `http://127.0.0.1:${ports.agent.port}`;
   return {
     gateway,

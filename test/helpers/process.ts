@@ -1,7 +1,9 @@
 // Test harness for the contract that is a process: the real `agentgate` CLI (compiled by
 // `npm test`'s pretest build), spawned with its own config, talked to over loopback.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT } from './gateway.js';
 
@@ -104,13 +106,15 @@ export function serveCli(
 /** Write a config whose every port is 0 and whose state lives in `dir`. */
 export async function writeConfig(dir: string, policiesDir: string, extra: { limits?: string } = {}): Promise<string> {
   await mkdir(dir, { recursive: true });
+  // Unix socket paths are limited to 107 bytes; test folders are deeper than that.
+  const socket = join(mkdtempSync(join(tmpdir(), 'ag-')), 'admin.sock');
   const file = join(dir, 'agentgate.yaml');
   await writeFile(
     file,
     [
       'listen:   { host: 127.0.0.1, port: 0 }',
       'metrics:  { host: 127.0.0.1, port: 0 }',
-      'admin:    { socket: ./run/agentgate.sock }',
+      `admin:    { socket: ${JSON.stringify(socket)} }`,
       `policies: ${JSON.stringify(policiesDir)}`,
       'issuer:   { url: "http://agentgate.test", keys: ./run/keys, alg: EdDSA, rotate: 24h }',
       'trust:    []',

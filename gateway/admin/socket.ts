@@ -1,0 +1,71 @@
+// The admin listener: HTTP/1.1 over a Unix socket (so `curl --unix-socket` works), mode 0600 in
+// a 0700 folder. A live gateway already on the path stops the start; a stale socket is removed.
+import { createConnection } from 'node:net';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { chmod, mkdir, unlink } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import type { Logger } from '../telemetry/log.js';
+
+export interface AdminSocket {
+  readonly path: string;
+  close(): Promise<void>;
+}
+
+export class AdminSocketInUseError extends Error {
+  constructor(readonly path: string) {
+    super(`another gateway is serving the admin socket ${path}; stop it first, or set AGENTGATE_ADMIN_SOCKET to another path`);
+    this.name = 'AdminSocketInUseError';
+  }
+}
+
+export async function openAdminSocket(
+  path: string,
+  handler: (req: IncomingMessage, res: ServerResponse) => Promise<void>,
+  log: Logger,
+): Promise<AdminSocket> {
+  // sun_path holds 108 bytes with the terminating NUL; a longer path binds somewhere else.
+  if (Buffer.byteLength(path) > 107) {
+    throw new Error(`admin socket path ${path} is ${Buffer.byteLength(path)} bytes; Unix sockets allow at most 107: set a shorter admin.socket or AGENTGATE_ADMIN_SOCKET`);
+  }
+  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+  if (await isLive(path)) throw new AdminSocketInUseError(path);
+  await unlink(path).catch((error: NodeJS.ErrnoException) => {
+    if (error.code !== 'ENOENT') throw error;
+  });
+  const server: Server = createServer((req, res) => {
+    handler(req, res).catch((error: unknown) => log.error('admin call failed', { error }));
+  });
+  // Nobody but the owner may connect, even in the moment between bind and chmod.
+  const previous = process.umask(0o177);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(path, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  } finally {
+    process.umask(previous);
+  }
+  await chmod(path, 0o600);
+  return {
+    path,
+    async close() {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/** True when something answers on the socket path. */
+function isLive(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = createConnection(path);
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}

@@ -1,0 +1,79 @@
+// The per-agent over-privilege circuit breaker, as pure functions over a record, so every store
+// (memory, Redis) applies exactly the same rules:
+//   closed -> open       when `violations` violations fall within `window`;
+//   open -> half_open    after the cooldown (never, for a manual cooldown);
+//   half_open -> open    on one violation, with the cooldown doubled (capped);
+//   half_open -> closed  after a whole window without a violation.
+
+import type { BreakerPolicy } from '../policy/types.js';
+
+export type { BreakerPolicy };
+
+export type BreakerState = 'closed' | 'half_open' | 'open';
+
+export interface BreakerRecord {
+  /** Violation times (ms) still inside the window; only kept while closed. */
+  readonly violations: readonly number[];
+  /** When the breaker last opened (ms), or null while it has never tripped. */
+  readonly openedAt: number | null;
+  /** When it turns half-open (ms); null while closed, or while open with a manual cooldown. */
+  readonly reopenAt: number | null;
+  /** The cooldown in force (doubles on each half-open violation). */
+  readonly cooldownMs: number | null;
+  /** True while open (until reopenAt passes) or half-open (until a clean window passes). */
+  readonly tripped: boolean;
+  readonly trips: number;
+}
+
+export const CLOSED: BreakerRecord = Object.freeze({ violations: [], openedAt: null, reopenAt: null, cooldownMs: null, tripped: false, trips: 0 });
+
+export interface BreakerView {
+  readonly state: BreakerState;
+  /** Seconds until half-open; null when closed, half-open or manual. */
+  readonly retryAfterSeconds: number | null;
+  readonly violationsInWindow: number;
+}
+
+/** The state at `now`: open turns half-open after the cooldown; half-open closes after a clean window. */
+export function viewBreaker(record: BreakerRecord | undefined, policy: BreakerPolicy | null, now: number): BreakerView {
+  if (record === undefined || !record.tripped) {
+    const windowMs = policy?.windowMs ?? 0;
+    const inWindow = record === undefined ? 0 : record.violations.filter((t) => now - t < windowMs).length;
+    return { state: 'closed', retryAfterSeconds: null, violationsInWindow: inWindow };
+  }
+  if (record.reopenAt === null) return { state: 'open', retryAfterSeconds: null, violationsInWindow: 0 };
+  if (now < record.reopenAt) return { state: 'open', retryAfterSeconds: Math.ceil((record.reopenAt - now) / 1000), violationsInWindow: 0 };
+  const windowMs = policy?.windowMs ?? 0;
+  if (now - record.reopenAt >= windowMs) return { state: 'closed', retryAfterSeconds: null, violationsInWindow: 0 };
+  return { state: 'half_open', retryAfterSeconds: null, violationsInWindow: 0 };
+}
+
+export interface ViolationResult {
+  readonly record: BreakerRecord;
+  /** The breaker opened (or reopened) with this violation. */
+  readonly tripped: boolean;
+}
+
+/** Apply one violation made with a valid token at `now`. */
+export function addViolation(record: BreakerRecord | undefined, policy: BreakerPolicy, now: number): ViolationResult {
+  const current = record ?? CLOSED;
+  const view = viewBreaker(current, policy, now);
+  if (view.state === 'open') return { record: current, tripped: false };
+  if (view.state === 'half_open') {
+    const doubled = current.cooldownMs === null ? null : Math.min(current.cooldownMs * 2, policy.maxCooldownMs);
+    return {
+      record: { violations: [], openedAt: now, reopenAt: doubled === null ? null : now + doubled, cooldownMs: doubled, tripped: true, trips: current.trips + 1 },
+      tripped: true,
+    };
+  }
+  // Closed (possibly after a clean half-open window): count violations inside the window.
+  const recent = (current.tripped ? [] : current.violations).filter((t) => now - t < policy.windowMs);
+  recent.push(now);
+  if (recent.length >= policy.violations) {
+    return {
+      record: { violations: [], openedAt: now, reopenAt: policy.cooldownMs === null ? null : now + policy.cooldownMs, cooldownMs: policy.cooldownMs, tripped: true, trips: current.trips + 1 },
+      tripped: true,
+    };
+  }
+  return { record: { ...current, violations: recent, tripped: false, reopenAt: null, cooldownMs: null }, tripped: false };
+}
