@@ -1,10 +1,9 @@
-// agentgate.yaml plus environment overrides -> validated, frozen Settings.
-// Relative paths resolve against the config file's folder.
+// agentgate.yaml plus environment overrides -> validated, frozen Settings. Relative paths in the
+// file resolve against the file's folder; relative paths in env overrides against the cwd.
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { ConfigError } from './errors.js';
-import { loadYamlFile, type Position } from './policy/load.js';
+import { loadYamlFile, type RawEntry } from './policy/load.js';
 import { Checker } from './policy/validate.js';
-import { describe } from './policy/units.js';
 
 export interface Endpoint {
   readonly host: string;
@@ -51,118 +50,185 @@ export interface Settings {
 
 const DEFAULT_CONFIG = 'agentgate.yaml';
 const HOST = /^[A-Za-z0-9.:[\]-]+$/;
+const REDIS_URL = /^rediss?:\/\/\S+$/;
+const TOP_KEYS = ['listen', 'metrics', 'admin', 'policies', 'issuer', 'trust', 'state', 'audit', 'limits'];
+
+/** The demo defaults of DESIGN §2, used for every key the file leaves out. */
+const DEFAULTS = {
+  host: '127.0.0.1',
+  listenPort: 8080,
+  metricsPort: 9464,
+  socket: './run/agentgate.sock',
+  policies: './policies',
+  issuerUrl: 'http://127.0.0.1:8080',
+  keys: './run/keys',
+  rotateMs: 24 * 3_600_000,
+  stateFile: './run/state.json',
+  auditFile: './run/audit.jsonl',
+  maxBodyBytes: 1_048_576,
+  upstreamTimeoutMs: 30_000,
+  maxHeaderBytes: 16_384,
+} as const;
 
 export interface LoadSettingsOptions {
+  /** Path of the config file (`--config`); relative to `cwd`. */
   readonly configFile?: string;
+  /** Environment to read AGENTGATE_* from; defaults to process.env. */
   readonly env?: NodeJS.ProcessEnv;
+  /** Folder a relative config path or env path resolves against; defaults to process.cwd(). */
   readonly cwd?: string;
 }
 
-/** Read and validate agentgate.yaml plus env overrides. Throws ConfigError with every problem. */
+/**
+ * Read and validate agentgate.yaml plus env overrides (AGENTGATE_CONFIG, AGENTGATE_LISTEN_PORT,
+ * AGENTGATE_METRICS_PORT, AGENTGATE_ADMIN_SOCKET, AGENTGATE_STATE_FILE, AGENTGATE_REDIS_URL; an
+ * empty variable counts as unset). Throws ConfigError with every problem found.
+ */
 export async function loadSettings(options: LoadSettingsOptions = {}): Promise<Settings> {
   const env = options.env ?? process.env;
   const cwd = options.cwd ?? process.cwd();
-  const configFile = resolvePath(cwd, options.configFile ?? env.AGENTGATE_CONFIG ?? DEFAULT_CONFIG);
+  const fromEnv = (name: string): string | null => {
+    const value = env[name];
+    return value === undefined || value === '' ? null : value;
+  };
+  const configFile = resolvePath(cwd, options.configFile ?? fromEnv('AGENTGATE_CONFIG') ?? DEFAULT_CONFIG);
   const baseDir = dirname(configFile);
   const problems: string[] = [];
   const loaded = await loadYamlFile(configFile, problems);
-  if (problems.length > 0 && loaded.root === null && problems[0]?.endsWith('no such file')) {
-    throw new ConfigError([`${problems[0]} (pass --config or set AGENTGATE_CONFIG)`]);
-  }
+  if (loaded.missing) throw new ConfigError([`${loaded.file}: no such file (pass --config or set AGENTGATE_CONFIG)`]);
+
   const c = new Checker();
   c.problems.push(...problems);
-  const at: Position = loaded.root?.at ?? { file: loaded.file, line: 1 };
-  const root = loaded.root ?? { kind: 'map' as const, at, entries: new Map() };
-  const top = c.map(root, '(top level)', ['listen', 'metrics', 'admin', 'policies', 'issuer', 'trust', 'state', 'audit', 'limits']);
+  const top = loaded.root === null ? null : c.map(loaded.root, '', TOP_KEYS);
+  const section = (key: string, allowed: readonly string[]): ReadonlyMap<string, RawEntry> | null => c.map(top?.get(key)?.value, key, allowed);
 
-  const endpoint = (key: 'listen' | 'metrics', fallbackPort: number, envName: string): Endpoint | null => {
-    const keys = c.map(top?.get(key)?.value, key, ['host', 'port']);
-    const host = c.string(keys?.get('host'), `${key}.host`, { pattern: HOST, patternHelp: 'is not a host name or address' }) ?? '127.0.0.1';
-    let port = keys?.has('port') ? c.integer(keys.get('port'), `${key}.port`, 0, 65535) : fallbackPort;
-    const fromEnv = env[envName];
-    if (fromEnv !== undefined && fromEnv !== '') {
-      const n = Number(fromEnv);
-      if (!/^\d+$/.test(fromEnv) || n > 65535) {
-        c.problems.push(`${envName}: "${fromEnv}" is not a port (0-65535; 0 picks a free one)`);
-        port = null;
-      } else {
-        port = n;
-      }
+  const endpoint = (key: 'listen' | 'metrics', defaultPort: number, envName: string): Endpoint | null => {
+    const keys = section(key, ['host', 'port']);
+    const host = c.string(keys?.get('host'), `${key}.host`, { pattern: HOST, patternHelp: 'is not a host name or IP address' }) ?? DEFAULTS.host;
+    let port = keys?.has('port') ? c.integer(keys.get('port'), `${key}.port`, 0, 65535) : defaultPort;
+    const override = fromEnv(envName);
+    if (override !== null) {
+      port = /^\d{1,5}$/.test(override) && Number(override) <= 65535 ? Number(override) : null;
+      if (port === null) c.problems.push(`${envName}: "${override}" is not a port (a whole number from 0 to 65535; 0 picks a free one)`);
     }
     return port === null ? null : Object.freeze({ host, port });
   };
-  const listen = endpoint('listen', 8080, 'AGENTGATE_LISTEN_PORT');
-  const metrics = endpoint('metrics', 9464, 'AGENTGATE_METRICS_PORT');
+  const listen = endpoint('listen', DEFAULTS.listenPort, 'AGENTGATE_LISTEN_PORT');
+  const metrics = endpoint('metrics', DEFAULTS.metricsPort, 'AGENTGATE_METRICS_PORT');
 
-  const adminKeys = c.map(top?.get('admin')?.value, 'admin', ['socket']);
-  const socket = env.AGENTGATE_ADMIN_SOCKET || (c.string(adminKeys?.get('socket'), 'admin.socket') ?? './run/agentgate.sock');
-  const policies = c.string(top?.get('policies'), 'policies') ?? './policies';
+  const adminKeys = section('admin', ['socket']);
+  const socketFromFile = c.string(adminKeys?.get('socket'), 'admin.socket');
+  const socketFromEnv = fromEnv('AGENTGATE_ADMIN_SOCKET');
+  const socket = socketFromEnv !== null ? resolvePath(cwd, socketFromEnv) : resolvePath(baseDir, socketFromFile ?? DEFAULTS.socket);
 
-  const issuerKeys = c.map(top?.get('issuer')?.value, 'issuer', ['url', 'keys', 'alg', 'rotate']);
-  const issuerUrl = c.string(issuerKeys?.get('url'), 'issuer.url') ?? 'http://127.0.0.1:8080';
-  if (!/^https?:\/\/[^\s/?#]+(\/[^\s?#]*)?$/.test(issuerUrl)) c.add(issuerKeys?.get('url')?.value.at ?? at, 'issuer.url', `"${issuerUrl}" is not an http(s) URL`);
-  const keysDir = c.string(issuerKeys?.get('keys'), 'issuer.keys') ?? './run/keys';
-  const algEntry = issuerKeys?.get('alg');
-  let alg: 'EdDSA' | 'ES256' = 'EdDSA';
-  if (algEntry !== undefined) {
-    const value = algEntry.value.kind === 'scalar' ? algEntry.value.value : null;
-    if (value === 'EdDSA' || value === 'ES256') alg = value;
-    else c.add(algEntry.value.at, 'issuer.alg', `${describe(value)} is not a signing algorithm (allowed: EdDSA, ES256)`);
+  const policies = c.string(top?.get('policies'), 'policies') ?? DEFAULTS.policies;
+
+  const issuerKeys = section('issuer', ['url', 'keys', 'alg', 'rotate']);
+  const urlEntry = issuerKeys?.get('url');
+  const issuerUrl = c.string(urlEntry, 'issuer.url') ?? DEFAULTS.issuerUrl;
+  if (urlEntry !== undefined && !isHttpUrl(issuerUrl)) {
+    c.add(urlEntry.value.at, 'issuer.url', `"${issuerUrl}" is not an http(s) URL without query, fragment or credentials`);
   }
-  const rotateMs = issuerKeys?.has('rotate') ? c.duration(issuerKeys.get('rotate'), 'issuer.rotate', { minMs: 60_000 }) : 86_400_000;
+  const keysDir = c.string(issuerKeys?.get('keys'), 'issuer.keys') ?? DEFAULTS.keys;
+  const alg = c.oneOf(issuerKeys?.get('alg'), 'issuer.alg', ['EdDSA', 'ES256'], 'a signing algorithm') ?? 'EdDSA';
+  const rotateMs = issuerKeys?.has('rotate') ? c.duration(issuerKeys.get('rotate'), 'issuer.rotate', { minMs: 60_000 }) : DEFAULTS.rotateMs;
 
   const trust: TrustedIssuer[] = [];
-  const trustEntry = top?.get('trust');
-  for (const [i, node] of (c.list(trustEntry, 'trust') ?? []).entries()) {
+  const seenIssuers = new Map<string, number>();
+  for (const [i, node] of (c.list(top?.get('trust'), 'trust') ?? []).entries()) {
     const path = `trust[${i}]`;
     const keys = c.map(node, path, ['issuer', 'jwksUri', 'audience']);
+    if (keys === null) continue;
     const issuer = c.string(c.required(keys, 'issuer', path, node.at), `${path}.issuer`);
-    const jwksUri = c.string(c.required(keys, 'jwksUri', path, node.at), `${path}.jwksUri`, { pattern: /^https?:\/\/\S+$/, patternHelp: 'is not an http(s) URL' });
-    const audience = c.string(keys?.get('audience'), `${path}.audience`);
-    if (issuer !== null && jwksUri !== null) trust.push(Object.freeze({ issuer, jwksUri, audience }));
+    const jwksEntry = c.required(keys, 'jwksUri', path, node.at);
+    const jwksUri = c.string(jwksEntry, `${path}.jwksUri`);
+    if (jwksEntry !== undefined && jwksUri !== null && !isHttpUrl(jwksUri)) c.add(jwksEntry.value.at, `${path}.jwksUri`, `"${jwksUri}" is not an http(s) URL`);
+    const audience = c.string(keys.get('audience'), `${path}.audience`);
+    if (issuer === null || jwksUri === null) continue;
+    const first = seenIssuers.get(issuer);
+    if (first !== undefined) c.add(keys.get('issuer')?.value.at ?? node.at, `${path}.issuer`, `"${issuer}" is already trusted by trust[${first}]`);
+    seenIssuers.set(issuer, first ?? i);
+    trust.push(Object.freeze({ issuer, jwksUri, audience }));
   }
 
-  const stateKeys = c.map(top?.get('state')?.value, 'state', ['driver', 'file', 'url']);
-  const driverEntry = stateKeys?.get('driver');
-  const driverValue = driverEntry === undefined ? 'memory' : driverEntry.value.kind === 'scalar' ? driverEntry.value.value : null;
-  let state: StateSettings | null = null;
-  if (env.AGENTGATE_REDIS_URL) {
-    state = { driver: 'redis', url: env.AGENTGATE_REDIS_URL };
-  } else if (driverValue === 'memory') {
-    const file = env.AGENTGATE_STATE_FILE || c.string(stateKeys?.get('file'), 'state.file');
-    state = { driver: 'memory', file: file === null || file === undefined ? null : resolvePath(baseDir, file) };
-  } else if (driverValue === 'redis') {
-    const url = c.string(c.required(stateKeys ?? null, 'url', 'state', driverEntry?.at ?? at), 'state.url', { pattern: /^rediss?:\/\/\S+$/, patternHelp: 'is not a redis:// URL' });
-    if (url !== null) state = { driver: 'redis', url };
-  } else {
-    c.add(driverEntry?.value.at ?? at, 'state.driver', `${describe(driverValue)} is not a state driver (allowed: memory, redis)`);
-  }
+  const state = stateSettings(c, top?.get('state'), baseDir, cwd, fromEnv);
 
-  const auditKeys = c.map(top?.get('audit')?.value, 'audit', ['file']);
-  const auditFile = c.string(auditKeys?.get('file'), 'audit.file') ?? './run/audit.jsonl';
+  const auditKeys = section('audit', ['file']);
+  const auditFile = c.string(auditKeys?.get('file'), 'audit.file') ?? DEFAULTS.auditFile;
 
-  const limitKeys = c.map(top?.get('limits')?.value, 'limits', ['maxBodyBytes', 'upstreamTimeout', 'maxHeaderBytes']);
-  const maxBodyBytes = limitKeys?.has('maxBodyBytes') ? c.size(limitKeys.get('maxBodyBytes'), 'limits.maxBodyBytes') : 1_048_576;
-  const upstreamTimeoutMs = limitKeys?.has('upstreamTimeout') ? c.duration(limitKeys.get('upstreamTimeout'), 'limits.upstreamTimeout', { minMs: 1, maxMs: 3_600_000 }) : 30_000;
-  const maxHeaderBytes = limitKeys?.has('maxHeaderBytes') ? c.size(limitKeys.get('maxHeaderBytes'), 'limits.maxHeaderBytes') : 16_384;
+  const limitKeys = section('limits', ['maxBodyBytes', 'upstreamTimeout', 'maxHeaderBytes']);
+  const maxBodyBytes = limitKeys?.has('maxBodyBytes') ? c.size(limitKeys.get('maxBodyBytes'), 'limits.maxBodyBytes') : DEFAULTS.maxBodyBytes;
+  const upstreamTimeoutMs = limitKeys?.has('upstreamTimeout')
+    ? c.duration(limitKeys.get('upstreamTimeout'), 'limits.upstreamTimeout', { minMs: 1, maxMs: 3_600_000 })
+    : DEFAULTS.upstreamTimeoutMs;
+  const maxHeaderBytes = limitKeys?.has('maxHeaderBytes') ? c.size(limitKeys.get('maxHeaderBytes'), 'limits.maxHeaderBytes', { minBytes: 1024 }) : DEFAULTS.maxHeaderBytes;
 
   c.fail();
   if (listen === null || metrics === null || state === null || rotateMs === null || maxBodyBytes === null || upstreamTimeoutMs === null || maxHeaderBytes === null) {
-    throw new ConfigError(['invalid configuration']);
+    // Every null above records a problem, so c.fail() has thrown; this keeps the types honest.
+    throw new ConfigError([`${loaded.file}: invalid configuration`]);
   }
   return Object.freeze({
     configFile,
     baseDir,
     listen,
     metrics,
-    admin: Object.freeze({ socket: resolvePath(baseDir, socket) }),
+    admin: Object.freeze({ socket }),
     policies: resolvePath(baseDir, policies),
     issuer: Object.freeze({ url: issuerUrl, keys: resolvePath(baseDir, keysDir), alg, rotateSeconds: Math.floor(rotateMs / 1000) }),
     trust: Object.freeze(trust),
-    state: Object.freeze(state),
+    state,
     audit: Object.freeze({ file: resolvePath(baseDir, auditFile) }),
     limits: Object.freeze({ maxBodyBytes, upstreamTimeoutMs, maxHeaderBytes }),
   });
+}
+
+/**
+ * `state`: `{ driver: memory, file }` (file defaults to ./run/state.json; an empty `file:` keeps
+ * state in memory only) or `{ driver: redis, url }`. AGENTGATE_REDIS_URL switches to redis.
+ */
+function stateSettings(
+  c: Checker,
+  entry: RawEntry | undefined,
+  baseDir: string,
+  cwd: string,
+  fromEnv: (name: string) => string | null,
+): StateSettings | null {
+  const keys = c.map(entry?.value, 'state', ['driver', 'file', 'url']);
+  const driver = keys?.has('driver') ? c.oneOf(keys.get('driver'), 'state.driver', ['memory', 'redis'], 'a state driver') : 'memory';
+  const redisFromEnv = fromEnv('AGENTGATE_REDIS_URL');
+  if (redisFromEnv !== null) {
+    if (!REDIS_URL.test(redisFromEnv)) {
+      c.problems.push(`AGENTGATE_REDIS_URL: "${redisFromEnv}" is not a redis:// or rediss:// URL`);
+      return null;
+    }
+    return Object.freeze({ driver: 'redis', url: redisFromEnv });
+  }
+  if (driver === null) return null;
+  const misplaced = driver === 'memory' ? 'url' : 'file';
+  const stray = keys?.get(misplaced);
+  if (stray !== undefined) c.add(stray.at, `state.${misplaced}`, `is not used by driver ${driver} (${driver} takes ${driver === 'memory' ? 'file' : 'url'})`);
+  if (driver === 'redis') {
+    const url = c.string(keys === null || entry === undefined ? undefined : c.required(keys, 'url', 'state', entry.at), 'state.url', { pattern: REDIS_URL, patternHelp: 'is not a redis:// or rediss:// URL' });
+    return url === null ? null : Object.freeze({ driver: 'redis', url });
+  }
+  const fileFromEnv = fromEnv('AGENTGATE_STATE_FILE');
+  if (fileFromEnv !== null) return Object.freeze({ driver: 'memory', file: resolvePath(cwd, fileFromEnv) });
+  const fileEntry = keys?.get('file');
+  if (fileEntry === undefined) return Object.freeze({ driver: 'memory', file: resolvePath(baseDir, DEFAULTS.stateFile) });
+  if (fileEntry.value.kind === 'scalar' && fileEntry.value.value === null) return Object.freeze({ driver: 'memory', file: null });
+  const file = c.string(fileEntry, 'state.file');
+  return file === null ? null : Object.freeze({ driver: 'memory', file: resolvePath(baseDir, file) });
+}
+
+function isHttpUrl(text: string): boolean {
+  if (text.includes('?') || text.includes('#')) return false;
+  try {
+    const url = new URL(text);
+    return (url.protocol === 'http:' || url.protocol === 'https:') && url.username === '' && url.password === '' && url.hostname !== '';
+  } catch {
+    return false;
+  }
 }
 
 function resolvePath(base: string, path: string): string {

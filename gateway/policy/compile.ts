@@ -1,5 +1,6 @@
-// Route templates -> one trie per backend, built at load. Matching walks the trie most-specific
-// first (literal, listed values, parameter, `*`) with backtracking; nothing is compiled per request.
+// Route templates -> one frozen trie per backend, built at load. Matching walks it most specific
+// first (literal, listed values, parameter, `*`) with backtracking; per request it allocates only
+// the match and its params.
 import type { Route, RouteMatch, RouteMethod, RouteTable } from './types.js';
 
 export type Segment =
@@ -10,90 +11,116 @@ export type Segment =
 
 export interface ParsedRoute {
   readonly method: RouteMethod;
+  /** `/a/:b`, the path as written. */
+  readonly path: string;
   readonly segments: readonly Segment[];
 }
 
-const METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'ANY']);
+export const ROUTE_METHODS: readonly RouteMethod[] = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'ANY'];
 const LITERAL = /^[A-Za-z0-9._~-]+$/;
-const PARAM = /^:([A-Za-z_][A-Za-z0-9_]*)(?:\(([^()]*)\))?$/;
+const PARAM_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const LITERAL_HELP = 'A-Z a-z 0-9 . _ ~ -';
 
-/** Parse `METHOD /a/:b/:c(x|y)/*`. Returns the parsed route or a message saying what is wrong. */
+/**
+ * Parse `METHOD /a/:b/:c(x|y)/*`. Returns the route, or a message naming the route and what is
+ * wrong with it.
+ */
 export function parseRoute(text: string): ParsedRoute | string {
-  const m = /^([A-Za-z]+) +(\S+)$/.exec(text.trim());
-  if (m === null) return `"${text}" is not a route (use "METHOD /path", e.g. "GET /contacts/:id")`;
-  const method = (m[1] ?? '').toUpperCase();
-  const path = m[2] ?? '';
-  if (!METHODS.has(method) || m[1] !== method) {
-    return `"${m[1] ?? ''}" is not a method (use one of: ${[...METHODS].join(', ')}, in capitals)`;
+  const m = /^(\S+) +(\S+)$/.exec(text.trim());
+  const word = m?.[1];
+  const path = m?.[2];
+  if (word === undefined || path === undefined) return `"${text}" is not a route (use "METHOD /path", e.g. "GET /contacts/:id")`;
+  const bad = (what: string): string => `route "${text.trim()}": ${what}`;
+  const method = ROUTE_METHODS.find((x) => x === word);
+  if (method === undefined) {
+    const upper = ROUTE_METHODS.find((x) => x === word.toUpperCase());
+    return bad(upper === undefined ? `unknown method "${word}" (allowed: ${ROUTE_METHODS.join(', ')})` : `write the method in capitals ("${upper}")`);
   }
-  if (!path.startsWith('/')) return `path "${path}" must start with /`;
-  if (path.includes('?') || path.includes('#')) return `path "${path}" must not contain a query or fragment`;
-  if (path === '/') return { method: method as RouteMethod, segments: [] };
+  if (!path.startsWith('/')) return bad('the path must start with "/"');
+  if (path.includes('?') || path.includes('#')) return bad('a route has no query or fragment');
+  if (path === '/') return { method, path, segments: [] };
+  if (path.endsWith('/')) return bad('no trailing "/" (only the root route is "/")');
   const parts = path.slice(1).split('/');
   const segments: Segment[] = [];
   const names = new Set<string>();
-  for (let i = 0; i < parts.length; i++) {
-    const part = parts[i] ?? '';
-    if (part === '') return `path "${path}" has an empty segment (no "//" and no trailing "/")`;
+  for (const [i, part] of parts.entries()) {
+    if (part === '') return bad('empty segment ("//")');
     if (part === '*') {
-      if (i !== parts.length - 1) return `"*" may only be the last segment (in "${path}")`;
+      if (i !== parts.length - 1) return bad('"*" may only be the last segment');
       segments.push({ kind: 'wild' });
       continue;
     }
     if (part.startsWith(':')) {
-      const p = PARAM.exec(part);
+      const p = /^:([^()]*)(?:\((.*)\))?$/.exec(part);
       const name = p?.[1];
-      if (p === null || name === undefined) return `"${part}" is not a parameter (use :name or :name(a|b))`;
-      if (names.has(name)) return `parameter ":${name}" appears twice in "${path}"`;
+      if (p === null || name === undefined) return bad(`"${part}" is not a parameter (use :name or :name(a|b))`);
+      if (!PARAM_NAME.test(name)) return bad(`"${part}": a parameter name is a letter or _ followed by letters, digits or _`);
+      if (names.has(name)) return bad(`parameter ":${name}" appears twice`);
       names.add(name);
-      if (p[2] === undefined) {
+      const list = p[2];
+      if (list === undefined) {
         segments.push({ kind: 'param', name });
-      } else {
-        const values = p[2].split('|');
-        const bad = values.find((v) => !LITERAL.test(v) || v === '.' || v === '..');
-        if (bad !== undefined) return `listed value "${bad}" of ":${name}" must use only A-Z a-z 0-9 . _ ~ -`;
-        segments.push({ kind: 'enum', name, values: new Set(values) });
+        continue;
       }
+      const values = list.split('|');
+      for (const v of values) {
+        if (v === '') return bad(`":${name}" lists an empty value`);
+        if (!LITERAL.test(v) || v === '.' || v === '..') return bad(`":${name}" lists "${v}"; listed values use only ${LITERAL_HELP} and are not . or ..`);
+      }
+      segments.push({ kind: 'enum', name, values: new Set(values) });
       continue;
     }
-    if (!LITERAL.test(part) || part === '.' || part === '..') {
-      return `segment "${part}" must use only A-Z a-z 0-9 . _ ~ - (and not be . or ..)`;
-    }
+    if (part === '.' || part === '..') return bad(`segment "${part}" is not allowed`);
+    if (!LITERAL.test(part)) return bad(`segment "${part}" may use only ${LITERAL_HELP} (parameters start with ":")`);
     segments.push({ kind: 'literal', value: part });
   }
-  return { method: method as RouteMethod, segments };
+  return { method, path, segments };
 }
 
+/** A variable position of a route: where its value is in the request, and its name. */
+interface Variable {
+  readonly index: number;
+  readonly name: string;
+  readonly wild: boolean;
+}
+
+/** Every route of one method at one trie position (one per scope). */
 interface Entry {
   readonly routes: Route[];
-  /** Parameter names by position among the variable segments (the first route's names). */
-  readonly names: readonly string[];
+  /** Taken from the first route; every other route of the entry uses the same names. */
+  readonly variables: readonly Variable[];
 }
 
-interface Terminal {
-  readonly byMethod: Map<string, Entry>;
-}
+/** Routes by method at a trie position. */
+type Terminal = Map<string, Entry>;
 
 interface TrieNode {
   readonly literal: Map<string, TrieNode>;
+  /** Child per listed value; the value sets at one node are disjoint (checked when added). */
+  readonly enumByValue: Map<string, TrieNode>;
+  /** The listed-value children, each with its value set, for the overlap check. */
   readonly enums: Array<{ readonly values: ReadonlySet<string>; readonly node: TrieNode }>;
   param: TrieNode | null;
+  /** Routes ending in `*` here: they take one or more remaining segments. */
   wild: Terminal | null;
+  /** Routes ending exactly here. */
   end: Terminal | null;
 }
 
 function newNode(): TrieNode {
-  return { literal: new Map(), enums: [], param: null, wild: null, end: null };
+  return { literal: new Map(), enumByValue: new Map(), enums: [], param: null, wild: null, end: null };
 }
 
-/** Builds one backend's RouteTable. `add` returns a problem message or null. */
+/** Builds one backend's RouteTable. `add` returns a problem message, or null when the route is in. */
 export class RouteTableBuilder {
   readonly #root = newNode();
+  #built = false;
 
   add(route: Route, parsed: ParsedRoute): string | null {
+    if (this.#built) throw new Error('RouteTableBuilder.add after build');
     let node = this.#root;
-    const names: string[] = [];
-    for (const segment of parsed.segments) {
+    const variables: Variable[] = [];
+    for (const [index, segment] of parsed.segments.entries()) {
       switch (segment.kind) {
         case 'literal': {
           let next = node.literal.get(segment.value);
@@ -105,7 +132,7 @@ export class RouteTableBuilder {
           break;
         }
         case 'enum': {
-          names.push(segment.name);
+          variables.push({ index, name: segment.name, wild: false });
           const same = node.enums.find((e) => sameSet(e.values, segment.values));
           if (same !== undefined) {
             node = same.node;
@@ -113,41 +140,41 @@ export class RouteTableBuilder {
           }
           const overlap = node.enums.find((e) => [...segment.values].some((v) => e.values.has(v)));
           if (overlap !== undefined) {
-            return `listed values of ":${segment.name}" overlap another route's (${[...overlap.values].join('|')}) at the same position: a request could match both`;
+            const shared = [...segment.values].filter((v) => overlap.values.has(v));
+            return `route "${route.template}": ":${segment.name}(${[...segment.values].join('|')})" overlaps the listed values (${[...overlap.values].join('|')}) of another route at the same position: a request with ${shared.map((v) => `"${v}"`).join(' or ')} there would match both`;
           }
           const next = newNode();
           node.enums.push({ values: segment.values, node: next });
+          for (const v of segment.values) node.enumByValue.set(v, next);
           node = next;
           break;
         }
         case 'param':
-          names.push(segment.name);
+          variables.push({ index, name: segment.name, wild: false });
           node.param ??= newNode();
           node = node.param;
           break;
-        case 'wild': {
-          names.push('*');
-          node.wild ??= { byMethod: new Map() };
-          return addTo(node.wild, route, names);
-        }
+        case 'wild':
+          variables.push({ index, name: '*', wild: true });
+          node.wild ??= new Map();
+          return addTo(node.wild, route, variables);
       }
     }
-    node.end ??= { byMethod: new Map() };
-    return addTo(node.end, route, names);
+    node.end ??= new Map();
+    return addTo(node.end, route, variables);
   }
 
+  /** Freeze the trie and return its matcher. */
   build(): RouteTable {
-    const root = this.#root;
+    this.#built = true;
+    const root = freezeNode(this.#root);
     return Object.freeze({
       match(method: string, segments: readonly string[]): RouteMatch | null {
-        const values: string[] = [];
-        const entry = walk(root, segments, 0, method, values);
+        const entry = walk(root, segments, 0, method);
         if (entry === null) return null;
         const params: Record<string, string> = {};
-        for (let i = 0; i < entry.names.length; i++) {
-          const name = entry.names[i];
-          const value = values[i];
-          if (name !== undefined && value !== undefined) params[name] = value;
+        for (const v of entry.variables) {
+          params[v.name] = v.wild ? segments.slice(v.index).join('/') : (segments[v.index] ?? '');
         }
         return { routes: entry.routes, params };
       },
@@ -155,52 +182,76 @@ export class RouteTableBuilder {
   }
 }
 
-function addTo(terminal: Terminal, route: Route, names: readonly string[]): string | null {
-  const existing = terminal.byMethod.get(route.method);
+function addTo(terminal: Terminal, route: Route, variables: readonly Variable[]): string | null {
+  const existing = terminal.get(route.method);
   if (existing === undefined) {
-    terminal.byMethod.set(route.method, { routes: [route], names });
+    terminal.set(route.method, { routes: [route], variables });
     return null;
   }
+  const first = existing.routes[0];
   if (existing.routes.some((r) => r.scope === route.scope)) {
     return `route "${route.template}" is listed twice in ${route.scope}`;
+  }
+  if (first !== undefined && !sameNames(existing.variables, variables)) {
+    // Same requests, same specificity, different parameter names: the params of a match would
+    // depend on which scope's route was listed first.
+    return `route "${route.template}" matches the same requests as "${first.template}" (${first.scope}) but names its parameters differently; write both the same way`;
   }
   existing.routes.push(route);
   return null;
 }
 
+/** The route for `method` at a terminal: the exact method, then GET for HEAD, then ANY. */
 function pick(terminal: Terminal | null, method: string): Entry | null {
   if (terminal === null) return null;
-  return terminal.byMethod.get(method) ?? (method === 'HEAD' ? terminal.byMethod.get('GET') : undefined) ?? terminal.byMethod.get('ANY') ?? null;
+  return terminal.get(method) ?? (method === 'HEAD' ? terminal.get('GET') : undefined) ?? terminal.get('ANY') ?? null;
 }
 
-function walk(node: TrieNode, segments: readonly string[], i: number, method: string, values: string[]): Entry | null {
+function walk(node: TrieNode, segments: readonly string[], i: number, method: string): Entry | null {
   if (i === segments.length) return pick(node.end, method);
-  const segment = segments[i] ?? '';
+  const segment = segments[i];
+  // Templates never hold empty segments, so a request with one (`//`, trailing `/`) matches nothing.
+  if (segment === undefined || segment === '') return null;
   const literal = node.literal.get(segment);
   if (literal !== undefined) {
-    const found = walk(literal, segments, i + 1, method, values);
+    const found = walk(literal, segments, i + 1, method);
     if (found !== null) return found;
   }
-  if (segment === '') return null;
-  for (const e of node.enums) {
-    if (!e.values.has(segment)) continue;
-    values.push(segment);
-    const found = walk(e.node, segments, i + 1, method, values);
+  const listed = node.enumByValue.get(segment);
+  if (listed !== undefined) {
+    const found = walk(listed, segments, i + 1, method);
     if (found !== null) return found;
-    values.pop();
   }
   if (node.param !== null) {
-    values.push(segment);
-    const found = walk(node.param, segments, i + 1, method, values);
+    const found = walk(node.param, segments, i + 1, method);
     if (found !== null) return found;
-    values.pop();
   }
-  const wild = pick(node.wild, method);
-  if (wild !== null) {
-    values.push(segments.slice(i).join('/'));
-    return wild;
-  }
+  if (node.wild !== null && noEmptyFrom(segments, i + 1)) return pick(node.wild, method);
   return null;
+}
+
+function noEmptyFrom(segments: readonly string[], start: number): boolean {
+  for (let j = start; j < segments.length; j++) if (segments[j] === '') return false;
+  return true;
+}
+
+function freezeNode(node: TrieNode): TrieNode {
+  for (const child of node.literal.values()) freezeNode(child);
+  for (const e of node.enums) freezeNode(e.node);
+  if (node.param !== null) freezeNode(node.param);
+  for (const terminal of [node.end, node.wild]) {
+    for (const entry of terminal?.values() ?? []) {
+      Object.freeze(entry.routes);
+      Object.freeze(entry.variables);
+      Object.freeze(entry);
+    }
+  }
+  Object.freeze(node.enums);
+  return Object.freeze(node);
+}
+
+function sameNames(a: readonly Variable[], b: readonly Variable[]): boolean {
+  return a.length === b.length && a.every((v, i) => v.name === b[i]?.name);
 }
 
 function sameSet(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {

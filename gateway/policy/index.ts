@@ -1,6 +1,7 @@
-// The policy module's entry: read a folder of policy files and return a compiled snapshot.
+// The policy module's entry: read a folder of policy files and return a validated, compiled,
+// frozen snapshot, or throw ConfigError with every problem found.
 import type { Clock } from '../context.js';
-import { loadPolicyFiles } from './load.js';
+import { loadPolicyDir } from './load.js';
 import type { PolicySnapshot } from './types.js';
 import { validatePolicy } from './validate.js';
 
@@ -14,6 +15,6 @@ export interface LoadPolicyOptions {
 /** Load, validate and compile every policy file of `dir`. Throws ConfigError with every problem. */
 export async function loadPolicySnapshot(dir: string, options: LoadPolicyOptions): Promise<PolicySnapshot> {
   const problems: string[] = [];
-  const files = await loadPolicyFiles(dir, problems);
-  return validatePolicy(files, options, problems);
+  const raw = await loadPolicyDir(dir, problems);
+  return validatePolicy(raw, options, problems);
 }

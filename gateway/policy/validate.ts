@@ -4,9 +4,9 @@
 import type { Clock } from '../context.js';
 import { ConfigError } from '../errors.js';
 import { RouteTableBuilder, parseRoute, type ParsedRoute } from './compile.js';
-import { problemAt, type LoadedFile, type Position, type RawEntry, type RawNode } from './load.js';
-import type { Agent, AgentCredential, Backend, BodyConstraint, PolicySnapshot, Role, Route, Scope, TokenPolicy } from './types.js';
-import { describe, parseDuration, parseSize, type Parsed } from './units.js';
+import { problemAt, type Position, type RawEntry, type RawNode, type RawPolicy } from './load.js';
+import type { Agent, AgentCredential, Backend, BodyConstraint, BreakerPolicy, PolicySnapshot, Role, Route, Scope, TokenPolicy } from './types.js';
+import { describe, parseDuration, parseSize, unknownKeyMessage, type Parsed } from './units.js';
 
 /** Collects problems and checks the shape of raw nodes. Shared by policy and config validation. */
 export class Checker {
@@ -18,23 +18,19 @@ export class Checker {
 
   /**
    * A map whose keys must come from `allowed`. `reserved` keys are recognised but refused with
-   * their own message (features not built yet).
+   * their own message (features not built yet, renamed keys). `path` '' is the top level.
    */
   map(node: RawNode | undefined, path: string, allowed: readonly string[], reserved: Readonly<Record<string, string>> = {}): ReadonlyMap<string, RawEntry> | null {
     if (node === undefined) return null;
     if (node.kind !== 'map') {
-      this.add(node.at, path, `expected a map with keys ${allowed.join(', ')}, got ${kindOf(node)}`);
+      this.add(node.at, path === '' ? '(top level)' : path, `expected a map with keys ${allowed.join(', ')}, got ${kindOf(node)}`);
       return null;
     }
     for (const [key, entry] of node.entries) {
       if (allowed.includes(key)) continue;
-      const why = reserved[key];
-      if (why !== undefined) {
-        this.add(entry.at, `${path}.${key}`, why);
-        continue;
-      }
-      const near = nearest(key, allowed);
-      this.add(entry.at, `${path}.${key}`, `unknown key (allowed: ${allowed.join(', ')})${near === null ? '' : `; did you mean "${near}"?`}`);
+      const keyPath = path === '' ? key : `${path}.${key}`;
+      const why = Object.hasOwn(reserved, key) ? reserved[key] : undefined;
+      this.add(entry.at, keyPath, why ?? unknownKeyMessage(key, allowed));
     }
     return node.entries;
   }
@@ -69,6 +65,19 @@ export class Checker {
     return node.value;
   }
 
+  /** A value from a closed set; the message lists the allowed values. */
+  oneOf<T extends string>(entry: RawEntry | undefined, path: string, allowed: readonly T[], what: string): T | null {
+    if (entry === undefined) return null;
+    const node = entry.value;
+    const value = node.kind === 'scalar' ? node.value : null;
+    const found = allowed.find((a) => a === value);
+    if (found === undefined) {
+      this.add(node.at, path, `${node.kind === 'scalar' ? describe(value) : kindOf(node)} is not ${what} (allowed: ${allowed.join(', ')})`);
+      return null;
+    }
+    return found;
+  }
+
   boolean(entry: RawEntry | undefined, path: string): boolean | null {
     if (entry === undefined) return null;
     const node = entry.value;
@@ -92,7 +101,7 @@ export class Checker {
   parsed<T>(entry: RawEntry | undefined, path: string, parse: (input: unknown) => Parsed<T>): T | null {
     if (entry === undefined) return null;
     const node = entry.value;
-    const result = parse(node.kind === 'scalar' ? node.value : kindOf(node));
+    const result = parse(node.kind === 'scalar' ? node.value : node.kind === 'map' ? {} : []);
     if (!result.ok) {
       this.add(node.at, path, result.error);
       return null;
@@ -114,8 +123,14 @@ export class Checker {
     return value;
   }
 
-  size(entry: RawEntry | undefined, path: string): number | null {
-    return this.parsed(entry, path, parseSize);
+  size(entry: RawEntry | undefined, path: string, limits: { minBytes?: number } = {}): number | null {
+    const value = this.parsed(entry, path, parseSize);
+    if (value === null || entry === undefined) return value;
+    if (limits.minBytes !== undefined && value < limits.minBytes) {
+      this.add(entry.value.at, path, `must be at least ${limits.minBytes} bytes`);
+      return null;
+    }
+    return value;
   }
 
   list(entry: RawEntry | undefined, path: string): readonly RawNode[] | null {
@@ -128,7 +143,7 @@ export class Checker {
     return node.items;
   }
 
-  /** Throw every problem collected, ordered by file and line. */
+  /** Throw every problem collected, ordered by file and line (problems without a line first). */
   fail(): void {
     if (this.problems.length === 0) return;
     const key = (p: string): [string, number] => {
@@ -137,7 +152,7 @@ export class Checker {
     };
     const sorted = this.problems
       .map((p, i) => ({ p, i, k: key(p) }))
-      .sort((a, b) => a.k[0].localeCompare(b.k[0]) || a.k[1] - b.k[1] || a.i - b.i)
+      .sort((a, b) => (a.k[0] < b.k[0] ? -1 : a.k[0] > b.k[0] ? 1 : 0) || a.k[1] - b.k[1] || a.i - b.i)
       .map((x) => x.p);
     throw new ConfigError(sorted);
   }
@@ -147,17 +162,17 @@ const BACKEND_NAME = /^[a-z][a-z0-9-]{0,31}$/;
 const SCOPE_NAME = /^[a-z][a-zA-Z0-9._-]{0,63}$/;
 const ROLE_NAME = /^[a-z][a-z0-9_-]{0,63}$/;
 const AGENT_ID = /^[a-z0-9][a-z0-9._-]{0,62}$/;
-/** Paths the gateway itself serves on the agent port; a backend may not take these names. */
-const RESERVED_BACKENDS = new Set(['oauth', 'well-known', 'metrics', 'healthz', 'readyz', 'admin']);
+/** The token broker answers /oauth/* on the agent port (/.well-known/* cannot be a backend name). */
+const RESERVED_BACKENDS = new Set(['oauth']);
 const NOT_YET = 'not supported by this version of AgentGate';
-const ROLE_RESERVED = { mask: NOT_YET, breaker: NOT_YET, query: NOT_YET, network: NOT_YET, enforce: NOT_YET, approval: NOT_YET };
+const ROLE_RESERVED = { mask: NOT_YET, query: NOT_YET, network: NOT_YET, enforce: NOT_YET, approval: NOT_YET };
+const ROLE_KEYS = ['description', 'grants', 'readOnly', 'token', 'breaker'];
+/** Cap of the doubling cooldown when a breaker sets no maxCooldown (or the cooldown, if longer). */
+const DEFAULT_MAX_COOLDOWN_MS = 24 * 3_600_000;
+/** JWK members that carry private or symmetric key material (RFC 7517/7518). */
+const PRIVATE_JWK_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
 const DEFAULT_TTL_MS = 15 * 60_000;
 const MAX_TTL_MS = 24 * 3_600_000;
-
-interface Named {
-  readonly name: string;
-  readonly entry: RawEntry;
-}
 
 export interface ValidateOptions {
   readonly version: number;
@@ -165,48 +180,31 @@ export interface ValidateOptions {
   readonly defaultTimeoutMs: number;
 }
 
-/** Merge the files' top-level maps and validate everything. Throws ConfigError with every problem. */
-export function validatePolicy(files: readonly LoadedFile[], options: ValidateOptions, earlier: readonly string[] = []): PolicySnapshot {
+/** Validate and compile merged policy files. Throws ConfigError with every problem. */
+export function validatePolicy(raw: RawPolicy, options: ValidateOptions, earlier: readonly string[] = []): PolicySnapshot {
   const c = new Checker();
   c.problems.push(...earlier);
-  const sections: Record<'backends' | 'roles' | 'agents', Map<string, Named>> = { backends: new Map(), roles: new Map(), agents: new Map() };
-  for (const f of files) {
-    if (f.root === null) continue;
-    const top = c.map(f.root, '(top level)', ['backends', 'roles', 'agents']);
-    if (top === null) continue;
-    for (const section of ['backends', 'roles', 'agents'] as const) {
-      const names = c.names(top.get(section)?.value, section, section);
-      for (const [name, entry] of names ?? []) {
-        const previous = sections[section].get(name);
-        if (previous !== undefined) {
-          c.add(entry.at, `${section}.${name}`, `defined twice (also at ${previous.entry.at.file}:${previous.entry.at.line})`);
-          continue;
-        }
-        sections[section].set(name, { name, entry });
-      }
-    }
-  }
-
+  const sections = raw.sections;
   const backends = new Map<string, Backend>();
-  for (const { name, entry } of sections.backends.values()) {
+  for (const [name, entry] of sections.backends) {
     const backend = validateBackend(c, name, entry, options.defaultTimeoutMs);
     if (backend !== null) backends.set(name, backend);
   }
   const roles = new Map<string, Role>();
-  for (const { name, entry } of sections.roles.values()) {
-    const role = validateRole(c, name, entry, backends, sections.backends);
+  for (const [name, entry] of sections.roles) {
+    const role = validateRole(c, name, entry, backends, sections.backends, raw.complete);
     if (role !== null) roles.set(name, role);
   }
   const agents = new Map<string, Agent>();
-  for (const { name, entry } of sections.agents.values()) {
-    const agent = validateAgent(c, name, entry, sections.roles);
+  for (const [name, entry] of sections.agents) {
+    const agent = validateAgent(c, name, entry, sections.roles, raw.complete);
     if (agent !== null) agents.set(name, agent);
   }
   c.fail();
   return Object.freeze({
     version: options.version,
     loadedAt: options.clock.now(),
-    files: Object.freeze(files.map((f) => f.file)),
+    files: Object.freeze([...raw.files]),
     backends,
     roles,
     agents,
@@ -282,7 +280,7 @@ function checkUpstream(c: Checker, text: string, at: Position, path: string): UR
     c.add(at, path, `"${text}": scheme must be http or https`);
     return null;
   }
-  if (url.username !== '' || url.password !== '' || url.search !== '' || url.hash !== '') {
+  if (url.username !== '' || url.password !== '' || text.includes('?') || text.includes('#')) {
     c.add(at, path, `"${text}" must not carry credentials, a query or a fragment`);
     return null;
   }
@@ -291,7 +289,10 @@ function checkUpstream(c: Checker, text: string, at: Position, path: string): UR
 
 function validateRouteItem(c: Checker, item: RawNode, path: string, scope: string): { route: Route; parsed: ParsedRoute } | null {
   let text: string | null = null;
+  let textPath = path;
+  let textAt = item.at;
   let body: BodyConstraint | null = null;
+  let bodyOk = true;
   if (item.kind === 'scalar') {
     if (typeof item.value !== 'string') {
       c.add(item.at, path, `expected a route such as "GET /contacts/:id", got ${describe(item.value)}`);
@@ -300,59 +301,77 @@ function validateRouteItem(c: Checker, item: RawNode, path: string, scope: strin
     text = item.value;
   } else if (item.kind === 'map') {
     const keys = c.map(item, path, ['route', 'body']);
-    text = c.string(c.required(keys, 'route', path, item.at), `${path}.route`);
+    const routeEntry = c.required(keys, 'route', path, item.at);
+    textPath = `${path}.route`;
+    textAt = routeEntry?.value.at ?? item.at;
+    text = c.string(routeEntry, textPath);
     const bodyEntry = keys?.get('body');
-    if (bodyEntry !== undefined) body = validateBody(c, bodyEntry, `${path}.body`);
-    if (bodyEntry !== undefined && body === null) return null;
+    if (bodyEntry !== undefined) {
+      body = validateBody(c, bodyEntry, `${path}.body`);
+      bodyOk = body !== null;
+    }
   } else {
-    c.add(item.at, path, 'expected a route string or { route, body }');
+    c.add(item.at, path, 'expected a route such as "GET /contacts/:id", or { route, body }, got a list');
     return null;
   }
   if (text === null) return null;
   const parsed = parseRoute(text);
   if (typeof parsed === 'string') {
-    c.add(item.at, path, parsed);
+    c.add(textAt, textPath, parsed);
     return null;
   }
   if (body !== null && (parsed.method === 'GET' || parsed.method === 'HEAD')) {
-    c.add(item.at, `${path}.body`, `${parsed.method} requests carry no body to check`);
+    c.add(textAt, `${path}.body`, `${parsed.method} requests carry no body to check`);
     return null;
   }
-  return { route: Object.freeze({ method: parsed.method, template: `${parsed.method} ${text.trim().split(/ +/)[1] ?? ''}`, scope, body }), parsed };
+  if (!bodyOk) return null;
+  return { route: Object.freeze({ method: parsed.method, template: `${parsed.method} ${parsed.path}`, scope, body }), parsed };
 }
 
 function validateBody(c: Checker, entry: RawEntry, path: string): BodyConstraint | null {
   const fields = c.names(entry.value, path, 'JSON fields to their allowed values');
   if (fields === null) return null;
   if (fields.size === 0) {
-    c.add(entry.at, path, 'needs at least one field');
+    c.add(entry.value.at, path, 'needs at least one field');
     return null;
   }
+  let ok = true;
   const out = new Map<string, ReadonlySet<string>>();
   for (const [field, valuesEntry] of fields) {
     const values = c.list(valuesEntry, `${path}.${field}`);
-    if (values === null) return null;
+    if (values === null) {
+      ok = false;
+      continue;
+    }
     const set = new Set<string>();
     for (const [i, v] of values.entries()) {
-      if (v.kind !== 'scalar' || typeof v.value !== 'string') {
-        c.add(v.at, `${path}.${field}[${i}]`, 'listed values must be strings');
-        return null;
+      if (v.kind === 'scalar' && typeof v.value === 'string') set.add(v.value);
+      else {
+        c.add(v.at, `${path}.${field}[${i}]`, `expected a string, got ${v.kind === 'scalar' ? describe(v.value) : kindOf(v)}`);
+        ok = false;
       }
-      set.add(v.value);
     }
-    if (set.size === 0) {
-      c.add(valuesEntry.at, `${path}.${field}`, 'needs at least one allowed value');
-      return null;
+    if (values.length === 0) {
+      c.add(valuesEntry.value.at, `${path}.${field}`, 'needs at least one allowed value');
+      ok = false;
     }
     out.set(field, set);
   }
-  return Object.freeze({ fields: out });
+  return ok ? Object.freeze({ fields: out }) : null;
 }
 
-function validateRole(c: Checker, name: string, entry: RawEntry, backends: ReadonlyMap<string, Backend>, rawBackends: ReadonlyMap<string, Named>): Role | null {
+/** `complete` is false when a file could not be parsed: a name missing here may be defined there. */
+function validateRole(
+  c: Checker,
+  name: string,
+  entry: RawEntry,
+  backends: ReadonlyMap<string, Backend>,
+  rawBackends: ReadonlyMap<string, RawEntry>,
+  complete: boolean,
+): Role | null {
   const path = `roles.${name}`;
   if (!ROLE_NAME.test(name)) c.add(entry.at, path, 'role names use a-z, 0-9, _ and -, start with a letter');
-  const keys = c.map(entry.value, path, ['description', 'grants', 'readOnly', 'token'], ROLE_RESERVED);
+  const keys = c.map(entry.value, path, ROLE_KEYS, ROLE_RESERVED);
   if (keys === null) return null;
   const description = c.string(keys.get('description'), `${path}.description`) ?? '';
   const readOnly = c.boolean(keys.get('readOnly'), `${path}.readOnly`) ?? false;
@@ -362,7 +381,7 @@ function validateRole(c: Checker, name: string, entry: RawEntry, backends: Reado
   grantNodes.forEach((node, i) => {
     const gPath = `${path}.grants[${i}]`;
     if (node.kind !== 'scalar' || typeof node.value !== 'string') {
-      c.add(node.at, gPath, 'expected "backend:scope"');
+      c.add(node.at, gPath, `expected "backend:scope", got ${node.kind === 'scalar' ? describe(node.value) : kindOf(node)}`);
       return;
     }
     const grant = node.value;
@@ -375,11 +394,11 @@ function validateRole(c: Checker, name: string, entry: RawEntry, backends: Reado
     }
     const backend = backends.get(backendName);
     if (backend === undefined) {
-      if (!rawBackends.has(backendName)) c.add(node.at, gPath, `unknown backend "${backendName}" in "${grant}" (backends: ${[...rawBackends.keys()].join(', ') || 'none'})`);
+      if (!rawBackends.has(backendName) && complete) c.add(node.at, gPath, `unknown backend "${backendName}" in "${grant}" (backends: ${[...rawBackends.keys()].join(', ') || 'none'})`);
       return;
     }
     if (!backend.scopes.has(scopeName)) {
-      c.add(node.at, gPath, `unknown scope "${grant}" (${backendName} has: ${[...backend.scopes.keys()].join(', ')})`);
+      c.add(node.at, gPath, `unknown scope "${grant}" (${backendName} has: ${[...backend.scopes.keys()].join(', ') || 'no scopes'})`);
       return;
     }
     if (grants.has(grant)) {
@@ -390,8 +409,28 @@ function validateRole(c: Checker, name: string, entry: RawEntry, backends: Reado
     reached.add(backendName);
   });
   const token = validateTokenPolicy(c, keys.get('token'), `${path}.token`);
-  if (token === null) return null;
-  return Object.freeze({ name, description, grants, backends: reached, readOnly, token });
+  const breakerEntry = keys.get('breaker');
+  const breaker = breakerEntry === undefined ? null : validateBreaker(c, breakerEntry, `${path}.breaker`);
+  if (token === null || (breakerEntry !== undefined && breaker === null)) return null;
+  return Object.freeze({ name, description, grants, backends: reached, readOnly, token, breaker });
+}
+
+/** `breaker: { violations, window, cooldown (duration or manual), maxCooldown?, revokeTokens? }`. */
+function validateBreaker(c: Checker, entry: RawEntry, path: string): BreakerPolicy | null {
+  const keys = c.map(entry.value, path, ['violations', 'window', 'cooldown', 'maxCooldown', 'revokeTokens']);
+  if (keys === null) return null;
+  const at = entry.at;
+  const violations = c.integer(c.required(keys, 'violations', path, at), `${path}.violations`, 1, 1_000_000);
+  const windowMs = c.duration(c.required(keys, 'window', path, at), `${path}.window`, { minMs: 1000 });
+  const cooldownEntry = c.required(keys, 'cooldown', path, at);
+  const cooldown = c.parsed(cooldownEntry, `${path}.cooldown`, parseCooldown);
+  const cooldownMs = cooldown === 'manual' ? null : cooldown;
+  if (cooldownEntry !== undefined && cooldownMs !== null && cooldownMs < 1000) c.add(cooldownEntry.value.at, `${path}.cooldown`, 'must be at least 1s');
+  const maxEntry = keys.get('maxCooldown');
+  const maxCooldownMs = maxEntry === undefined ? Math.max(DEFAULT_MAX_COOLDOWN_MS, cooldownMs ?? 0) : c.duration(maxEntry, `${path}.maxCooldown`, { minMs: Math.max(cooldownMs ?? 0, 1000) });
+  const revokeTokens = c.boolean(keys.get('revokeTokens'), `${path}.revokeTokens`) ?? false;
+  if (violations === null || windowMs === null || cooldown === null || (cooldownMs !== null && cooldownMs < 1000) || maxCooldownMs === null) return null;
+  return Object.freeze({ violations, windowMs, cooldownMs, maxCooldownMs, revokeTokens });
 }
 
 function validateTokenPolicy(c: Checker, entry: RawEntry | undefined, path: string): TokenPolicy | null {
@@ -400,13 +439,7 @@ function validateTokenPolicy(c: Checker, entry: RawEntry | undefined, path: stri
   const keys = c.map(entry.value, path, ['ttl', 'session', 'idleTimeout', 'maxUses', 'rotate']);
   if (keys === null) return null;
   const ttl = keys.has('ttl') ? c.duration(keys.get('ttl'), `${path}.ttl`, { minMs: 1000, maxMs: MAX_TTL_MS }) : DEFAULT_TTL_MS;
-  const sessionEntry = keys.get('session');
-  let session: 'single' | 'multi' = 'multi';
-  if (sessionEntry !== undefined) {
-    const value = sessionEntry.value.kind === 'scalar' ? sessionEntry.value.value : null;
-    if (value === 'single' || value === 'multi') session = value;
-    else c.add(sessionEntry.value.at, `${path}.session`, `${describe(value)} is not a session mode (allowed: single, multi)`);
-  }
+  const session = c.oneOf(keys.get('session'), `${path}.session`, ['single', 'multi'], 'a session mode') ?? 'multi';
   const idle = keys.has('idleTimeout') ? c.duration(keys.get('idleTimeout'), `${path}.idleTimeout`, { minMs: 1000 }) : null;
   const maxUses = keys.has('maxUses') ? c.integer(keys.get('maxUses'), `${path}.maxUses`, 1, 1_000_000_000) : null;
   const rotate = keys.has('rotate') ? c.duration(keys.get('rotate'), `${path}.rotate`, { minMs: 60_000 }) : null;
@@ -420,7 +453,7 @@ function validateTokenPolicy(c: Checker, entry: RawEntry | undefined, path: stri
   });
 }
 
-function validateAgent(c: Checker, id: string, entry: RawEntry, roles: ReadonlyMap<string, Named>): Agent | null {
+function validateAgent(c: Checker, id: string, entry: RawEntry, roles: ReadonlyMap<string, RawEntry>, complete: boolean): Agent | null {
   const path = `agents.${id}`;
   let ok = true;
   if (!AGENT_ID.test(id)) {
@@ -432,7 +465,7 @@ function validateAgent(c: Checker, id: string, entry: RawEntry, roles: ReadonlyM
   const roleEntry = c.required(keys, 'role', path, entry.at);
   const role = c.string(roleEntry, `${path}.role`);
   if (role !== null && !roles.has(role)) {
-    c.add(roleEntry?.value.at ?? entry.at, `${path}.role`, `role "${role}" is not defined`);
+    if (complete) c.add(roleEntry?.value.at ?? entry.at, `${path}.role`, `role "${role}" is not defined`);
     ok = false;
   }
   const owner = c.string(c.required(keys, 'owner', path, entry.at), `${path}.owner`);
@@ -463,24 +496,50 @@ function validateJwk(c: Checker, entry: RawEntry, path: string): Readonly<Record
     return null;
   }
   const jwk: Record<string, unknown> = {};
-  for (const [key, value] of node.entries) {
-    if (value.value.kind !== 'scalar') {
-      c.add(value.at, `${path}.${key}`, 'JWK members are plain values');
+  for (const [key, member] of node.entries) {
+    const value = member.value;
+    if (value.kind === 'scalar') jwk[key] = value.value;
+    else if (value.kind === 'seq' && value.items.every((i) => i.kind === 'scalar')) jwk[key] = Object.freeze(value.items.map((i) => (i.kind === 'scalar' ? i.value : null)));
+    else {
+      c.add(value.at, `${path}.${key}`, 'JWK members are plain values or lists of them');
       return null;
     }
-    jwk[key] = value.value.value;
   }
-  if ('d' in jwk || 'p' in jwk || 'q' in jwk || 'k' in jwk) {
-    c.add(node.at, path, 'contains private key material; put only the public key in a policy');
+  const secret = PRIVATE_JWK_MEMBERS.filter((m) => Object.hasOwn(jwk, m));
+  if (secret.length > 0) {
+    // A private key in a policy file is a leaked key: refuse it rather than strip it.
+    c.add(node.at, path, `contains private key material (${secret.map((m) => `"${m}"`).join(', ')}); a policy holds only the public key`);
     return null;
   }
-  const okp = jwk.kty === 'OKP' && jwk.crv === 'Ed25519' && typeof jwk.x === 'string';
-  const ec = jwk.kty === 'EC' && jwk.crv === 'P-256' && typeof jwk.x === 'string' && typeof jwk.y === 'string';
-  if (!okp && !ec) {
-    c.add(node.at, path, 'must be an Ed25519 (kty OKP, crv Ed25519, x) or P-256 (kty EC, crv P-256, x, y) public key');
+  const memberAt = (member: string): Position => node.entries.get(member)?.value.at ?? node.at;
+  const curve = jwk.kty === 'OKP' ? 'Ed25519' : jwk.kty === 'EC' ? 'P-256' : null;
+  if (curve === null) {
+    c.add(memberAt('kty'), `${path}.kty`, `${describe(jwk.kty)} is not a supported key type (allowed: OKP with crv Ed25519, EC with crv P-256)`);
     return null;
   }
-  return Object.freeze(jwk);
+  if (jwk.crv !== curve) {
+    c.add(memberAt('crv'), `${path}.crv`, `${describe(jwk.crv)} is not supported with kty ${String(jwk.kty)} (allowed: ${curve})`);
+    return null;
+  }
+  const coordinates = curve === 'Ed25519' ? ['x'] : ['x', 'y'];
+  let ok = true;
+  for (const member of coordinates) {
+    const value = jwk[member];
+    const at = memberAt(member);
+    // 32 bytes, base64url without padding (RFC 8037 §2, RFC 7518 §6.2.1.2).
+    if (value === undefined) c.add(at, `${path}.${member}`, 'is required (32 bytes in base64url)');
+    else if (typeof value !== 'string' || !/^[A-Za-z0-9_-]{43}$/.test(value)) c.add(at, `${path}.${member}`, `${describe(value)} is not 32 bytes in base64url`);
+    else continue;
+    ok = false;
+  }
+  return ok ? Object.freeze(jwk) : null;
+}
+
+/** A breaker cooldown: a duration, or `manual` (open until an operator revives the agent). */
+function parseCooldown(input: unknown): Parsed<number | 'manual'> {
+  if (input === 'manual') return { ok: true, value: 'manual' };
+  const parsed = parseDuration(input);
+  return parsed.ok ? parsed : { ok: false, error: `${parsed.error}, or "manual"` };
 }
 
 function kindOf(node: RawNode): string {
@@ -494,32 +553,4 @@ function formatMs(ms: number): string {
   if (ms % 60_000 === 0) return `${ms / 60_000}m`;
   if (ms % 1000 === 0) return `${ms / 1000}s`;
   return `${ms}ms`;
-}
-
-/** Levenshtein distance <= 2, or same lower-case: a likely typo of an allowed key. */
-function nearest(key: string, allowed: readonly string[]): string | null {
-  let best: string | null = null;
-  let bestDistance = 3;
-  for (const candidate of allowed) {
-    const d = candidate.toLowerCase() === key.toLowerCase() ? 0 : distance(key, candidate);
-    if (d < bestDistance) {
-      best = candidate;
-      bestDistance = d;
-    }
-  }
-  return best;
-}
-
-function distance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = row[0] ?? 0;
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const tmp = row[j] ?? 0;
-      row[j] = Math.min((row[j] ?? 0) + 1, (row[j - 1] ?? 0) + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = tmp;
-    }
-  }
-  return row[b.length] ?? 0;
 }

@@ -1,0 +1,236 @@
+// agentgate.yaml + env overrides -> Settings: defaults, relative paths, env overrides validated like
+// file values, and every problem reported at once as `file:line  path: message`.
+import t from 'tap';
+import { join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadSettings, type LoadSettingsOptions, type Settings } from '../gateway/config.js';
+import { ConfigError } from '../gateway/errors.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url)).replace(/\/$/, '');
+
+/** Lines of YAML; line N of the file is element N-1. */
+const y = (...lines: string[]): string => `${lines.join('\n')}\n`;
+
+/** The DESIGN §2 example, line for line (limits is line 9). */
+const DESIGN = [
+  'listen:   { host: 127.0.0.1, port: 8080 }',
+  'metrics:  { host: 127.0.0.1, port: 9464 }',
+  'admin:    { socket: ./run/agentgate.sock }',
+  'policies: ./policies',
+  'issuer:   { url: http://127.0.0.1:8080, keys: ./run/keys, alg: EdDSA, rotate: 24h }',
+  'trust:    []',
+  'state:    { driver: memory, file: ./run/state.json }',
+  'audit:    { file: ./run/audit.jsonl }',
+  'limits:   { maxBodyBytes: 1048576, upstreamTimeout: 30s }',
+] as const;
+
+/** The settings DESIGN §2 describes, for a config file in `dir`. */
+function designSettings(dir: string): Settings {
+  return {
+    configFile: join(dir, 'agentgate.yaml'),
+    baseDir: dir,
+    listen: { host: '127.0.0.1', port: 8080 },
+    metrics: { host: '127.0.0.1', port: 9464 },
+    admin: { socket: join(dir, 'run/agentgate.sock') },
+    policies: join(dir, 'policies'),
+    issuer: { url: 'http://127.0.0.1:8080', keys: join(dir, 'run/keys'), alg: 'EdDSA', rotateSeconds: 86_400 },
+    trust: [],
+    state: { driver: 'memory', file: join(dir, 'run/state.json') },
+    audit: { file: join(dir, 'run/audit.jsonl') },
+    limits: { maxBodyBytes: 1_048_576, upstreamTimeoutMs: 30_000, maxHeaderBytes: 16_384 },
+  };
+}
+
+async function problemsOf(options: LoadSettingsOptions): Promise<readonly string[]> {
+  try {
+    await loadSettings(options);
+    return [];
+  } catch (error) {
+    if (error instanceof ConfigError) return error.problems;
+    throw error;
+  }
+}
+
+const expand = (dir: string, lines: readonly string[]): string[] => lines.map((l) => l.replaceAll('{dir}', relative(process.cwd(), dir)));
+
+t.test('the shipped agentgate.yaml is the DESIGN example', async (t) => {
+  const settings = await loadSettings({ configFile: join(ROOT, 'agentgate.yaml'), env: {} });
+  t.same(settings, designSettings(ROOT));
+  t.ok(Object.isFrozen(settings));
+  for (const key of ['listen', 'metrics', 'admin', 'issuer', 'trust', 'state', 'audit', 'limits'] as const) {
+    t.ok(Object.isFrozen(settings[key]), `${key} is frozen`);
+  }
+});
+
+t.test('defaults equal the DESIGN example', async (t) => {
+  for (const [name, text] of [
+    ['empty file', ''],
+    ['comments only', '# nothing set\n'],
+    ['empty sections', y('listen: {}', 'limits: {}', 'issuer: {}', 'state: {}', 'admin: {}', 'audit: {}', 'metrics: {}')],
+  ] as const) {
+    const dir = t.testdir({ 'agentgate.yaml': text });
+    t.same(await loadSettings({ configFile: join(dir, 'agentgate.yaml'), env: {} }), designSettings(dir), name);
+  }
+});
+
+t.test('where the config file comes from', async (t) => {
+  const dir = t.testdir({ 'agentgate.yaml': y(...DESIGN), etc: { 'gw.yaml': y('listen: { port: 1234 }') }, empty: {} });
+  const other = join(dir, 'etc', 'gw.yaml');
+  t.equal((await loadSettings({ cwd: dir, env: {} })).configFile, join(dir, 'agentgate.yaml'), './agentgate.yaml in cwd');
+  t.equal((await loadSettings({ cwd: dir, env: { AGENTGATE_CONFIG: 'etc/gw.yaml' } })).listen.port, 1234, 'AGENTGATE_CONFIG, relative to cwd');
+  t.equal((await loadSettings({ cwd: dir, env: { AGENTGATE_CONFIG: other }, configFile: 'agentgate.yaml' })).listen.port, 8080, '--config beats the env');
+  const settings = await loadSettings({ configFile: other, env: {} });
+  t.equal(settings.baseDir, join(dir, 'etc'));
+  t.equal(settings.policies, join(dir, 'etc', 'policies'), 'relative paths resolve against the file folder');
+
+  t.same(await problemsOf({ cwd: join(dir, 'empty'), env: {} }), expand(dir, ['{dir}/empty/agentgate.yaml: no such file (pass --config or set AGENTGATE_CONFIG)']));
+  t.same(await problemsOf({ configFile: join(dir, 'nope.yaml'), env: {} }), expand(dir, ['{dir}/nope.yaml: no such file (pass --config or set AGENTGATE_CONFIG)']));
+  t.same(await problemsOf({ configFile: join(dir, 'etc'), env: {} }), expand(dir, ['{dir}/etc: cannot read (it is a folder)']));
+
+  const cwd = process.cwd();
+  process.chdir(join(dir, 'empty'));
+  t.teardown(() => process.chdir(cwd));
+  t.same(await problemsOf({ env: {} }), ['agentgate.yaml: no such file (pass --config or set AGENTGATE_CONFIG)'], 'the documented message');
+});
+
+t.test('environment overrides', async (t) => {
+  const dir = t.testdir({ 'agentgate.yaml': y(...DESIGN), work: {} });
+  const configFile = join(dir, 'agentgate.yaml');
+  const cwd = join(dir, 'work');
+  const cases: ReadonlyArray<{ name: string; env: NodeJS.ProcessEnv; expect: Partial<Settings> }> = [
+    { name: 'listen port', env: { AGENTGATE_LISTEN_PORT: '18080' }, expect: { listen: { host: '127.0.0.1', port: 18080 } } },
+    { name: 'port 0 picks a free one', env: { AGENTGATE_LISTEN_PORT: '0', AGENTGATE_METRICS_PORT: '0' }, expect: { listen: { host: '127.0.0.1', port: 0 }, metrics: { host: '127.0.0.1', port: 0 } } },
+    { name: 'metrics port', env: { AGENTGATE_METRICS_PORT: '19464' }, expect: { metrics: { host: '127.0.0.1', port: 19464 } } },
+    { name: 'admin socket, relative to cwd', env: { AGENTGATE_ADMIN_SOCKET: 'gw.sock' }, expect: { admin: { socket: join(cwd, 'gw.sock') } } },
+    { name: 'admin socket, absolute', env: { AGENTGATE_ADMIN_SOCKET: '/tmp/x.sock' }, expect: { admin: { socket: '/tmp/x.sock' } } },
+    { name: 'state file', env: { AGENTGATE_STATE_FILE: 'state.json' }, expect: { state: { driver: 'memory', file: join(cwd, 'state.json') } } },
+    { name: 'redis url switches the driver', env: { AGENTGATE_REDIS_URL: 'redis://127.0.0.1:6379/2', AGENTGATE_STATE_FILE: 'ignored.json' }, expect: { state: { driver: 'redis', url: 'redis://127.0.0.1:6379/2' } } },
+    { name: 'empty variables count as unset', env: { AGENTGATE_LISTEN_PORT: '', AGENTGATE_REDIS_URL: '', AGENTGATE_ADMIN_SOCKET: '' }, expect: designSettings(dir) },
+  ];
+  for (const c of cases) {
+    t.match(await loadSettings({ configFile, env: c.env, cwd }), c.expect, c.name);
+  }
+  t.same(
+    await problemsOf({ configFile, cwd, env: { AGENTGATE_LISTEN_PORT: '80a', AGENTGATE_METRICS_PORT: '70000', AGENTGATE_REDIS_URL: 'http://127.0.0.1:6379' } }),
+    [
+      'AGENTGATE_LISTEN_PORT: "80a" is not a port (a whole number from 0 to 65535; 0 picks a free one)',
+      'AGENTGATE_METRICS_PORT: "70000" is not a port (a whole number from 0 to 65535; 0 picks a free one)',
+      'AGENTGATE_REDIS_URL: "http://127.0.0.1:6379" is not a redis:// or rediss:// URL',
+    ],
+  );
+});
+
+const broken: ReadonlyArray<{ name: string; file: string; env?: NodeJS.ProcessEnv; expect: readonly string[] }> = [
+  {
+    name: 'the documented example: a duration without a unit on line 9',
+    file: y(...DESIGN.slice(0, 8), 'limits:   { maxBodyBytes: 1048576, upstreamTimeout: 30 }'),
+    expect: ['{dir}/agentgate.yaml:9  limits.upstreamTimeout: "30" has no unit (use e.g. 30s)'],
+  },
+  {
+    name: 'every problem at once',
+    env: { AGENTGATE_METRICS_PORT: '-1' },
+    file: y(
+      'listen:   { host: 127.0.0.1, port: 80800 }',
+      'metrics:  { host: "bad host", port: "9464" }',
+      'admin:    { socket: ./run/agentgate.sock, mode: 0600 }',
+      'policies: 42',
+      'issuer:   { url: "ftp://x", keys: ./run/keys, alg: RS256, rotate: 30s }',
+      'trust:    [{ issuer: https://idp.example, jwksUri: not-a-url }, { jwksUri: https://idp.example/jwks }, { issuer: https://idp.example, jwksUri: https://idp.example/jwks }]',
+      'state:    { driver: postgres }',
+      'audit:    { file: "" }',
+      'limits:   { maxBodyBytes: lots, upstreamTimeout: 2h, maxHeaderBytes: 100 }',
+      'limit:    {}',
+    ),
+    expect: [
+      'AGENTGATE_METRICS_PORT: "-1" is not a port (a whole number from 0 to 65535; 0 picks a free one)',
+      '{dir}/agentgate.yaml:1  listen.port: expected a whole number from 0 to 65535, got 80800',
+      '{dir}/agentgate.yaml:2  metrics.host: "bad host" is not a host name or IP address',
+      '{dir}/agentgate.yaml:2  metrics.port: expected a whole number from 0 to 65535, got "9464"',
+      '{dir}/agentgate.yaml:3  admin.mode: unknown key (allowed: socket)',
+      '{dir}/agentgate.yaml:4  policies: expected a non-empty string, got 42',
+      '{dir}/agentgate.yaml:5  issuer.url: "ftp://x" is not an http(s) URL without query, fragment or credentials',
+      '{dir}/agentgate.yaml:5  issuer.alg: "RS256" is not a signing algorithm (allowed: EdDSA, ES256)',
+      '{dir}/agentgate.yaml:5  issuer.rotate: must be at least 1m',
+      '{dir}/agentgate.yaml:6  trust[0].jwksUri: "not-a-url" is not an http(s) URL',
+      '{dir}/agentgate.yaml:6  trust[1].issuer: is required',
+      '{dir}/agentgate.yaml:6  trust[2].issuer: "https://idp.example" is already trusted by trust[0]',
+      '{dir}/agentgate.yaml:7  state.driver: "postgres" is not a state driver (allowed: memory, redis)',
+      '{dir}/agentgate.yaml:8  audit.file: expected a non-empty string, got ""',
+      '{dir}/agentgate.yaml:9  limits.maxBodyBytes: "lots" is not a size (bytes, or a number with B, KB, MB, GB, KiB, MiB, GiB, e.g. 1MiB)',
+      '{dir}/agentgate.yaml:9  limits.upstreamTimeout: must be at most 1h',
+      '{dir}/agentgate.yaml:9  limits.maxHeaderBytes: must be at least 1024 bytes',
+      '{dir}/agentgate.yaml:10  limit: unknown key (allowed: listen, metrics, admin, policies, issuer, trust, state, audit, limits); did you mean "limits"?',
+    ],
+  },
+  {
+    name: 'redis without a url',
+    file: y('state:', '  driver: redis'),
+    expect: ['{dir}/agentgate.yaml:1  state.url: is required'],
+  },
+  {
+    name: 'keys of the other driver',
+    file: y('state: { driver: redis, url: "http://cache:6379", file: ./s.json }'),
+    expect: [
+      '{dir}/agentgate.yaml:1  state.file: is not used by driver redis (redis takes url)',
+      '{dir}/agentgate.yaml:1  state.url: "http://cache:6379" is not a redis:// or rediss:// URL',
+    ],
+  },
+  {
+    name: 'a url for the memory driver',
+    file: y('state:', '  driver: memory', '  url: redis://cache:6379'),
+    expect: ['{dir}/agentgate.yaml:3  state.url: is not used by driver memory (memory takes file)'],
+  },
+  {
+    name: 'sections of the wrong kind',
+    file: y('state: memory', 'trust: {}', 'listen: [127.0.0.1, 8080]'),
+    expect: [
+      '{dir}/agentgate.yaml:1  state: expected a map with keys driver, file, url, got "memory"',
+      '{dir}/agentgate.yaml:2  trust: expected a list, got a map',
+      '{dir}/agentgate.yaml:3  listen: expected a map with keys host, port, got a list',
+    ],
+  },
+  {
+    name: 'not a map at all',
+    file: y('- listen'),
+    expect: ['{dir}/agentgate.yaml:1  (top level): expected a map with keys listen, metrics, admin, policies, issuer, trust, state, audit, limits, got a list'],
+  },
+  {
+    name: 'YAML syntax',
+    file: y('listen: { host: 127.0.0.1, port: 8080 }', 'limits: { maxBodyBytes: 1MiB', 'audit: { file: x }'),
+    expect: ['{dir}/agentgate.yaml:3  YAML syntax: Flow map in block collection must be sufficiently indented and end with a }'],
+  },
+];
+
+for (const c of broken) {
+  t.test(c.name, async (t) => {
+    const dir = t.testdir({ 'agentgate.yaml': c.file });
+    t.same(await problemsOf({ configFile: join(dir, 'agentgate.yaml'), env: c.env ?? {} }), expand(dir, c.expect));
+  });
+}
+
+t.test('values with units and optional keys', async (t) => {
+  const dir = t.testdir({
+    'agentgate.yaml': y(
+      'listen: { port: 0 }',
+      'issuer: { url: "https://gw.example.com", alg: ES256, rotate: 7d }',
+      'trust:',
+      '  - { issuer: "https://idp.example", jwksUri: "https://idp.example/jwks.json", audience: agentgate }',
+      '  - { issuer: "https://other.example", jwksUri: "http://127.0.0.1:9/jwks" }',
+      'state:',
+      '  driver: memory',
+      '  file:',
+      'limits: { maxBodyBytes: 200MiB, upstreamTimeout: 1500ms, maxHeaderBytes: 32KiB }',
+      'policies: /srv/policies',
+    ),
+  });
+  const settings = await loadSettings({ configFile: join(dir, 'agentgate.yaml'), env: {} });
+  t.same(settings.listen, { host: '127.0.0.1', port: 0 });
+  t.same(settings.issuer, { url: 'https://gw.example.com', keys: join(dir, 'run/keys'), alg: 'ES256', rotateSeconds: 604_800 });
+  t.same(settings.trust, [
+    { issuer: 'https://idp.example', jwksUri: 'https://idp.example/jwks.json', audience: 'agentgate' },
+    { issuer: 'https://other.example', jwksUri: 'http://127.0.0.1:9/jwks', audience: null },
+  ]);
+  t.same(settings.state, { driver: 'memory', file: null }, 'an empty file: keeps state in memory only');
+  t.same(settings.limits, { maxBodyBytes: 209_715_200, upstreamTimeoutMs: 1500, maxHeaderBytes: 32_768 });
+  t.equal(settings.policies, '/srv/policies', 'absolute paths stay');
+});

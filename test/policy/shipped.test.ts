@@ -1,0 +1,82 @@
+// The shipped policies/ (the demo fixture the README, examples and tests rely on) and the reusable
+// test fixtures load cleanly and say what DESIGN §2 says.
+import t from 'tap';
+import { fileURLToPath } from 'node:url';
+import { loadPolicySnapshot } from '../../gateway/policy/index.js';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const clock = { now: () => 0 };
+const options = { version: 1, clock, defaultTimeoutMs: 30_000 };
+
+t.test('shipped policies/ load cleanly and hold the demo fixture', async (t) => {
+  const snapshot = await loadPolicySnapshot(`${ROOT}policies`, options);
+  const routes = (backend: string) =>
+    Object.fromEntries([...(snapshot.backends.get(backend)?.scopes.values() ?? [])].map((s) => [s.name, s.routes.map((r) => r.template)]));
+  t.same(
+    [...snapshot.backends.values()].map((b) => [b.name, b.upstream.href, b.timeoutMs]),
+    [
+      ['crm', 'http://127.0.0.1:9101/', 30_000],
+      ['content', 'http://127.0.0.1:9102/', 30_000],
+      ['tickets', 'http://127.0.0.1:9103/', 30_000],
+      ['kb', 'http://127.0.0.1:9104/', 30_000],
+      ['bi', 'http://127.0.0.1:9105/', 30_000],
+    ],
+  );
+  t.same(routes('crm'), {
+    'contacts.read': ['GET /contacts', 'GET /contacts/:id', 'GET /tags'],
+    'contacts.write': ['PATCH /contacts/:id'],
+    export: ['GET /export'],
+  });
+  t.same(routes('content'), { 'assets.read': ['GET /assets', 'GET /assets/:id'] });
+  t.same(routes('tickets'), {
+    'tickets.read': ['GET /tickets', 'GET /tickets/:id'],
+    'tickets.reply': ['POST /tickets/:id/replies'],
+    'config.write': ['PUT /config'],
+  });
+  t.same(routes('kb'), { 'articles.read': ['GET /articles', 'GET /articles/:id'] });
+  t.same(routes('bi'), { 'reports.read': ['GET /reports', 'GET /reports/:id'], 'query.aggregate': ['POST /query'] });
+  const reply = snapshot.backends.get('tickets')?.routes.match('POST', ['tickets', '42', 'replies']);
+  t.same(reply?.params, { id: '42' });
+  t.same([...(reply?.routes[0]?.body?.fields.get('script') ?? [])], ['greeting', 'refund-status', 'escalate']);
+
+  const role = (name: string) => {
+    const r = snapshot.roles.get(name);
+    return { grants: [...(r?.grants ?? [])], backends: [...(r?.backends ?? [])], readOnly: r?.readOnly, token: r?.token, breaker: r?.breaker };
+  };
+  t.same(role('marketing'), {
+    grants: ['crm:contacts.read', 'content:assets.read'],
+    backends: ['crm', 'content'],
+    readOnly: true,
+    token: { ttlSeconds: 1800, session: 'single', idleTimeoutSeconds: null, maxUses: null, rotateSeconds: null },
+    breaker: null,
+  });
+  t.same(role('support'), {
+    grants: ['tickets:tickets.read', 'tickets:tickets.reply', 'kb:articles.read'],
+    backends: ['tickets', 'kb'],
+    readOnly: false,
+    token: { ttlSeconds: 3600, session: 'multi', idleTimeoutSeconds: null, maxUses: null, rotateSeconds: 86_400 },
+    breaker: null,
+  });
+  t.same(role('data'), {
+    grants: ['bi:reports.read', 'bi:query.aggregate'],
+    backends: ['bi'],
+    readOnly: false,
+    token: { ttlSeconds: 600, session: 'multi', idleTimeoutSeconds: null, maxUses: null, rotateSeconds: null },
+    breaker: null,
+  });
+  t.same(
+    [...snapshot.agents.values()].map((a) => [a.id, a.role, a.owner, a.credentials.length]),
+    [
+      ['marketing-agent-03', 'marketing', 'growth-team', 0],
+      ['support-agent-01', 'support', 'support-ops', 0],
+      ['data-agent-01', 'data', 'analytics', 0],
+    ],
+  );
+});
+
+for (const name of ['minimal', 'overlap']) {
+  t.test(`test/fixtures/policies/${name} loads cleanly`, async (t) => {
+    const snapshot = await loadPolicySnapshot(`${ROOT}test/fixtures/policies/${name}`, options);
+    t.ok(snapshot.agents.size > 0);
+  });
+}
