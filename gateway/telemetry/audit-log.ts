@@ -1,7 +1,9 @@
 // The audit trail: one JSON line per decision, appended to `audit.file`. Writes are batched off
 // the hot path and never dropped: past the high-water mark `write` reports pressure and callers
-// wait on `drained()` before answering, so memory stays bounded without losing a record.
-import { mkdir, open, type FileHandle } from 'node:fs/promises';
+// wait on `drained()`. Lines are hash-chained (`seq`, `prev` = SHA-256 of the previous line), so
+// an edited, removed, inserted or reordered line shows; `audit-verify.ts` checks the chain.
+import { createHash } from 'node:crypto';
+import { mkdir, open, readFile, rename, stat, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
 export interface AuditRecord {
@@ -29,13 +31,42 @@ export interface AuditLogOptions {
   readonly file: string;
   /** Queued lines past which `write` reports pressure. */
   readonly highWaterMark?: number;
+  /** Rotate when the file would grow past this size (the chain continues in the new file). */
+  readonly maxBytes?: number;
+  /** Rotated files kept (`audit.jsonl.1` is the newest). */
+  readonly keep?: number;
   readonly onError?: (error: unknown) => void;
 }
 
+/** The `prev` of the very first line of a trail. */
+export const GENESIS = '0'.repeat(64);
+
+export function hashLine(line: string): string {
+  return createHash('sha256').update(line).digest('hex');
+}
+
 export async function openAuditLog(options: AuditLogOptions): Promise<AuditLog> {
-  await mkdir(dirname(options.file), { recursive: true, mode: 0o700 });
-  const handle: FileHandle = await open(options.file, 'a', 0o600);
+  const { file } = options;
+  await mkdir(dirname(file), { recursive: true, mode: 0o700 });
   const highWaterMark = options.highWaterMark ?? 8192;
+  const maxBytes = options.maxBytes ?? 100 * 1024 * 1024;
+  const keep = Math.max(1, options.keep ?? 10);
+
+  // Continue the chain where the file (or, after a rotation, the rotated file) left it.
+  const tail = (await lastLine(file)) ?? (await lastLine(`${file}.1`));
+  let seq = 0;
+  let prev = GENESIS;
+  if (tail !== null) {
+    prev = hashLine(tail);
+    try {
+      seq = Number((JSON.parse(tail) as { seq?: unknown }).seq) || 0;
+    } catch {
+      // An unreadable last line (a crash mid-write, or tampering) stays visible to `audit verify`.
+      seq = 0;
+    }
+  }
+  let handle: FileHandle = await open(file, 'a', 0o600);
+  let size = (await handle.stat()).size;
 
   let queue: string[] = [];
   let writing: Promise<void> | null = null;
@@ -43,13 +74,29 @@ export async function openAuditLog(options: AuditLogOptions): Promise<AuditLog> 
   let closed = false;
   let drainWaiters: Array<() => void> = [];
 
+  async function rotate(): Promise<void> {
+    await handle.sync();
+    await handle.close();
+    for (let i = keep - 1; i >= 1; i--) await rename(`${file}.${i}`, `${file}.${i + 1}`).catch(() => undefined);
+    await rename(file, `${file}.1`);
+    handle = await open(file, 'a', 0o600);
+    size = 0;
+  }
+
   async function pump(): Promise<void> {
     while (queue.length > 0) {
       const batch = queue;
       queue = [];
       const data = batch.join('');
-      // A failed write is retried with the same batch: a record is never dropped. The error is
-      // reported so the operator sees the disk trouble.
+      const bytes = Buffer.byteLength(data);
+      if (size > 0 && size + bytes > maxBytes) {
+        try {
+          await rotate();
+        } catch (error) {
+          options.onError?.(error);
+        }
+      }
+      // A failed write is retried with the same batch: a record is never dropped.
       for (;;) {
         try {
           await handle.appendFile(data);
@@ -59,6 +106,7 @@ export async function openAuditLog(options: AuditLogOptions): Promise<AuditLog> 
           await new Promise((resolve) => setTimeout(resolve, 100));
         }
       }
+      size += bytes;
       written += batch.length;
       if (queue.length < highWaterMark && drainWaiters.length > 0) {
         const waiters = drainWaiters;
@@ -69,18 +117,17 @@ export async function openAuditLog(options: AuditLogOptions): Promise<AuditLog> 
     writing = null;
   }
 
-  function schedule(): void {
-    if (writing === null) writing = pump();
-  }
-
   return {
     get written() {
       return written;
     },
     write(record) {
       if (closed) throw new Error('audit log is closed');
-      queue.push(`${JSON.stringify(record)}\n`);
-      schedule();
+      seq += 1;
+      const line = JSON.stringify({ seq, prev, ...record });
+      prev = hashLine(line);
+      queue.push(`${line}\n`);
+      writing ??= pump();
       return queue.length < highWaterMark;
     },
     drained() {
@@ -98,4 +145,35 @@ export async function openAuditLog(options: AuditLogOptions): Promise<AuditLog> 
       await handle.close();
     },
   };
+}
+
+/** The last complete line of `file`, or null when it is empty or missing. */
+async function lastLine(file: string): Promise<string | null> {
+  let size: number;
+  try {
+    size = (await stat(file)).size;
+  } catch {
+    return null;
+  }
+  if (size === 0) return null;
+  // Lines are short; read a bounded tail rather than the whole file.
+  const handle = await open(file, 'r');
+  try {
+    const length = Math.min(size, 1 << 20);
+    const buffer = Buffer.alloc(length);
+    await handle.read(buffer, 0, length, size - length);
+    const text = buffer.toString('utf8').replace(/\n+$/, '');
+    const at = text.lastIndexOf('\n');
+    return at === -1 ? (length === size ? text : null) : text.slice(at + 1);
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Read every line of an audit file (for verify and tail). */
+export async function readAuditLines(file: string): Promise<string[]> {
+  const text = await readFile(file, 'utf8');
+  const lines = text.split('\n');
+  if (lines[lines.length - 1] === '') lines.pop();
+  return lines;
 }

@@ -1,0 +1,95 @@
+// The audit trail: a hash chain that names every edited, removed, inserted or reordered line,
+// continues across restarts and rotations, and never loses a queued record.
+import t from 'tap';
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { openAuditLog, readAuditLines } from '../../gateway/telemetry/audit-log.js';
+import { tailAudit, verifyAuditLines } from '../../gateway/telemetry/audit-verify.js';
+
+function record(i: number, agent = 'marketing-agent-03') {
+  return { time: new Date(Date.UTC(2026, 10, 22, 12, 0, i)).toISOString(), kind: 'proxy' as const, requestId: `r${i}`, decision: i % 3 === 0 ? ('deny' as const) : ('allow' as const), reason: i % 3 === 0 ? 'out_of_scope' : 'none', agent, n: i };
+}
+
+async function trail(dir: string, count: number): Promise<string[]> {
+  const file = join(dir, 'audit.jsonl');
+  const log = await openAuditLog({ file });
+  for (let i = 1; i <= count; i++) log.write(record(i));
+  await log.close();
+  return readAuditLines(file);
+}
+
+t.test('a clean trail verifies', async (t) => {
+  const lines = await trail(t.testdir(), 30);
+  t.equal(lines.length, 30);
+  t.same(verifyAuditLines(lines), { lines: 30, firstSeq: 1, lastSeq: 30, problems: [], notes: [] });
+});
+
+t.test('each kind of tampering is named', async (t) => {
+  const lines = await trail(t.testdir(), 30);
+  const edit = (i: number) => lines.map((l, k) => (k === i ? l.replace('"allow"', '"deny"').replace('"deny","reason":"out_of_scope"', '"allow","reason":"none"') : l));
+  const cases = [
+    { name: 'an edited line', lines: edit(9), expect: [{ line: 10, message: /^edited/ }] },
+    { name: 'a removed line', lines: lines.filter((_, k) => k !== 9), expect: [{ line: 10, message: /1 line\(s\) removed before this line \(seq jumps from 9 to 11\)/ }] },
+    { name: 'two removed lines', lines: lines.filter((_, k) => k !== 9 && k !== 10), expect: [{ line: 10, message: /2 line\(s\) removed/ }] },
+    { name: 'an inserted copy', lines: [...lines.slice(0, 10), lines[9] ?? '', ...lines.slice(10)], expect: [{ line: 11, message: /out of order or duplicated/ }] },
+    { name: 'two lines swapped', lines: [...lines.slice(0, 9), lines[10] ?? '', lines[9] ?? '', ...lines.slice(11)], expect: [{ line: 10, message: /removed before/ }, { line: 11, message: /out of order/ }] },
+    { name: 'a truncated line', lines: lines.map((l, k) => (k === 19 ? l.slice(0, 40) : l)), expect: [{ line: 20, message: /not valid JSON/ }] },
+    { name: 'a forged line without chain fields', lines: [...lines.slice(0, 5), '{"time":"x","decision":"allow"}', ...lines.slice(5)], expect: [{ line: 6, message: /no seq\/prev/ }] },
+    { name: 'the first line edited', lines: edit(0), expect: [{ line: 1, message: /^edited/ }] },
+  ];
+  for (const c of cases) {
+    const result = verifyAuditLines(c.lines);
+    t.match(result.problems, c.expect, c.name);
+    t.ok(result.problems.length >= 1, `${c.name}: detected`);
+  }
+});
+
+t.test('the chain continues across a restart and across rotations', async (t) => {
+  const dir = t.testdir();
+  const file = join(dir, 'audit.jsonl');
+  const first = await openAuditLog({ file, maxBytes: 2000, keep: 20 });
+  for (let i = 1; i <= 20; i++) first.write(record(i));
+  await first.close();
+  const second = await openAuditLog({ file, maxBytes: 2000, keep: 20 });
+  for (let i = 21; i <= 40; i++) second.write(record(i));
+  await second.close();
+  const files = (await readdir(dir)).filter((f) => f.startsWith('audit.jsonl')).sort((a, b) => order(b) - order(a));
+  t.ok(files.length > 2, `rotated into ${files.length} files`);
+  const all: string[] = [];
+  for (const f of files) all.push(...(await readAuditLines(join(dir, f))));
+  t.equal(all.length, 40, 'no record lost');
+  t.same(verifyAuditLines(all).problems, [], 'one unbroken chain');
+  const newest = await readAuditLines(file);
+  t.match(verifyAuditLines(newest).notes, [/continues a rotated file/]);
+});
+
+t.test('backpressure, never drops', async (t) => {
+  const file = join(t.testdir(), 'audit.jsonl');
+  const log = await openAuditLog({ file, highWaterMark: 100 });
+  let pressured = 0;
+  for (let i = 1; i <= 5000; i++) {
+    if (!log.write(record(i))) {
+      pressured++;
+      await log.drained();
+    }
+  }
+  await log.close();
+  t.ok(pressured > 0, 'the writer reported pressure');
+  const lines = await readAuditLines(file);
+  t.equal(lines.length, 5000);
+  t.same(verifyAuditLines(lines).problems, []);
+});
+
+t.test('tail filters', async (t) => {
+  const lines = await trail(t.testdir(), 30);
+  t.equal(tailAudit(lines, { limit: 5 }).length, 5);
+  t.ok(tailAudit(lines, { decision: 'deny', limit: 100 }).every((r) => r.decision === 'deny'));
+  t.equal(tailAudit(lines, { decision: 'deny', limit: 100 }).length, 10);
+  t.equal(tailAudit(lines, { agent: 'nobody', limit: 100 }).length, 0);
+  t.equal(tailAudit(lines, { since: Date.UTC(2026, 10, 22, 12, 0, 25), limit: 100 }).length, 6);
+});
+
+function order(name: string): number {
+  const m = /\.(\d+)$/.exec(name);
+  return m === null ? 0 : Number(m[1]);
+}
