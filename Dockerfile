@@ -4,7 +4,6 @@ WORKDIR /app
 COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
 COPY gateway ./gateway
 COPY demo ./demo
-COPY bench ./bench
 RUN npm ci --ignore-scripts && npm run build
 
 FROM node:24-slim

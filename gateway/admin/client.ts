@@ -1,4 +1,5 @@
 // The CLI's side of the admin socket: one JSON call, with one-line errors an operator can act on.
+import { existsSync } from 'node:fs';
 import { request } from 'node:http';
 
 export interface AdminResponse {
@@ -14,6 +15,13 @@ export class AdminClientError extends Error {
 }
 
 export function adminCall(socketPath: string, method: 'GET' | 'POST', path: string, body?: Record<string, unknown>, timeoutMs = 10_000): Promise<AdminResponse> {
+  // Checked before connecting: the kernel's answer to a long or absent path is less clear than these.
+  if (!existsSync(socketPath)) {
+    return Promise.reject(new AdminClientError(`no admin socket at ${socketPath}: is the gateway running? (set --socket or AGENTGATE_SOCKET)`));
+  }
+  if (Buffer.byteLength(socketPath) > 107) {
+    return Promise.reject(new AdminClientError(`admin socket path ${socketPath} is longer than the 107 bytes Unix sockets allow: use a shorter path`));
+  }
   return new Promise((resolve, reject) => {
     const payload = body === undefined ? undefined : JSON.stringify(body);
     const req = request(
