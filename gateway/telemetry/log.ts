@@ -1,10 +1,10 @@
-// Structured JSON logs to stdout (or any writable): start, bind, reload, errors.
-// Never log a token, secret or key: callers pass identifiers (agent, jti), not credentials.
+// Structured JSON logs (pino) to stdout: start, bind, reload, key rotation, errors.
+// Never log a token, secret or key: callers pass identifiers (agent, jti), not credentials, and
+// the redaction list below is the net under that rule for the header and field names that carry them.
 import type { Writable } from 'node:stream';
+import { pino, type Logger as PinoLogger } from 'pino';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent';
-
-const LEVELS: Record<LogLevel, number> = { debug: 20, info: 30, warn: 40, error: 50, silent: 100 };
 
 export interface Logger {
   debug(msg: string, fields?: Record<string, unknown>): void;
@@ -16,31 +16,64 @@ export interface Logger {
 
 export interface LoggerOptions {
   readonly level?: LogLevel;
+  /** Defaults to stdout, written synchronously: logs are rare events, and none may be lost at exit. */
   readonly stream?: Writable;
   readonly bindings?: Record<string, unknown>;
 }
 
+/** Field names that may hold a credential; their values are replaced wherever they appear. */
+const REDACT = [
+  'token',
+  'authorization',
+  'secret',
+  'client_secret',
+  'assertion',
+  'client_assertion',
+  'subject_token',
+  'actor_token',
+  'password',
+  'privateKey',
+  'd',
+  '*.token',
+  '*.authorization',
+  '*.secret',
+  '*.client_secret',
+  '*.client_assertion',
+  '*.subject_token',
+  '*.actor_token',
+  '*.password',
+  '*.privateKey',
+  'headers.authorization',
+  'headers.cookie',
+];
+
 export function createLogger(options: LoggerOptions = {}): Logger {
-  const threshold = LEVELS[options.level ?? 'info'];
-  const stream = options.stream ?? process.stdout;
-  const bindings = options.bindings ?? {};
+  const instance = pino(
+    {
+      level: options.level ?? 'info',
+      base: { pid: process.pid, ...options.bindings },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+      redact: { paths: REDACT, censor: '[redacted]' },
+      serializers: { error: serializeError, err: serializeError },
+    },
+    options.stream ?? pino.destination({ dest: 1, sync: true }),
+  );
+  return wrap(instance);
+}
 
-  const write = (level: LogLevel, msg: string, fields?: Record<string, unknown>): void => {
-    if (LEVELS[level] < threshold) return;
-    const line = { level, time: new Date().toISOString(), ...bindings, msg, ...fields };
-    stream.write(`${JSON.stringify(line, errorReplacer)}\n`);
-  };
-
+function wrap(instance: PinoLogger): Logger {
   return {
-    debug: (msg, fields) => write('debug', msg, fields),
-    info: (msg, fields) => write('info', msg, fields),
-    warn: (msg, fields) => write('warn', msg, fields),
-    error: (msg, fields) => write('error', msg, fields),
-    child: (more) => createLogger({ level: options.level ?? 'info', stream, bindings: { ...bindings, ...more } }),
+    debug: (msg, fields) => instance.debug(fields ?? {}, msg),
+    info: (msg, fields) => instance.info(fields ?? {}, msg),
+    warn: (msg, fields) => instance.warn(fields ?? {}, msg),
+    error: (msg, fields) => instance.error(fields ?? {}, msg),
+    child: (bindings) => wrap(instance.child(bindings)),
   };
 }
 
-function errorReplacer(_key: string, value: unknown): unknown {
+/** Errors log as name, message and code: stacks and causes can quote request data. */
+function serializeError(value: unknown): unknown {
   if (value instanceof Error) {
     return { name: value.name, message: value.message, code: (value as { code?: unknown }).code };
   }
