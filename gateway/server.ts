@@ -297,7 +297,7 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
     reload,
     abortAgent,
     async start() {
-      if (options.admin !== false) adminSocket = await openAdminSocket(settings.admin.socket, adminHandler, log);
+      if (options.admin !== false) adminSocket = await openAdminSocket(settings.admin.socket, adminHandler.handle, log);
       const agent = await listen(agentServer, settings.listen.host, settings.listen.port);
       const metricsAddress = await listen(metricsServer, settings.metrics.host, settings.metrics.port);
       bound = { agent, metrics: metricsAddress };
@@ -317,6 +317,7 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
       metricsServer.closeAllConnections();
       upgrades.close();
       await adminSocket?.close();
+      await adminHandler.settle();
       await forward.close();
       await audit.close();
       await store.close();

@@ -7,6 +7,7 @@ import type { PolicySnapshot } from '../policy/types.js';
 import { viewBreaker } from '../state/breaker.js';
 import type { KillRecord, Store } from '../state/store.js';
 import type { AuditLog } from '../telemetry/audit-log.js';
+import { peerCredentials, type PeerCredentials } from './peer.js';
 
 export interface AdminDeps {
   readonly store: Store;
@@ -35,6 +36,9 @@ export class AdminError extends Error {
 }
 
 const MAX_BODY = 64 * 1024;
+
+/** The caller of an admin call, looked up while the call runs. */
+type Peer = Promise<PeerCredentials | null>;
 const AGENT_PATH = /^\/agents\/([^/]+)(\/kill|\/revive)?$/;
 
 export function createAdminHandler(deps: AdminDeps) {
@@ -66,11 +70,10 @@ export function createAdminHandler(deps: AdminDeps) {
     if (!deps.policy().agents.has(id)) throw new AdminError(404, 'agent_unknown', `no agent "${id}" in the policies`);
   }
 
-  // Node cannot read the socket peer's credentials (SO_PEERCRED); the socket is 0600, so the
-  // peer runs as the gateway's own user (or root). The CLI names the operator it runs for.
+  // The operator as the CLI names it (for people); the audit line adds the socket peer's uid and
+  // pid as the kernel reports them (the socket is 0600: the gateway's own user, or root).
   function operator(body: Record<string, unknown>): string {
-    const who = typeof body.operator === 'string' && body.operator !== '' && body.operator.length <= 200 ? body.operator : 'unnamed operator';
-    return `${who} (admin socket, uid ${process.getuid?.() ?? '?'})`;
+    return typeof body.operator === 'string' && body.operator !== '' && body.operator.length <= 200 ? body.operator : 'unnamed operator';
   }
 
   function reasonOf(body: Record<string, unknown>): string {
@@ -80,28 +83,38 @@ export function createAdminHandler(deps: AdminDeps) {
     return reason.trim();
   }
 
-  async function kill(id: string, reason: string, by: string): Promise<{ agent: string; aborted: number }> {
+  async function kill(peer: Peer, id: string, reason: string, by: string): Promise<{ agent: string; aborted: number }> {
     const record: KillRecord = { agent: id, reason, at: clock.now(), by };
     // Durable first: the next request is refused, and a restart keeps the kill.
     await store.kill(record);
     deps.onAgentChange(id);
     const aborted = deps.abortAgent(id, reason);
-    audit('kill', id, { reason, by, aborted });
+    audit(peer, 'kill', id, { reason, by, aborted });
     return { agent: id, aborted };
   }
 
-  async function revive(id: string, by: string): Promise<{ agent: string; revived: boolean }> {
+  async function revive(peer: Peer, id: string, by: string): Promise<{ agent: string; revived: boolean }> {
     const revived = await store.revive(id);
     deps.onAgentChange(id);
-    audit('revive', id, { by, revived });
+    audit(peer, 'revive', id, { by, revived });
     return { agent: id, revived };
   }
 
-  function audit(action: string, agent: string | null, fields: Record<string, unknown>): void {
-    deps.audit.write({ time: new Date(clock.now()).toISOString(), kind: 'admin', requestId: `admin-${clock.now()}`, decision: 'allow', reason: 'none', action, agent, ...fields });
+  // Audit lines wait for the peer lookup, the answer does not: a kill is in force and answered
+  // first. `settle()` lets shutdown wait for these lines before the audit file closes.
+  const pending = new Set<Promise<void>>();
+  let seq = 0;
+  function audit(peer: Peer, action: string, agent: string | null, fields: Record<string, unknown>): void {
+    const time = new Date(clock.now()).toISOString();
+    const requestId = `admin-${clock.now()}-${++seq}`;
+    const done = peer.then((p) => {
+      deps.audit.write({ time, kind: 'admin', requestId, decision: 'allow', reason: 'none', action, agent, ...fields, peer: p === null ? null : { uid: p.uid, pid: p.pid, command: p.command } });
+    });
+    pending.add(done);
+    void done.finally(() => pending.delete(done));
   }
 
-  async function route(method: string, path: string, body: Record<string, unknown>): Promise<[number, unknown]> {
+  async function route(peer: Peer, method: string, path: string, body: Record<string, unknown>): Promise<[number, unknown]> {
     if (path === '/status') {
       allow(method, 'GET');
       const policy = deps.policy();
@@ -122,15 +135,15 @@ export function createAdminHandler(deps: AdminDeps) {
         return [200, agentView(id)];
       }
       allow(method, 'POST');
-      if (m[2] === '/kill') return [200, await kill(id, reasonOf(body), operator(body))];
-      return [200, await revive(id, operator(body))];
+      if (m[2] === '/kill') return [200, await kill(peer, id, reasonOf(body), operator(body))];
+      return [200, await revive(peer, id, operator(body))];
     }
     if (path === '/kill') {
       allow(method, 'POST');
       const reason = reasonOf(body);
       const by = operator(body);
       const results = [];
-      for (const id of deps.policy().agents.keys()) results.push(await kill(id, reason, by));
+      for (const id of deps.policy().agents.keys()) results.push(await kill(peer, id, reason, by));
       return [200, { killed: results.length, aborted: results.reduce((n, r) => n + r.aborted, 0) }];
     }
     if (path === '/revive') {
@@ -138,7 +151,7 @@ export function createAdminHandler(deps: AdminDeps) {
       const by = operator(body);
       const ids = new Set([...deps.policy().agents.keys(), ...store.kills().map((k) => k.agent)]);
       let revived = 0;
-      for (const id of ids) if ((await revive(id, by)).revived) revived++;
+      for (const id of ids) if ((await revive(peer, id, by)).revived) revived++;
       return [200, { revived }];
     }
     if (path === '/tokens/revoke') {
@@ -148,14 +161,14 @@ export function createAdminHandler(deps: AdminDeps) {
         // Unknown expiry: keep the revocation for the longest a token can live (24 h).
         const exp = typeof body.exp === 'number' ? body.exp : Math.floor(clock.now() / 1000) + 86_400;
         await store.revoke(body.jti, exp);
-        audit('revoke', null, { jti: body.jti, by });
+        audit(peer, 'revoke', null, { jti: body.jti, by });
         return [200, { revoked: 'jti', jti: body.jti }];
       }
       if (typeof body.agent === 'string' && body.agent !== '') {
         requireAgent(body.agent);
         await store.revokeAgent(body.agent, Math.floor(clock.now() / 1000));
         const aborted = deps.abortAgent(body.agent, 'tokens revoked');
-        audit('revoke', body.agent, { scope: 'all tokens', by, aborted });
+        audit(peer, 'revoke', body.agent, { scope: 'all tokens', by, aborted });
         return [200, { revoked: 'agent', agent: body.agent, aborted }];
       }
       throw new AdminError(400, 'invalid_request', 'send {"jti": "..."} or {"agent": "..."}');
@@ -164,11 +177,11 @@ export function createAdminHandler(deps: AdminDeps) {
       allow(method, 'POST');
       try {
         const snapshot = await deps.reload();
-        audit('reload', null, { version: snapshot.version, files: snapshot.files });
+        audit(peer, 'reload', null, { version: snapshot.version, files: snapshot.files });
         return [200, { reloaded: true, version: snapshot.version, files: snapshot.files }];
       } catch (error) {
         if (error instanceof ConfigError) {
-          audit('reload', null, { rejected: true, problems: error.problems.length });
+          audit(peer, 'reload', null, { rejected: true, problems: error.problems.length });
           throw new AdminError(422, 'policy_invalid', `the policies have ${error.problems.length} problem(s); the current policy stays in force`, { problems: error.problems });
         }
         throw error;
@@ -177,20 +190,31 @@ export function createAdminHandler(deps: AdminDeps) {
     throw new AdminError(404, 'not_found', `no admin endpoint ${path}`);
   }
 
-  return async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    // Only calls that change something are audited, so only they ask the kernel who called.
+    const peer: Peer = req.method === 'POST' ? peerCredentials(req.socket) : Promise.resolve(null);
     try {
       const path = (req.url ?? '/').split('?')[0] ?? '/';
       const body = req.method === 'POST' ? await readJson(req) : {};
-      const [status, payload] = await route(req.method ?? 'GET', path, body);
+      const [status, payload] = await route(peer, req.method ?? 'GET', path, body);
       send(res, status, 'application/json', payload);
     } catch (error) {
       if (error instanceof AdminError) {
+        if (req.method === 'POST') audit(peer, 'refused', null, { path: (req.url ?? '/').split('?')[0], decision: 'deny', reason: error.code, detail: error.detail });
         send(res, error.status, 'application/problem+json', { type: `urn:agentgate:problem:${error.code}`, title: error.code.replaceAll('_', ' '), status: error.status, detail: error.detail, ...error.extra });
         return;
       }
       send(res, 500, 'application/problem+json', { type: 'urn:agentgate:problem:internal', title: 'internal', status: 500, detail: 'the admin call failed; see the gateway log' });
       throw error;
     }
+  }
+
+  return {
+    handle,
+    /** Resolves once every admin audit line is queued. */
+    async settle(): Promise<void> {
+      while (pending.size > 0) await Promise.all([...pending]);
+    },
   };
 }
 

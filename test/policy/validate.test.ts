@@ -2,7 +2,8 @@
 // message`), all of them at once, sorted by file and line, without cascades.
 import t from 'tap';
 import { tmpdir } from 'node:os';
-import { relative } from 'node:path';
+import { join, relative } from 'node:path';
+import { mkdtempSync } from 'node:fs';
 import { ConfigError } from '../../gateway/errors.js';
 import { loadPolicySnapshot } from '../../gateway/policy/index.js';
 import type { PolicySnapshot } from '../../gateway/policy/types.js';
@@ -458,7 +459,8 @@ t.test('a policies folder that does not exist', async (t) => {
 t.test('a file outside the working directory is shown with its absolute path', async (t) => {
   const dir = t.testdir({ 'roles.yaml': y('roles:', '  r: { grants: [] , readOnly: 1 }') });
   const cwd = process.cwd();
-  process.chdir(tmpdir());
+  // A fresh folder of its own: the checkout itself may live under the temp folder.
+  process.chdir(mkdtempSync(join(tmpdir(), 'agentgate-cwd-')));
   t.teardown(() => process.chdir(cwd));
   t.same(await problemsOf(dir), [`${dir}/roles.yaml:2  roles.r.readOnly: expected true or false, got 1`]);
 });
