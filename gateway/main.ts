@@ -318,9 +318,17 @@ async function serve(args: readonly string[], out: Out, demo: boolean): Promise<
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGHUP', () => {
-      gateway.reload().catch((error: unknown) => {
-        log.error('reload refused; the current policies stay in force', { problems: error instanceof ConfigError ? error.problems : [String(error)] });
-      });
+      const record = (decision: 'allow' | 'deny', fields: Record<string, unknown>): void => {
+        gateway.audit.write({ time: new Date().toISOString(), kind: 'admin', requestId: `sighup-${Date.now()}`, decision, reason: decision === 'allow' ? 'none' : 'policy_invalid', action: 'reload', agent: null, by: 'SIGHUP', ...fields });
+      };
+      gateway.reload().then(
+        (snapshot) => record('allow', { version: snapshot.version, files: snapshot.files }),
+        (error: unknown) => {
+          const problems = error instanceof ConfigError ? error.problems : [String(error)];
+          record('deny', { problems: problems.length });
+          log.error('reload refused; the current policies stay in force', { problems });
+        },
+      );
     });
   });
   await gateway.close();

@@ -89,7 +89,7 @@ export function createAdminHandler(deps: AdminDeps) {
     await store.kill(record);
     deps.onAgentChange(id);
     const aborted = deps.abortAgent(id, reason);
-    audit(peer, 'kill', id, { reason, by, aborted });
+    audit(peer, 'kill', id, { detail: reason, by, aborted });
     return { agent: id, aborted };
   }
 
