@@ -9,13 +9,15 @@ RUN npm ci --ignore-scripts && npm run build
 FROM node:24-slim
 ENV NODE_ENV=production
 WORKDIR /app
+# iproute2's `ss` lets the admin API name the operator behind each call (the socket peer's uid and pid).
+RUN apt-get update && apt-get install -y --no-install-recommends iproute2 && rm -rf /var/lib/apt/lists/*
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts && npm cache clean --force
 COPY --from=build /app/dist ./dist
 COPY bin ./bin
 COPY policies ./policies
 COPY deploy/agentgate.docker.yaml ./agentgate.yaml
-RUN mkdir -p /app/run && chown node:node /app/run
+RUN mkdir -p /app/run && chown node:node /app/run && ln -s /app/bin/agentgate.js /usr/local/bin/agentgate
 USER node
 EXPOSE 8080 9464
 ENTRYPOINT ["node", "bin/agentgate.js"]

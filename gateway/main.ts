@@ -40,6 +40,7 @@ const USAGE = `usage: agentgate <command> [options]
 commands:
   serve                         run the gateway
   demo                          run the gateway in front of the demo backends, print tokens and curl lines
+  demo-backends [--host H]      run only the demo backends, on the ports their policies name (docker compose)
   check                         validate agentgate.yaml and policies, then exit (0 valid, 1 invalid)
   token --agent ID [--scope S]... [--ttl D]
                                 mint a session token with the local signing key; prints only the token
@@ -67,7 +68,7 @@ common options:
   -h, --help                    this text`;
 
 /** Every verb the CLI accepts (the compose file and docs are checked against this list). */
-export const COMMANDS = ['serve', 'demo', 'check', 'token', 'explain', 'status', 'agents', 'kill', 'revive', 'revoke', 'reload', 'audit', 'help'] as const;
+export const COMMANDS = ['serve', 'demo', 'demo-backends', 'check', 'token', 'explain', 'status', 'agents', 'kill', 'revive', 'revoke', 'reload', 'audit', 'help'] as const;
 
 const COMMON = {
   config: { type: 'string' },
@@ -85,6 +86,8 @@ export async function main(argv: readonly string[], out: Out = defaultOut()): Pr
         return await serve(rest, out, false);
       case 'demo':
         return await serve(rest, out, true);
+      case 'demo-backends':
+        return await demoBackends(rest, out);
       case 'check':
         return await check(rest, out);
       case 'token':
@@ -333,6 +336,29 @@ async function serve(args: readonly string[], out: Out, demo: boolean): Promise<
   });
   await gateway.close();
   await backends?.close();
+  return 0;
+}
+
+async function demoBackends(args: readonly string[], out: Out): Promise<number> {
+  const { values } = parse(args, { host: { type: 'string', default: '127.0.0.1' } });
+  if (values.help) return usage(out);
+  const settings = await settingsFrom(values.config);
+  const policy = await loadPolicy(settings, { clock: systemClock, version: 1 });
+  const { DEMO_BACKENDS, startDemoBackends } = await import('../demo/backends.js');
+  // Each demo backend listens on the port its policy's upstream URL names.
+  const ports: Partial<Record<(typeof DEMO_BACKENDS)[number], number>> = {};
+  for (const name of DEMO_BACKENDS) {
+    const upstream = policy.backends.get(name)?.upstream;
+    if (upstream === undefined) throw new CliError(`the policies define no backend "${name}"; demo-backends serves ${DEMO_BACKENDS.join(', ')}`);
+    ports[name] = Number(upstream.port || (upstream.protocol === 'https:' ? 443 : 80));
+  }
+  const backends = await startDemoBackends({ host: values.host, ports });
+  out.stdout(`demo backends listening: ${DEMO_BACKENDS.map((n) => `${n} ${backends.urls[n]}`).join(', ')}`);
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', () => resolve());
+    process.once('SIGTERM', () => resolve());
+  });
+  await backends.close();
   return 0;
 }
 

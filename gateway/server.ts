@@ -261,10 +261,13 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
     } else if (path === '/healthz') {
       res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
     } else if (path === '/readyz') {
-      const ready = store.isHealthy();
+      // Policies are loaded before the listeners open; state and keys can go missing later.
+      const stateOk = store.isHealthy();
+      const keyCount = keys.publicJwks().keys.length;
+      const ready = stateOk && keyCount > 0;
       res
         .writeHead(ready ? 200 : 503, { 'content-type': 'application/json' })
-        .end(JSON.stringify({ status: ready ? 'ready' : 'not_ready', policyVersion: policy.version, state: ready ? 'ok' : 'unavailable', keys: keys.publicJwks().keys.length }));
+        .end(JSON.stringify({ status: ready ? 'ready' : 'not_ready', policyVersion: policy.version, state: stateOk ? 'ok' : 'unavailable', keys: keyCount }));
     } else {
       res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not found"}');
     }

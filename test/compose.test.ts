@@ -1,47 +1,198 @@
-// docker-compose.yml and the Dockerfile cannot run here (no Docker engine), so they are checked
-// by parsing: services, ports that match the container config, files that exist, real CLI verbs.
+// docker-compose.yml, the Dockerfile and deploy/ cannot run here (no Docker engine), so they are
+// checked by parsing: every service, every file mounted, the container's config and policies
+// assembled from the mounts and validated, ports and hosts that match, real CLI verbs, and a
+// dashboard and alert rules that only name metrics a running gateway exports.
 import t from 'tap';
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { parse } from 'yaml';
+import { request } from 'undici';
 import { loadSettings } from '../gateway/config.js';
 import { COMMANDS } from '../gateway/main.js';
-import { ROOT } from './helpers/gateway.js';
+import { loadPolicy } from '../gateway/server.js';
+import { systemClock } from '../gateway/context.js';
+import { ROOT, startGateway } from './helpers/gateway.js';
+import { parseExposition } from './helpers/prom.js';
 
 interface Service {
   build?: string;
   image?: string;
   command?: string[];
   ports?: string[];
+  expose?: string[];
   volumes?: string[];
+  environment?: Record<string, string>;
+  depends_on?: Record<string, unknown> | string[];
 }
 
-t.test('docker-compose.yml', async (t) => {
-  const compose = parse(readFileSync(join(ROOT, 'docker-compose.yml'), 'utf8')) as { services: Record<string, Service> };
-  const gateway = compose.services.gateway;
-  if (gateway === undefined) throw new Error('no gateway service');
-  t.equal(gateway.build, '.', 'built from the repository Dockerfile');
+const compose = parse(readFileSync(join(ROOT, 'docker-compose.yml'), 'utf8')) as { services: Record<string, Service>; volumes?: Record<string, unknown> };
+const service = (name: string): Service => {
+  const s = compose.services[name];
+  if (s === undefined) throw new Error(`no ${name} service`);
+  return s;
+};
+const hostMounts = (s: Service): Array<[host: string, container: string]> =>
+  (s.volumes ?? [])
+    .map((v) => v.split(':'))
+    .filter(([host]) => host !== undefined && host.startsWith('./'))
+    .map(([host, container]) => [host ?? '', container ?? '']);
 
+/** A folder laid out as the container sees the files the service mounts. */
+function containerView(t: { testdirName: string }, s: Service, name: string): string {
+  const root = join(t.testdirName, `${name}-root`);
+  for (const [host, container] of hostMounts(s)) {
+    const target = join(root, container);
+    mkdirSync(dirname(target), { recursive: true });
+    cpSync(join(ROOT, host), target, { recursive: true });
+  }
+  return root;
+}
+
+/** Read a container-side config from the assembled view, with its absolute paths moved into it. */
+async function containerSettings(root: string, configPath: string) {
+  const text = readFileSync(join(root, configPath), 'utf8').replaceAll(' /app/', ` ${root}/app/`);
+  const file = join(root, 'app', 'agentgate.rebased.yaml');
+  writeFileSync(file, text);
+  return loadSettings({ configFile: file, env: {} });
+}
+
+t.test('every service is there and every mounted file exists', async (t) => {
+  t.same(Object.keys(compose.services).sort(), ['backends', 'gateway', 'grafana', 'prometheus', 'redis']);
+  for (const [name, s] of Object.entries(compose.services)) {
+    t.ok(s.build === '.' || typeof s.image === 'string', `${name}: built here or a published image`);
+    if (typeof s.image === 'string') t.match(s.image, /:[\w.-]+$/, `${name}: image pinned to a tag`);
+    for (const [host] of hostMounts(s)) t.ok(existsSync(join(ROOT, host)), `${name}: mounted ${host} exists`);
+    for (const v of s.volumes ?? []) {
+      const [source] = v.split(':');
+      if (source !== undefined && !source.startsWith('./')) t.ok(compose.volumes !== undefined && source in compose.volumes, `${name}: named volume ${source} is declared`);
+    }
+    for (const p of s.ports ?? []) t.match(p, /^127\.0\.0\.1:\d+:\d+$/, `${name}: ${p} is published on the host's loopback only`);
+  }
+});
+
+t.test('gateway: real CLI verb, container config and policies valid, ports and Redis match', async (t) => {
+  const gateway = service('gateway');
   const command = gateway.command ?? [];
   t.ok((COMMANDS as readonly string[]).includes(command[0] ?? ''), `"${command[0]}" is a CLI verb`);
-  const configIndex = command.indexOf('--config');
-  t.ok(configIndex > 0, 'passes --config');
-  const containerConfig = command[configIndex + 1];
-
-  const mounts = new Map<string, string>();
-  for (const volume of gateway.volumes ?? []) {
-    const [host, container] = volume.split(':');
-    if (host === undefined || container === undefined) continue;
-    t.ok(existsSync(join(ROOT, host)), `mounted ${host} exists`);
-    mounts.set(container, host);
-  }
-  const hostConfig = containerConfig === undefined ? undefined : mounts.get(containerConfig);
-  t.ok(hostConfig !== undefined, 'the config it names is mounted');
-  const settings = await loadSettings({ configFile: join(ROOT, hostConfig ?? ''), env: {} });
+  const configPath = command[command.indexOf('--config') + 1] ?? '';
+  t.equal(gateway.environment?.AGENTGATE_CONFIG, configPath, 'operator commands in the container find the same config');
+  const root = containerView(t, gateway, 'gateway');
+  t.ok(existsSync(join(root, configPath)), 'the config it names is mounted');
+  const settings = await containerSettings(root, configPath);
+  const policy = await loadPolicy(settings, { clock: systemClock, version: 1 });
+  t.same([...policy.agents.keys()].sort(), ['data-agent-01', 'marketing-agent-03', 'support-agent-01'], 'the demo agents, from the mounted policies');
   const published = (gateway.ports ?? []).map((p) => Number(p.split(':').at(-1)));
-  t.same(published.sort(), [settings.listen.port, settings.metrics.port].sort(), 'ports match the config');
+  t.same(published.sort(), [settings.listen.port, settings.metrics.port].sort(), 'published ports are the ones the config listens on');
   t.equal(settings.listen.host, '0.0.0.0', 'listens beyond the container loopback');
-  t.equal(mounts.get(settings.policies), './policies', 'the policies folder is the one mounted');
+  t.equal(settings.metrics.host, '0.0.0.0');
+  t.ok(settings.admin.socket.startsWith(`${root}/app/run/`), 'the admin socket lives in the persistent run volume');
+  t.equal(settings.state.driver, 'redis', 'state shared through the Redis service');
+  if (settings.state.driver === 'redis') t.equal(new URL(settings.state.url).hostname, 'redis');
+  t.ok(Array.isArray(gateway.depends_on) ? gateway.depends_on.includes('redis') : gateway.depends_on?.redis !== undefined, 'waits for Redis');
+  for (const backend of policy.backends.values()) {
+    t.equal(backend.upstream.hostname, 'backends', `${backend.name} is reached on the backends service`);
+  }
+  t.match(service('redis').command?.join(' ') ?? '', /--appendonly yes/, 'Redis keeps kill switches across its own restarts');
+});
+
+t.test('backends: real CLI verb, ports the policies name', async (t) => {
+  const backends = service('backends');
+  const command = backends.command ?? [];
+  t.ok((COMMANDS as readonly string[]).includes(command[0] ?? ''), `"${command[0]}" is a CLI verb`);
+  t.equal(command[command.indexOf('--host') + 1], '0.0.0.0');
+  const root = containerView(t, backends, 'backends');
+  const settings = await containerSettings(root, command[command.indexOf('--config') + 1] ?? '');
+  const policy = await loadPolicy(settings, { clock: systemClock, version: 1 });
+  const ports = [...policy.backends.values()].map((b) => b.upstream.port).sort();
+  t.same([...(backends.expose ?? [])].sort(), ports, 'exposes exactly the upstream ports');
+  t.same(backends.ports ?? [], [], 'not published: agents go through the gateway');
+});
+
+t.test('deploy/policies/backends.yaml is policies/backends.yaml with the compose host', async (t) => {
+  const shipped = readFileSync(join(ROOT, 'policies', 'backends.yaml'), 'utf8');
+  const docker = readFileSync(join(ROOT, 'deploy', 'policies', 'backends.yaml'), 'utf8');
+  const body = docker.split('\n').filter((l, i) => !(i < 2 && l.startsWith('#'))).join('\n');
+  t.equal(body, shipped.replaceAll('upstream: http://127.0.0.1:', 'upstream: http://backends:'), 'in step (regenerate it with the sed line in the README)');
+});
+
+t.test('Prometheus scrapes the gateway and loads the alert rules', async (t) => {
+  const prometheus = service('prometheus');
+  const mounts = new Map(hostMounts(prometheus).map(([h, c]) => [c, h]));
+  const configFile = (prometheus.command ?? []).find((a) => a.startsWith('--config.file='))?.split('=')[1] ?? '';
+  const hostConfig = mounts.get(configFile);
+  t.ok(hostConfig !== undefined, 'its config file is mounted');
+  const config = parse(readFileSync(join(ROOT, hostConfig ?? ''), 'utf8')) as {
+    rule_files: string[];
+    scrape_configs: Array<{ job_name: string; static_configs: Array<{ targets: string[] }> }>;
+  };
+  for (const rules of config.rule_files) t.ok(mounts.has(rules), `rule file ${rules} is mounted`);
+  const gwRoot = containerView(t, service('gateway'), 'gateway-for-prometheus');
+  const gwSettings = await containerSettings(gwRoot, '/app/agentgate.yaml');
+  const targets = config.scrape_configs.flatMap((s) => s.static_configs.flatMap((c) => c.targets));
+  t.same(targets, [`gateway:${gwSettings.metrics.port}`], 'scrapes the gateway service on its metrics port');
+});
+
+t.test('Grafana: data source, dashboard provider, and mounts that match', async (t) => {
+  const grafana = service('grafana');
+  const mounts = new Map(hostMounts(grafana).map(([h, c]) => [c, h]));
+  const provisioning = mounts.get('/etc/grafana/provisioning') ?? '';
+  const datasources = parse(readFileSync(join(ROOT, provisioning, 'datasources', 'prometheus.yaml'), 'utf8')) as { datasources: Array<{ url: string; uid: string; type: string }> };
+  t.match(datasources.datasources, [{ type: 'prometheus', uid: 'prometheus', url: 'http://prometheus:9090' }]);
+  const providers = parse(readFileSync(join(ROOT, provisioning, 'dashboards', 'agentgate.yaml'), 'utf8')) as { providers: Array<{ options: { path: string } }> };
+  const dashboardsDir = providers.providers[0]?.options.path ?? '';
+  t.ok(mounts.has(dashboardsDir), 'the provider reads the mounted dashboards folder');
+  t.ok(statSync(join(ROOT, mounts.get(dashboardsDir) ?? '', 'agentgate.json')).isFile());
+});
+
+t.test('dashboard and alert rules name only metrics the gateway exports', async (t) => {
+  const gw = await startGateway(t);
+  const scrape = parseExposition(await (await request(`${gw.metricsUrl}/metrics`)).body.text());
+  const exported = new Set<string>();
+  for (const [family, type] of scrape.types) {
+    exported.add(family);
+    if (type === 'histogram') for (const s of ['_bucket', '_sum', '_count']) exported.add(family + s);
+  }
+  const namesIn = (expr: string): string[] => [...expr.matchAll(/\bagentgate_[a-z_]+\b/g)].map((m) => m[0]);
+
+  const dashboard = JSON.parse(readFileSync(join(ROOT, 'deploy', 'grafana', 'dashboards', 'agentgate.json'), 'utf8')) as {
+    uid: string;
+    panels: Array<{ title: string; targets: Array<{ expr: string; datasource: { uid: string } }> }>;
+  };
+  t.equal(dashboard.uid, 'agentgate');
+  const titles = dashboard.panels.map((p) => p.title);
+  for (const wanted of [/decision/i, /reason/i, /violations by agent/i, /breaker state/i, /killed/i, /overhead p50 \/ p99/i, /upstream errors/i, /tokens issued/i]) {
+    t.ok(titles.some((title) => wanted.test(title)), `a panel for ${String(wanted)}`);
+  }
+  for (const panel of dashboard.panels) {
+    t.ok(panel.targets.length > 0, `${panel.title}: has a query`);
+    for (const target of panel.targets) {
+      t.equal(target.datasource.uid, 'prometheus', `${panel.title}: uses the provisioned data source`);
+      const names = namesIn(target.expr);
+      t.ok(names.length > 0, `${panel.title}: queries an AgentGate metric`);
+      for (const name of names) t.ok(exported.has(name), `${panel.title}: ${name} is exported`);
+    }
+  }
+
+  const alerts = parse(readFileSync(join(ROOT, 'deploy', 'prometheus', 'alerts.yml'), 'utf8')) as { groups: Array<{ rules: Array<{ alert: string; expr: string }> }> };
+  const rules = alerts.groups.flatMap((g) => g.rules);
+  for (const wanted of ['AgentGateBreakerTripped', 'AgentGateKillSwitchInForce', 'AgentGateCrossDomainBurst', 'AgentGateUpstreamErrors']) {
+    t.ok(rules.some((r) => r.alert === wanted), `alert ${wanted}`);
+  }
+  for (const rule of rules) for (const name of namesIn(rule.expr)) t.ok(exported.has(name), `${rule.alert}: ${name} is exported`);
+  t.match(rules.find((r) => r.alert === 'AgentGateCrossDomainBurst')?.expr ?? '', /reason="cross_domain"/);
+
+  // promtool, when installed (.ci/run installs it), checks the rules and a real scrape.
+  const promtool = spawnSync('promtool', ['--version']);
+  if (promtool.error !== undefined) {
+    t.comment('promtool not on PATH: skipping promtool check rules / check metrics');
+    return;
+  }
+  execFileSync('promtool', ['check', 'rules', join(ROOT, 'deploy', 'prometheus', 'alerts.yml')]);
+  const text = await (await request(`${gw.metricsUrl}/metrics`)).body.text();
+  const check = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
+  t.equal(check.status, 0, `promtool check metrics: ${check.stdout}${check.stderr}`);
+  t.pass('promtool check rules passed');
 });
 
 t.test('Dockerfile', async (t) => {
@@ -49,7 +200,10 @@ t.test('Dockerfile', async (t) => {
   t.match(text, /^FROM node:24-slim/m);
   t.match(text, /^USER node$/m, 'runs as non-root');
   t.match(text, /npm ci --omit=dev/);
+  t.match(text, /iproute2/, 'ss is there for the admin peer lookup');
   for (const m of text.matchAll(/^COPY (?!--from)(.+) \S+$/gm)) {
     for (const source of (m[1] ?? '').split(' ')) t.ok(existsSync(join(ROOT, source)), `COPY source ${source} exists`);
   }
+  const cmd = /^CMD \[(.+)\]$/m.exec(text)?.[1] ?? '';
+  t.ok((COMMANDS as readonly string[]).includes(JSON.parse(`[${cmd}]`)[0] as string), 'CMD is a CLI verb');
 });

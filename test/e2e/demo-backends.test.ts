@@ -1,0 +1,65 @@
+// `agentgate demo-backends` (the compose file's backends service): the real CLI process serves
+// each demo backend on the port its policy names, answers realistic data, and stops on SIGTERM.
+import t from 'tap';
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { request } from 'undici';
+import { ROOT } from '../helpers/gateway.js';
+import { CLI, runCli, writeConfig } from '../helpers/process.js';
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((done) => server.close(() => done()));
+  return port;
+}
+
+t.test('demo-backends serves the ports its policies name', async (t) => {
+  const ports = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
+  let i = 0;
+  const backends = readFileSync(join(ROOT, 'policies', 'backends.yaml'), 'utf8').replace(/upstream: http:\/\/127\.0\.0\.1:\d+/g, () => `upstream: http://127.0.0.1:${ports[i++] ?? 0}`);
+  const dir = t.testdir({
+    policies: {
+      'backends.yaml': backends,
+      'roles.yaml': readFileSync(join(ROOT, 'policies', 'roles.yaml'), 'utf8'),
+      'agents.yaml': readFileSync(join(ROOT, 'policies', 'agents.yaml'), 'utf8'),
+    },
+  });
+  const config = await writeConfig(dir, join(dir, 'policies'));
+  const child = spawn(process.execPath, [CLI, 'demo-backends', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const exited = new Promise<number | null>((done) => child.once('exit', (code) => done(code)));
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  let out = '';
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no listening line:\n${out}`)), 20_000);
+    const onData = (d: Buffer): void => {
+      out += d.toString('utf8');
+      if (out.includes('demo backends listening')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+  });
+  t.match(out, new RegExp(`crm http://127\\.0\\.0\\.1:${ports[0]}`));
+  const contacts = await request(`http://127.0.0.1:${ports[0]}/contacts`);
+  t.equal(contacts.statusCode, 200);
+  const body = (await contacts.body.json()) as { contacts?: Array<Record<string, unknown>> } | Array<Record<string, unknown>>;
+  t.match(JSON.stringify(body), /"email":/, 'contacts carry email');
+  const reports = await request(`http://127.0.0.1:${ports[4]}/reports`);
+  t.equal(reports.statusCode, 200);
+  await reports.body.dump();
+  child.kill('SIGTERM');
+  t.equal(await exited, 0, 'stops cleanly on SIGTERM');
+
+  const missing = t.testdir({ policies: { 'p.yaml': 'backends:\n  crm:\n    upstream: http://127.0.0.1:1\n    scopes: { r: ["GET /x"] }\nroles: {}\nagents: {}\n' } });
+  const res = await runCli(['demo-backends', '--config', await writeConfig(missing, join(missing, 'policies'))]);
+  t.equal(res.code, 1);
+  t.match(res.stderr, /^agentgate: the policies define no backend "content"/);
+});
