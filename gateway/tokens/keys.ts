@@ -37,12 +37,26 @@ export interface KeyStore {
   publicJwks(): { keys: JWK[] };
   /** Every key, oldest first. */
   all(): readonly VerificationKey[];
+  /** Re-read the folder: picks up keys another process (or `agentgate keys rotate`) added or removed. */
+  refresh(): Promise<void>;
+  /** Generate a new key of `alg`, publish it and sign with it from now on. Resolves its kid. */
+  rotate(): Promise<string>;
+  /**
+   * Remove keys superseded by a newer key more than `keepMs` ago (every token they signed has
+   * expired by then). Never removes the current key. Resolves the kids removed.
+   */
+  retire(keepMs: number): Promise<string[]>;
 }
 
 export interface OpenKeyStoreOptions {
   readonly dir: string;
   readonly alg: SigningAlg;
   readonly clock: Clock;
+}
+
+/** A loaded key and the file it came from. */
+interface LoadedKey extends SigningKey {
+  readonly file: string;
 }
 
 /** On-disk shape of one key file. */
@@ -67,10 +81,54 @@ export async function openKeyStore(options: OpenKeyStoreOptions): Promise<KeySto
   if (alg !== 'EdDSA' && alg !== 'ES256') throw new TypeError(`issuer.alg must be EdDSA or ES256, got ${String(alg)}`);
   await mkdir(dir, { recursive: true, mode: 0o700 });
   await checkDir(dir);
+  let view = storeOf(alg, await loadOrCreate(dir, alg, clock));
+  const store: KeyStore = {
+    alg,
+    current: () => view.current(),
+    resolve: (kid) => view.resolve(kid),
+    publicJwks: () => view.publicJwks(),
+    all: () => view.all(),
+    async refresh() {
+      view = storeOf(alg, await loadOrCreate(dir, alg, clock));
+    },
+    async rotate() {
+      for (let attempt = 0; attempt < CREATE_ATTEMPTS; attempt++) {
+        const kid = await createKey(dir, alg, clock);
+        if (kid !== null) {
+          await store.refresh();
+          return kid;
+        }
+      }
+      throw new Error(`signing keys in ${dir}: could not publish a new key after ${CREATE_ATTEMPTS} attempts; check the folder`);
+    },
+    async retire(keepMs) {
+      const now = clock.now();
+      const removed: string[] = [];
+      const keys = view.loaded;
+      for (let i = 0; i < keys.length; i++) {
+        const key = keys[i];
+        // A key is superseded when a newer key of the same algorithm exists; it stays until every
+        // token it signed has expired.
+        const successor = keys.slice(i + 1).find((k) => k.alg === key?.alg);
+        if (key === undefined || successor === undefined || key.kid === view.current().kid) continue;
+        if (now - successor.createdAt < keepMs) continue;
+        await unlink(key.file).catch((error: NodeJS.ErrnoException) => {
+          if (error.code !== 'ENOENT') throw error;
+        });
+        removed.push(key.kid);
+      }
+      if (removed.length > 0) await store.refresh();
+      return removed;
+    },
+  };
+  return store;
+}
+
+async function loadOrCreate(dir: string, alg: SigningAlg, clock: Clock): Promise<LoadedKey[]> {
   for (let attempt = 0; attempt < CREATE_ATTEMPTS; attempt++) {
     const names = await readdir(dir);
     const keys = await loadKeys(dir, names);
-    if (keys.some((k) => k.alg === alg)) return storeOf(alg, keys);
+    if (keys.some((k) => k.alg === alg)) return keys;
     // The file name comes from the same listing that found no key: a process that published it
     // meanwhile makes ours fail with EEXIST, and the next pass loads its key instead.
     await publishKey(dir, alg, clock, nextSequence(names));
@@ -112,19 +170,32 @@ function nextSequence(names: readonly string[]): number {
   return names.reduce((max, name) => Math.max(max, Number(KEY_FILE.exec(name)?.[1] ?? 0)), 0) + 1;
 }
 
-function storeOf(alg: SigningAlg, keys: readonly SigningKey[]): KeyStore {
+interface KeyView {
+  readonly loaded: readonly LoadedKey[];
+  current(): SigningKey;
+  resolve(kid: string): VerificationKey | undefined;
+  publicJwks(): { keys: JWK[] };
+  all(): readonly VerificationKey[];
+}
+
+function storeOf(alg: SigningAlg, keys: readonly LoadedKey[]): KeyView {
   const signing = keys.filter((k) => k.alg === alg);
-  const current = signing[signing.length - 1];
-  if (current === undefined) throw new Error(`no ${alg} signing key available`);
+  const last = signing[signing.length - 1];
+  if (last === undefined) throw new Error(`no ${alg} signing key available`);
+  const current: SigningKey = signingView(last);
   const byKid = new Map<string, VerificationKey>(keys.map((k) => [k.kid, publicView(k)]));
   const all = Object.freeze([...byKid.values()]);
   return {
-    alg,
+    loaded: keys,
     current: () => current,
     resolve: (kid) => byKid.get(kid),
     publicJwks: () => ({ keys: all.map((k) => ({ ...k.publicJwk })) }),
     all: () => all,
   };
+}
+
+function signingView(key: SigningKey): SigningKey {
+  return Object.freeze({ ...publicView(key), privateKey: key.privateKey });
 }
 
 function publicView(key: SigningKey): VerificationKey {
@@ -140,9 +211,9 @@ async function checkDir(dir: string): Promise<void> {
   }
 }
 
-async function loadKeys(dir: string, names: readonly string[]): Promise<SigningKey[]> {
-  const keys: SigningKey[] = [];
-  for (const name of names.filter((n) => n.endsWith('.json')).sort()) keys.push(await loadKey(join(dir, name)));
+async function loadKeys(dir: string, names: readonly string[]): Promise<LoadedKey[]> {
+  const keys: LoadedKey[] = [];
+  for (const name of names.filter((n) => n.endsWith('.json') && !n.startsWith('.')).sort()) keys.push(await loadKey(join(dir, name)));
   const seen = new Set<string>();
   for (const key of keys) {
     if (seen.has(key.kid)) throw new Error(`signing keys in ${dir}: kid ${key.kid} appears in two files; remove the duplicate`);
@@ -152,7 +223,7 @@ async function loadKeys(dir: string, names: readonly string[]): Promise<SigningK
   return keys;
 }
 
-async function loadKey(file: string): Promise<SigningKey> {
+async function loadKey(file: string): Promise<LoadedKey> {
   const fix = 'remove or restore it (a missing key is created at the next start)';
   let text: string;
   try {
@@ -203,6 +274,7 @@ async function loadKey(file: string): Promise<SigningKey> {
     throw new Error(`signing key ${file} cannot be used (${(error as Error).message}); ${fix}`, { cause: error });
   }
   return {
+    file,
     kid: body.kid,
     alg: body.alg,
     createdAt: body.createdAt,
