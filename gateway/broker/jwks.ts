@@ -1,12 +1,15 @@
-// The published signing keys and their rotation: a new key every `issuer.rotate`, the old public
-// key kept in the JWKS until every token it signed has expired, keys added by another process
-// (`agentgate keys rotate` without a running gateway, a second instance) picked up on each tick.
+// The published signing keys and their rotation: a new key every `issuer.rotate`, published in the
+// JWKS a while before it signs (verifiers that cache the JWKS know it first), the old public key
+// kept until every token it signed has expired, and keys added by another process (`agentgate keys
+// rotate` without a running gateway, a second instance) picked up on each tick.
 import type { Clock } from '../context.js';
 import type { KeyStore } from '../tokens/keys.js';
 
 /** Longest token lifetime policy allows (24 h) plus the verifier's skew: how long a superseded key stays. */
 export const RETAIN_SUPERSEDED_MS = 24 * 3_600_000 + 60_000;
 const TICK_MS = 60_000;
+/** How long a scheduled new key is published before it signs (longer than verifiers' JWKS cache). */
+export const PREPUBLISH_MS = 10 * 60_000;
 
 export interface KeyRotation {
   /** Rotate when the current key is older than the period, retire keys past retention. */
@@ -32,10 +35,16 @@ export function createKeyRotation(options: KeyRotationOptions): KeyRotation {
   let timer: NodeJS.Timeout | null = null;
   let running: Promise<void> | null = null;
 
+  const prepublishMs = Math.min(PREPUBLISH_MS, Math.floor(rotateMs / 2));
+
   async function tick(): Promise<void> {
     await keys.refresh();
-    if (clock.now() - keys.current().createdAt >= rotateMs) {
-      const kid = await keys.rotate();
+    const now = clock.now();
+    const current = keys.current();
+    const pending = keys.all().some((k) => k.alg === keys.alg && k.activatesAt > now);
+    // Due at current.activatesAt + rotateMs; the successor is published prepublishMs before.
+    if (!pending && now >= current.activatesAt + rotateMs - prepublishMs) {
+      const kid = await keys.rotate({ activateInMs: Math.max(0, current.activatesAt + rotateMs - now) });
       options.onRotated?.(kid);
     }
     await keys.retire(retainMs);

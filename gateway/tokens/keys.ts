@@ -17,6 +17,8 @@ export interface VerificationKey {
   readonly alg: SigningAlg;
   /** ms since the epoch. */
   readonly createdAt: number;
+  /** ms since the epoch from which the key signs (published in the JWKS before, so verifiers know it first). */
+  readonly activatesAt: number;
   readonly publicKey: CryptoKey;
   /** Public JWK with kid, alg and `use: sig`, as published at `/.well-known/jwks.json`. */
   readonly publicJwk: Readonly<JWK>;
@@ -29,7 +31,7 @@ export interface SigningKey extends VerificationKey {
 export interface KeyStore {
   /** The algorithm new tokens are signed with (`issuer.alg`). */
   readonly alg: SigningAlg;
-  /** The newest key of `alg`: the one new tokens are signed with. */
+  /** The newest active key of `alg`: the one new tokens are signed with. */
   current(): SigningKey;
   /** The verification key for `kid`, or undefined when it is not one of ours. */
   resolve(kid: string): VerificationKey | undefined;
@@ -39,8 +41,11 @@ export interface KeyStore {
   all(): readonly VerificationKey[];
   /** Re-read the folder: picks up keys another process (or `agentgate keys rotate`) added or removed. */
   refresh(): Promise<void>;
-  /** Generate a new key of `alg`, publish it and sign with it from now on. Resolves its kid. */
-  rotate(): Promise<string>;
+  /**
+   * Generate a new key of `alg` and publish it; it signs from `activateInMs` on (default at once),
+   * so verifiers that cache the JWKS see it before any token it signed. Resolves its kid.
+   */
+  rotate(options?: { activateInMs?: number }): Promise<string>;
   /**
    * Remove keys superseded by a newer key more than `keepMs` ago (every token they signed has
    * expired by then). Never removes the current key. Resolves the kids removed.
@@ -64,6 +69,8 @@ interface KeyFile {
   readonly kid: string;
   readonly alg: SigningAlg;
   readonly createdAt: number;
+  /** Absent in keys written before pre-published rotation: active from createdAt. */
+  readonly activatesAt?: number;
   readonly jwk: JWK;
 }
 
@@ -84,16 +91,17 @@ export async function openKeyStore(options: OpenKeyStoreOptions): Promise<KeySto
   let view = storeOf(alg, await loadOrCreate(dir, alg, clock));
   const store: KeyStore = {
     alg,
-    current: () => view.current(),
+    current: () => view.current(clock.now()),
     resolve: (kid) => view.resolve(kid),
     publicJwks: () => view.publicJwks(),
     all: () => view.all(),
     async refresh() {
       view = storeOf(alg, await loadOrCreate(dir, alg, clock));
     },
-    async rotate() {
+    async rotate(rotateOptions = {}) {
+      const activatesAt = clock.now() + Math.max(0, rotateOptions.activateInMs ?? 0);
       for (let attempt = 0; attempt < CREATE_ATTEMPTS; attempt++) {
-        const kid = await createKey(dir, alg, clock);
+        const kid = await createKey(dir, alg, clock, activatesAt);
         if (kid !== null) {
           await store.refresh();
           return kid;
@@ -110,8 +118,8 @@ export async function openKeyStore(options: OpenKeyStoreOptions): Promise<KeySto
         // A key is superseded when a newer key of the same algorithm exists; it stays until every
         // token it signed has expired.
         const successor = keys.slice(i + 1).find((k) => k.alg === key?.alg);
-        if (key === undefined || successor === undefined || key.kid === view.current().kid) continue;
-        if (now - successor.createdAt < keepMs) continue;
+        if (key === undefined || successor === undefined || key.kid === view.current(now).kid) continue;
+        if (now - successor.activatesAt < keepMs) continue;
         await unlink(key.file).catch((error: NodeJS.ErrnoException) => {
           if (error.code !== 'ENOENT') throw error;
         });
@@ -137,8 +145,8 @@ async function loadOrCreate(dir: string, alg: SigningAlg, clock: Clock): Promise
 }
 
 /** Generate a key and publish it as the next `key-N.json` (rotation). Returns its kid, or null when another process took that name first. */
-export async function createKey(dir: string, alg: SigningAlg, clock: Clock): Promise<string | null> {
-  return publishKey(dir, alg, clock, nextSequence(await readdir(dir)));
+export async function createKey(dir: string, alg: SigningAlg, clock: Clock, activatesAt?: number): Promise<string | null> {
+  return publishKey(dir, alg, clock, nextSequence(await readdir(dir)), activatesAt);
 }
 
 /**
@@ -147,11 +155,11 @@ export async function createKey(dir: string, alg: SigningAlg, clock: Clock): Pro
  * another process published that name first: a reader never sees a half-written key and nobody's
  * key is overwritten. Returns the new kid, or null when the name was taken.
  */
-async function publishKey(dir: string, alg: SigningAlg, clock: Clock, sequence: number): Promise<string | null> {
+async function publishKey(dir: string, alg: SigningAlg, clock: Clock, sequence: number, activatesAt?: number): Promise<string | null> {
   const pair = await generateKeyPair(alg, alg === 'EdDSA' ? { crv: 'Ed25519', extractable: true } : { extractable: true });
   const jwk = await exportJWK(pair.privateKey);
   const kid = await calculateJwkThumbprint(publicPart(jwk));
-  const body: KeyFile = { kid, alg, createdAt: clock.now(), jwk };
+  const body: KeyFile = activatesAt === undefined ? { kid, alg, createdAt: clock.now(), jwk } : { kid, alg, createdAt: clock.now(), activatesAt, jwk };
   const file = join(dir, `key-${String(sequence).padStart(4, '0')}.json`);
   const temp = join(dir, `.${randomUUID()}.tmp`);
   try {
@@ -172,22 +180,23 @@ function nextSequence(names: readonly string[]): number {
 
 interface KeyView {
   readonly loaded: readonly LoadedKey[];
-  current(): SigningKey;
+  current(now: number): SigningKey;
   resolve(kid: string): VerificationKey | undefined;
   publicJwks(): { keys: JWK[] };
   all(): readonly VerificationKey[];
 }
 
 function storeOf(alg: SigningAlg, keys: readonly LoadedKey[]): KeyView {
-  const signing = keys.filter((k) => k.alg === alg);
-  const last = signing[signing.length - 1];
-  if (last === undefined) throw new Error(`no ${alg} signing key available`);
-  const current: SigningKey = signingView(last);
+  const signing = keys.filter((k) => k.alg === alg).map(signingView);
+  const newest = signing[signing.length - 1];
+  if (newest === undefined) throw new Error(`no ${alg} signing key available`);
+  // Newest first; a handful of keys at most, so a scan per mint is cheap.
+  const byRecency = [...signing].reverse();
   const byKid = new Map<string, VerificationKey>(keys.map((k) => [k.kid, publicView(k)]));
   const all = Object.freeze([...byKid.values()]);
   return {
     loaded: keys,
-    current: () => current,
+    current: (now) => byRecency.find((k) => k.activatesAt <= now) ?? newest,
     resolve: (kid) => byKid.get(kid),
     publicJwks: () => ({ keys: all.map((k) => ({ ...k.publicJwk })) }),
     all: () => all,
@@ -199,7 +208,7 @@ function signingView(key: SigningKey): SigningKey {
 }
 
 function publicView(key: SigningKey): VerificationKey {
-  return Object.freeze({ kid: key.kid, alg: key.alg, createdAt: key.createdAt, publicKey: key.publicKey, publicJwk: key.publicJwk });
+  return Object.freeze({ kid: key.kid, alg: key.alg, createdAt: key.createdAt, activatesAt: key.activatesAt, publicKey: key.publicKey, publicJwk: key.publicJwk });
 }
 
 async function checkDir(dir: string): Promise<void> {
@@ -278,6 +287,7 @@ async function loadKey(file: string): Promise<LoadedKey> {
     kid: body.kid,
     alg: body.alg,
     createdAt: body.createdAt,
+    activatesAt: body.activatesAt ?? body.createdAt,
     privateKey,
     publicKey,
     publicJwk: Object.freeze({ ...publicJwk, kid: body.kid, alg: body.alg, use: 'sig' }),
@@ -286,7 +296,8 @@ async function loadKey(file: string): Promise<LoadedKey> {
 
 function asKeyFile(value: unknown): KeyFile | null {
   if (typeof value !== 'object' || value === null) return null;
-  const { kid, alg, createdAt, jwk } = value as Record<string, unknown>;
+  const { kid, alg, createdAt, activatesAt, jwk } = value as Record<string, unknown>;
+  if (activatesAt !== undefined && (typeof activatesAt !== 'number' || !Number.isFinite(activatesAt))) return null;
   if (alg !== 'EdDSA' && alg !== 'ES256') return null;
   if (typeof kid !== 'string' || kid === '' || typeof createdAt !== 'number' || !Number.isFinite(createdAt)) return null;
   if (typeof jwk !== 'object' || jwk === null) return null;
@@ -294,7 +305,7 @@ function asKeyFile(value: unknown): KeyFile | null {
   const curve = CURVES[alg];
   if (key.kty !== curve.kty || key.crv !== curve.crv || typeof key.d !== 'string' || typeof key.x !== 'string') return null;
   if (alg === 'ES256' && typeof key.y !== 'string') return null;
-  return { kid, alg, createdAt, jwk: key };
+  return activatesAt === undefined ? { kid, alg, createdAt, jwk: key } : { kid, alg, createdAt, activatesAt: activatesAt as number, jwk: key };
 }
 
 /** The public members of an OKP or EC JWK (RFC 7638 required members), nothing else. */
