@@ -7,7 +7,7 @@ import { request } from 'undici';
 import { runCli, serveCli, writeConfig } from '../helpers/process.js';
 import { SHIPPED_POLICIES } from '../helpers/gateway.js';
 
-const dir = t.testdirName;
+const dir = t.testdir({});
 const config = await writeConfig(dir, SHIPPED_POLICIES);
 const cli = (...args: string[]) => runCli([...args, '--config', config], { cwd: dir });
 
