@@ -1,8 +1,7 @@
-// What `agentgate demo` prints once it is up: one fresh token per demo agent and curl lines for an
-// allowed, an out-of-scope and a cross-domain call, ready to paste.
+// What `agentgate demo` prints once it is up: each demo agent gets a fresh client secret and then
+// its session token from the broker's own /oauth/token (exactly what an agent does), followed by
+// curl lines for an allowed, an out-of-scope and a cross-domain call, ready to paste.
 import type { Gateway } from '../gateway/server.js';
-import { issueAgentToken, planAgentToken } from '../gateway/broker/issue.js';
-import { systemClock } from '../gateway/context.js';
 
 export interface BannerOptions {
   readonly gateway: Gateway;
@@ -16,21 +15,29 @@ const AGENTS = ['marketing-agent-03', 'support-agent-01', 'data-agent-01'] as co
 export async function demoBanner(options: BannerOptions): Promise<string> {
   const { gateway, agentUrl } = options;
   const policy = gateway.policy();
+  const env = (agent: string): string => agent.split('-')[0]?.toUpperCase() ?? agent;
+  const secrets: Record<string, string> = {};
   const tokens: Record<string, string> = {};
   for (const agent of AGENTS) {
     if (!policy.agents.has(agent)) continue;
-    const plan = planAgentToken(policy, agent, {});
-    const minted = await issueAgentToken(gateway.keys, gateway.settings.issuer.url, plan, systemClock);
-    gateway.metrics.tokenIssued(plan.role, 'cli');
-    tokens[agent] = minted.token;
+    // A new secret per run; the previous run's secrets stop working at once (overlap 0).
+    const issued = await gateway.credentials.rotate(agent, 0);
+    secrets[agent] = issued.clientSecret;
+    tokens[agent] = await tokenFromBroker(agentUrl, agent, issued.clientSecret);
   }
-  const env = (agent: string): string => agent.split('-')[0]?.toUpperCase() ?? agent;
   const lines = [
     '',
     'AgentGate demo is up. Demo backends:',
     ...Object.entries(options.backends).map(([name, url]) => `  ${name.padEnd(8)} ${url}`),
     '',
-    'Session tokens (fresh for this run; paste these into your shell):',
+    'Client secrets (made for this run, stored only as hashes; `agentgate credentials rotate AGENT` makes new ones):',
+    ...Object.entries(secrets).map(([agent, secret]) => `  export ${env(agent)}_SECRET=${secret}`),
+    '',
+    'Each agent gets its session token from the broker (OAuth 2.0 client_credentials):',
+    `  curl -s -u marketing-agent-03:$MARKETING_SECRET -d grant_type=client_credentials ${agentUrl}/oauth/token   # marketing has session: single, so this ends the token below`,
+    `  curl -s -u support-agent-01:$SUPPORT_SECRET -d grant_type=client_credentials -d scope=kb:articles.read ${agentUrl}/oauth/token   # narrowed to one scope`,
+    '',
+    'Session tokens the broker just issued that way (paste these into your shell):',
     ...Object.entries(tokens).map(([agent, token]) => `  export ${env(agent)}_TOKEN=${token}`),
     '',
     'Try:',
@@ -49,9 +56,31 @@ export async function demoBanner(options: BannerOptions): Promise<string> {
     `  curl -i -X POST -H "Authorization: Bearer $DATA_TOKEN" -H "content-type: application/json" -d '{"sql":"SELECT region, SUM(amount) FROM sales GROUP BY region"}' ${agentUrl}/bi/query`,
     '  # no token (401 token_missing)',
     `  curl -i ${agentUrl}/crm/contacts`,
+    '  # introspect, then revoke: the next call with the token is 401',
+    `  curl -s -u data-agent-01:$DATA_SECRET -d token=$DATA_TOKEN ${agentUrl}/oauth/introspect`,
+    `  curl -s -u data-agent-01:$DATA_SECRET -d token=$DATA_TOKEN ${agentUrl}/oauth/revoke`,
+    `  curl -i -H "Authorization: Bearer $DATA_TOKEN" ${agentUrl}/bi/reports`,
     '',
     `Metrics: ${options.metricsUrl}/metrics   Audit: ${gateway.settings.audit.file}`,
     'Stop with Ctrl-C.',
   ];
   return lines.join('\n');
+}
+
+/** POST /oauth/token with client_secret_basic, as any agent would. */
+async function tokenFromBroker(agentUrl: string, agent: string, secret: string): Promise<string> {
+  const response = await fetch(`${agentUrl}/oauth/token`, {
+    method: 'POST',
+    headers: {
+      authorization: `Basic ${Buffer.from(`${encodeURIComponent(agent)}:${encodeURIComponent(secret)}`).toString('base64')}`,
+      'content-type': 'application/x-www-form-urlencoded',
+    },
+    body: 'grant_type=client_credentials',
+    signal: AbortSignal.timeout(5000),
+  });
+  const body = (await response.json()) as { access_token?: unknown; error?: unknown; error_description?: unknown };
+  if (response.status !== 200 || typeof body.access_token !== 'string') {
+    throw new Error(`the broker refused a demo token for ${agent}: ${String(body.error)} ${String(body.error_description)}`);
+  }
+  return body.access_token;
 }

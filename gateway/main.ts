@@ -24,6 +24,7 @@ import { createLogger } from './telemetry/log.js';
 import { openKeyStore } from './tokens/keys.js';
 import { createTokenVerifier } from './tokens/verify.js';
 import { BrokerError, issueAgentToken, planAgentToken } from './broker/issue.js';
+import { createCredentialManager, CredentialError, DEFAULT_OVERLAP_MS, type CredentialView, type IssuedSecret } from './broker/credentials.js';
 
 /** A failure the CLI reports as one line and an exit code. */
 class CliError extends Error {
@@ -45,6 +46,15 @@ commands:
   token --agent ID [--scope S]... [--ttl D]
                                 mint a session token with the local signing key; prints only the token
   explain --token T METHOD PATH what would this token be allowed to do with this request, and why
+  credentials issue AGENT       make a client secret (client_secret_basic); printed once, stored hashed
+  credentials rotate AGENT [--overlap D]
+                                a new secret; the old ones keep working for D (default 1h), then stop
+  credentials list [AGENT]      client secrets and pinned keys, with their status
+  credentials revoke AGENT [--id ID]
+                                remove one secret, or all of the agent's secrets
+  keys rotate                   publish a new signing key and sign with it now (old keys stay in the JWKS)
+  (credentials and keys act through the running gateway's admin socket, or on the state file and
+  key folder when no gateway is running)
 
 operator commands (over the admin socket of a running gateway):
   status                        the gateway's state
@@ -68,7 +78,7 @@ common options:
   -h, --help                    this text`;
 
 /** Every verb the CLI accepts (the compose file and docs are checked against this list). */
-export const COMMANDS = ['serve', 'demo', 'demo-backends', 'check', 'token', 'explain', 'status', 'agents', 'kill', 'revive', 'revoke', 'reload', 'audit', 'help'] as const;
+export const COMMANDS = ['serve', 'demo', 'demo-backends', 'check', 'token', 'explain', 'credentials', 'keys', 'status', 'agents', 'kill', 'revive', 'revoke', 'reload', 'audit', 'help'] as const;
 
 const COMMON = {
   config: { type: 'string' },
@@ -94,6 +104,10 @@ export async function main(argv: readonly string[], out: Out = defaultOut()): Pr
         return await token(rest, out);
       case 'explain':
         return await explain(rest, out);
+      case 'credentials':
+        return await credentials(rest, out);
+      case 'keys':
+        return await keysVerb(rest, out);
       case 'status':
       case 'agents':
       case 'kill':
@@ -130,6 +144,10 @@ function report(error: unknown, out: Out): number {
     }
     out.stderr(`agentgate: ${error.message}`);
     return error.exitCode;
+  }
+  if (error instanceof CredentialError) {
+    out.stderr(`agentgate: ${error.message}`);
+    return 1;
   }
   if (error instanceof BrokerError) {
     out.stderr(`agentgate: ${error.error}: ${error.description}`);
@@ -197,6 +215,120 @@ async function token(args: readonly string[], out: Out): Promise<number> {
   } else {
     out.stdout(minted.token);
   }
+  return 0;
+}
+
+/**
+ * Run `viaSocket` against the running gateway (so it sees the change at once); when no gateway
+ * answers on the admin socket, run `offline` on the state file and key folder instead.
+ */
+async function throughGateway<T>(socket: string, viaSocket: () => Promise<T>, offline: () => Promise<T>): Promise<T> {
+  try {
+    return await viaSocket();
+  } catch (error) {
+    if (error instanceof AdminClientError && error.code === 'not_running') return offline();
+    throw error;
+  }
+}
+
+async function socketOf(values: { socket?: string | undefined; config?: string | undefined }): Promise<string> {
+  const socket = values.socket ?? process.env.AGENTGATE_SOCKET;
+  return socket === undefined || socket === '' ? (await settingsFrom(values.config)).admin.socket : socket;
+}
+
+async function credentials(args: readonly string[], out: Out): Promise<number> {
+  const { values, positionals } = parse(args, { socket: { type: 'string' }, overlap: { type: 'string' }, id: { type: 'string' } }, true);
+  if (values.help) return usage(out);
+  const [action, agent, ...extra] = positionals;
+  if (extra.length > 0) throw new CliError(`unexpected argument "${extra[0] ?? ''}"`, 2);
+  if (action !== 'issue' && action !== 'rotate' && action !== 'list' && action !== 'revoke') throw new CliError('credentials needs issue|rotate|list|revoke AGENT', 2);
+  if (agent === undefined && action !== 'list') throw new CliError(`credentials ${action} needs AGENT`, 2);
+  let overlapMs: number | undefined;
+  if (values.overlap !== undefined) {
+    if (action !== 'rotate') throw new CliError('--overlap goes with credentials rotate', 2);
+    const parsed = parseDuration(values.overlap);
+    if (!parsed.ok) throw new CliError(`--overlap: ${parsed.error}`, 2);
+    overlapMs = parsed.value;
+  }
+  if (values.id !== undefined && action !== 'revoke') throw new CliError('--id goes with credentials revoke', 2);
+  const operator = `${userInfo().username} (pid ${process.pid})`;
+  const socket = await socketOf(values);
+  const path = agent === undefined ? '/credentials' : `/agents/${encodeURIComponent(agent)}/credentials`;
+
+  const viaSocket = async (): Promise<Record<string, unknown>> => {
+    const call: [method: 'GET' | 'POST', path: string, body?: Record<string, unknown>] =
+      action === 'list' ? ['GET', path]
+        : action === 'issue' ? ['POST', path, { operator }]
+        : action === 'rotate' ? ['POST', `${path}/rotate`, overlapMs === undefined ? { operator } : { operator, overlapMs }]
+        : ['POST', `${path}/revoke`, values.id === undefined ? { operator } : { operator, id: values.id }];
+    const response = await adminCall(socket, call[0], call[1], call[2]);
+    if (response.status >= 400) throw new CliError(`${String(response.body.title ?? 'error')}: ${String(response.body.detail ?? `status ${response.status}`)}`);
+    return response.body;
+  };
+  const offline = async (): Promise<Record<string, unknown>> => {
+    const settings = await settingsFrom(values.config);
+    if (settings.state.driver !== 'memory' || settings.state.file === null) throw new CliError('no gateway is running and there is no state file to change: start the gateway, or set state.file');
+    const policy = await loadPolicy(settings, { clock: systemClock, version: 1 });
+    const store = await openMemoryStore({ clock: systemClock, file: settings.state.file });
+    try {
+      const manager = createCredentialManager({ store, clock: systemClock, policy: () => policy });
+      if (action === 'list') return { credentials: manager.list(agent) };
+      if (action === 'issue') return { ...(await manager.issue(agent ?? '')) };
+      if (action === 'rotate') return { ...(await manager.rotate(agent ?? '', overlapMs ?? DEFAULT_OVERLAP_MS)) };
+      return { agent, revoked: await manager.revoke(agent ?? '', values.id) };
+    } finally {
+      await store.close();
+    }
+  };
+  const body = await throughGateway(socket, viaSocket, offline);
+  if (values.json) {
+    out.stdout(JSON.stringify(body));
+    return 0;
+  }
+  if (action === 'list') {
+    const rows = (body.credentials as CredentialView[]) ?? [];
+    const heads = ['AGENT', 'TYPE', 'ID', 'STATUS', 'CREATED', 'NOT AFTER'];
+    const cells = rows.map((r) => [r.agent, r.type, r.id, r.status, r.createdAt ?? '-', r.notAfter ?? '-']);
+    const widths = heads.map((h, i) => Math.max(h.length, ...cells.map((c) => (c[i] ?? '').length)));
+    const line = (v: readonly string[]): string => v.map((x, i) => x.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
+    out.stdout([line(heads), ...cells.map(line)].join('\n'));
+    return 0;
+  }
+  if (action === 'revoke') {
+    out.stdout(`revoked ${String(body.revoked)} client secret(s) of ${agent ?? ''}`);
+    return 0;
+  }
+  const issued = body as unknown as IssuedSecret;
+  const lines = [
+    `client_id:     ${issued.clientId}`,
+    `client_secret: ${issued.clientSecret}`,
+    `id:            ${issued.id}`,
+    'The secret is shown only now; store it where the agent reads it.',
+    ...issued.retiring.map((r) => `previous secret ${r.id} keeps working until ${r.notAfter}`),
+  ];
+  out.stdout(lines.join('\n'));
+  return 0;
+}
+
+async function keysVerb(args: readonly string[], out: Out): Promise<number> {
+  const { values, positionals } = parse(args, { socket: { type: 'string' } }, true);
+  if (values.help) return usage(out);
+  if (positionals.length !== 1 || positionals[0] !== 'rotate') throw new CliError('keys needs: rotate', 2);
+  const socket = await socketOf(values);
+  const body: Record<string, unknown> = await throughGateway<Record<string, unknown>>(
+    socket,
+    async () => {
+      const response = await adminCall(socket, 'POST', '/keys/rotate', { operator: `${userInfo().username} (pid ${process.pid})` });
+      if (response.status >= 400) throw new CliError(`${String(response.body.title ?? 'error')}: ${String(response.body.detail ?? `status ${response.status}`)}`);
+      return { ...response.body, via: 'gateway' };
+    },
+    async () => {
+      const settings = await settingsFrom(values.config);
+      const keys = await openKeyStore({ dir: settings.issuer.keys, alg: settings.issuer.alg, clock: systemClock });
+      return { rotated: true, kid: await keys.rotate(), via: 'key folder' };
+    },
+  );
+  out.stdout(values.json ? JSON.stringify(body) : `new signing key ${String(body.kid)} (${String(body.via)}); older keys stay in the JWKS until their tokens expire`);
   return 0;
 }
 

@@ -26,6 +26,10 @@ import { createMetrics, type Metrics } from './telemetry/metrics.js';
 import { openKeyStore, type KeyStore } from './tokens/keys.js';
 import { createTokenVerifier } from './tokens/verify.js';
 import { createUpgradeHandler, type UpgradeHandler } from './upgrade.js';
+import { createBroker, type Broker } from './broker/router.js';
+import { createCredentialManager, type CredentialManager } from './broker/credentials.js';
+import { createKeyRotation } from './broker/jwks.js';
+import { createTrustedIssuers } from './tokens/trusted.js';
 
 export interface GatewayOptions {
   readonly clock?: Clock;
@@ -51,6 +55,10 @@ export interface Gateway {
   readonly store: Store;
   readonly metrics: Metrics;
   readonly audit: AuditLog;
+  /** Agents' client secrets (the broker's client_secret_basic), in this gateway's store. */
+  readonly credentials: CredentialManager;
+  /** Publish a new signing key now; resolves its kid. */
+  rotateKeys(): Promise<string>;
   policy(): PolicySnapshot;
   /** Validate the policies on disk and swap them in; throws ConfigError and keeps the old ones. */
   reload(): Promise<PolicySnapshot>;
@@ -168,6 +176,29 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
   });
 
   const verifier = createTokenVerifier({ keys, issuer: settings.issuer.url, clock });
+  const credentials = createCredentialManager({ store, clock, policy: () => policy });
+  const rotation = createKeyRotation({
+    keys,
+    clock,
+    rotateMs: settings.issuer.rotateSeconds * 1000,
+    onRotated: (kid) => log.info('signing key rotated', { kid }),
+    onError: (error) => log.error('signing key rotation failed; the current key stays in use', { error }),
+  });
+  const broker: Broker = createBroker({
+    issuer: settings.issuer.url,
+    keys,
+    store,
+    clock,
+    verifier,
+    trusted: createTrustedIssuers({ trust: settings.trust, clock }),
+    policy: () => policy,
+    onIssued: (role, grantType) => metrics.tokenIssued(role, grantType),
+    onRevoked: () => metrics.tokenRevoked(),
+    audit: (record) => {
+      audit.write({ time: new Date(clock.now()).toISOString(), kind: 'broker', ...record });
+    },
+    onError: (error) => log.error('token broker failed', { error }),
+  });
   const forward: ForwardStage = createForward({ metrics });
   const pipeline: Pipeline = createPipeline({
     stages: [
@@ -196,6 +227,8 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
     policy: () => policy,
     reload,
     abortAgent,
+    credentials,
+    rotateKeys: () => rotation.rotateNow(),
     onAgentChange: () => undefined,
     status: () => ({
       status: 'serving',
@@ -219,7 +252,11 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
     requestTimeout: 0,
     joinDuplicateHeaders: false,
   });
-  agentServer.on('request', pipeline.handle);
+  // The broker's paths (/oauth/*, /.well-known/*) can never be a backend, so they go first.
+  agentServer.on('request', (req, res) => {
+    if (broker.owns(req.url ?? '')) broker.handle(req, res);
+    else pipeline.handle(req, res);
+  });
   agentServer.on('upgrade', upgrades.handle);
   agentServer.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => {
     // Requests node's parser refuses (bad bytes in the target, oversized headers, smuggling
@@ -296,6 +333,8 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
     store,
     metrics,
     audit,
+    credentials,
+    rotateKeys: () => rotation.rotateNow(),
     policy: () => policy,
     reload,
     abortAgent,
@@ -304,10 +343,13 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
       const agent = await listen(agentServer, settings.listen.host, settings.listen.port);
       const metricsAddress = await listen(metricsServer, settings.metrics.host, settings.metrics.port);
       bound = { agent, metrics: metricsAddress };
+      rotation.start();
+      await rotation.tick().catch((error: unknown) => log.error('signing key rotation failed; the current key stays in use', { error }));
       log.info('listening', { agent: `${agent.address}:${agent.port}`, metrics: `${metricsAddress.address}:${metricsAddress.port}`, policyVersion: policy.version });
       return { agent, metrics: metricsAddress };
     },
     async close(graceMs = 10_000) {
+      rotation.stop();
       const closing = new Promise<void>((resolve) => agentServer.close(() => resolve()));
       agentServer.closeIdleConnections();
       const deadline = Date.now() + graceMs;

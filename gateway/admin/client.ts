@@ -8,16 +8,20 @@ export interface AdminResponse {
 }
 
 export class AdminClientError extends Error {
-  constructor(message: string) {
+  /** `not_running` when no gateway answers on the socket (absent or stale socket). */
+  readonly code: 'not_running' | 'failed';
+
+  constructor(message: string, code: 'not_running' | 'failed' = 'failed') {
     super(message);
     this.name = 'AdminClientError';
+    this.code = code;
   }
 }
 
 export function adminCall(socketPath: string, method: 'GET' | 'POST', path: string, body?: Record<string, unknown>, timeoutMs = 10_000): Promise<AdminResponse> {
   // Checked before connecting: the kernel's answer to a long or absent path is less clear than these.
   if (!existsSync(socketPath)) {
-    return Promise.reject(new AdminClientError(`no admin socket at ${socketPath}: is the gateway running? (set --socket or AGENTGATE_SOCKET)`));
+    return Promise.reject(new AdminClientError(`no admin socket at ${socketPath}: is the gateway running? (set --socket or AGENTGATE_SOCKET)`, 'not_running'));
   }
   if (Buffer.byteLength(socketPath) > 107) {
     return Promise.reject(new AdminClientError(`admin socket path ${socketPath} is longer than the 107 bytes Unix sockets allow: use a shorter path`));
@@ -50,12 +54,12 @@ export function adminCall(socketPath: string, method: 'GET' | 'POST', path: stri
       if (error instanceof AdminClientError) return reject(error);
       switch (error.code) {
         case 'ENOENT':
-          return reject(new AdminClientError(`no admin socket at ${socketPath}: is the gateway running? (set --socket or AGENTGATE_SOCKET)`));
+          return reject(new AdminClientError(`no admin socket at ${socketPath}: is the gateway running? (set --socket or AGENTGATE_SOCKET)`, 'not_running'));
         case 'EACCES':
         case 'EPERM':
           return reject(new AdminClientError(`permission denied on ${socketPath}: run as the gateway's user (the socket is mode 0600)`));
         case 'ECONNREFUSED':
-          return reject(new AdminClientError(`nothing is listening on ${socketPath} (a stale socket): is the gateway running?`));
+          return reject(new AdminClientError(`nothing is listening on ${socketPath} (a stale socket): is the gateway running?`, 'not_running'));
         default:
           return reject(new AdminClientError(`admin socket ${socketPath}: ${error.message}`));
       }

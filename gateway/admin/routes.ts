@@ -22,6 +22,18 @@ export interface AdminDeps {
   status(): Record<string, unknown>;
   /** Keep metrics gauges in step with kills and breakers. */
   onAgentChange(agent: string): void;
+  /** The broker's client secrets (absent: the credential endpoints answer 404). */
+  readonly credentials?: AdminCredentials;
+  /** Publish a new signing key now; resolves its kid. */
+  rotateKeys?(): Promise<string>;
+}
+
+/** What the admin API needs of the broker's credential manager (broker/credentials.ts). */
+export interface AdminCredentials {
+  issue(agent: string): Promise<object>;
+  rotate(agent: string, overlapMs?: number): Promise<object>;
+  list(agent?: string): object[];
+  revoke(agent: string, id?: string): Promise<number>;
 }
 
 export class AdminError extends Error {
@@ -40,6 +52,9 @@ const MAX_BODY = 64 * 1024;
 /** The caller of an admin call, looked up while the call runs. */
 type Peer = Promise<PeerCredentials | null>;
 const AGENT_PATH = /^\/agents\/([^/]+)(\/kill|\/revive)?$/;
+const CREDENTIALS_PATH = /^\/agents\/([^/]+)\/credentials(\/rotate|\/revoke)?$/;
+/** Longest rotation overlap an operator may ask for. */
+const MAX_OVERLAP_MS = 30 * 86_400_000;
 
 export function createAdminHandler(deps: AdminDeps) {
   const { store, clock } = deps;
@@ -64,6 +79,11 @@ export function createAdminHandler(deps: AdminDeps) {
       lastSeen: activity.lastSeen === null ? null : new Date(activity.lastSeen).toISOString(),
       liveTokens: activity.liveTokens,
     };
+  }
+
+  function credentialsOf(): AdminCredentials {
+    if (deps.credentials === undefined) throw new AdminError(404, 'not_found', 'credential management is not available');
+    return deps.credentials;
   }
 
   function requireAgent(id: string): void {
@@ -125,6 +145,49 @@ export function createAdminHandler(deps: AdminDeps) {
     if (path === '/agents') {
       allow(method, 'GET');
       return [200, { agents: [...deps.policy().agents.keys()].sort().map((id) => agentView(id)) }];
+    }
+    if (path === '/credentials') {
+      allow(method, 'GET');
+      return [200, { credentials: credentialsOf().list() }];
+    }
+    const cm = CREDENTIALS_PATH.exec(path);
+    if (cm !== null) {
+      const id = decodeURIComponent(cm[1] ?? '');
+      requireAgent(id);
+      const manager = credentialsOf();
+      if (cm[2] === undefined && method === 'GET') return [200, { credentials: manager.list(id) }];
+      allow(method, 'POST');
+      const by = operator(body);
+      if (cm[2] === undefined) {
+        const issued = await manager.issue(id);
+        audit(peer, 'credentials.issue', id, { by, id: (issued as { id?: unknown }).id });
+        return [201, issued];
+      }
+      if (cm[2] === '/rotate') {
+        const overlap = body.overlapMs;
+        if (overlap !== undefined && (typeof overlap !== 'number' || !Number.isInteger(overlap) || overlap < 0 || overlap > MAX_OVERLAP_MS)) {
+          throw new AdminError(400, 'invalid_request', `"overlapMs" must be a whole number of milliseconds from 0 to ${MAX_OVERLAP_MS}`);
+        }
+        const issued = await manager.rotate(id, overlap);
+        audit(peer, 'credentials.rotate', id, { by, id: (issued as { id?: unknown }).id, overlapMs: overlap ?? null });
+        return [201, issued];
+      }
+      const secretId = typeof body.id === 'string' && body.id !== '' ? body.id : undefined;
+      let removed: number;
+      try {
+        removed = await manager.revoke(id, secretId);
+      } catch (error) {
+        throw new AdminError(404, 'credential_unknown', (error as Error).message);
+      }
+      audit(peer, 'credentials.revoke', id, { by, id: secretId ?? 'all', removed });
+      return [200, { agent: id, revoked: removed }];
+    }
+    if (path === '/keys/rotate') {
+      allow(method, 'POST');
+      if (deps.rotateKeys === undefined) throw new AdminError(404, 'not_found', 'key rotation is not available');
+      const kid = await deps.rotateKeys();
+      audit(peer, 'keys.rotate', null, { by: operator(body), kid });
+      return [200, { rotated: true, kid }];
     }
     const m = AGENT_PATH.exec(path);
     if (m !== null) {

@@ -16,16 +16,31 @@ export type OAuthErrorCode =
   | 'unsupported_grant_type'
   | 'invalid_scope';
 
+export interface BrokerErrorOptions {
+  /** HTTP status; default 401 for invalid_client, else 400 (RFC 6749 §5.2). */
+  readonly status?: number;
+  /** Precise internal cause for the audit line; never sent. */
+  readonly reasonDetail?: string;
+  readonly retryAfterSeconds?: number;
+  readonly cause?: unknown;
+}
+
 /** A refusal in OAuth terms; the token endpoint renders it as `{ error, error_description }`. */
 export class BrokerError extends Error {
   readonly error: OAuthErrorCode;
   readonly description: string;
+  readonly status: number;
+  readonly reasonDetail: string;
+  readonly retryAfterSeconds: number | undefined;
 
-  constructor(error: OAuthErrorCode, description: string) {
-    super(`${error}: ${description}`);
+  constructor(error: OAuthErrorCode, description: string, options: BrokerErrorOptions = {}) {
+    super(`${error}: ${description}`, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'BrokerError';
     this.error = error;
     this.description = description;
+    this.status = options.status ?? (error === 'invalid_client' ? 401 : 400);
+    this.reasonDetail = options.reasonDetail ?? description;
+    this.retryAfterSeconds = options.retryAfterSeconds;
   }
 }
 

@@ -64,6 +64,12 @@ export interface TokenPolicy {
   readonly idleTimeoutSeconds: number | null;
   readonly maxUses: number | null;
   readonly rotateSeconds: number | null;
+  /**
+   * Longest `act` chain a token of this role may carry when it acts for a user (RFC 8693 token
+   * exchange): 1 lets the agent act for a user directly; 2 also for a user's token that another
+   * agent already holds; 0 forbids delegation.
+   */
+  readonly maxDelegationDepth: number;
 }
 
 /** Per-role over-privilege circuit breaker (see state/breaker.ts for the rules). */
@@ -102,6 +108,12 @@ export interface Agent {
   readonly credentials: readonly AgentCredential[];
 }
 
+/**
+ * What a user may do, from the claims of the user's token (the `users:` policy section): claim
+ * name -> claim value -> scope ids. A delegated token never carries a scope outside this.
+ */
+export type UserRights = ReadonlyMap<string, ReadonlyMap<string, ReadonlySet<string>>>;
+
 /** One loaded, validated and compiled policy set. Pinned per request at arrival. */
 export interface PolicySnapshot {
   readonly version: number;
@@ -111,6 +123,8 @@ export interface PolicySnapshot {
   readonly backends: ReadonlyMap<string, Backend>;
   readonly roles: ReadonlyMap<string, Role>;
   readonly agents: ReadonlyMap<string, Agent>;
+  /** Absent in snapshots built by hand (tests); empty when the policies have no `users:` section. */
+  readonly users?: UserRights;
 }
 
 /** Methods that do not change state; a `readOnly` role may use only these. */

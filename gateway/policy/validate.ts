@@ -5,7 +5,7 @@ import type { Clock } from '../context.js';
 import { ConfigError } from '../errors.js';
 import { RouteTableBuilder, parseRoute, type ParsedRoute } from './compile.js';
 import { problemAt, type Position, type RawEntry, type RawNode, type RawPolicy } from './load.js';
-import type { Agent, AgentCredential, Backend, BodyConstraint, BreakerPolicy, PolicySnapshot, Role, Route, Scope, TokenPolicy } from './types.js';
+import type { Agent, AgentCredential, Backend, BodyConstraint, BreakerPolicy, PolicySnapshot, Role, Route, Scope, TokenPolicy, UserRights } from './types.js';
 import { describe, parseDuration, parseSize, unknownKeyMessage, type Parsed } from './units.js';
 
 /** Collects problems and checks the shape of raw nodes. Shared by policy and config validation. */
@@ -172,6 +172,9 @@ const DEFAULT_MAX_COOLDOWN_MS = 24 * 3_600_000;
 /** JWK members that carry private or symmetric key material (RFC 7517/7518). */
 const PRIVATE_JWK_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
 const DEFAULT_TTL_MS = 15 * 60_000;
+/** Deepest `act` chain a token may carry (the verifier refuses deeper ones). */
+const MAX_DELEGATION_DEPTH = 7;
+const CLAIM_NAME = /^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$/;
 const MAX_TTL_MS = 24 * 3_600_000;
 
 export interface ValidateOptions {
@@ -200,6 +203,7 @@ export function validatePolicy(raw: RawPolicy, options: ValidateOptions, earlier
     const agent = validateAgent(c, name, entry, sections.roles, raw.complete);
     if (agent !== null) agents.set(name, agent);
   }
+  const users = validateUsers(c, sections.users, backends, sections.backends, raw.complete);
   c.fail();
   return Object.freeze({
     version: options.version,
@@ -208,6 +212,7 @@ export function validatePolicy(raw: RawPolicy, options: ValidateOptions, earlier
     backends,
     roles,
     agents,
+    users,
   });
 }
 
@@ -434,22 +439,24 @@ function validateBreaker(c: Checker, entry: RawEntry, path: string): BreakerPoli
 }
 
 function validateTokenPolicy(c: Checker, entry: RawEntry | undefined, path: string): TokenPolicy | null {
-  const defaults: TokenPolicy = { ttlSeconds: DEFAULT_TTL_MS / 1000, session: 'multi', idleTimeoutSeconds: null, maxUses: null, rotateSeconds: null };
+  const defaults: TokenPolicy = { ttlSeconds: DEFAULT_TTL_MS / 1000, session: 'multi', idleTimeoutSeconds: null, maxUses: null, rotateSeconds: null, maxDelegationDepth: 1 };
   if (entry === undefined) return Object.freeze(defaults);
-  const keys = c.map(entry.value, path, ['ttl', 'session', 'idleTimeout', 'maxUses', 'rotate']);
+  const keys = c.map(entry.value, path, ['ttl', 'session', 'idleTimeout', 'maxUses', 'rotate', 'maxDelegationDepth']);
   if (keys === null) return null;
   const ttl = keys.has('ttl') ? c.duration(keys.get('ttl'), `${path}.ttl`, { minMs: 1000, maxMs: MAX_TTL_MS }) : DEFAULT_TTL_MS;
   const session = c.oneOf(keys.get('session'), `${path}.session`, ['single', 'multi'], 'a session mode') ?? 'multi';
   const idle = keys.has('idleTimeout') ? c.duration(keys.get('idleTimeout'), `${path}.idleTimeout`, { minMs: 1000 }) : null;
   const maxUses = keys.has('maxUses') ? c.integer(keys.get('maxUses'), `${path}.maxUses`, 1, 1_000_000_000) : null;
   const rotate = keys.has('rotate') ? c.duration(keys.get('rotate'), `${path}.rotate`, { minMs: 60_000 }) : null;
-  if (ttl === null) return null;
+  const depth = keys.has('maxDelegationDepth') ? c.integer(keys.get('maxDelegationDepth'), `${path}.maxDelegationDepth`, 0, MAX_DELEGATION_DEPTH) : 1;
+  if (ttl === null || depth === null) return null;
   return Object.freeze({
     ttlSeconds: Math.floor(ttl / 1000),
     session,
     idleTimeoutSeconds: idle === null ? null : Math.floor(idle / 1000),
     maxUses,
     rotateSeconds: rotate === null ? null : Math.floor(rotate / 1000),
+    maxDelegationDepth: depth,
   });
 }
 
@@ -533,6 +540,60 @@ function validateJwk(c: Checker, entry: RawEntry, path: string): Readonly<Record
     ok = false;
   }
   return ok ? Object.freeze(jwk) : null;
+}
+
+/**
+ * `users:` claim name -> claim value -> scopes, e.g. `users: { groups: { sales: [crm:contacts.read] } }`:
+ * a user whose token's `groups` claim holds (or is) `sales` may use crm:contacts.read.
+ */
+function validateUsers(
+  c: Checker,
+  claims: ReadonlyMap<string, RawEntry>,
+  backends: ReadonlyMap<string, Backend>,
+  rawBackends: ReadonlyMap<string, RawEntry>,
+  complete: boolean,
+): UserRights {
+  const out = new Map<string, ReadonlyMap<string, ReadonlySet<string>>>();
+  for (const [claim, entry] of claims) {
+    const path = `users.${claim}`;
+    if (!CLAIM_NAME.test(claim)) {
+      c.add(entry.at, path, 'a claim name uses letters, digits, _ . : -, and starts with a letter or _');
+      continue;
+    }
+    if (claim === 'sub' || claim === 'act') {
+      c.add(entry.at, path, `"${claim}" cannot grant rights (use a claim such as groups, roles or scope)`);
+      continue;
+    }
+    const values = c.names(entry.value, path, 'claim values to scopes');
+    if (values === null) continue;
+    const byValue = new Map<string, ReadonlySet<string>>();
+    for (const [value, scopesEntry] of values) {
+      const vPath = `${path}.${value}`;
+      const items = c.list(scopesEntry, vPath);
+      if (items === null) continue;
+      const scopes = new Set<string>();
+      items.forEach((node, i) => {
+        const sPath = `${vPath}[${i}]`;
+        if (node.kind !== 'scalar' || typeof node.value !== 'string') {
+          c.add(node.at, sPath, `expected "backend:scope", got ${node.kind === 'scalar' ? describe(node.value) : kindOf(node)}`);
+          return;
+        }
+        const id = node.value;
+        const colon = id.indexOf(':');
+        const backendName = colon === -1 ? '' : id.slice(0, colon);
+        const backend = backends.get(backendName);
+        if (colon === -1) c.add(node.at, sPath, `"${id}" must be backend:scope (e.g. crm:contacts.read)`);
+        else if (backend === undefined) {
+          if (!rawBackends.has(backendName) && complete) c.add(node.at, sPath, `unknown backend "${backendName}" in "${id}" (backends: ${[...rawBackends.keys()].join(', ') || 'none'})`);
+        } else if (!backend.scopes.has(id.slice(colon + 1))) {
+          c.add(node.at, sPath, `unknown scope "${id}" (${backendName} has: ${[...backend.scopes.keys()].join(', ') || 'no scopes'})`);
+        } else scopes.add(id);
+      });
+      byValue.set(value, scopes);
+    }
+    out.set(claim, byValue);
+  }
+  return out;
 }
 
 /** A breaker cooldown: a duration, or `manual` (open until an operator revives the agent). */

@@ -17,6 +17,8 @@ const MISSING = 'send an access token: Authorization: Bearer <token>';
 /** RFC 6750 §2.1 b64token. */
 const B64TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
 const AUTHORIZATION = 'authorization';
+/** Idle timeout of a `session: single` role that sets none (the broker's introspection agrees). */
+const DEFAULT_SINGLE_IDLE_SECONDS = 900;
 
 export function createAuthenticate(options: AuthenticateOptions): Stage {
   const { verifier, store } = options;
@@ -45,6 +47,18 @@ export function createAuthenticate(options: AuthenticateOptions): Stage {
     const delegated = claims.act !== null;
     if (delegated ? claims.act?.sub !== claims.clientId : claims.sub !== claims.clientId) {
       throw new GatewayError('token_invalid', INVALID, { reasonDetail: 'subject_mismatch' });
+    }
+    // Role token policy, from the policy in force: session (single, idle timeout), then usage
+    // limit last, so a call refused for another reason never spends a use.
+    const tokenPolicy = ctx.policy.roles.get(agent.role)?.token;
+    if (tokenPolicy !== undefined) {
+      const idleSeconds = tokenPolicy.idleTimeoutSeconds ?? (tokenPolicy.session === 'single' ? DEFAULT_SINGLE_IDLE_SECONDS : null);
+      const tracked = tokenPolicy.session === 'single' || idleSeconds !== null;
+      const session = store.checkSession(claims.sid, agent.id, claims.exp, idleSeconds === null ? null : idleSeconds * 1000, tracked);
+      if (session !== 'live') throw new GatewayError('token_invalid', INVALID, { reasonDetail: session === 'idle' ? 'session_idle' : 'session_ended' });
+      if (tokenPolicy.maxUses !== null && !store.consumeUse(claims.jti, tokenPolicy.maxUses, claims.exp)) {
+        throw new GatewayError('token_invalid', INVALID, { reasonDetail: 'spent' });
+      }
     }
     const principal: Principal = {
       agent: agent.id,

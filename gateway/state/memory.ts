@@ -6,7 +6,7 @@ import { mkdir, open, readFile, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Clock } from '../context.js';
 import { addViolation, type BreakerRecord } from './breaker.js';
-import type { Activity, KillRecord, Store } from './store.js';
+import type { Activity, ClientSecretRecord, KillRecord, SessionState, Store } from './store.js';
 
 export interface MemoryStoreOptions {
   readonly clock: Clock;
@@ -34,7 +34,21 @@ interface StateFile {
   /** agent -> tokens issued at or before this second are revoked. */
   readonly agentRevocations: Record<string, number>;
   readonly breakers: Record<string, BreakerRecord>;
+  /** Client secrets (hashes only). Absent in files written before the token broker. */
+  readonly clientSecrets?: ClientSecretRecord[];
+  /** sid -> exp (seconds) of sessions ended by revocation. */
+  readonly endedSessions?: Record<string, number>;
 }
+
+interface Session {
+  readonly agent: string;
+  readonly expiresAt: number;
+  lastSeen: number;
+  ended: boolean;
+}
+
+/** Sweep expired single-use jtis, use counters and sessions after this many insertions. */
+const SWEEP_EVERY = 1024;
 
 const MAX_TRACKED_TOKENS = 1000;
 
@@ -45,6 +59,32 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
   const kills = new Map<string, KillRecord>();
   const breakers = new Map<string, BreakerRecord>();
   const activity = new Map<string, { lastSeen: number; tokens: Map<string, number> }>();
+  const secrets = new Map<string, ClientSecretRecord>();
+  /** Ended sessions that must survive a restart: sid -> exp (seconds). */
+  const endedSessions = new Map<string, number>();
+  const sessions = new Map<string, Session>();
+  const liveSessions = new Map<string, Set<string>>();
+  /** Used client assertion jtis: key -> exp (seconds). */
+  const usedOnce = new Map<string, number>();
+  /** Token uses: jti -> { count, exp (seconds) }. */
+  const uses = new Map<string, { count: number; expiresAt: number }>();
+  let insertions = 0;
+
+  function sweep(): void {
+    if (++insertions % SWEEP_EVERY !== 0) return;
+    const nowSeconds = clock.now() / 1000;
+    for (const [key, exp] of usedOnce) if (exp <= nowSeconds) usedOnce.delete(key);
+    for (const [jti, entry] of uses) if (entry.expiresAt <= nowSeconds) uses.delete(jti);
+    for (const [sid, session] of sessions) if (session.expiresAt <= nowSeconds) dropSession(sid, session);
+    for (const [sid, exp] of endedSessions) if (exp <= nowSeconds) endedSessions.delete(sid);
+  }
+
+  function dropSession(sid: string, session: Session): void {
+    sessions.delete(sid);
+    const live = liveSessions.get(session.agent);
+    live?.delete(sid);
+    if (live?.size === 0) liveSessions.delete(session.agent);
+  }
 
   if (file !== null) {
     const loaded = await readStateFile(file);
@@ -54,6 +94,8 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
       for (const [jti, exp] of Object.entries(loaded.revocations)) if (exp > nowSeconds) revoked.set(jti, exp);
       for (const [agent, at] of Object.entries(loaded.agentRevocations)) agentRevoked.set(agent, at);
       for (const [agent, record] of Object.entries(loaded.breakers)) breakers.set(agent, record);
+      for (const record of loaded.clientSecrets ?? []) secrets.set(record.id, record);
+      for (const [sid, exp] of Object.entries(loaded.endedSessions ?? {})) if (exp > nowSeconds) endedSessions.set(sid, exp);
     }
   }
 
@@ -81,6 +123,8 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
     for (const [jti, exp] of revoked) if (exp > nowSeconds) revocations[jti] = exp;
     const tripped: Record<string, BreakerRecord> = {};
     for (const [agent, record] of breakers) if (record.tripped) tripped[agent] = record;
+    const ended: Record<string, number> = {};
+    for (const [sid, exp] of endedSessions) if (exp > nowSeconds) ended[sid] = exp;
     const state: StateFile = {
       version: 1,
       savedAt: new Date(clock.now()).toISOString(),
@@ -88,6 +132,8 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
       revocations,
       agentRevocations: Object.fromEntries(agentRevoked),
       breakers: tripped,
+      clientSecrets: [...secrets.values()],
+      endedSessions: ended,
     };
     return `${JSON.stringify(state)}\n`;
   }
@@ -134,6 +180,103 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
       breakers.set(agent, result.record);
       if (result.tripped) await persist();
       return result;
+    },
+    clientSecrets(agent) {
+      const all = [...secrets.values()];
+      return (agent === undefined ? all : all.filter((r) => r.agent === agent)).sort((a, b) => a.createdAt - b.createdAt);
+    },
+    saveClientSecret(record) {
+      secrets.set(record.id, Object.freeze({ ...record }));
+      return persist();
+    },
+    async deleteClientSecrets(agent, id) {
+      let removed = 0;
+      for (const record of [...secrets.values()]) {
+        if (record.agent === agent && (id === undefined || record.id === id)) {
+          secrets.delete(record.id);
+          removed++;
+        }
+      }
+      if (removed > 0) await persist();
+      return removed;
+    },
+    useOnce(key, expiresAt) {
+      const until = usedOnce.get(key);
+      if (until !== undefined && until * 1000 > clock.now()) return false;
+      usedOnce.set(key, expiresAt);
+      sweep();
+      return true;
+    },
+    consumeUse(jti, maxUses, expiresAt) {
+      // One synchronous step: no await between the check and the increment, so concurrent
+      // calls on this event loop can never both take the last use.
+      let entry = uses.get(jti);
+      if (entry === undefined) {
+        entry = { count: 0, expiresAt };
+        uses.set(jti, entry);
+        sweep();
+      }
+      if (entry.count >= maxUses) return false;
+      entry.count++;
+      return true;
+    },
+    usesOf: (jti) => uses.get(jti)?.count ?? 0,
+    async openSession(sid, agent, expiresAt, single) {
+      const now = clock.now();
+      let live = liveSessions.get(agent);
+      if (single && live !== undefined) {
+        let ended = 0;
+        for (const other of live) {
+          const session = sessions.get(other);
+          if (session === undefined) continue;
+          session.ended = true;
+          endedSessions.set(other, session.expiresAt);
+          ended++;
+        }
+        live.clear();
+        // Durable before the new token is handed out: a restart must not revive the old session.
+        if (ended > 0) await persist();
+      }
+      sessions.set(sid, { agent, expiresAt, lastSeen: now, ended: false });
+      live = liveSessions.get(agent) ?? new Set();
+      live.add(sid);
+      liveSessions.set(agent, live);
+      sweep();
+    },
+    checkSession(sid, agent, expiresAt, idleMs, touch): SessionState {
+      if (endedSessions.has(sid)) return 'ended';
+      const now = clock.now();
+      let session = sessions.get(sid);
+      if (session === undefined) {
+        if (!touch) return 'live';
+        session = { agent, expiresAt, lastSeen: now, ended: false };
+        sessions.set(sid, session);
+        const live = liveSessions.get(agent) ?? new Set();
+        live.add(sid);
+        liveSessions.set(agent, live);
+        sweep();
+        return 'live';
+      }
+      if (session.ended) return 'ended';
+      if (idleMs !== null && now - session.lastSeen > idleMs) {
+        session.ended = true;
+        liveSessions.get(session.agent)?.delete(sid);
+        endedSessions.set(sid, session.expiresAt);
+        // In force at once in memory; the file catches up (a failed write is retried by the next one).
+        persist().catch(() => undefined);
+        return 'idle';
+      }
+      if (touch) session.lastSeen = now;
+      return 'live';
+    },
+    endSession(sid, expiresAt) {
+      const session = sessions.get(sid);
+      if (session !== undefined) {
+        session.ended = true;
+        liveSessions.get(session.agent)?.delete(sid);
+      }
+      endedSessions.set(sid, Math.max(expiresAt, endedSessions.get(sid) ?? 0));
+      return persist();
     },
     touch(agent, jti, expiresAt) {
       let entry = activity.get(agent);
@@ -190,6 +333,8 @@ async function readStateFile(file: string): Promise<StateFile | null> {
     typeof state.revocations !== 'object' ||
     typeof state.agentRevocations !== 'object' ||
     typeof state.breakers !== 'object' ||
+    (state.clientSecrets !== undefined && (!Array.isArray(state.clientSecrets) || state.clientSecrets.some((r) => typeof r?.id !== 'string' || typeof r.agent !== 'string' || typeof r.hash !== 'string' || typeof r.createdAt !== 'number'))) ||
+    (state.endedSessions !== undefined && (typeof state.endedSessions !== 'object' || state.endedSessions === null)) ||
     state.kills.some((k) => typeof k?.agent !== 'string' || typeof k.reason !== 'string' || typeof k.at !== 'number')
   ) {
     throw new StateFileError(file, 'not an AgentGate state file (version 1)');

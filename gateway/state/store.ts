@@ -21,6 +21,25 @@ export interface Activity {
   readonly liveTokens: number;
 }
 
+/**
+ * A client secret of an agent (client_secret_basic). Only the SHA-256 of the secret is kept:
+ * secrets are 256 random bits, so a fast hash is enough and the plaintext is never stored.
+ */
+export interface ClientSecretRecord {
+  /** Short public id of this secret, for `credentials list` and `revoke`. */
+  readonly id: string;
+  readonly agent: string;
+  /** Hex SHA-256 of the secret. */
+  readonly hash: string;
+  /** ms since the epoch. */
+  readonly createdAt: number;
+  /** ms since the epoch after which the secret is refused (end of a rotation overlap), or null. */
+  readonly notAfter: number | null;
+}
+
+/** What a session check found. */
+export type SessionState = 'live' | 'ended' | 'idle';
+
 export interface ViolationOutcome {
   readonly record: BreakerRecord;
   readonly tripped: boolean;
@@ -51,6 +70,41 @@ export interface Store {
   breaker(agent: string): BreakerRecord | undefined;
   /** Count one violation; persisted when the breaker changes state. */
   recordViolation(agent: string, policy: BreakerPolicy): Promise<ViolationOutcome>;
+
+  /** Client secrets of `agent` (every agent when omitted), oldest first. Synchronous. */
+  clientSecrets(agent?: string): readonly ClientSecretRecord[];
+  /** Add or replace (by id) a client secret; durable before it resolves. */
+  saveClientSecret(record: ClientSecretRecord): Promise<void>;
+  /** Remove one secret of `agent` (by id) or all of them; resolves how many were removed. */
+  deleteClientSecrets(agent: string, id?: string): Promise<number>;
+
+  /**
+   * Record a client assertion's `jti` (namespaced by the caller) as used until `expiresAt`
+   * (seconds). Returns false when it was already used: a replay. Check-and-set is atomic.
+   */
+  useOnce(key: string, expiresAt: number): boolean;
+
+  /**
+   * Count one use of token `jti` against `maxUses`; false when the token is spent. Exact under
+   * concurrency: the check and the increment are one step.
+   */
+  consumeUse(jti: string, maxUses: number, expiresAt: number): boolean;
+  /** Uses counted so far for `jti` (introspection; does not count one). */
+  usesOf(jti: string): number;
+
+  /**
+   * Open session `sid` for `agent`. With `single`, every other live session of the agent ends
+   * (one live session per agent). `expiresAt` in seconds.
+   */
+  openSession(sid: string, agent: string, expiresAt: number, single: boolean): Promise<void>;
+  /**
+   * Check (and, when `touch`, refresh) session `sid` on a call: `ended` after revocation or a newer
+   * single session, `idle` when unused for longer than `idleMs` (the session then ends). A sid the
+   * store never saw (a token minted offline) starts its idle clock now.
+   */
+  checkSession(sid: string, agent: string, expiresAt: number, idleMs: number | null, touch: boolean): SessionState;
+  /** End session `sid` until `expiresAt` (seconds); durable before it resolves. */
+  endSession(sid: string, expiresAt: number): Promise<void>;
 
   /** Note an authenticated call (inventory). Cheap and synchronous. */
   touch(agent: string, jti: string, expiresAt: number): void;

@@ -17,6 +17,8 @@ export interface VerificationKey {
   readonly alg: SigningAlg;
   /** ms since the epoch. */
   readonly createdAt: number;
+  /** ms since the epoch from which the key signs (published in the JWKS before, so verifiers know it first). */
+  readonly activatesAt: number;
   readonly publicKey: CryptoKey;
   /** Public JWK with kid, alg and `use: sig`, as published at `/.well-known/jwks.json`. */
   readonly publicJwk: Readonly<JWK>;
@@ -29,7 +31,7 @@ export interface SigningKey extends VerificationKey {
 export interface KeyStore {
   /** The algorithm new tokens are signed with (`issuer.alg`). */
   readonly alg: SigningAlg;
-  /** The newest key of `alg`: the one new tokens are signed with. */
+  /** The newest active key of `alg`: the one new tokens are signed with. */
   current(): SigningKey;
   /** The verification key for `kid`, or undefined when it is not one of ours. */
   resolve(kid: string): VerificationKey | undefined;
@@ -37,6 +39,18 @@ export interface KeyStore {
   publicJwks(): { keys: JWK[] };
   /** Every key, oldest first. */
   all(): readonly VerificationKey[];
+  /** Re-read the folder: picks up keys another process (or `agentgate keys rotate`) added or removed. */
+  refresh(): Promise<void>;
+  /**
+   * Generate a new key of `alg` and publish it; it signs from `activateInMs` on (default at once),
+   * so verifiers that cache the JWKS see it before any token it signed. Resolves its kid.
+   */
+  rotate(options?: { activateInMs?: number }): Promise<string>;
+  /**
+   * Remove keys superseded by a newer key more than `keepMs` ago (every token they signed has
+   * expired by then). Never removes the current key. Resolves the kids removed.
+   */
+  retire(keepMs: number): Promise<string[]>;
 }
 
 export interface OpenKeyStoreOptions {
@@ -45,11 +59,18 @@ export interface OpenKeyStoreOptions {
   readonly clock: Clock;
 }
 
+/** A loaded key and the file it came from. */
+interface LoadedKey extends SigningKey {
+  readonly file: string;
+}
+
 /** On-disk shape of one key file. */
 interface KeyFile {
   readonly kid: string;
   readonly alg: SigningAlg;
   readonly createdAt: number;
+  /** Absent in keys written before pre-published rotation: active from createdAt. */
+  readonly activatesAt?: number;
   readonly jwk: JWK;
 }
 
@@ -67,10 +88,55 @@ export async function openKeyStore(options: OpenKeyStoreOptions): Promise<KeySto
   if (alg !== 'EdDSA' && alg !== 'ES256') throw new TypeError(`issuer.alg must be EdDSA or ES256, got ${String(alg)}`);
   await mkdir(dir, { recursive: true, mode: 0o700 });
   await checkDir(dir);
+  let view = storeOf(alg, await loadOrCreate(dir, alg, clock));
+  const store: KeyStore = {
+    alg,
+    current: () => view.current(clock.now()),
+    resolve: (kid) => view.resolve(kid),
+    publicJwks: () => view.publicJwks(),
+    all: () => view.all(),
+    async refresh() {
+      view = storeOf(alg, await loadOrCreate(dir, alg, clock));
+    },
+    async rotate(rotateOptions = {}) {
+      const activatesAt = clock.now() + Math.max(0, rotateOptions.activateInMs ?? 0);
+      for (let attempt = 0; attempt < CREATE_ATTEMPTS; attempt++) {
+        const kid = await createKey(dir, alg, clock, activatesAt);
+        if (kid !== null) {
+          await store.refresh();
+          return kid;
+        }
+      }
+      throw new Error(`signing keys in ${dir}: could not publish a new key after ${CREATE_ATTEMPTS} attempts; check the folder`);
+    },
+    async retire(keepMs) {
+      const now = clock.now();
+      const removed: string[] = [];
+      const keys = view.loaded;
+      for (let i = 0; i < keys.length; i++) {
+        const key = keys[i];
+        // A key is superseded when a newer key of the same algorithm exists; it stays until every
+        // token it signed has expired.
+        const successor = keys.slice(i + 1).find((k) => k.alg === key?.alg);
+        if (key === undefined || successor === undefined || key.kid === view.current(now).kid) continue;
+        if (now - successor.activatesAt < keepMs) continue;
+        await unlink(key.file).catch((error: NodeJS.ErrnoException) => {
+          if (error.code !== 'ENOENT') throw error;
+        });
+        removed.push(key.kid);
+      }
+      if (removed.length > 0) await store.refresh();
+      return removed;
+    },
+  };
+  return store;
+}
+
+async function loadOrCreate(dir: string, alg: SigningAlg, clock: Clock): Promise<LoadedKey[]> {
   for (let attempt = 0; attempt < CREATE_ATTEMPTS; attempt++) {
     const names = await readdir(dir);
     const keys = await loadKeys(dir, names);
-    if (keys.some((k) => k.alg === alg)) return storeOf(alg, keys);
+    if (keys.some((k) => k.alg === alg)) return keys;
     // The file name comes from the same listing that found no key: a process that published it
     // meanwhile makes ours fail with EEXIST, and the next pass loads its key instead.
     await publishKey(dir, alg, clock, nextSequence(names));
@@ -79,8 +145,8 @@ export async function openKeyStore(options: OpenKeyStoreOptions): Promise<KeySto
 }
 
 /** Generate a key and publish it as the next `key-N.json` (rotation). Returns its kid, or null when another process took that name first. */
-export async function createKey(dir: string, alg: SigningAlg, clock: Clock): Promise<string | null> {
-  return publishKey(dir, alg, clock, nextSequence(await readdir(dir)));
+export async function createKey(dir: string, alg: SigningAlg, clock: Clock, activatesAt?: number): Promise<string | null> {
+  return publishKey(dir, alg, clock, nextSequence(await readdir(dir)), activatesAt);
 }
 
 /**
@@ -89,11 +155,11 @@ export async function createKey(dir: string, alg: SigningAlg, clock: Clock): Pro
  * another process published that name first: a reader never sees a half-written key and nobody's
  * key is overwritten. Returns the new kid, or null when the name was taken.
  */
-async function publishKey(dir: string, alg: SigningAlg, clock: Clock, sequence: number): Promise<string | null> {
+async function publishKey(dir: string, alg: SigningAlg, clock: Clock, sequence: number, activatesAt?: number): Promise<string | null> {
   const pair = await generateKeyPair(alg, alg === 'EdDSA' ? { crv: 'Ed25519', extractable: true } : { extractable: true });
   const jwk = await exportJWK(pair.privateKey);
   const kid = await calculateJwkThumbprint(publicPart(jwk));
-  const body: KeyFile = { kid, alg, createdAt: clock.now(), jwk };
+  const body: KeyFile = activatesAt === undefined ? { kid, alg, createdAt: clock.now(), jwk } : { kid, alg, createdAt: clock.now(), activatesAt, jwk };
   const file = join(dir, `key-${String(sequence).padStart(4, '0')}.json`);
   const temp = join(dir, `.${randomUUID()}.tmp`);
   try {
@@ -112,23 +178,37 @@ function nextSequence(names: readonly string[]): number {
   return names.reduce((max, name) => Math.max(max, Number(KEY_FILE.exec(name)?.[1] ?? 0)), 0) + 1;
 }
 
-function storeOf(alg: SigningAlg, keys: readonly SigningKey[]): KeyStore {
-  const signing = keys.filter((k) => k.alg === alg);
-  const current = signing[signing.length - 1];
-  if (current === undefined) throw new Error(`no ${alg} signing key available`);
+interface KeyView {
+  readonly loaded: readonly LoadedKey[];
+  current(now: number): SigningKey;
+  resolve(kid: string): VerificationKey | undefined;
+  publicJwks(): { keys: JWK[] };
+  all(): readonly VerificationKey[];
+}
+
+function storeOf(alg: SigningAlg, keys: readonly LoadedKey[]): KeyView {
+  const signing = keys.filter((k) => k.alg === alg).map(signingView);
+  const newest = signing[signing.length - 1];
+  if (newest === undefined) throw new Error(`no ${alg} signing key available`);
+  // Newest first; a handful of keys at most, so a scan per mint is cheap.
+  const byRecency = [...signing].reverse();
   const byKid = new Map<string, VerificationKey>(keys.map((k) => [k.kid, publicView(k)]));
   const all = Object.freeze([...byKid.values()]);
   return {
-    alg,
-    current: () => current,
+    loaded: keys,
+    current: (now) => byRecency.find((k) => k.activatesAt <= now) ?? newest,
     resolve: (kid) => byKid.get(kid),
     publicJwks: () => ({ keys: all.map((k) => ({ ...k.publicJwk })) }),
     all: () => all,
   };
 }
 
+function signingView(key: SigningKey): SigningKey {
+  return Object.freeze({ ...publicView(key), privateKey: key.privateKey });
+}
+
 function publicView(key: SigningKey): VerificationKey {
-  return Object.freeze({ kid: key.kid, alg: key.alg, createdAt: key.createdAt, publicKey: key.publicKey, publicJwk: key.publicJwk });
+  return Object.freeze({ kid: key.kid, alg: key.alg, createdAt: key.createdAt, activatesAt: key.activatesAt, publicKey: key.publicKey, publicJwk: key.publicJwk });
 }
 
 async function checkDir(dir: string): Promise<void> {
@@ -140,9 +220,9 @@ async function checkDir(dir: string): Promise<void> {
   }
 }
 
-async function loadKeys(dir: string, names: readonly string[]): Promise<SigningKey[]> {
-  const keys: SigningKey[] = [];
-  for (const name of names.filter((n) => n.endsWith('.json')).sort()) keys.push(await loadKey(join(dir, name)));
+async function loadKeys(dir: string, names: readonly string[]): Promise<LoadedKey[]> {
+  const keys: LoadedKey[] = [];
+  for (const name of names.filter((n) => n.endsWith('.json') && !n.startsWith('.')).sort()) keys.push(await loadKey(join(dir, name)));
   const seen = new Set<string>();
   for (const key of keys) {
     if (seen.has(key.kid)) throw new Error(`signing keys in ${dir}: kid ${key.kid} appears in two files; remove the duplicate`);
@@ -152,7 +232,7 @@ async function loadKeys(dir: string, names: readonly string[]): Promise<SigningK
   return keys;
 }
 
-async function loadKey(file: string): Promise<SigningKey> {
+async function loadKey(file: string): Promise<LoadedKey> {
   const fix = 'remove or restore it (a missing key is created at the next start)';
   let text: string;
   try {
@@ -203,9 +283,11 @@ async function loadKey(file: string): Promise<SigningKey> {
     throw new Error(`signing key ${file} cannot be used (${(error as Error).message}); ${fix}`, { cause: error });
   }
   return {
+    file,
     kid: body.kid,
     alg: body.alg,
     createdAt: body.createdAt,
+    activatesAt: body.activatesAt ?? body.createdAt,
     privateKey,
     publicKey,
     publicJwk: Object.freeze({ ...publicJwk, kid: body.kid, alg: body.alg, use: 'sig' }),
@@ -214,7 +296,8 @@ async function loadKey(file: string): Promise<SigningKey> {
 
 function asKeyFile(value: unknown): KeyFile | null {
   if (typeof value !== 'object' || value === null) return null;
-  const { kid, alg, createdAt, jwk } = value as Record<string, unknown>;
+  const { kid, alg, createdAt, activatesAt, jwk } = value as Record<string, unknown>;
+  if (activatesAt !== undefined && (typeof activatesAt !== 'number' || !Number.isFinite(activatesAt))) return null;
   if (alg !== 'EdDSA' && alg !== 'ES256') return null;
   if (typeof kid !== 'string' || kid === '' || typeof createdAt !== 'number' || !Number.isFinite(createdAt)) return null;
   if (typeof jwk !== 'object' || jwk === null) return null;
@@ -222,7 +305,7 @@ function asKeyFile(value: unknown): KeyFile | null {
   const curve = CURVES[alg];
   if (key.kty !== curve.kty || key.crv !== curve.crv || typeof key.d !== 'string' || typeof key.x !== 'string') return null;
   if (alg === 'ES256' && typeof key.y !== 'string') return null;
-  return { kid, alg, createdAt, jwk: key };
+  return activatesAt === undefined ? { kid, alg, createdAt, jwk: key } : { kid, alg, createdAt, activatesAt: activatesAt as number, jwk: key };
 }
 
 /** The public members of an OKP or EC JWK (RFC 7638 required members), nothing else. */

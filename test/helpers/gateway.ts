@@ -36,6 +36,22 @@ export interface GatewayFixture {
   /** Extra YAML lines for agentgate.yaml (e.g. a `limits:` block). */
   readonly limits?: { maxBodyBytes?: number | string; upstreamTimeout?: string };
   readonly clock?: Clock;
+  /**
+   * Make the issuer URL the gateway's own address (`http://127.0.0.1:PORT`), as a standard OAuth
+   * client discovering the broker expects. A free port is found first, then bound.
+   */
+  readonly selfIssuer?: boolean;
+  /** Trusted issuers for token exchange (agentgate.yaml `trust:`). */
+  readonly trust?: ReadonlyArray<{ issuer: string; jwksUri: string; audience?: string }>;
+}
+
+/** A port free right now on 127.0.0.1 (the gateway binds it a moment later). */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+  const port = (server.address() as AddressInfo).port;
+  await new Promise<void>((done) => server.close(() => done()));
+  return port;
 }
 
 export async function startGateway(t: Teardown, fixture: GatewayFixture = {}): Promise<StartedGateway> {
@@ -44,13 +60,16 @@ export async function startGateway(t: Teardown, fixture: GatewayFixture = {}): P
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { recursive: true });
   const limits = fixture.limits ?? {};
+  const listenPort = fixture.selfIssuer === true ? await freePort() : 0;
+  const issuerUrl = fixture.selfIssuer === true ? `http://127.0.0.1:${listenPort}` : 'http://agentgate.test';
+  const trust = (fixture.trust ?? []).map((t) => JSON.stringify(t.audience === undefined ? { issuer: t.issuer, jwksUri: t.jwksUri } : t));
   const yaml = [
-    'listen:   { host: 127.0.0.1, port: 0 }',
+    `listen:   { host: 127.0.0.1, port: ${listenPort} }`,
     'metrics:  { host: 127.0.0.1, port: 0 }',
     'admin:    { socket: ./run/agentgate.sock }',
     `policies: ${JSON.stringify(fixture.policies ?? SHIPPED_POLICIES)}`,
-    'issuer:   { url: "http://agentgate.test", keys: ./run/keys, alg: EdDSA, rotate: 24h }',
-    'trust:    []',
+    `issuer:   { url: ${JSON.stringify(issuerUrl)}, keys: ./run/keys, alg: EdDSA, rotate: 24h }`,
+    `trust:    [${trust.join(', ')}]`,
     'state:    { driver: memory, file: ./run/state.json }',
     'audit:    { file: ./run/audit.jsonl }',
     `limits:   { maxBodyBytes: ${JSON.stringify(limits.maxBodyBytes ?? 1048576)}, upstreamTimeout: ${limits.upstreamTimeout ?? '5s'} }`,

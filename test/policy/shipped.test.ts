@@ -47,21 +47,21 @@ t.test('shipped policies/ load cleanly and hold the demo fixture', async (t) => 
     grants: ['crm:contacts.read', 'content:assets.read'],
     backends: ['crm', 'content'],
     readOnly: true,
-    token: { ttlSeconds: 1800, session: 'single', idleTimeoutSeconds: null, maxUses: null, rotateSeconds: null },
+    token: { ttlSeconds: 1800, session: 'single', idleTimeoutSeconds: null, maxUses: null, rotateSeconds: null, maxDelegationDepth: 1 },
     breaker: null,
   });
   t.same(role('support'), {
     grants: ['tickets:tickets.read', 'tickets:tickets.reply', 'kb:articles.read'],
     backends: ['tickets', 'kb'],
     readOnly: false,
-    token: { ttlSeconds: 3600, session: 'multi', idleTimeoutSeconds: null, maxUses: null, rotateSeconds: 86_400 },
+    token: { ttlSeconds: 3600, session: 'multi', idleTimeoutSeconds: null, maxUses: null, rotateSeconds: 86_400, maxDelegationDepth: 1 },
     breaker: null,
   });
   t.same(role('data'), {
     grants: ['bi:reports.read', 'bi:query.aggregate'],
     backends: ['bi'],
     readOnly: false,
-    token: { ttlSeconds: 600, session: 'multi', idleTimeoutSeconds: null, maxUses: null, rotateSeconds: null },
+    token: { ttlSeconds: 600, session: 'multi', idleTimeoutSeconds: null, maxUses: null, rotateSeconds: null, maxDelegationDepth: 1 },
     breaker: null,
   });
   t.same(

@@ -121,7 +121,7 @@ const cases: readonly Case[] = [
       '{dir}/roles.yaml:4  roles.marketing.readonly: unknown key (allowed: description, grants, readOnly, token, breaker); did you mean "readOnly"?',
       '{dir}/roles.yaml:5  roles.marketing.mask: not supported by this version of AgentGate',
       '{dir}/roles.yaml:6  roles.marketing.colour: unknown key (allowed: description, grants, readOnly, token, breaker)',
-      '{dir}/roles.yaml:7  roles.marketing.token.sesion: unknown key (allowed: ttl, session, idleTimeout, maxUses, rotate); did you mean "session"?',
+      '{dir}/roles.yaml:7  roles.marketing.token.sesion: unknown key (allowed: ttl, session, idleTimeout, maxUses, rotate, maxDelegationDepth); did you mean "session"?',
       '{dir}/roles.yaml:10  roles.data.query: not supported by this version of AgentGate',
       '{dir}/roles.yaml:11  roles.data.network: not supported by this version of AgentGate',
       '{dir}/roles.yaml:12  roles.data.enforce: not supported by this version of AgentGate',
@@ -176,7 +176,7 @@ const cases: readonly Case[] = [
       '{dir}/roles.yaml:13  roles.b.grants[5]: unknown scope "crm:" (crm has: contacts.read, export)',
       '{dir}/roles.yaml:14  roles.b.token.ttl: must be at most 24h',
       '{dir}/roles.yaml:15  roles.c.grants: is required',
-      '{dir}/roles.yaml:16  roles.c.token: expected a map with keys ttl, session, idleTimeout, maxUses, rotate, got a list',
+      '{dir}/roles.yaml:16  roles.c.token: expected a map with keys ttl, session, idleTimeout, maxUses, rotate, maxDelegationDepth, got a list',
       '{dir}/roles.yaml:19  roles.d.breaker.violations: expected a whole number from 1 to 1000000, got 0',
       '{dir}/roles.yaml:19  roles.d.breaker.window: "5" has no unit (use e.g. 5s)',
       '{dir}/roles.yaml:19  roles.d.breaker.cooldown: "soon" is not a duration (a number and one of ms, s, m, h, d, e.g. 30s), or "manual"',
@@ -359,8 +359,8 @@ const cases: readonly Case[] = [
       'sub.yaml': { 'inner.yaml': ': : :' },
     },
     expect: [
-      '{dir}/a.yaml:1  role: unknown key (allowed: backends, roles, agents); did you mean "roles"?',
-      '{dir}/b.yaml:1  (top level): expected a map with keys backends, roles, agents',
+      '{dir}/a.yaml:1  role: unknown key (allowed: backends, roles, agents, users); did you mean "roles"?',
+      '{dir}/b.yaml:1  (top level): expected a map with keys backends, roles, agents, users',
       '{dir}/c.yaml:1  agents: expected a map of agents by name, got a list',
       '{dir}/d.yml:4  YAML syntax: Nested mappings are not allowed in compact mappings',
       '{dir}/g.yaml:6  backends.crm2.upstream: anchors and aliases are not supported (write the value out)',
@@ -522,13 +522,13 @@ t.test('a valid set compiles to the typed snapshot', async (t) => {
   t.equal(api?.routes.match('GET', ['things', '1']), null, 'a HEAD route does not answer GET');
 
   const worker = snapshot.roles.get('worker');
-  t.same(worker?.token, { ttlSeconds: 1800, session: 'single', idleTimeoutSeconds: 300, maxUses: 100, rotateSeconds: 604_800 });
+  t.same(worker?.token, { ttlSeconds: 1800, session: 'single', idleTimeoutSeconds: 300, maxUses: 100, rotateSeconds: 604_800, maxDelegationDepth: 1 });
   t.same(worker?.breaker, { violations: 3, windowMs: 300_000, cooldownMs: 900_000, maxCooldownMs: 86_400_000, revokeTokens: true });
   t.same([...(worker?.grants ?? [])], ['api:read', 'api:write']);
   t.same([...(worker?.backends ?? [])], ['api']);
   t.equal(worker?.description, 'Does the work');
   const watcher = snapshot.roles.get('watcher');
-  t.same(watcher?.token, { ttlSeconds: 900, session: 'multi', idleTimeoutSeconds: null, maxUses: null, rotateSeconds: null }, 'token defaults');
+  t.same(watcher?.token, { ttlSeconds: 900, session: 'multi', idleTimeoutSeconds: null, maxUses: null, rotateSeconds: null, maxDelegationDepth: 1 }, 'token defaults');
   t.same(watcher?.breaker, { violations: 2, windowMs: 60_000, cooldownMs: null, maxCooldownMs: 3_600_000, revokeTokens: false });
   t.equal(watcher?.readOnly, false);
 

@@ -1,0 +1,181 @@
+// The token broker on the agent port: /.well-known/* and /oauth/*, answered before the proxy path.
+// Every request gets an OAuth answer (RFC 6749 §5.2 errors for anything malformed or hostile) and
+// one audit line; only a bug becomes a 500, and even that is a JSON `server_error`.
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Clock } from '../context.js';
+import type { PolicySnapshot } from '../policy/types.js';
+import type { Store } from '../state/store.js';
+import type { KeyStore } from '../tokens/keys.js';
+import type { TrustedIssuers } from '../tokens/trusted.js';
+import type { TokenVerifier } from '../tokens/verify.js';
+import { createClientAuthenticator, type AuthenticatedClient, type ClientAuthenticator } from './client-auth.js';
+import { tokenExchange } from './exchange.js';
+import { readForm, sendJson, sendOAuthError, type FormParams } from './form.js';
+import { introspect } from './introspect.js';
+import { BrokerError } from './issue.js';
+import { authorizationServerMetadata, endpointUrl, PATHS, TOKEN_EXCHANGE } from './metadata.js';
+import { revoke } from './revoke.js';
+import { clientCredentials, type BrokerNote } from './token.js';
+
+export interface BrokerDeps {
+  readonly issuer: string;
+  readonly keys: KeyStore;
+  readonly store: Store;
+  readonly clock: Clock;
+  readonly verifier: TokenVerifier;
+  readonly trusted: TrustedIssuers;
+  policy(): PolicySnapshot;
+  onIssued(role: string, grantType: string): void;
+  onRevoked(): void;
+  /** One audit record per broker request (kind broker); `reason` is the OAuth error or `none`. */
+  audit(record: BrokerNote & { requestId: string; decision: 'allow' | 'deny'; reason: string }): void;
+  onError(error: unknown): void;
+  /** Client authentication failures allowed per client and minute (default 10). */
+  readonly maxAuthFailures?: number;
+}
+
+export interface Broker {
+  /** Whether `url` (a request-target) belongs to the broker. Cheap: called for every request. */
+  owns(url: string): boolean;
+  handle(req: IncomingMessage, res: ServerResponse): void;
+}
+
+type Endpoint = 'token' | 'introspect' | 'revoke';
+const POST_ENDPOINTS: ReadonlyMap<string, Endpoint> = new Map([
+  [PATHS.token, 'token'],
+  [PATHS.introspect, 'introspect'],
+  [PATHS.revoke, 'revoke'],
+]);
+
+export function createBroker(deps: BrokerDeps): Broker {
+  const { issuer, clock } = deps;
+  const clients: ClientAuthenticator = createClientAuthenticator({
+    store: deps.store,
+    clock,
+    issuer,
+    ...(deps.maxAuthFailures === undefined ? {} : { maxFailures: deps.maxAuthFailures }),
+  });
+
+  async function post(endpoint: Endpoint, req: IncomingMessage, res: ServerResponse, note: BrokerNote): Promise<void> {
+    const policy = deps.policy();
+    const params: FormParams = await readForm(req);
+    const grantType = endpoint === 'token' ? params.get('grant_type') : undefined;
+    if (endpoint === 'token') {
+      note.grantType = grantType ?? null;
+      if (grantType === undefined) throw new BrokerError('invalid_request', 'grant_type is required', { reasonDetail: 'grant_type_missing' });
+      if (grantType !== 'client_credentials' && grantType !== TOKEN_EXCHANGE) {
+        throw new BrokerError('unsupported_grant_type', `grant_type must be client_credentials or ${TOKEN_EXCHANGE}`, { reasonDetail: 'grant_type' });
+      }
+    }
+    const client: AuthenticatedClient | null = await clients.authenticate(req.rawHeaders, params, endpointUrl(issuer, pathOf(req.url ?? '')), policy);
+    if (client !== null) {
+      note.agent = client.agent.id;
+      note.role = client.agent.role;
+      note.clientAuth = client.method;
+    }
+    // Token exchange may name its agent by actor_token alone; everything else needs the client.
+    const exchangeByActor = grantType === TOKEN_EXCHANGE && params.has('actor_token');
+    if (client === null && !exchangeByActor) {
+      throw new BrokerError('invalid_client', 'authenticate the client: HTTP Basic (client_secret_basic) or a client assertion (private_key_jwt)', { reasonDetail: 'no_client_auth' });
+    }
+    if (endpoint === 'token') {
+      const body = grantType === TOKEN_EXCHANGE ? await tokenExchange(params, client, deps, note, policy) : await clientCredentials(params, client as AuthenticatedClient, deps, note, policy);
+      sendJson(res, 200, body);
+      return;
+    }
+    if (client === null) throw new BrokerError('invalid_client', 'client authentication failed', { reasonDetail: 'no_client_auth' });
+    if (endpoint === 'introspect') {
+      sendJson(res, 200, await introspect(params, client, deps, note, policy));
+      return;
+    }
+    await revoke(params, client, deps, note, policy);
+    sendJson(res, 200, {});
+  }
+
+  function get(path: string, res: ServerResponse): boolean {
+    if (path === PATHS.metadata) {
+      sendJson(res, 200, authorizationServerMetadata(issuer, deps.policy()), { 'cache-control': 'public, max-age=300' });
+      return true;
+    }
+    if (path === PATHS.jwks) {
+      // Short cache: a rotated key must reach verifiers before tokens signed with it do.
+      res.writeHead(200, { 'content-type': 'application/jwk-set+json', 'cache-control': 'public, max-age=60' });
+      res.end(JSON.stringify(deps.keys.publicJwks()));
+      return true;
+    }
+    return false;
+  }
+
+  return {
+    owns(url) {
+      return url.startsWith('/oauth/') || url.startsWith('/.well-known/');
+    },
+    handle(req, res) {
+      const requestId = randomUUID();
+      res.setHeader('x-request-id', requestId);
+      const started = process.hrtime.bigint();
+      const path = pathOf(req.url ?? '');
+      const endpoint = POST_ENDPOINTS.get(path);
+      const note: BrokerNote = { endpoint: endpoint ?? path.slice(0, 64) };
+      const method = req.method ?? '';
+
+      const finish = (error: BrokerError | null): void => {
+        if (endpoint === undefined) return;
+        deps.audit({
+          ...note,
+          requestId,
+          decision: error === null ? 'allow' : 'deny',
+          reason: error === null ? 'none' : error.error,
+          ...(error === null ? {} : { reasonDetail: error.reasonDetail, status: error.status }),
+          durationMs: Number(process.hrtime.bigint() - started) / 1e6,
+        });
+      };
+      const refuse = (error: BrokerError, headers: Record<string, string> = {}): void => {
+        if (!res.headersSent) sendOAuthError(res, error, headers);
+        finish(error);
+      };
+
+      if (endpoint === undefined) {
+        if ((method === 'GET' || method === 'HEAD') && req.url === path && get(path, res)) return;
+        if (method !== 'GET' && method !== 'HEAD' && (path === PATHS.metadata || path === PATHS.jwks)) {
+          sendJson(res, 405, { error: 'invalid_request', error_description: 'use GET' }, { allow: 'GET, HEAD' });
+          return;
+        }
+        sendJson(res, 404, { error: 'invalid_request', error_description: 'no such endpoint' });
+        return;
+      }
+      if (method !== 'POST') {
+        req.resume();
+        refuse(new BrokerError('invalid_request', 'use POST', { status: 405, reasonDetail: 'method' }), { allow: 'POST' });
+        return;
+      }
+      // Parameters belong in the body (RFC 6749 §3.2); a query string would land in logs.
+      if (req.url !== path) {
+        req.resume();
+        refuse(new BrokerError('invalid_request', 'send parameters in the form body, not in the URL', { reasonDetail: 'query_string' }));
+        return;
+      }
+      post(endpoint, req, res, note).then(
+        () => finish(null),
+        (error: unknown) => {
+          if (error instanceof BrokerError) {
+            if (error.status === 413) res.once('finish', () => req.socket.destroySoon());
+            else req.resume();
+            refuse(error);
+            return;
+          }
+          deps.onError(error);
+          req.resume();
+          if (!res.headersSent) sendJson(res, 500, { error: 'server_error', error_description: 'the broker failed; see the gateway log' });
+          deps.audit({ ...note, requestId, decision: 'deny', reason: 'server_error', durationMs: Number(process.hrtime.bigint() - started) / 1e6 });
+        },
+      );
+    },
+  };
+}
+
+function pathOf(url: string): string {
+  const q = url.indexOf('?');
+  return q === -1 ? url : url.slice(0, q);
+}

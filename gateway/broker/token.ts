@@ -1,0 +1,60 @@
+// POST /oauth/token, grant client_credentials (RFC 6749 §4.4) and the issuance shared with token
+// exchange: scopes narrowed to what was asked (a subset of the role's grants), aud = the backends
+// they touch, TTL = min(asked, role's), a session opened where the role's token policy needs one.
+import type { Clock } from '../context.js';
+import type { PolicySnapshot } from '../policy/types.js';
+import type { Store } from '../state/store.js';
+import type { KeyStore } from '../tokens/keys.js';
+import type { AuthenticatedClient } from './client-auth.js';
+import type { FormParams } from './form.js';
+import { BrokerError, issueAgentToken, planAgentToken, type TokenPlan } from './issue.js';
+
+export interface IssueDeps {
+  readonly issuer: string;
+  readonly keys: KeyStore;
+  readonly store: Store;
+  readonly clock: Clock;
+  onIssued(role: string, grantType: string): void;
+}
+
+/** Fields of the broker's audit line, filled in as the request goes. */
+export type BrokerNote = Record<string, unknown>;
+
+/** RFC 6749 §3.3 scope-token characters. */
+const SCOPE_TOKEN = /^[\x21\x23-\x5b\x5d-\x7e]+$/;
+const MAX_SCOPES = 64;
+
+/** The `scope` parameter as a list, or undefined when absent. */
+export function parseScope(value: string | undefined): string[] | undefined {
+  if (value === undefined) return undefined;
+  const scopes = value.split(' ').filter((s) => s !== '');
+  if (scopes.length > MAX_SCOPES || scopes.some((s) => !SCOPE_TOKEN.test(s) || s.length > 128)) {
+    throw new BrokerError('invalid_scope', 'scope must be space-separated scope names such as crm:contacts.read', { reasonDetail: 'scope_syntax' });
+  }
+  return scopes.length === 0 ? undefined : scopes;
+}
+
+/** Mint the token of `plan`, open its session when the role needs one, and shape the answer. */
+export async function issue(plan: TokenPlan, grantType: string, deps: IssueDeps, note: BrokerNote, policy: PolicySnapshot): Promise<Record<string, unknown>> {
+  const minted = await issueAgentToken(deps.keys, deps.issuer, plan, deps.clock);
+  const tokenPolicy = policy.roles.get(plan.role)?.token;
+  if (tokenPolicy !== undefined && (tokenPolicy.session === 'single' || tokenPolicy.idleTimeoutSeconds !== null)) {
+    // Before the token is handed out: with session single this ends the agent's older session.
+    await deps.store.openSession(minted.sid, plan.agent, minted.expiresAt, tokenPolicy.session === 'single');
+  }
+  deps.onIssued(plan.role, grantType);
+  Object.assign(note, { jti: minted.jti, sid: minted.sid, scope: plan.scopes.join(' '), aud: plan.audience, expiresAt: minted.expiresAt });
+  return {
+    access_token: minted.token,
+    token_type: 'Bearer',
+    expires_in: minted.expiresAt - minted.issuedAt,
+    scope: plan.scopes.join(' '),
+  };
+}
+
+export async function clientCredentials(params: FormParams, client: AuthenticatedClient, deps: IssueDeps, note: BrokerNote, policy: PolicySnapshot): Promise<Record<string, unknown>> {
+  const scopes = parseScope(params.get('scope'));
+  const plan = planAgentToken(policy, client.agent.id, scopes === undefined ? {} : { scopes });
+  note.role = plan.role;
+  return issue(plan, 'client_credentials', deps, note, policy);
+}
