@@ -4,7 +4,7 @@
 import type { Clock } from '../context.js';
 import type { Agent, PolicySnapshot } from '../policy/types.js';
 import type { Store } from '../state/store.js';
-import { AssertionError, assertionSubject, verifyClientAssertion } from '../tokens/assertion.js';
+import { AssertionError, assertionSubject, verifyClientAssertion, type VerifiedAssertion } from '../tokens/assertion.js';
 import { hashSecret, secretMatches } from './credentials.js';
 import type { FormParams } from './form.js';
 import { BrokerError } from './issue.js';
@@ -129,15 +129,17 @@ export function createClientAuthenticator(options: ClientAuthOptions): ClientAut
     if (agent !== undefined) checkLimit(agent.id);
     const jwks = (agent?.credentials ?? []).flatMap((c) => (c.type === 'private_key_jwt' ? [c.jwk] : []));
     if (agent === undefined || jwks.length === 0) fail(agent, claimed === null ? 'assertion_malformed' : agent === undefined ? 'client_unknown' : 'no_key_pinned');
-    let verified: { jti: string; exp: number };
+    let verified: VerifiedAssertion;
     try {
       verified = await verifyClientAssertion(jwt, { clientId: agent.id, jwks, audiences: [issuer, endpointUrl], clock });
     } catch (error) {
       if (error instanceof AssertionError) fail(agent, `assertion_${error.code}`);
       throw error;
     }
-    // RFC 7523 §3 item 7: a jti is accepted once, until the assertion expires.
-    if (!store.useOnce(`assertion:${agent.id}:${verified.jti}`, verified.exp)) fail(agent, 'assertion_replayed');
+    // RFC 7523 §3 item 7: a jti is accepted once, until the assertion expires. An assertion that
+    // may predate what the store remembers (a restart of the memory driver) could be a replay.
+    if (verified.madeNoEarlierThan * 1000 < store.replayHorizon) fail(agent, 'assertion_predates_restart');
+    if (!(await store.useOnce(`assertion:${agent.id}:${verified.jti}`, verified.exp))) fail(agent, 'assertion_replayed');
     return { agent, method: 'private_key_jwt' };
   }
 

@@ -23,8 +23,8 @@ const DEFAULT_SINGLE_IDLE_SECONDS = 900;
 export function createAuthenticate(options: AuthenticateOptions): Stage {
   const { verifier, store } = options;
 
-  /** Everything after verification; synchronous so a cache hit never waits. */
-  function establish(ctx: RequestContext, claims: VerifiedClaims): void {
+  /** Everything after verification; synchronous (a cache hit never waits) unless a use must be counted. */
+  function establish(ctx: RequestContext, claims: VerifiedClaims): void | Promise<void> {
     let revoked: boolean;
     try {
       if (!store.isHealthy()) throw new Error(`store ${store.driver} unhealthy`);
@@ -51,14 +51,13 @@ export function createAuthenticate(options: AuthenticateOptions): Stage {
     // Role token policy, from the policy in force: session (single, idle timeout), then usage
     // limit last, so a call refused for another reason never spends a use.
     const tokenPolicy = ctx.policy.roles.get(agent.role)?.token;
+    let spend: Promise<boolean> | null = null;
     if (tokenPolicy !== undefined) {
       const idleSeconds = tokenPolicy.idleTimeoutSeconds ?? (tokenPolicy.session === 'single' ? DEFAULT_SINGLE_IDLE_SECONDS : null);
       const tracked = tokenPolicy.session === 'single' || idleSeconds !== null;
       const session = store.checkSession(claims.sid, agent.id, claims.exp, idleSeconds === null ? null : idleSeconds * 1000, tracked);
       if (session !== 'live') throw new GatewayError('token_invalid', INVALID, { reasonDetail: session === 'idle' ? 'session_idle' : 'session_ended' });
-      if (tokenPolicy.maxUses !== null && !store.consumeUse(claims.jti, tokenPolicy.maxUses, claims.exp)) {
-        throw new GatewayError('token_invalid', INVALID, { reasonDetail: 'spent' });
-      }
+      if (tokenPolicy.maxUses !== null) spend = store.consumeUse(claims.jti, tokenPolicy.maxUses, claims.exp);
     }
     const principal: Principal = {
       agent: agent.id,
@@ -73,7 +72,22 @@ export function createAuthenticate(options: AuthenticateOptions): Stage {
       issuedAt: claims.iat,
       expiresAt: claims.exp,
     };
-    ctx.principal = principal;
+    if (spend === null) {
+      ctx.principal = principal;
+      return;
+    }
+    return spend.then(
+      (ok) => {
+        if (!ok) throw new GatewayError('token_invalid', INVALID, { reasonDetail: 'spent' });
+        ctx.principal = principal;
+      },
+      (error: unknown) => {
+        throw new GatewayError('state_unavailable', 'the gateway cannot count this token\'s uses right now; retry shortly', {
+          reasonDetail: `use count failed: ${(error as Error).message}`,
+          cause: error,
+        });
+      },
+    );
   }
 
   return {
@@ -88,10 +102,7 @@ export function createAuthenticate(options: AuthenticateOptions): Stage {
       }
       const token = bearerToken(ctx.request.rawHeaders);
       const hit = verifier.cached(token);
-      if (hit !== undefined) {
-        establish(ctx, hit);
-        return;
-      }
+      if (hit !== undefined) return establish(ctx, hit);
       return verifier.verify(token).then(
         (claims) => establish(ctx, claims),
         (error: unknown) => {

@@ -38,6 +38,8 @@ interface StateFile {
   readonly clientSecrets?: ClientSecretRecord[];
   /** sid -> exp (seconds) of sessions ended by revocation. */
   readonly endedSessions?: Record<string, number>;
+  /** jti -> uses counted so far and the token's exp (seconds), for tokens with maxUses. */
+  readonly uses?: Record<string, { count: number; expiresAt: number }>;
 }
 
 interface Session {
@@ -96,6 +98,7 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
       for (const [agent, record] of Object.entries(loaded.breakers)) breakers.set(agent, record);
       for (const record of loaded.clientSecrets ?? []) secrets.set(record.id, record);
       for (const [sid, exp] of Object.entries(loaded.endedSessions ?? {})) if (exp > nowSeconds) endedSessions.set(sid, exp);
+      for (const [jti, entry] of Object.entries(loaded.uses ?? {})) if (entry.expiresAt > nowSeconds) uses.set(jti, { count: entry.count, expiresAt: entry.expiresAt });
     }
   }
 
@@ -125,6 +128,8 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
     for (const [agent, record] of breakers) if (record.tripped) tripped[agent] = record;
     const ended: Record<string, number> = {};
     for (const [sid, exp] of endedSessions) if (exp > nowSeconds) ended[sid] = exp;
+    const counted: Record<string, { count: number; expiresAt: number }> = {};
+    for (const [jti, entry] of uses) if (entry.expiresAt > nowSeconds) counted[jti] = entry;
     const state: StateFile = {
       version: 1,
       savedAt: new Date(clock.now()).toISOString(),
@@ -134,12 +139,18 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
       breakers: tripped,
       clientSecrets: [...secrets.values()],
       endedSessions: ended,
+      uses: counted,
     };
     return `${JSON.stringify(state)}\n`;
   }
 
+  // Used assertion jtis live in memory only (an fsync per token request would cost more than the
+  // whole issuance); assertions that could predate this moment are refused instead.
+  const replayHorizon = clock.now();
+
   return {
     driver: 'memory',
+    replayHorizon,
     isHealthy: () => true,
     isRevoked(jti, agent, issuedAt) {
       if (agent !== undefined && issuedAt !== undefined) {
@@ -200,16 +211,17 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
       if (removed > 0) await persist();
       return removed;
     },
-    useOnce(key, expiresAt) {
+    async useOnce(key, expiresAt) {
       const until = usedOnce.get(key);
       if (until !== undefined && until * 1000 > clock.now()) return false;
       usedOnce.set(key, expiresAt);
       sweep();
       return true;
     },
-    consumeUse(jti, maxUses, expiresAt) {
-      // One synchronous step: no await between the check and the increment, so concurrent
-      // calls on this event loop can never both take the last use.
+    async consumeUse(jti, maxUses, expiresAt) {
+      // The check and the increment are one synchronous step, so concurrent calls on this event
+      // loop can never both take the last use; the count is on disk before the call goes on
+      // (concurrent uses share one write).
       let entry = uses.get(jti);
       if (entry === undefined) {
         entry = { count: 0, expiresAt };
@@ -218,6 +230,7 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
       }
       if (entry.count >= maxUses) return false;
       entry.count++;
+      await persist();
       return true;
     },
     usesOf: (jti) => uses.get(jti)?.count ?? 0,

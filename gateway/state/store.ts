@@ -80,15 +80,22 @@ export interface Store {
 
   /**
    * Record a client assertion's `jti` (namespaced by the caller) as used until `expiresAt`
-   * (seconds). Returns false when it was already used: a replay. Check-and-set is atomic.
+   * (seconds). Resolves false when it was already used: a replay. Check-and-set is atomic.
    */
-  useOnce(key: string, expiresAt: number): boolean;
+  useOnce(key: string, expiresAt: number): Promise<boolean>;
+  /**
+   * ms since the epoch: single-use records made before this moment may be unknown to the store
+   * (the memory driver keeps them in memory only, so this is when it opened; Redis keeps them, 0).
+   * Callers refuse anything that could have been used before it rather than risk a replay.
+   */
+  readonly replayHorizon: number;
 
   /**
-   * Count one use of token `jti` against `maxUses`; false when the token is spent. Exact under
-   * concurrency: the check and the increment are one step.
+   * Count one use of token `jti` against `maxUses`; resolves false when the token is spent. Exact
+   * under concurrency (the check and the increment are one step) and durable before it resolves,
+   * so a restart never hands out a use twice.
    */
-  consumeUse(jti: string, maxUses: number, expiresAt: number): boolean;
+  consumeUse(jti: string, maxUses: number, expiresAt: number): Promise<boolean>;
   /** Uses counted so far for `jti` (introspection; does not count one). */
   usesOf(jti: string): number;
 

@@ -22,6 +22,11 @@ export interface VerifiedAssertion {
   readonly jti: string;
   /** Seconds since the epoch. */
   readonly exp: number;
+  /**
+   * The earliest the assertion can have been made (seconds): its `iat`, or `exp` minus the longest
+   * lifetime we accept when it has none.
+   */
+  readonly madeNoEarlierThan: number;
 }
 
 export interface AssertionOptions {
@@ -104,7 +109,7 @@ export async function verifyClientAssertion(assertion: string, options: Assertio
   const from = typeof iat === 'number' ? iat : nowSeconds;
   if (typeof iat === 'number' && iat > nowSeconds + skew) throw new AssertionError('not_yet_valid');
   if (exp - from > maxLifetime || exp - nowSeconds > maxLifetime + skew) throw new AssertionError('lifetime');
-  return { jti, exp };
+  return { jti, exp, madeNoEarlierThan: typeof iat === 'number' ? iat : exp - maxLifetime };
 }
 
 function importOnce(jwk: Readonly<Record<string, unknown>>, alg: string): Promise<CryptoKey> {
