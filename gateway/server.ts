@@ -339,6 +339,11 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
     reload,
     abortAgent,
     async start() {
+      // No request before the store's replay horizon (at most a second away): a client assertion
+      // made from now on is then never mistaken for one that may predate a restart.
+      for (let i = 0; i < 20 && clock.now() < store.replayHorizon; i++) {
+        await new Promise((resolve) => setTimeout(resolve, Math.min(100, store.replayHorizon - clock.now() + 1)));
+      }
       if (options.admin !== false) adminSocket = await openAdminSocket(settings.admin.socket, adminHandler.handle, log);
       const agent = await listen(agentServer, settings.listen.host, settings.listen.port);
       const metricsAddress = await listen(metricsServer, settings.metrics.host, settings.metrics.port);

@@ -145,8 +145,10 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
   }
 
   // Used assertion jtis live in memory only (an fsync per token request would cost more than the
-  // whole issuance); assertions that could predate this moment are refused instead.
-  const replayHorizon = clock.now();
+  // whole issuance); assertions that could predate this moment are refused instead. `iat` has a
+  // one-second granularity, so the horizon is the next whole second; the server opens its
+  // listeners only once it has passed, so a fresh assertion is never mistaken for an old one.
+  const replayHorizon = Math.ceil(clock.now() / 1000) * 1000;
 
   return {
     driver: 'memory',
