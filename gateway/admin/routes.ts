@@ -5,7 +5,7 @@ import type { Clock } from '../context.js';
 import { ConfigError } from '../errors.js';
 import type { PolicySnapshot } from '../policy/types.js';
 import { viewBreaker } from '../state/breaker.js';
-import type { KillRecord, Store } from '../state/store.js';
+import type { ApprovalRecord, KillRecord, Store } from '../state/store.js';
 import type { AuditLog } from '../telemetry/audit-log.js';
 
 export interface AdminDeps {
@@ -36,6 +36,7 @@ export class AdminError extends Error {
 
 const MAX_BODY = 64 * 1024;
 const AGENT_PATH = /^\/agents\/([^/]+)(\/kill|\/revive)?$/;
+const APPROVAL_PATH = /^\/approvals\/([^/]+)(\/approve|\/deny)?$/;
 
 export function createAdminHandler(deps: AdminDeps) {
   const { store, clock } = deps;
@@ -125,6 +126,32 @@ export function createAdminHandler(deps: AdminDeps) {
       if (m[2] === '/kill') return [200, await kill(id, reasonOf(body), operator(body))];
       return [200, await revive(id, operator(body))];
     }
+    if (path === '/approvals') {
+      allow(method, 'GET');
+      return [200, { approvals: [...store.approvals()].sort((a, b) => a.createdAt - b.createdAt).map(approvalView) }];
+    }
+    const a = APPROVAL_PATH.exec(path);
+    if (a !== null) {
+      const id = decodeURIComponent(a[1] ?? '');
+      const record = store.approval(id);
+      if (record === undefined) throw new AdminError(404, 'approval_unknown', `no approval "${id}"`);
+      if (a[2] === undefined) {
+        allow(method, 'GET');
+        return [200, approvalView(record)];
+      }
+      allow(method, 'POST');
+      const decision = a[2] === '/approve' ? 'approved' : 'denied';
+      const reason = decision === 'denied' ? reasonOf(body) : typeof body.reason === 'string' && body.reason.trim() !== '' ? reasonOf(body) : null;
+      const by = operator(body);
+      const decided = await store.decideApproval(id, decision, by, reason);
+      if (decided === null) {
+        const current = store.approval(id) ?? record;
+        const state = current.status !== 'pending' ? `already ${current.status}` : 'expired';
+        throw new AdminError(409, 'approval_not_pending', `approval ${id} is ${state}; only a pending, unexpired approval can be decided`);
+      }
+      audit(decision === 'approved' ? 'approve' : 'deny', decided.agent, { approvalId: id, decision, by, reason, method: decided.method, path: decided.path, digest: decided.digest });
+      return [200, approvalView(decided)];
+    }
     if (path === '/kill') {
       allow(method, 'POST');
       const reason = reasonOf(body);
@@ -191,6 +218,27 @@ export function createAdminHandler(deps: AdminDeps) {
       send(res, 500, 'application/problem+json', { type: 'urn:agentgate:problem:internal', title: 'internal', status: 500, detail: 'the admin call failed; see the gateway log' });
       throw error;
     }
+  };
+}
+
+function approvalView(r: ApprovalRecord) {
+  return {
+    id: r.id,
+    status: r.status,
+    agent: r.agent,
+    role: r.role,
+    backend: r.backend,
+    method: r.method,
+    path: r.path,
+    route: r.route,
+    bodySha256: r.bodySha256,
+    digest: r.digest,
+    createdAt: new Date(r.createdAt).toISOString(),
+    expiresAt: new Date(r.expiresAt).toISOString(),
+    decidedBy: r.decidedBy,
+    decidedAt: r.decidedAt === null ? null : new Date(r.decidedAt).toISOString(),
+    reason: r.reason,
+    usedAt: r.usedAt === null ? null : new Date(r.usedAt).toISOString(),
   };
 }
 

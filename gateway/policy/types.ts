@@ -182,5 +182,8 @@ export interface PolicySnapshot {
   readonly agents: ReadonlyMap<string, Agent>;
 }
 
+/** How long an approval waits and stays usable when a policy names no `ttl`. */
+export const DEFAULT_APPROVAL_TTL_MS = 15 * 60_000;
+
 /** Methods that do not change state; a `readOnly` role may use only these. */
 export const SAFE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS']);

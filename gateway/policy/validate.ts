@@ -25,6 +25,7 @@ import type {
   SqlDialect,
   TokenPolicy,
 } from './types.js';
+import { DEFAULT_APPROVAL_TTL_MS } from './types.js';
 import { describe, parseDuration, parseSize, unknownKeyMessage, type Parsed } from './units.js';
 
 /** Collects problems and checks the shape of raw nodes. Shared by policy and config validation. */
@@ -185,8 +186,6 @@ const AGENT_ID = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 const RESERVED_BACKENDS = new Set(['oauth']);
 const ROLE_KEYS = ['description', 'grants', 'readOnly', 'token', 'breaker', 'mask', 'query', 'network', 'enforce', 'approval'];
 const SQL_DIALECTS: readonly SqlDialect[] = ['sqlite', 'postgresql', 'mysql', 'mariadb', 'bigquery', 'transactsql'];
-/** How long an approval request waits for an operator, and how long a granted approval stays usable. */
-const DEFAULT_APPROVAL_TTL_MS = 15 * 60_000;
 const MAX_APPROVAL_TTL_MS = 7 * 86_400_000;
 /** Names in `query.tables`: plain SQL identifiers. */
 const TABLE_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;

@@ -2,11 +2,12 @@
 // Kill switches, revocations and tripped breakers are written (temp file, fsync, rename, fsync of
 // the folder) before the call that changed them resolves, and loaded at start. A corrupt file
 // stops the start: a kill is never silently forgotten.
+import { createHash } from 'node:crypto';
 import { mkdir, open, readFile, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Clock } from '../context.js';
 import { addViolation, type BreakerRecord } from './breaker.js';
-import type { Activity, KillRecord, Store } from './store.js';
+import type { Activity, ApprovalRecord, ApprovalUse, KillRecord, Store } from './store.js';
 
 export interface MemoryStoreOptions {
   readonly clock: Clock;
@@ -34,9 +35,20 @@ interface StateFile {
   /** agent -> tokens issued at or before this second are revoked. */
   readonly agentRevocations: Record<string, number>;
   readonly breakers: Record<string, BreakerRecord>;
+  /** Absent in files written before approvals existed. */
+  readonly approvals?: ApprovalRecord[];
 }
 
 const MAX_TRACKED_TOKENS = 1000;
+/** Decided and expired approvals stay listed this long, then are forgotten. */
+const APPROVAL_RETENTION_MS = 86_400_000;
+/** Pending approvals kept at most; beyond it new requests are refused (fail closed). */
+const MAX_PENDING_APPROVALS = 10_000;
+
+/** The digest an approval is bound to: its request and its expiry. */
+export function approvalDigest(requestKey: string, expiresAt: number): string {
+  return createHash('sha256').update(`${requestKey}\n${expiresAt}`).digest('hex');
+}
 
 export async function openMemoryStore(options: MemoryStoreOptions): Promise<Store> {
   const { clock, file } = options;
@@ -45,6 +57,7 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
   const kills = new Map<string, KillRecord>();
   const breakers = new Map<string, BreakerRecord>();
   const activity = new Map<string, { lastSeen: number; tokens: Map<string, number> }>();
+  const approvals = new Map<string, ApprovalRecord>();
 
   if (file !== null) {
     const loaded = await readStateFile(file);
@@ -54,6 +67,7 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
       for (const [jti, exp] of Object.entries(loaded.revocations)) if (exp > nowSeconds) revoked.set(jti, exp);
       for (const [agent, at] of Object.entries(loaded.agentRevocations)) agentRevoked.set(agent, at);
       for (const [agent, record] of Object.entries(loaded.breakers)) breakers.set(agent, record);
+      for (const record of loaded.approvals ?? []) approvals.set(record.id, record);
     }
   }
 
@@ -88,6 +102,7 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
       revocations,
       agentRevocations: Object.fromEntries(agentRevoked),
       breakers: tripped,
+      approvals: [...approvals.values()],
     };
     return `${JSON.stringify(state)}\n`;
   }
@@ -135,6 +150,47 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
       if (result.tripped) await persist();
       return result;
     },
+    approval: (id) => approvals.get(id),
+    approvals() {
+      pruneApprovals(approvals, clock.now());
+      return [...approvals.values()];
+    },
+    async requestApproval(record) {
+      const now = clock.now();
+      pruneApprovals(approvals, now);
+      for (const existing of approvals.values()) {
+        if (existing.requestKey === record.requestKey && existing.status === 'pending' && existing.expiresAt > now) return existing;
+      }
+      let pending = 0;
+      for (const existing of approvals.values()) if (existing.status === 'pending') pending++;
+      if (pending >= MAX_PENDING_APPROVALS) throw new Error(`more than ${MAX_PENDING_APPROVALS} approvals are pending`);
+      approvals.set(record.id, record);
+      await persist();
+      return record;
+    },
+    async decideApproval(id, decision, by, reason) {
+      const record = approvals.get(id);
+      const now = clock.now();
+      if (record === undefined || record.status !== 'pending' || record.expiresAt <= now) return null;
+      const decided: ApprovalRecord = { ...record, status: decision, decidedBy: by, decidedAt: now, reason };
+      approvals.set(id, decided);
+      await persist();
+      return decided;
+    },
+    async consumeApproval(id, requestKey): Promise<ApprovalUse> {
+      const record = approvals.get(id);
+      const now = clock.now();
+      if (record === undefined) return 'unknown';
+      if (record.status === 'used') return 'used';
+      if (record.status === 'denied') return 'denied';
+      if (record.expiresAt <= now) return 'expired';
+      if (record.status === 'pending') return 'pending';
+      if (record.requestKey !== requestKey || record.digest !== approvalDigest(requestKey, record.expiresAt)) return 'mismatch';
+      // Marked used (synchronously, so a concurrent repeat sees it) and durable before the call goes on.
+      approvals.set(id, { ...record, status: 'used', usedAt: now });
+      await persist();
+      return 'ok';
+    },
     touch(agent, jti, expiresAt) {
       let entry = activity.get(agent);
       if (entry === undefined) {
@@ -161,6 +217,10 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
       while (writing !== null) await writing;
     },
   };
+}
+
+function pruneApprovals(approvals: Map<string, ApprovalRecord>, now: number): void {
+  for (const [id, record] of approvals) if (record.expiresAt + APPROVAL_RETENTION_MS <= now) approvals.delete(id);
 }
 
 function prune(tokens: Map<string, number>, nowSeconds: number): void {
@@ -190,7 +250,8 @@ async function readStateFile(file: string): Promise<StateFile | null> {
     typeof state.revocations !== 'object' ||
     typeof state.agentRevocations !== 'object' ||
     typeof state.breakers !== 'object' ||
-    state.kills.some((k) => typeof k?.agent !== 'string' || typeof k.reason !== 'string' || typeof k.at !== 'number')
+    state.kills.some((k) => typeof k?.agent !== 'string' || typeof k.reason !== 'string' || typeof k.at !== 'number') ||
+    (state.approvals !== undefined && (!Array.isArray(state.approvals) || state.approvals.some((a) => typeof a?.id !== 'string' || typeof a.requestKey !== 'string' || typeof a.expiresAt !== 'number')))
   ) {
     throw new StateFileError(file, 'not an AgentGate state file (version 1)');
   }
