@@ -9,7 +9,7 @@ import { isIP } from 'node:net';
 import type { Readable } from 'node:stream';
 import type { Clock, Principal, RequestContext, ShadowRefusal, Stage, Target } from '../context.js';
 import { GatewayError } from '../errors.js';
-import { DEFAULT_APPROVAL_TTL_MS, SAFE_METHODS, type Agent, type ApprovalPolicy, type NetworkSet, type Role, type Route } from '../policy/types.js';
+import { DEFAULT_APPROVAL_TTL_MS, SAFE_METHODS, type Agent, type ApprovalPolicy, type MaskPlan, type NetworkSet, type Role, type Route } from '../policy/types.js';
 import type { ApprovalUse, Store } from '../state/store.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { checkSql } from './aggregate-sql.js';
@@ -59,18 +59,12 @@ export function createAuthorize(options: AuthorizeOptions): Stage {
       const role = ctx.policy.roles.get(principal.role);
       if (role === undefined) throw new Error(`principal role ${principal.role} missing from pinned policy`);
       const agent = ctx.policy.agents.get(principal.agent);
-      const caller: Principal = principal;
       // Shadow refusals are collected only for roles in shadow mode; others throw at once.
-      const shadow: ShadowRefusal[] = [];
-      const constraint = (error: GatewayError): void => {
-        if (role.enforce) throw error;
-        shadow.push({ reason: error.reason, detail: error.reasonDetail });
-        metrics?.shadowRefusal(principal.agent, error.reason);
-      };
+      const refusals: Refusals = { shadow: role.enforce ? null : [], agent: principal.agent, metrics };
 
-      if (role.network !== null || (agent?.network ?? null) !== null) checkNetwork(ctx, role, agent, trustedProxies, constraint);
+      if (role.network !== null || (agent?.network ?? null) !== null) checkNetwork(ctx, role, agent, trustedProxies, refusals);
       if (role.readOnly && !SAFE_METHODS.has(target.method)) {
-        constraint(new GatewayError('read_only', `role "${role.name}" may only read (GET, HEAD, OPTIONS)`));
+        refuse(refusals, new GatewayError('read_only', `role "${role.name}" may only read (GET, HEAD, OPTIONS)`));
       }
       const match = backend.routes.match(target.method, target.segments);
       if (match === null) {
@@ -82,83 +76,111 @@ export function createAuthorize(options: AuthorizeOptions): Stage {
           reasonDetail: `route "${match.routes[0]?.template ?? ''}" needs ${match.routes.map((r) => r.scope).join(' or ')}`,
         });
       }
-      const mask = role.mask.get(backend.name) ?? null;
+      const mask = role.mask.size === 0 ? null : (role.mask.get(backend.name) ?? null);
       const approval = route.approval ?? (role.approval.has(route.scope) ? { ttlMs: DEFAULT_APPROVAL_TTL_MS } : null);
       const checksQuery = route.query !== null && role.query !== null;
       if (route.body === null && !checksQuery && approval === null) {
         // The hot path: nothing to read, nothing to wait for.
-        ctx.grant = { backend: backend.name, scope: route.scope, route: route.template, params: match.params, body: null, mask, shadow, approvalId: null };
+        ctx.grant = { backend: backend.name, scope: route.scope, route: route.template, params: match.params, body: null, mask, shadow: refusals.shadow ?? NO_SHADOW, approvalId: null };
         return;
       }
-      return (async () => {
-        const json = route.body !== null || checksQuery;
-        const body = await readBody(ctx, route, json, maxBodyBytes);
-        if (json) checkBodyConstraints(target, route, role, body, constraint);
-        let approvalId: string | null = null;
-        // Last: a request other checks refuse never waits for a person.
-        if (approval !== null) approvalId = await checkApproval(ctx, target, route, approval, body, constraint);
-        ctx.grant = { backend: backend.name, scope: route.scope, route: route.template, params: match.params, body, mask, shadow, approvalId };
-      })();
-
-      async function checkApproval(ctx: RequestContext, target: Target, route: Route, policy: ApprovalPolicy, body: Buffer, refuse: (error: GatewayError) => void): Promise<string | null> {
-        if (store === undefined || dryRun) {
-          refuse(new GatewayError('approval_required', `${route.template} needs a person's approval for each call`, { reasonDetail: 'no approval store (explain)' }));
-          return null;
-        }
-        const bodySha256 = createHash('sha256').update(body).digest('hex');
-        const path = target.path + target.query;
-        const requestKey = createHash('sha256').update(`${caller.agent}\n${target.method}\n${path}\n${bodySha256}`).digest('hex');
-        const presented = ctx.request.headers[APPROVAL_HEADER];
-        if (presented !== undefined) {
-          const id = typeof presented === 'string' ? presented.trim() : '';
-          let use: ApprovalUse = 'unknown';
-          if (APPROVAL_ID.test(id)) {
-            try {
-              use = await store.consumeApproval(id, requestKey);
-            } catch (error) {
-              throw new GatewayError('state_unavailable', 'the approval could not be checked; try again', { cause: error, reasonDetail: 'approval store write failed' });
-            }
-          }
-          if (use === 'ok') return id;
-          refuse(new GatewayError('approval_invalid', APPROVAL_ANSWERS[use], { reasonDetail: `approval ${id.slice(0, 48)}: ${use}` }));
-          return null;
-        }
-        const now = clock.now();
-        const expiresAt = now + policy.ttlMs;
-        let record;
-        try {
-          record = await store.requestApproval({
-            id: `apr_${randomUUID()}`,
-            agent: caller.agent,
-            role: caller.role,
-            backend: target.backend,
-            method: target.method,
-            path,
-            route: route.template,
-            bodySha256,
-            requestKey,
-            digest: createHash('sha256').update(`${requestKey}\n${expiresAt}`).digest('hex'),
-            createdAt: now,
-            expiresAt,
-            status: 'pending',
-            decidedBy: null,
-            decidedAt: null,
-            reason: null,
-            usedAt: null,
-          });
-        } catch (error) {
-          throw new GatewayError('state_unavailable', 'the approval request could not be recorded; try again later', { cause: error, reasonDetail: String(error instanceof Error ? error.message : error) });
-        }
-        refuse(
-          new GatewayError('approval_required', `${route.template} needs a person's approval: ask an operator to approve ${record.id}, then repeat this exact request with the header X-AgentGate-Approval: ${record.id} before ${new Date(record.expiresAt).toISOString()}`, {
-            reasonDetail: `approval ${record.id} requested`,
-            extensions: { approvalId: record.id, approvalExpiresAt: new Date(record.expiresAt).toISOString() },
-          }),
-        );
-        return null;
-      }
+      return checkContent(ctx, target, principal, role, route, match.params, mask, approval, refusals);
     },
   };
+
+  async function checkContent(
+    ctx: RequestContext,
+    target: Target,
+    principal: Principal,
+    role: Role,
+    route: Route,
+    params: Readonly<Record<string, string>>,
+    mask: MaskPlan | null,
+    approval: ApprovalPolicy | null,
+    refusals: Refusals,
+  ): Promise<void> {
+    const json = route.body !== null || (route.query !== null && role.query !== null);
+    const body = await readBody(ctx, route, json, maxBodyBytes);
+    if (json) checkBodyConstraints(target, route, role, body, refusals);
+    let approvalId: string | null = null;
+    // Last: a request other checks refuse never waits for a person.
+    if (approval !== null) approvalId = await checkApproval(ctx, target, principal, route, approval, body, refusals);
+    ctx.grant = { backend: target.backend, scope: route.scope, route: route.template, params, body, mask, shadow: refusals.shadow ?? NO_SHADOW, approvalId };
+  }
+
+  async function checkApproval(ctx: RequestContext, target: Target, caller: Principal, route: Route, policy: ApprovalPolicy, body: Buffer, refusals: Refusals): Promise<string | null> {
+    if (store === undefined || dryRun) {
+      refuse(refusals, new GatewayError('approval_required', `${route.template} needs a person's approval for each call`, { reasonDetail: 'no approval store (explain)' }));
+      return null;
+    }
+    const bodySha256 = createHash('sha256').update(body).digest('hex');
+    const path = target.path + target.query;
+    const requestKey = createHash('sha256').update(`${caller.agent}\n${target.method}\n${path}\n${bodySha256}`).digest('hex');
+    const presented = ctx.request.headers[APPROVAL_HEADER];
+    if (presented !== undefined) {
+      const id = typeof presented === 'string' ? presented.trim() : '';
+      let use: ApprovalUse = 'unknown';
+      if (APPROVAL_ID.test(id)) {
+        try {
+          use = await store.consumeApproval(id, requestKey);
+        } catch (error) {
+          throw new GatewayError('state_unavailable', 'the approval could not be checked; try again', { cause: error, reasonDetail: 'approval store write failed' });
+        }
+      }
+      if (use === 'ok') return id;
+      refuse(refusals, new GatewayError('approval_invalid', APPROVAL_ANSWERS[use], { reasonDetail: `approval ${id.slice(0, 48)}: ${use}` }));
+      return null;
+    }
+    const now = clock.now();
+    const expiresAt = now + policy.ttlMs;
+    let record;
+    try {
+      record = await store.requestApproval({
+        id: `apr_${randomUUID()}`,
+        agent: caller.agent,
+        role: caller.role,
+        backend: target.backend,
+        method: target.method,
+        path,
+        route: route.template,
+        bodySha256,
+        requestKey,
+        digest: createHash('sha256').update(`${requestKey}\n${expiresAt}`).digest('hex'),
+        createdAt: now,
+        expiresAt,
+        status: 'pending',
+        decidedBy: null,
+        decidedAt: null,
+        reason: null,
+        usedAt: null,
+      });
+    } catch (error) {
+      throw new GatewayError('state_unavailable', 'the approval request could not be recorded; try again later', { cause: error, reasonDetail: String(error instanceof Error ? error.message : error) });
+    }
+    refuse(
+      refusals,
+      new GatewayError('approval_required', `${route.template} needs a person's approval: ask an operator to approve ${record.id}, then repeat this exact request with the header X-AgentGate-Approval: ${record.id} before ${new Date(record.expiresAt).toISOString()}`, {
+        reasonDetail: `approval ${record.id} requested`,
+        extensions: { approvalId: record.id, approvalExpiresAt: new Date(record.expiresAt).toISOString() },
+      }),
+    );
+    return null;
+  }
+}
+
+/** Where a constraint refusal goes: thrown, or (shadow mode) recorded and counted. */
+interface Refusals {
+  readonly shadow: ShadowRefusal[] | null;
+  readonly agent: string;
+  readonly metrics: Metrics | undefined;
+}
+
+const NO_SHADOW: readonly ShadowRefusal[] = Object.freeze([]);
+
+function refuse(refusals: Refusals, error: GatewayError): void {
+  if (refusals.shadow === null) throw error;
+  refusals.shadow.push({ reason: error.reason, detail: error.reasonDetail });
+  refusals.metrics?.shadowRefusal(refusals.agent, error.reason);
 }
 
 const APPROVAL_ANSWERS: Readonly<Record<Exclude<ApprovalUse, 'ok'>, string>> = {
@@ -203,13 +225,14 @@ function inSet(set: NetworkSet, address: string): boolean {
   return set.list.check(address, family === 4 ? 'ipv4' : 'ipv6');
 }
 
-function checkNetwork(ctx: RequestContext, role: Role, agent: Agent | undefined, trusted: NetworkSet | null, refuse: (error: GatewayError) => void): void {
+function checkNetwork(ctx: RequestContext, role: Role, agent: Agent | undefined, trusted: NetworkSet | null, refusals: Refusals): void {
   const address = clientAddress(ctx.request.remoteAddress, ctx.request.headers['x-forwarded-for'], trusted);
   const sets = [role.network?.allow, agent?.network?.allow];
   for (const set of sets) {
     if (set === undefined) continue;
     if (address === null || !inSet(set, address)) {
       refuse(
+        refusals,
         new GatewayError('network_denied', 'calls for this agent are not accepted from this network', {
           reasonDetail: `${address ?? 'unparseable X-Forwarded-For'} (peer ${ctx.request.remoteAddress}) not in ${set.cidrs.join(', ')}`,
         }),
@@ -235,7 +258,7 @@ async function readBody(ctx: RequestContext, route: Route, json: boolean, maxBod
   return ctx.request.body === null ? Buffer.alloc(0) : readBounded(ctx.request.body, maxBodyBytes, ctx.signal);
 }
 
-function checkBodyConstraints(target: Target, route: Route, role: Role, body: Buffer, refuse: (error: GatewayError) => void): void {
+function checkBodyConstraints(target: Target, route: Route, role: Role, body: Buffer, refusals: Refusals): void {
   const parsed = parseStrictJson(body);
   if (!parsed.ok) throw new GatewayError('body_invalid', `the JSON body cannot be checked: ${parsed.problem}`);
   const value = parsed.value;
@@ -247,6 +270,7 @@ function checkBodyConstraints(target: Target, route: Route, role: Role, body: Bu
     const actual = Object.hasOwn(fields, field) ? fields[field] : undefined;
     if (typeof actual !== 'string' || !allowed.has(actual)) {
       refuse(
+        refusals,
         new GatewayError('out_of_scope', `field "${field}" must be one of: ${[...allowed].join(', ')}`, {
           reasonDetail: `${target.method} ${target.path} ${field}=${JSON.stringify(actual)?.slice(0, 64) ?? 'undefined'}`,
         }),
@@ -259,7 +283,7 @@ function checkBodyConstraints(target: Target, route: Route, role: Role, body: Bu
   const sql = Object.hasOwn(fields, query.field) ? fields[query.field] : undefined;
   const verdict = typeof sql === 'string' ? checkSql(sql, constraint, query.dialect) : { ok: false as const, problem: `the body needs the SQL as a string in "${query.field}"` };
   if (!verdict.ok) {
-    refuse(new GatewayError('not_aggregate', `${verdict.problem}; role "${role.name}" may run ${constraint.aggregateOnly ? 'aggregate queries only, ' : ''}over ${[...constraint.tables].join(', ')}`, {
+    refuse(refusals, new GatewayError('not_aggregate', `${verdict.problem}; role "${role.name}" may run ${constraint.aggregateOnly ? 'aggregate queries only, ' : ''}over ${[...constraint.tables].join(', ')}`, {
       reasonDetail: `${verdict.problem}: ${typeof sql === 'string' ? JSON.stringify(sql.slice(0, 200)) : typeof sql}`,
     }));
   }
