@@ -54,7 +54,13 @@ export class JsonMasker {
   #inKey = false;
   #escape = 0;
   #unicode = 0;
-  #keyBytes: number[] = [];
+  /** Key bytes from earlier chunks, when a key spans chunks. */
+  #keyParts: Buffer[] = [];
+  #keyPartBytes = 0;
+  /** Index in the current chunk where the key being read starts. */
+  #keyStart = 0;
+  /** No escape and no non-ASCII byte: the key is its bytes. */
+  #keySimple = true;
   #token = '';
   #literal = '';
   #out: Buffer[] = [];
@@ -68,11 +74,24 @@ export class JsonMasker {
   write(chunk: Buffer): Buffer[] {
     this.#out = [];
     this.#runStart = 0;
-    for (let i = 0; i < chunk.length; i++) {
+    const length = chunk.length;
+    for (let i = 0; i < length; i++) {
+      if (this.#state === State.String && !this.#inKey && this.#escape === 0 && this.#unicode === 0) {
+        // Fast path through string values: only a quote, a backslash or a control byte matters.
+        let c = chunk[i] ?? 0;
+        while (c !== 0x22 && c !== 0x5c && c >= 0x20 && i + 1 < length) c = chunk[++i] ?? 0;
+      }
       const at = this.#step(chunk, i);
       if (at !== i) i = at;
     }
     this.#flush(chunk, chunk.length);
+    if (this.#state === State.String && this.#inKey) {
+      const part = Buffer.from(chunk.subarray(this.#keyStart));
+      this.#keyPartBytes += part.length;
+      if (this.#keyPartBytes > MAX_KEY_BYTES) throw new MaskError('key too long');
+      this.#keyParts.push(part);
+      this.#keyStart = 0;
+    }
     return this.#out;
   }
 
@@ -95,7 +114,7 @@ export class JsonMasker {
     const c = chunk[i] ?? 0;
     switch (this.#state) {
       case State.String:
-        this.#string(c, i);
+        this.#string(chunk, c, i);
         return i;
       case State.Number:
         if ((c >= 0x30 && c <= 0x39) || c === 0x2e || c === 0x65 || c === 0x45 || c === 0x2b || c === 0x2d) {
@@ -133,7 +152,10 @@ export class JsonMasker {
         }
         if (c !== 0x22) throw new MaskError('expected a key');
         this.#inKey = true;
-        this.#keyBytes = [];
+        this.#keyParts = [];
+        this.#keyPartBytes = 0;
+        this.#keyStart = i + 1;
+        this.#keySimple = true;
         this.#state = State.String;
         return i;
       case State.Colon:
@@ -185,11 +207,8 @@ export class JsonMasker {
     }
   }
 
-  #string(c: number, i: number): void {
-    if (this.#inKey) {
-      this.#keyBytes.push(c);
-      if (this.#keyBytes.length > MAX_KEY_BYTES) throw new MaskError('key too long');
-    }
+  #string(chunk: Buffer, c: number, i: number): void {
+    if (this.#inKey && (c === 0x5c || c >= 0x80)) this.#keySimple = false;
     if (this.#unicode > 0) {
       const hex = (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x46) || (c >= 0x61 && c <= 0x66);
       if (!hex) throw new MaskError('invalid \\u escape');
@@ -209,15 +228,22 @@ export class JsonMasker {
     if (c < 0x20) throw new MaskError('control character in a string');
     if (c !== 0x22) return;
     if (this.#inKey) {
-      this.#keyBytes.pop();
       const top = this.#stack[this.#stack.length - 1];
       if (top === undefined) throw new MaskError('key outside an object');
+      if (this.#keyPartBytes + i - this.#keyStart > MAX_KEY_BYTES) throw new MaskError('key too long');
+      const tail = chunk.subarray(this.#keyStart, i);
+      const bytes = this.#keyParts.length === 0 ? tail : Buffer.concat([...this.#keyParts, tail]);
+      this.#keyParts = [];
       let key: string;
-      try {
-        // The key as every JSON parser reads it: escapes decoded ("em\u0061il" is "email").
-        key = JSON.parse(`"${keyDecoder.decode(Uint8Array.from(this.#keyBytes))}"`) as string;
-      } catch {
-        throw new MaskError('invalid key');
+      if (this.#keySimple) {
+        key = bytes.toString('latin1');
+      } else {
+        try {
+          // The key as every JSON parser reads it: escapes decoded ("em\u0061il" is "email").
+          key = JSON.parse(`"${keyDecoder.decode(bytes)}"`) as string;
+        } catch {
+          throw new MaskError('invalid key');
+        }
       }
       top.key = key;
       this.#inKey = false;
