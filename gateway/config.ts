@@ -3,7 +3,8 @@
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { ConfigError } from './errors.js';
 import { loadYamlFile, type RawEntry } from './policy/load.js';
-import { Checker } from './policy/validate.js';
+import type { NetworkSet } from './policy/types.js';
+import { Checker, validateCidrs } from './policy/validate.js';
 
 export interface Endpoint {
   readonly host: string;
@@ -45,13 +46,17 @@ export interface Settings {
     readonly maxBodyBytes: number;
     readonly upstreamTimeoutMs: number;
     readonly maxHeaderBytes: number;
+    /** Largest response body a mask applies to (after decoding); larger is refused. */
+    readonly maxMaskedBodyBytes: number;
   };
+  /** Proxies whose `X-Forwarded-For` names the caller for network allowlists; null: none. */
+  readonly trustedProxies: NetworkSet | null;
 }
 
 const DEFAULT_CONFIG = 'agentgate.yaml';
 const HOST = /^[A-Za-z0-9.:[\]-]+$/;
 const REDIS_URL = /^rediss?:\/\/\S+$/;
-const TOP_KEYS = ['listen', 'metrics', 'admin', 'policies', 'issuer', 'trust', 'state', 'audit', 'limits'];
+const TOP_KEYS = ['listen', 'metrics', 'admin', 'policies', 'issuer', 'trust', 'state', 'audit', 'limits', 'trustedProxies'];
 
 /** The demo defaults of DESIGN §2, used for every key the file leaves out. */
 const DEFAULTS = {
@@ -68,6 +73,7 @@ const DEFAULTS = {
   maxBodyBytes: 1_048_576,
   upstreamTimeoutMs: 30_000,
   maxHeaderBytes: 16_384,
+  maxMaskedBodyBytes: 8 * 1_048_576,
 } as const;
 
 export interface LoadSettingsOptions {
@@ -156,15 +162,18 @@ export async function loadSettings(options: LoadSettingsOptions = {}): Promise<S
   const auditKeys = section('audit', ['file']);
   const auditFile = c.string(auditKeys?.get('file'), 'audit.file') ?? DEFAULTS.auditFile;
 
-  const limitKeys = section('limits', ['maxBodyBytes', 'upstreamTimeout', 'maxHeaderBytes']);
+  const limitKeys = section('limits', ['maxBodyBytes', 'upstreamTimeout', 'maxHeaderBytes', 'maxMaskedBodyBytes']);
   const maxBodyBytes = limitKeys?.has('maxBodyBytes') ? c.size(limitKeys.get('maxBodyBytes'), 'limits.maxBodyBytes') : DEFAULTS.maxBodyBytes;
   const upstreamTimeoutMs = limitKeys?.has('upstreamTimeout')
     ? c.duration(limitKeys.get('upstreamTimeout'), 'limits.upstreamTimeout', { minMs: 1, maxMs: 3_600_000 })
     : DEFAULTS.upstreamTimeoutMs;
   const maxHeaderBytes = limitKeys?.has('maxHeaderBytes') ? c.size(limitKeys.get('maxHeaderBytes'), 'limits.maxHeaderBytes', { minBytes: 1024 }) : DEFAULTS.maxHeaderBytes;
+  const maxMaskedBodyBytes = limitKeys?.has('maxMaskedBodyBytes') ? c.size(limitKeys.get('maxMaskedBodyBytes'), 'limits.maxMaskedBodyBytes', { minBytes: 1024 }) : DEFAULTS.maxMaskedBodyBytes;
+  const proxiesEntry = top?.get('trustedProxies');
+  const trustedProxies = proxiesEntry === undefined || (proxiesEntry.value.kind === 'seq' && proxiesEntry.value.items.length === 0) ? null : validateCidrs(c, proxiesEntry, 'trustedProxies');
 
   c.fail();
-  if (listen === null || metrics === null || state === null || rotateMs === null || maxBodyBytes === null || upstreamTimeoutMs === null || maxHeaderBytes === null) {
+  if (listen === null || metrics === null || state === null || rotateMs === null || maxBodyBytes === null || upstreamTimeoutMs === null || maxHeaderBytes === null || maxMaskedBodyBytes === null) {
     // Every null above records a problem, so c.fail() has thrown; this keeps the types honest.
     throw new ConfigError([`${loaded.file}: invalid configuration`]);
   }
@@ -179,7 +188,8 @@ export async function loadSettings(options: LoadSettingsOptions = {}): Promise<S
     trust: Object.freeze(trust),
     state,
     audit: Object.freeze({ file: resolvePath(baseDir, auditFile) }),
-    limits: Object.freeze({ maxBodyBytes, upstreamTimeoutMs, maxHeaderBytes }),
+    limits: Object.freeze({ maxBodyBytes, upstreamTimeoutMs, maxHeaderBytes, maxMaskedBodyBytes }),
+    trustedProxies,
   });
 }
 

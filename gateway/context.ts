@@ -3,7 +3,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { ReasonCode } from './errors.js';
-import type { PolicySnapshot } from './policy/types.js';
+import type { MaskPlan, PolicySnapshot } from './policy/types.js';
 import type { Logger } from './telemetry/log.js';
 
 /** Milliseconds since the epoch; injected so tests control time without patching Date. */
@@ -81,6 +81,18 @@ export interface Grant {
   readonly params: Readonly<Record<string, string>>;
   /** The request body, when authorize had to read it to check a constraint; forwarded verbatim. */
   readonly body: Buffer | null;
+  /** Fields the role masks in this backend's responses (the mask filter reads it); null: none. */
+  readonly mask: MaskPlan | null;
+  /** Constraint refusals a role in shadow mode (`enforce: false`) let through; audited. */
+  readonly shadow: readonly ShadowRefusal[];
+  /** The human approval this call used, when the route needed one. */
+  readonly approvalId: string | null;
+}
+
+/** A refusal that shadow mode recorded instead of enforcing. */
+export interface ShadowRefusal {
+  readonly reason: ReasonCode;
+  readonly detail: string;
 }
 
 /** The upstream answer, as forward received it. */

@@ -28,11 +28,16 @@ export const REASONS = {
   out_of_scope: { status: 403, title: 'Route not granted to this token', bearer: 'insufficient_scope', violation: true },
   unknown_route: { status: 403, title: 'Route not defined for this backend', bearer: 'insufficient_scope', violation: true },
   read_only: { status: 403, title: 'Role is read-only', bearer: 'insufficient_scope', violation: true },
+  not_aggregate: { status: 403, title: 'Query is not aggregate-only', bearer: 'insufficient_scope', violation: true },
+  network_denied: { status: 403, title: 'Caller network not allowed', bearer: 'none', violation: true },
+  approval_required: { status: 403, title: 'Human approval required', bearer: 'none', violation: false },
+  approval_invalid: { status: 403, title: 'Approval does not cover this request', bearer: 'none', violation: false },
   backend_unknown: { status: 404, title: 'No such backend', bearer: 'none', violation: false },
   body_too_large: { status: 413, title: 'Request body too large', bearer: 'none', violation: false },
   body_invalid: { status: 400, title: 'Request body cannot be checked', bearer: 'none', violation: true },
   upstream_unavailable: { status: 502, title: 'Backend unavailable', bearer: 'none', violation: false },
   upstream_redirect: { status: 502, title: 'Backend redirected outside its origin', bearer: 'none', violation: false },
+  response_unmaskable: { status: 502, title: 'Response cannot be masked', bearer: 'none', violation: false },
   upstream_timeout: { status: 504, title: 'Backend timed out', bearer: 'none', violation: false },
   state_unavailable: { status: 503, title: 'Gateway state unavailable', bearer: 'none', violation: false },
   client_closed: { status: 499, title: 'Client closed the request', bearer: 'none', violation: false },
@@ -52,6 +57,8 @@ export interface GatewayErrorOptions {
   readonly reasonDetail?: string;
   readonly retryAfterSeconds?: number;
   readonly cause?: unknown;
+  /** Extra problem members the agent needs (RFC 9457 §3.2), e.g. `approvalId`. Never secrets. */
+  readonly extensions?: Readonly<Record<string, string>>;
 }
 
 /**
@@ -65,6 +72,7 @@ export class GatewayError extends Error {
   readonly detail: string;
   readonly reasonDetail: string;
   readonly retryAfterSeconds: number | undefined;
+  readonly extensions: Readonly<Record<string, string>> | undefined;
 
   constructor(reason: ReasonCode, detail: string, options: GatewayErrorOptions = {}) {
     super(`${reason}: ${detail}`, options.cause === undefined ? undefined : { cause: options.cause });
@@ -74,6 +82,7 @@ export class GatewayError extends Error {
     this.detail = detail;
     this.reasonDetail = options.reasonDetail ?? detail;
     this.retryAfterSeconds = options.retryAfterSeconds;
+    this.extensions = options.extensions;
   }
 
   get spec(): ReasonSpec {

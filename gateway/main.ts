@@ -63,6 +63,9 @@ operator commands (over the admin socket of a running gateway):
   revive AGENT                  lift a kill switch and reset the breaker; revive --all for every agent
   revoke --jti J | --agent A    revoke one token, or every token of an agent
   reload                        validate the policies on disk and swap them in (SIGHUP does the same)
+  approvals [ID]                calls waiting for (or given) a person's approval
+  approve ID [--reason R]       approve one call; the agent repeats it with X-AgentGate-Approval: ID
+  deny ID --reason R            deny one call
 
 audit trail (reads the file; no running gateway needed):
   audit verify [FILE...]        check the hash chain; names every edited, removed, inserted or reordered line
@@ -78,7 +81,7 @@ common options:
   -h, --help                    this text`;
 
 /** Every verb the CLI accepts (the compose file and docs are checked against this list). */
-export const COMMANDS = ['serve', 'demo', 'demo-backends', 'check', 'token', 'explain', 'credentials', 'keys', 'status', 'agents', 'kill', 'revive', 'revoke', 'reload', 'audit', 'help'] as const;
+export const COMMANDS = ['serve', 'demo', 'demo-backends', 'check', 'token', 'explain', 'credentials', 'keys', 'status', 'agents', 'kill', 'revive', 'revoke', 'reload', 'approvals', 'approve', 'deny', 'audit', 'help'] as const;
 
 const COMMON = {
   config: { type: 'string' },
@@ -114,6 +117,9 @@ export async function main(argv: readonly string[], out: Out = defaultOut()): Pr
       case 'revive':
       case 'revoke':
       case 'reload':
+      case 'approvals':
+      case 'approve':
+      case 'deny':
         return await adminVerb(command, rest, out);
       case 'audit':
         return await auditCommand(rest, out);
@@ -349,7 +355,7 @@ async function explain(args: readonly string[], out: Out): Promise<number> {
     createNormalize({ maxBodyBytes: settings.limits.maxBodyBytes }),
     createAuthenticate({ verifier, store }),
     createAdmit({ store, clock }),
-    createAuthorize({ maxBodyBytes: settings.limits.maxBodyBytes }),
+    createAuthorize({ maxBodyBytes: settings.limits.maxBodyBytes, trustedProxies: settings.trustedProxies, dryRun: true }),
   ];
   const upperMethod = method.toUpperCase();
   const ctx = createContext({
@@ -533,6 +539,18 @@ async function adminVerb(command: string, args: readonly string[], out: Out): Pr
       if ((values.jti === undefined) === (values.agent === undefined)) throw new CliError('revoke needs --jti J or --agent A', 2);
       call = ['POST', '/tokens/revoke', values.jti === undefined ? { agent: values.agent, operator } : { jti: values.jti, operator }];
       break;
+    case 'approvals':
+      call = agent === undefined ? ['GET', '/approvals'] : ['GET', `/approvals/${encodeURIComponent(agent)}`];
+      break;
+    case 'approve':
+      if (agent === undefined) throw new CliError('approve needs the approval ID', 2);
+      call = ['POST', `/approvals/${encodeURIComponent(agent)}/approve`, values.reason === undefined ? { operator } : { operator, reason: values.reason }];
+      break;
+    case 'deny':
+      if (agent === undefined) throw new CliError('deny needs the approval ID', 2);
+      if (values.reason === undefined || values.reason.trim() === '') throw new CliError('deny needs --reason R (it is recorded with the decision)', 2);
+      call = ['POST', `/approvals/${encodeURIComponent(agent)}/deny`, { operator, reason: values.reason }];
+      break;
     default:
       call = ['POST', '/policies/reload', { operator }];
   }
@@ -666,8 +684,20 @@ function humanize(command: string, body: Record<string, unknown>): string {
   if (command === 'status') return Object.entries(body).map(([k, v]) => `${k.padEnd(15)} ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`).join('\n');
   if (command === 'kill') return body.agent === undefined ? `killed ${String(body.killed)} agents (${String(body.aborted)} in-flight calls aborted)` : `killed ${String(body.agent)} (${String(body.aborted)} in-flight calls aborted)`;
   if (command === 'revive') return body.agent === undefined ? `revived ${String(body.revived)} agents` : body.revived === true ? `revived ${String(body.agent)}` : `${String(body.agent)} was neither killed nor suspended`;
+  if (command === 'approvals' && Array.isArray(body.approvals)) return approvalTable(body.approvals as Array<Record<string, unknown>>);
+  if (command === 'approvals') return approvalTable([body]);
+  if (command === 'approve' || command === 'deny') return `${String(body.status)} ${String(body.id)}: ${String(body.agent)} ${String(body.method)} ${String(body.path)} (until ${String(body.expiresAt)})`;
   if (command === 'revoke') return body.revoked === 'jti' ? `revoked token ${String(body.jti)}` : `revoked every token of ${String(body.agent)} issued until now`;
   return `policies reloaded (version ${String(body.version)}, ${Array.isArray(body.files) ? body.files.length : 0} files)`;
+}
+
+function approvalTable(rows: ReadonlyArray<Record<string, unknown>>): string {
+  if (rows.length === 0) return 'no approvals';
+  const heads = ['ID', 'STATUS', 'AGENT', 'REQUEST', 'EXPIRES', 'DECIDED BY'];
+  const cells = rows.map((r) => [String(r.id), String(r.status), String(r.agent), `${String(r.method)} /${String(r.backend)}${String(r.path)}`, String(r.expiresAt), r.decidedBy === null ? '-' : String(r.decidedBy)]);
+  const widths = heads.map((h, i) => Math.max(h.length, ...cells.map((c) => (c[i] ?? '').length)));
+  const line = (values: readonly string[]): string => values.map((v, i) => v.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
+  return [line(heads), ...cells.map(line)].join('\n');
 }
 
 function table(rows: ReadonlyArray<Record<string, unknown>>): string {

@@ -227,6 +227,9 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       reason: reason ?? NO_REASON,
       reasonDetail: reasonDetail === '' ? null : reasonDetail,
       route: ctx.grant?.route ?? null,
+      // Role constraints: what shadow mode let through, and the human approval a call used.
+      ...(ctx.grant !== null && ctx.grant.shadow.length > 0 ? { shadow: ctx.grant.shadow } : {}),
+      ...(ctx.grant?.approvalId ? { approvalId: ctx.grant.approvalId } : {}),
       status,
       upstreamStatus: ctx.upstream?.status ?? null,
       durationMs: Math.round(totalMs * 1000) / 1000,

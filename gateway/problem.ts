@@ -30,7 +30,7 @@ export function challengeFor(reason: ReasonCode): string | null {
 }
 
 export function renderProblem(error: GatewayError, requestId: string): RenderedProblem {
-  return renderReason(error.reason, error.detail, requestId, error.retryAfterSeconds);
+  return renderReason(error.reason, error.detail, requestId, error.retryAfterSeconds, error.extensions);
 }
 
 export function renderReason(
@@ -38,9 +38,12 @@ export function renderReason(
   detail: string,
   requestId: string,
   retryAfterSeconds?: number,
+  extensions?: Readonly<Record<string, string>>,
 ): RenderedProblem {
   const spec = REASONS[reason];
   const body = JSON.stringify({
+    // Extensions first, so they can never replace a standard member.
+    ...extensions,
     type: problemType(reason),
     title: spec.title,
     status: spec.status,

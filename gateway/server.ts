@@ -13,6 +13,8 @@ import { createAdmit } from './stages/admit.js';
 import { createAuthenticate } from './stages/authenticate.js';
 import { createAuthorize } from './stages/authorize.js';
 import { createForward, type ForwardStage } from './stages/forward.js';
+import { createMaskFilter } from './stages/filters/mask.js';
+import { preloadSqlDialect } from './stages/aggregate-sql.js';
 import { createNormalize } from './stages/normalize.js';
 import { openMemoryStore, resetStateFile } from './state/memory.js';
 import { viewBreaker } from './state/breaker.js';
@@ -94,10 +96,18 @@ export async function loadPolicy(
   return Object.freeze({ ...snapshot, backends });
 }
 
+/** Load the SQL grammars the policy's query routes name, so no request pays for loading one. */
+function preloadDialects(policy: PolicySnapshot): void {
+  for (const backend of policy.backends.values()) {
+    for (const scope of backend.scopes.values()) for (const route of scope.routes) if (route.query !== null) preloadSqlDialect(route.query.dialect);
+  }
+}
+
 export async function createGateway(settings: Settings, options: GatewayOptions = {}): Promise<Gateway> {
   const clock = options.clock ?? systemClock;
   const log = options.log ?? createLogger();
   let policy = await loadPolicy(settings, { clock, version: 1, upstreams: options.upstreams });
+  preloadDialects(policy);
   const keys = await openKeyStore({ dir: settings.issuer.keys, alg: settings.issuer.alg, clock });
   if (settings.state.driver !== 'memory') {
     throw new Error('state.driver redis is not available in this version; use { driver: memory, file: ... }');
@@ -166,6 +176,7 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
   async function reload(): Promise<PolicySnapshot> {
     const next = await loadPolicy(settings, { clock, version: version + 1, upstreams: options.upstreams });
     version = next.version;
+    preloadDialects(next);
     policy = next;
     log.info('policies reloaded', { version, files: next.files.length });
     return next;
@@ -205,10 +216,10 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
       createNormalize({ maxBodyBytes: settings.limits.maxBodyBytes }),
       createAuthenticate({ verifier, store }),
       createAdmit({ store, clock }),
-      createAuthorize({ maxBodyBytes: settings.limits.maxBodyBytes }),
+      createAuthorize({ maxBodyBytes: settings.limits.maxBodyBytes, store, clock, metrics, trustedProxies: settings.trustedProxies }),
       forward,
     ],
-    filters: [],
+    filters: [createMaskFilter({ maxBytes: settings.limits.maxMaskedBodyBytes })],
     metrics,
     audit,
     log,

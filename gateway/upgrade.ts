@@ -45,6 +45,11 @@ export function createUpgradeHandler(options: UpgradeOptions): UpgradeHandler {
         throw new GatewayError('target_invalid', 'only WebSocket upgrades are supported');
       }
       await pipeline.check(ctx);
+      // WebSocket frames are not JSON documents the mask filter can read: a masked role is refused
+      // rather than given an unmasked stream.
+      if (ctx.grant !== null && ctx.grant.mask !== null) {
+        throw new GatewayError('response_unmaskable', 'this role has fields masked on this backend; WebSocket streams cannot be masked', { reasonDetail: 'upgrade on a masked backend' });
+      }
     } catch (error) {
       writeRaw(socket, error instanceof GatewayError ? renderProblem(error, ctx.requestId) : renderReason('internal', 'upgrade failed', ctx.requestId));
       if (!(error instanceof GatewayError)) log.error('upgrade check failed', { requestId: ctx.requestId, error });

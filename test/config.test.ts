@@ -37,7 +37,8 @@ function designSettings(dir: string): Settings {
     trust: [],
     state: { driver: 'memory', file: join(dir, 'run/state.json') },
     audit: { file: join(dir, 'run/audit.jsonl') },
-    limits: { maxBodyBytes: 1_048_576, upstreamTimeoutMs: 30_000, maxHeaderBytes: 16_384 },
+    limits: { maxBodyBytes: 1_048_576, upstreamTimeoutMs: 30_000, maxHeaderBytes: 16_384, maxMaskedBodyBytes: 8_388_608 },
+    trustedProxies: null,
   };
 }
 
@@ -159,7 +160,7 @@ const broken: ReadonlyArray<{ name: string; file: string; env?: NodeJS.ProcessEn
       '{dir}/agentgate.yaml:9  limits.maxBodyBytes: "lots" is not a size (bytes, or a number with B, KB, MB, GB, KiB, MiB, GiB, e.g. 1MiB)',
       '{dir}/agentgate.yaml:9  limits.upstreamTimeout: must be at most 1h',
       '{dir}/agentgate.yaml:9  limits.maxHeaderBytes: must be at least 1024 bytes',
-      '{dir}/agentgate.yaml:10  limit: unknown key (allowed: listen, metrics, admin, policies, issuer, trust, state, audit, limits); did you mean "limits"?',
+      '{dir}/agentgate.yaml:10  limit: unknown key (allowed: listen, metrics, admin, policies, issuer, trust, state, audit, limits, trustedProxies); did you mean "limits"?',
     ],
   },
   {
@@ -192,7 +193,7 @@ const broken: ReadonlyArray<{ name: string; file: string; env?: NodeJS.ProcessEn
   {
     name: 'not a map at all',
     file: y('- listen'),
-    expect: ['{dir}/agentgate.yaml:1  (top level): expected a map with keys listen, metrics, admin, policies, issuer, trust, state, audit, limits, got a list'],
+    expect: ['{dir}/agentgate.yaml:1  (top level): expected a map with keys listen, metrics, admin, policies, issuer, trust, state, audit, limits, trustedProxies, got a list'],
   },
   {
     name: 'YAML syntax',
@@ -231,6 +232,6 @@ t.test('values with units and optional keys', async (t) => {
     { issuer: 'https://other.example', jwksUri: 'http://127.0.0.1:9/jwks', audience: null },
   ]);
   t.same(settings.state, { driver: 'memory', file: null }, 'an empty file: keeps state in memory only');
-  t.same(settings.limits, { maxBodyBytes: 209_715_200, upstreamTimeoutMs: 1500, maxHeaderBytes: 32_768 });
+  t.same(settings.limits, { maxBodyBytes: 209_715_200, upstreamTimeoutMs: 1500, maxHeaderBytes: 32_768, maxMaskedBodyBytes: 8_388_608 });
   t.equal(settings.policies, '/srv/policies', 'absolute paths stay');
 });

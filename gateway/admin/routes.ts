@@ -5,7 +5,7 @@ import type { Clock } from '../context.js';
 import { ConfigError } from '../errors.js';
 import type { PolicySnapshot } from '../policy/types.js';
 import { viewBreaker } from '../state/breaker.js';
-import type { KillRecord, Store } from '../state/store.js';
+import type { ApprovalRecord, KillRecord, Store } from '../state/store.js';
 import type { AuditLog } from '../telemetry/audit-log.js';
 import { peerCredentials, type PeerCredentials } from './peer.js';
 
@@ -55,6 +55,7 @@ const AGENT_PATH = /^\/agents\/([^/]+)(\/kill|\/revive)?$/;
 const CREDENTIALS_PATH = /^\/agents\/([^/]+)\/credentials(\/rotate|\/revoke)?$/;
 /** Longest rotation overlap an operator may ask for. */
 const MAX_OVERLAP_MS = 30 * 86_400_000;
+const APPROVAL_PATH = /^\/approvals\/([^/]+)(\/approve|\/deny)?$/;
 
 export function createAdminHandler(deps: AdminDeps) {
   const { store, clock } = deps;
@@ -201,6 +202,32 @@ export function createAdminHandler(deps: AdminDeps) {
       if (m[2] === '/kill') return [200, await kill(peer, id, reasonOf(body), operator(body))];
       return [200, await revive(peer, id, operator(body))];
     }
+    if (path === '/approvals') {
+      allow(method, 'GET');
+      return [200, { approvals: [...store.approvals()].sort((a, b) => a.createdAt - b.createdAt).map(approvalView) }];
+    }
+    const a = APPROVAL_PATH.exec(path);
+    if (a !== null) {
+      const id = decodeURIComponent(a[1] ?? '');
+      const record = store.approval(id);
+      if (record === undefined) throw new AdminError(404, 'approval_unknown', `no approval "${id}"`);
+      if (a[2] === undefined) {
+        allow(method, 'GET');
+        return [200, approvalView(record)];
+      }
+      allow(method, 'POST');
+      const decision = a[2] === '/approve' ? 'approved' : 'denied';
+      const reason = decision === 'denied' ? reasonOf(body) : typeof body.reason === 'string' && body.reason.trim() !== '' ? reasonOf(body) : null;
+      const by = operator(body);
+      const decided = await store.decideApproval(id, decision, by, reason);
+      if (decided === null) {
+        const current = store.approval(id) ?? record;
+        const state = current.status !== 'pending' ? `already ${current.status}` : 'expired';
+        throw new AdminError(409, 'approval_not_pending', `approval ${id} is ${state}; only a pending, unexpired approval can be decided`);
+      }
+      audit(peer, decision === 'approved' ? 'approve' : 'deny', decided.agent, { approvalId: id, approval: decision, by, detail: reason, method: decided.method, path: decided.path, digest: decided.digest });
+      return [200, approvalView(decided)];
+    }
     if (path === '/kill') {
       allow(method, 'POST');
       const reason = reasonOf(body);
@@ -278,6 +305,27 @@ export function createAdminHandler(deps: AdminDeps) {
     async settle(): Promise<void> {
       while (pending.size > 0) await Promise.all([...pending]);
     },
+  };
+}
+
+function approvalView(r: ApprovalRecord) {
+  return {
+    id: r.id,
+    status: r.status,
+    agent: r.agent,
+    role: r.role,
+    backend: r.backend,
+    method: r.method,
+    path: r.path,
+    route: r.route,
+    bodySha256: r.bodySha256,
+    digest: r.digest,
+    createdAt: new Date(r.createdAt).toISOString(),
+    expiresAt: new Date(r.expiresAt).toISOString(),
+    decidedBy: r.decidedBy,
+    decidedAt: r.decidedAt === null ? null : new Date(r.decidedAt).toISOString(),
+    reason: r.reason,
+    usedAt: r.usedAt === null ? null : new Date(r.usedAt).toISOString(),
   };
 }
 

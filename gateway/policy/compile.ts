@@ -1,7 +1,8 @@
 // Route templates -> one frozen trie per backend, built at load. Matching walks it most specific
 // first (literal, listed values, parameter, `*`) with backtracking; per request it allocates only
 // the match and its params.
-import type { Route, RouteMatch, RouteMethod, RouteTable } from './types.js';
+import { BlockList, isIP } from 'node:net';
+import type { MaskRule, NetworkSet, Route, RouteMatch, RouteMethod, RouteTable } from './types.js';
 
 export type Segment =
   | { readonly kind: 'literal'; readonly value: string }
@@ -256,4 +257,77 @@ function sameNames(a: readonly Variable[], b: readonly Variable[]): boolean {
 
 function sameSet(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {
   return a.size === b.size && [...a].every((v) => b.has(v));
+}
+
+/**
+ * A mask path: keys separated by `.`; a key holding dots or brackets is written `["a.b"]`; `*`
+ * is any one key; a leading `$.` anchors the path at the document root (otherwise it matches at
+ * any depth). Arrays are transparent: `contacts.email` reaches the `email` of every element.
+ * Returns the rule or a message saying what is wrong.
+ */
+export function parseMaskPath(text: string): MaskRule | string {
+  let rest = text;
+  let anchored = false;
+  if (rest.startsWith('$.')) {
+    anchored = true;
+    rest = rest.slice(2);
+  } else if (rest === '$') {
+    return `"${text}": the root itself cannot be masked; name a field`;
+  }
+  const keys: string[] = [];
+  let i = 0;
+  while (i < rest.length) {
+    if (rest[i] === '[') {
+      const end = rest.indexOf('"]', i + 2);
+      if (rest[i + 1] !== '"' || end === -1) return `"${text}": a bracketed key is written ["key.with.dots"]`;
+      const key = rest.slice(i + 2, end);
+      if (key === '' || key.includes('"') || key.includes('\\')) return `"${text}": a bracketed key is non-empty and holds no " or \\`;
+      keys.push(key);
+      i = end + 2;
+    } else {
+      let j = i;
+      while (j < rest.length && rest[j] !== '.' && rest[j] !== '[') j++;
+      const key = rest.slice(i, j);
+      if (key === '') return `"${text}": empty key (two dots, or a dot at an end)`;
+      if (key.includes(']') || key.includes('"')) return `"${text}": "${key}" holds ] or "; write such keys as ["..."]`;
+      keys.push(key);
+      i = j;
+    }
+    if (i < rest.length) {
+      if (rest[i] === '.') {
+        i++;
+        if (i === rest.length) return `"${text}": empty key (two dots, or a dot at an end)`;
+      } else if (rest[i] !== '[') {
+        return `"${text}": expected "." or "[" after a key`;
+      }
+    }
+  }
+  if (keys.length === 0) return `"${text}": empty path`;
+  if (keys.every((k) => k === '*') && !anchored) return `"${text}": a path of only "*" would mask everything; name a field`;
+  return Object.freeze({ keys: Object.freeze(keys), anchored });
+}
+
+export interface ParsedCidr {
+  readonly address: string;
+  readonly prefix: number;
+  readonly family: 'ipv4' | 'ipv6';
+}
+
+/** `10.0.0.0/8`, `fd00::/8`, or a single address (a /32 or /128). Returns the network or a message. */
+export function parseCidr(text: string): ParsedCidr | string {
+  const slash = text.indexOf('/');
+  const address = slash === -1 ? text : text.slice(0, slash);
+  const version = isIP(address);
+  if (version === 0 || address.includes('%')) return `"${text}" is not an IPv4 or IPv6 network (e.g. 10.0.0.0/8, fd00::/8, 192.0.2.7)`;
+  const max = version === 4 ? 32 : 128;
+  const prefixText = slash === -1 ? String(max) : text.slice(slash + 1);
+  if (!/^\d{1,3}$/.test(prefixText) || Number(prefixText) > max) return `"${text}": the prefix length must be 0 to ${max}`;
+  return { address, prefix: Number(prefixText), family: version === 4 ? 'ipv4' : 'ipv6' };
+}
+
+/** Compile parsed networks into one matcher. */
+export function buildNetworkSet(cidrs: readonly { text: string; parsed: ParsedCidr }[]): NetworkSet {
+  const list = new BlockList();
+  for (const { parsed } of cidrs) list.addSubnet(parsed.address, parsed.prefix, parsed.family);
+  return Object.freeze({ cidrs: Object.freeze(cidrs.map((c) => c.text)), list });
 }

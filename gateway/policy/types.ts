@@ -1,5 +1,6 @@
 // Typed, compiled policy: what `validate.ts` produces and what the hot path reads. Everything here
 // is built once per load and frozen; a reload swaps a whole new PolicySnapshot in.
+import type { BlockList } from 'node:net';
 
 /** An HTTP method a route names, or `ANY`. */
 export type RouteMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE' | 'OPTIONS' | 'ANY';
@@ -7,6 +8,21 @@ export type RouteMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE' |
 /** Limits a JSON body field of a route to listed values (`body: { script: [a, b] }`). */
 export interface BodyConstraint {
   readonly fields: ReadonlyMap<string, ReadonlySet<string>>;
+}
+
+/** SQL dialects the query checker parses (node-sql-parser grammars). */
+export type SqlDialect = 'sqlite' | 'postgresql' | 'mysql' | 'mariadb' | 'bigquery' | 'transactsql';
+
+/** Marks a route whose JSON body carries SQL (`query: { field: sql, dialect: sqlite }`). */
+export interface QueryRoute {
+  /** The JSON body field holding the SQL text. */
+  readonly field: string;
+  readonly dialect: SqlDialect;
+}
+
+/** A human must approve each call (`approval: required`); the approval lives this long. */
+export interface ApprovalPolicy {
+  readonly ttlMs: number;
 }
 
 /** One compiled route of a scope. */
@@ -17,6 +33,10 @@ export interface Route {
   /** Full scope id, `backend:name`. */
   readonly scope: string;
   readonly body: BodyConstraint | null;
+  /** Set when the route's body is SQL that roles with a `query` constraint must have checked. */
+  readonly query: QueryRoute | null;
+  /** Set when each call needs a human's approval (from the route or its scope). */
+  readonly approval: ApprovalPolicy | null;
 }
 
 /**
@@ -83,6 +103,43 @@ export interface BreakerPolicy {
   readonly revokeTokens: boolean;
 }
 
+/**
+ * A compiled masking plan for one backend: field paths whose values are replaced by the fixed
+ * marker in JSON responses. Built once at load; see stages/filters/mask.ts for the matching rules.
+ */
+export interface MaskPlan {
+  /** The paths as written in policy, for messages and the README. */
+  readonly paths: readonly string[];
+  /** Each path as its key segments (dots inside brackets kept); `anchored` ones start at the root. */
+  readonly rules: readonly MaskRule[];
+}
+
+export interface MaskRule {
+  readonly keys: readonly string[];
+  /** True for `$.a.b` (from the document root); false matches the path at any depth. */
+  readonly anchored: boolean;
+}
+
+/** `query: { aggregateOnly, tables }`: what SQL a role may send on query routes. */
+export interface QueryConstraint {
+  readonly aggregateOnly: boolean;
+  /** Lower-cased table names the SQL may touch. */
+  readonly tables: ReadonlySet<string>;
+}
+
+/** Networks (IPv4 and IPv6 CIDRs) compiled at load into node's BlockList for matching. */
+export interface NetworkSet {
+  /** The CIDRs as written, for messages. */
+  readonly cidrs: readonly string[];
+  /** `check(address, family)`; IPv4-mapped IPv6 addresses match IPv4 networks. */
+  readonly list: BlockList;
+}
+
+/** `network: { allow: [cidr...] }`: callers must come from one of these networks. */
+export interface NetworkPolicy {
+  readonly allow: NetworkSet;
+}
+
 export interface Role {
   readonly name: string;
   readonly description: string;
@@ -94,6 +151,16 @@ export interface Role {
   readonly token: TokenPolicy;
   /** null: the role has no breaker. */
   readonly breaker: BreakerPolicy | null;
+  /** Backend name -> fields masked in that backend's JSON responses. */
+  readonly mask: ReadonlyMap<string, MaskPlan>;
+  /** Checked on routes marked `query`; null: no query constraint. */
+  readonly query: QueryConstraint | null;
+  /** null: any network. */
+  readonly network: NetworkPolicy | null;
+  /** Grants (`backend:scope`) that need a human's approval for this role, beyond the routes marked so. */
+  readonly approval: ReadonlySet<string>;
+  /** false: shadow mode, constraint refusals are counted and audited but not enforced. */
+  readonly enforce: boolean;
 }
 
 export type AgentCredential =
@@ -106,6 +173,8 @@ export interface Agent {
   readonly owner: string;
   readonly description: string;
   readonly credentials: readonly AgentCredential[];
+  /** Narrows the role's network further; null: the role's alone. */
+  readonly network: NetworkPolicy | null;
 }
 
 /**
@@ -126,6 +195,9 @@ export interface PolicySnapshot {
   /** Absent in snapshots built by hand (tests); empty when the policies have no `users:` section. */
   readonly users?: UserRights;
 }
+
+/** How long an approval waits and stays usable when a policy names no `ttl`. */
+export const DEFAULT_APPROVAL_TTL_MS = 15 * 60_000;
 
 /** Methods that do not change state; a `readOnly` role may use only these. */
 export const SAFE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS']);

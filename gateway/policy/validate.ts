@@ -3,9 +3,30 @@
 // errors: a typo must never silently switch a constraint off.
 import type { Clock } from '../context.js';
 import { ConfigError } from '../errors.js';
-import { RouteTableBuilder, parseRoute, type ParsedRoute } from './compile.js';
+import { RouteTableBuilder, buildNetworkSet, parseCidr, parseMaskPath, parseRoute, type ParsedCidr, type ParsedRoute } from './compile.js';
 import { problemAt, type Position, type RawEntry, type RawNode, type RawPolicy } from './load.js';
-import type { Agent, AgentCredential, Backend, BodyConstraint, BreakerPolicy, PolicySnapshot, Role, Route, Scope, TokenPolicy, UserRights } from './types.js';
+import type {
+  Agent,
+  AgentCredential,
+  ApprovalPolicy,
+  Backend,
+  BodyConstraint,
+  BreakerPolicy,
+  MaskPlan,
+  MaskRule,
+  NetworkPolicy,
+  NetworkSet,
+  PolicySnapshot,
+  QueryConstraint,
+  QueryRoute,
+  Role,
+  Route,
+  Scope,
+  SqlDialect,
+  TokenPolicy,
+  UserRights,
+} from './types.js';
+import { DEFAULT_APPROVAL_TTL_MS } from './types.js';
 import { describe, parseDuration, parseSize, unknownKeyMessage, type Parsed } from './units.js';
 
 /** Collects problems and checks the shape of raw nodes. Shared by policy and config validation. */
@@ -164,9 +185,11 @@ const ROLE_NAME = /^[a-z][a-z0-9_-]{0,63}$/;
 const AGENT_ID = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 /** The token broker answers /oauth/* on the agent port (/.well-known/* cannot be a backend name). */
 const RESERVED_BACKENDS = new Set(['oauth']);
-const NOT_YET = 'not supported by this version of AgentGate';
-const ROLE_RESERVED = { mask: NOT_YET, query: NOT_YET, network: NOT_YET, enforce: NOT_YET, approval: NOT_YET };
-const ROLE_KEYS = ['description', 'grants', 'readOnly', 'token', 'breaker'];
+const ROLE_KEYS = ['description', 'grants', 'readOnly', 'token', 'breaker', 'mask', 'query', 'network', 'enforce', 'approval'];
+const SQL_DIALECTS: readonly SqlDialect[] = ['sqlite', 'postgresql', 'mysql', 'mariadb', 'bigquery', 'transactsql'];
+const MAX_APPROVAL_TTL_MS = 7 * 86_400_000;
+/** Names in `query.tables`: plain SQL identifiers. */
+const TABLE_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
 /** Cap of the doubling cooldown when a breaker sets no maxCooldown (or the cooldown, if longer). */
 const DEFAULT_MAX_COOLDOWN_MS = 24 * 3_600_000;
 /** JWK members that carry private or symmetric key material (RFC 7517/7518). */
@@ -248,15 +271,28 @@ function validateBackend(c: Checker, name: string, entry: RawEntry, defaultTimeo
       continue;
     }
     const id = `${name}:${scopeName}`;
-    const items = c.list(scopeEntry, scopePath);
+    // A scope is a list of routes, or { routes, approval, description } to mark them all.
+    let routesEntry: RawEntry | undefined = scopeEntry;
+    let routesPath = scopePath;
+    let scopeApproval: ApprovalPolicy | null = null;
+    if (scopeEntry.value.kind === 'map') {
+      const sk = c.map(scopeEntry.value, scopePath, ['routes', 'approval', 'description']);
+      routesEntry = c.required(sk, 'routes', scopePath, scopeEntry.at);
+      routesPath = `${scopePath}.routes`;
+      c.string(sk?.get('description'), `${scopePath}.description`);
+      const approvalEntry = sk?.get('approval');
+      if (approvalEntry !== undefined) scopeApproval = validateApproval(c, approvalEntry, `${scopePath}.approval`);
+      if (routesEntry === undefined) continue;
+    }
+    const items = c.list(routesEntry, routesPath);
     if (items === null) continue;
-    if (items.length === 0) c.add(scopeEntry.at, scopePath, 'needs at least one route');
+    if (items.length === 0) c.add(routesEntry.at, routesPath, 'needs at least one route');
     const routes: Route[] = [];
     items.forEach((item, i) => {
-      const route = validateRouteItem(c, item, `${scopePath}[${i}]`, id);
+      const route = validateRouteItem(c, item, `${routesPath}[${i}]`, id, scopeApproval);
       if (route === null) return;
       const problem = table.add(route.route, route.parsed);
-      if (problem !== null) c.add(item.at, `${scopePath}[${i}]`, problem);
+      if (problem !== null) c.add(item.at, `${routesPath}[${i}]`, problem);
       else routes.push(route.route);
     });
     scopes.set(scopeName, Object.freeze({ id, backend: name, name: scopeName, routes: Object.freeze(routes) }));
@@ -292,12 +328,14 @@ function checkUpstream(c: Checker, text: string, at: Position, path: string): UR
   return url;
 }
 
-function validateRouteItem(c: Checker, item: RawNode, path: string, scope: string): { route: Route; parsed: ParsedRoute } | null {
+function validateRouteItem(c: Checker, item: RawNode, path: string, scope: string, scopeApproval: ApprovalPolicy | null): { route: Route; parsed: ParsedRoute } | null {
   let text: string | null = null;
   let textPath = path;
   let textAt = item.at;
   let body: BodyConstraint | null = null;
   let bodyOk = true;
+  let query: QueryRoute | null = null;
+  let approval = scopeApproval;
   if (item.kind === 'scalar') {
     if (typeof item.value !== 'string') {
       c.add(item.at, path, `expected a route such as "GET /contacts/:id", got ${describe(item.value)}`);
@@ -305,7 +343,7 @@ function validateRouteItem(c: Checker, item: RawNode, path: string, scope: strin
     }
     text = item.value;
   } else if (item.kind === 'map') {
-    const keys = c.map(item, path, ['route', 'body']);
+    const keys = c.map(item, path, ['route', 'body', 'query', 'approval']);
     const routeEntry = c.required(keys, 'route', path, item.at);
     textPath = `${path}.route`;
     textAt = routeEntry?.value.at ?? item.at;
@@ -314,6 +352,16 @@ function validateRouteItem(c: Checker, item: RawNode, path: string, scope: strin
     if (bodyEntry !== undefined) {
       body = validateBody(c, bodyEntry, `${path}.body`);
       bodyOk = body !== null;
+    }
+    const queryEntry = keys?.get('query');
+    if (queryEntry !== undefined) {
+      query = validateQueryRoute(c, queryEntry, `${path}.query`);
+      bodyOk &&= query !== null;
+    }
+    const approvalEntry = keys?.get('approval');
+    if (approvalEntry !== undefined) {
+      approval = validateApproval(c, approvalEntry, `${path}.approval`);
+      bodyOk &&= approval !== null;
     }
   } else {
     c.add(item.at, path, 'expected a route such as "GET /contacts/:id", or { route, body }, got a list');
@@ -329,8 +377,35 @@ function validateRouteItem(c: Checker, item: RawNode, path: string, scope: strin
     c.add(textAt, `${path}.body`, `${parsed.method} requests carry no body to check`);
     return null;
   }
+  if (query !== null && (parsed.method === 'GET' || parsed.method === 'HEAD')) {
+    c.add(textAt, `${path}.query`, `${parsed.method} requests carry no body with SQL to check`);
+    return null;
+  }
   if (!bodyOk) return null;
-  return { route: Object.freeze({ method: parsed.method, template: `${parsed.method} ${parsed.path}`, scope, body }), parsed };
+  return { route: Object.freeze({ method: parsed.method, template: `${parsed.method} ${parsed.path}`, scope, body, query, approval }), parsed };
+}
+
+/** `query: { field: sql, dialect: sqlite }` on a route: its JSON body field `field` holds SQL. */
+function validateQueryRoute(c: Checker, entry: RawEntry, path: string): QueryRoute | null {
+  const keys = c.map(entry.value, path, ['field', 'dialect']);
+  if (keys === null) return null;
+  const field = c.string(c.required(keys, 'field', path, entry.at), `${path}.field`);
+  const dialect = keys.has('dialect') ? c.oneOf(keys.get('dialect'), `${path}.dialect`, SQL_DIALECTS, 'a SQL dialect') : 'sqlite';
+  if (field === null || dialect === null) return null;
+  return Object.freeze({ field, dialect });
+}
+
+/** `approval: required`, or `approval: { ttl: 30m }` (required, with its own expiry). */
+function validateApproval(c: Checker, entry: RawEntry, path: string): ApprovalPolicy | null {
+  const node = entry.value;
+  if (node.kind === 'scalar' && node.value === 'required') return Object.freeze({ ttlMs: DEFAULT_APPROVAL_TTL_MS });
+  if (node.kind === 'map') {
+    const keys = c.map(node, path, ['ttl']);
+    const ttlMs = c.duration(c.required(keys, 'ttl', path, entry.at), `${path}.ttl`, { minMs: 10_000, maxMs: MAX_APPROVAL_TTL_MS });
+    return ttlMs === null ? null : Object.freeze({ ttlMs });
+  }
+  c.add(node.at, path, `${node.kind === 'scalar' ? describe(node.value) : kindOf(node)} is not an approval setting (use "required", or { ttl: 30m })`);
+  return null;
 }
 
 function validateBody(c: Checker, entry: RawEntry, path: string): BodyConstraint | null {
@@ -376,7 +451,7 @@ function validateRole(
 ): Role | null {
   const path = `roles.${name}`;
   if (!ROLE_NAME.test(name)) c.add(entry.at, path, 'role names use a-z, 0-9, _ and -, start with a letter');
-  const keys = c.map(entry.value, path, ROLE_KEYS, ROLE_RESERVED);
+  const keys = c.map(entry.value, path, ROLE_KEYS);
   if (keys === null) return null;
   const description = c.string(keys.get('description'), `${path}.description`) ?? '';
   const readOnly = c.boolean(keys.get('readOnly'), `${path}.readOnly`) ?? false;
@@ -416,8 +491,166 @@ function validateRole(
   const token = validateTokenPolicy(c, keys.get('token'), `${path}.token`);
   const breakerEntry = keys.get('breaker');
   const breaker = breakerEntry === undefined ? null : validateBreaker(c, breakerEntry, `${path}.breaker`);
+  const maskEntry = keys.get('mask');
+  const mask = maskEntry === undefined ? new Map<string, MaskPlan>() : validateMask(c, maskEntry, `${path}.mask`, reached, rawBackends);
+  const queryEntry = keys.get('query');
+  const query = queryEntry === undefined ? null : validateQueryConstraint(c, queryEntry, `${path}.query`, grants, backends);
+  const networkEntry = keys.get('network');
+  const network = networkEntry === undefined ? null : validateNetwork(c, networkEntry, `${path}.network`);
+  const enforce = c.boolean(keys.get('enforce'), `${path}.enforce`) ?? true;
+  const approval = new Set<string>();
+  const approvalEntry = keys.get('approval');
+  const approvalNodes = approvalEntry === undefined ? [] : (c.list(approvalEntry, `${path}.approval`) ?? []);
+  approvalNodes.forEach((node, i) => {
+    const aPath = `${path}.approval[${i}]`;
+    if (node.kind !== 'scalar' || typeof node.value !== 'string') {
+      c.add(node.at, aPath, `expected a grant of this role ("backend:scope"), got ${node.kind === 'scalar' ? describe(node.value) : kindOf(node)}`);
+    } else if (!grants.has(node.value)) {
+      c.add(node.at, aPath, `"${node.value}" is not granted to this role (grants: ${[...grants].join(', ') || 'none'})`);
+    } else {
+      approval.add(node.value);
+    }
+  });
+  if (approvalEntry !== undefined && approvalNodes.length === 0 && approvalEntry.value.kind === 'seq') {
+    c.add(approvalEntry.value.at, `${path}.approval`, 'lists the grants that need approval; leave the key out for none');
+  }
   if (token === null || (breakerEntry !== undefined && breaker === null)) return null;
-  return Object.freeze({ name, description, grants, backends: reached, readOnly, token, breaker });
+  if (mask === null || (queryEntry !== undefined && query === null) || (networkEntry !== undefined && network === null)) return null;
+  return Object.freeze({ name, description, grants, backends: reached, readOnly, token, breaker, mask, query, network, approval, enforce });
+}
+
+/** `mask: { backend: [field paths] }`: the backends must be ones the role reaches. */
+function validateMask(
+  c: Checker,
+  entry: RawEntry,
+  path: string,
+  reached: ReadonlySet<string>,
+  rawBackends: ReadonlyMap<string, RawEntry>,
+): ReadonlyMap<string, MaskPlan> | null {
+  const backends = c.names(entry.value, path, 'backends to the fields masked in their responses');
+  if (backends === null) return null;
+  const plans = new Map<string, MaskPlan>();
+  let ok = true;
+  for (const [backend, pathsEntry] of backends) {
+    const bPath = `${path}.${backend}`;
+    if (!reached.has(backend)) {
+      const known = rawBackends.has(backend);
+      c.add(pathsEntry.at, bPath, known ? `this role reaches no route of backend "${backend}" (it reaches: ${[...reached].join(', ') || 'none'})` : `unknown backend "${backend}" (backends: ${[...rawBackends.keys()].join(', ') || 'none'})`);
+      ok = false;
+      continue;
+    }
+    const items = c.list(pathsEntry, bPath);
+    if (items === null) {
+      ok = false;
+      continue;
+    }
+    if (items.length === 0) {
+      c.add(pathsEntry.value.at, bPath, 'needs at least one field path');
+      ok = false;
+      continue;
+    }
+    const paths: string[] = [];
+    const rules: MaskRule[] = [];
+    items.forEach((item, i) => {
+      const iPath = `${bPath}[${i}]`;
+      if (item.kind !== 'scalar' || (typeof item.value !== 'string' && typeof item.value !== 'number')) {
+        c.add(item.at, iPath, `expected a field path such as email or contacts.phone, got ${item.kind === 'scalar' ? describe(item.value) : kindOf(item)}`);
+        ok = false;
+        return;
+      }
+      const text = String(item.value);
+      const rule = parseMaskPath(text);
+      if (typeof rule === 'string') {
+        c.add(item.at, iPath, rule);
+        ok = false;
+        return;
+      }
+      if (paths.includes(text)) {
+        c.add(item.at, iPath, `"${text}" is listed twice`);
+        ok = false;
+        return;
+      }
+      paths.push(text);
+      rules.push(rule);
+    });
+    plans.set(backend, Object.freeze({ paths: Object.freeze(paths), rules: Object.freeze(rules) }));
+  }
+  return ok ? plans : null;
+}
+
+/** `query: { aggregateOnly, tables }`: the role must reach at least one route marked `query`. */
+function validateQueryConstraint(c: Checker, entry: RawEntry, path: string, grants: ReadonlySet<string>, backends: ReadonlyMap<string, Backend>): QueryConstraint | null {
+  const keys = c.map(entry.value, path, ['aggregateOnly', 'tables']);
+  if (keys === null) return null;
+  const aggregateOnly = c.boolean(keys.get('aggregateOnly'), `${path}.aggregateOnly`) ?? true;
+  const tablesEntry = c.required(keys, 'tables', path, entry.at);
+  const items = c.list(tablesEntry, `${path}.tables`);
+  if (items === null) return null;
+  const tables = new Set<string>();
+  let ok = true;
+  items.forEach((item, i) => {
+    const tPath = `${path}.tables[${i}]`;
+    if (item.kind !== 'scalar' || typeof item.value !== 'string' || !TABLE_NAME.test(item.value)) {
+      c.add(item.at, tPath, `expected a table name (letters, digits and _, not starting with a digit), got ${item.kind === 'scalar' ? describe(item.value) : kindOf(item)}`);
+      ok = false;
+      return;
+    }
+    tables.add(item.value.toLowerCase());
+  });
+  if (items.length === 0 && tablesEntry !== undefined) {
+    c.add(tablesEntry.value.at, `${path}.tables`, 'needs at least one table');
+    ok = false;
+  }
+  let queryRoutes = 0;
+  for (const grant of grants) {
+    const colon = grant.indexOf(':');
+    const scope = backends.get(grant.slice(0, colon))?.scopes.get(grant.slice(colon + 1));
+    for (const route of scope?.routes ?? []) if (route.query !== null) queryRoutes++;
+  }
+  if (queryRoutes === 0 && grants.size > 0) {
+    // The constraint would never run: say so rather than let the operator believe it is on.
+    c.add(entry.at, path, 'none of this role\'s grants has a route marked query: { field, dialect }; the constraint would never apply');
+    ok = false;
+  }
+  if (!ok) return null;
+  return Object.freeze({ aggregateOnly, tables });
+}
+
+/** `network: { allow: [cidr...] }`. */
+function validateNetwork(c: Checker, entry: RawEntry, path: string): NetworkPolicy | null {
+  const keys = c.map(entry.value, path, ['allow']);
+  if (keys === null) return null;
+  const allowEntry = c.required(keys, 'allow', path, entry.at);
+  const allow = allowEntry === undefined ? null : validateCidrs(c, allowEntry, `${path}.allow`);
+  return allow === null ? null : Object.freeze({ allow });
+}
+
+/** A non-empty list of IPv4/IPv6 networks. Shared with the config's `trustedProxies`. */
+export function validateCidrs(c: Checker, entry: RawEntry, path: string): NetworkSet | null {
+  const items = c.list(entry, path);
+  if (items === null) return null;
+  if (items.length === 0) {
+    c.add(entry.value.at, path, 'needs at least one network (e.g. 10.0.0.0/8)');
+    return null;
+  }
+  const parsed: Array<{ text: string; parsed: ParsedCidr }> = [];
+  let ok = true;
+  items.forEach((item, i) => {
+    const iPath = `${path}[${i}]`;
+    if (item.kind !== 'scalar' || typeof item.value !== 'string') {
+      c.add(item.at, iPath, `expected a network such as 10.0.0.0/8 or fd00::/8, got ${item.kind === 'scalar' ? describe(item.value) : kindOf(item)}`);
+      ok = false;
+      return;
+    }
+    const cidr = parseCidr(item.value);
+    if (typeof cidr === 'string') {
+      c.add(item.at, iPath, cidr);
+      ok = false;
+      return;
+    }
+    parsed.push({ text: item.value, parsed: cidr });
+  });
+  return ok ? buildNetworkSet(parsed) : null;
 }
 
 /** `breaker: { violations, window, cooldown (duration or manual), maxCooldown?, revokeTokens? }`. */
@@ -467,7 +700,7 @@ function validateAgent(c: Checker, id: string, entry: RawEntry, roles: ReadonlyM
     c.add(entry.at, path, 'agent ids use a-z, 0-9, . _ -, start with a letter or digit, at most 63 characters');
     ok = false;
   }
-  const keys = c.map(entry.value, path, ['role', 'owner', 'description', 'credentials']);
+  const keys = c.map(entry.value, path, ['role', 'owner', 'description', 'credentials', 'network']);
   if (keys === null) return null;
   const roleEntry = c.required(keys, 'role', path, entry.at);
   const role = c.string(roleEntry, `${path}.role`);
@@ -492,8 +725,10 @@ function validateAgent(c: Checker, id: string, entry: RawEntry, roles: ReadonlyM
     const jwk = jwkEntry === undefined ? null : validateJwk(c, jwkEntry, `${cPath}.jwk`);
     if (jwk !== null) credentials.push(Object.freeze({ type: 'private_key_jwt', jwk }));
   });
-  if (!ok || role === null || owner === null) return null;
-  return Object.freeze({ id, role, owner, description, credentials: Object.freeze(credentials) });
+  const networkEntry = keys.get('network');
+  const network = networkEntry === undefined ? null : validateNetwork(c, networkEntry, `${path}.network`);
+  if (!ok || role === null || owner === null || (networkEntry !== undefined && network === null)) return null;
+  return Object.freeze({ id, role, owner, description, credentials: Object.freeze(credentials), network });
 }
 
 function validateJwk(c: Checker, entry: RawEntry, path: string): Readonly<Record<string, unknown>> | null {

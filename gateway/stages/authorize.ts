@@ -1,18 +1,41 @@
 // Authorization: Principal x target -> Grant. Checks, in order: the target was unambiguous, the
-// backend exists, it is in the token's `aud`, the role's read-only constraint, the most specific
-// route and its scope, and body-value constraints. Anything it cannot decide is refused.
+// backend exists, it is in the token's `aud`, the caller's network, the role's read-only
+// constraint, the most specific route and its scope, body values, aggregate-only SQL and human
+// approval. A role with `enforce: false` has its constraint refusals counted and audited instead
+// of enforced. Anything it cannot decide is refused; when the state store cannot record or use an
+// approval the call is refused with state_unavailable.
+import { createHash, randomUUID } from 'node:crypto';
+import { isIP } from 'node:net';
 import type { Readable } from 'node:stream';
-import type { Principal, RequestContext, Stage, Target } from '../context.js';
+import type { Clock, Principal, RequestContext, ShadowRefusal, Stage, Target } from '../context.js';
 import { GatewayError } from '../errors.js';
-import { SAFE_METHODS, type BodyConstraint, type Route } from '../policy/types.js';
+import { DEFAULT_APPROVAL_TTL_MS, SAFE_METHODS, type Agent, type ApprovalPolicy, type MaskPlan, type NetworkSet, type Role, type Route } from '../policy/types.js';
+import type { ApprovalUse, Store } from '../state/store.js';
+import type { Metrics } from '../telemetry/metrics.js';
+import { checkSql } from './aggregate-sql.js';
 import { parseStrictJson } from './strict-json.js';
 
 export interface AuthorizeOptions {
   readonly maxBodyBytes: number;
+  /** Needed for approvals; without it a route that needs approval is always refused. */
+  readonly store?: Store;
+  readonly clock?: Clock;
+  readonly metrics?: Metrics;
+  /** Peers whose `X-Forwarded-For` is believed; null or absent: none (the socket peer counts). */
+  readonly trustedProxies?: NetworkSet | null;
+  /** `agentgate explain`: never create approval requests. */
+  readonly dryRun?: boolean;
 }
 
+/** The header an agent repeats a call with once a person approved it. */
+export const APPROVAL_HEADER = 'x-agentgate-approval';
+const APPROVAL_ID = /^apr_[0-9a-f-]{36}$/;
+
 export function createAuthorize(options: AuthorizeOptions): Stage {
-  const { maxBodyBytes } = options;
+  const { maxBodyBytes, store, metrics } = options;
+  const clock = options.clock ?? { now: () => Date.now() };
+  const trustedProxies = options.trustedProxies ?? null;
+  const dryRun = options.dryRun === true;
 
   return {
     name: 'authorize',
@@ -35,8 +58,13 @@ export function createAuthorize(options: AuthorizeOptions): Stage {
       }
       const role = ctx.policy.roles.get(principal.role);
       if (role === undefined) throw new Error(`principal role ${principal.role} missing from pinned policy`);
+      const agent = ctx.policy.agents.get(principal.agent);
+      // Shadow refusals are collected only for roles in shadow mode; others throw at once.
+      const refusals: Refusals = { shadow: role.enforce ? null : [], agent: principal.agent, metrics };
+
+      if (role.network !== null || (agent?.network ?? null) !== null) checkNetwork(ctx, role, agent, trustedProxies, refusals);
       if (role.readOnly && !SAFE_METHODS.has(target.method)) {
-        throw new GatewayError('read_only', `role "${role.name}" may only read (GET, HEAD, OPTIONS)`);
+        refuse(refusals, new GatewayError('read_only', `role "${role.name}" may only read (GET, HEAD, OPTIONS)`));
       }
       const match = backend.routes.match(target.method, target.segments);
       if (match === null) {
@@ -48,16 +76,121 @@ export function createAuthorize(options: AuthorizeOptions): Stage {
           reasonDetail: `route "${match.routes[0]?.template ?? ''}" needs ${match.routes.map((r) => r.scope).join(' or ')}`,
         });
       }
-      if (route.body === null) {
-        ctx.grant = { backend: backend.name, scope: route.scope, route: route.template, params: match.params, body: null };
+      const mask = role.mask.size === 0 ? null : (role.mask.get(backend.name) ?? null);
+      const approval = route.approval ?? (role.approval.has(route.scope) ? { ttlMs: DEFAULT_APPROVAL_TTL_MS } : null);
+      const checksQuery = route.query !== null && role.query !== null;
+      if (route.body === null && !checksQuery && approval === null) {
+        // The hot path: nothing to read, nothing to wait for.
+        ctx.grant = { backend: backend.name, scope: route.scope, route: route.template, params: match.params, body: null, mask, shadow: refusals.shadow ?? NO_SHADOW, approvalId: null };
         return;
       }
-      return checkBody(ctx, target, route, route.body, maxBodyBytes).then((body) => {
-        ctx.grant = { backend: backend.name, scope: route.scope, route: route.template, params: match.params, body };
-      });
+      return checkContent(ctx, target, principal, role, route, match.params, mask, approval, refusals);
     },
   };
+
+  async function checkContent(
+    ctx: RequestContext,
+    target: Target,
+    principal: Principal,
+    role: Role,
+    route: Route,
+    params: Readonly<Record<string, string>>,
+    mask: MaskPlan | null,
+    approval: ApprovalPolicy | null,
+    refusals: Refusals,
+  ): Promise<void> {
+    const json = route.body !== null || (route.query !== null && role.query !== null);
+    const body = await readBody(ctx, route, json, maxBodyBytes);
+    if (json) checkBodyConstraints(target, route, role, body, refusals);
+    let approvalId: string | null = null;
+    // Last: a request other checks refuse never waits for a person.
+    if (approval !== null) approvalId = await checkApproval(ctx, target, principal, route, approval, body, refusals);
+    ctx.grant = { backend: target.backend, scope: route.scope, route: route.template, params, body, mask, shadow: refusals.shadow ?? NO_SHADOW, approvalId };
+  }
+
+  async function checkApproval(ctx: RequestContext, target: Target, caller: Principal, route: Route, policy: ApprovalPolicy, body: Buffer, refusals: Refusals): Promise<string | null> {
+    if (store === undefined || dryRun) {
+      refuse(refusals, new GatewayError('approval_required', `${route.template} needs a person's approval for each call`, { reasonDetail: 'no approval store (explain)' }));
+      return null;
+    }
+    const bodySha256 = createHash('sha256').update(body).digest('hex');
+    const path = target.path + target.query;
+    const requestKey = createHash('sha256').update(`${caller.agent}\n${target.method}\n${path}\n${bodySha256}`).digest('hex');
+    const presented = ctx.request.headers[APPROVAL_HEADER];
+    if (presented !== undefined) {
+      const id = typeof presented === 'string' ? presented.trim() : '';
+      let use: ApprovalUse = 'unknown';
+      if (APPROVAL_ID.test(id)) {
+        try {
+          use = await store.consumeApproval(id, requestKey);
+        } catch (error) {
+          throw new GatewayError('state_unavailable', 'the approval could not be checked; try again', { cause: error, reasonDetail: 'approval store write failed' });
+        }
+      }
+      if (use === 'ok') return id;
+      refuse(refusals, new GatewayError('approval_invalid', APPROVAL_ANSWERS[use], { reasonDetail: `approval ${id.slice(0, 48)}: ${use}` }));
+      return null;
+    }
+    const now = clock.now();
+    const expiresAt = now + policy.ttlMs;
+    let record;
+    try {
+      record = await store.requestApproval({
+        id: `apr_${randomUUID()}`,
+        agent: caller.agent,
+        role: caller.role,
+        backend: target.backend,
+        method: target.method,
+        path,
+        route: route.template,
+        bodySha256,
+        requestKey,
+        digest: createHash('sha256').update(`${requestKey}\n${expiresAt}`).digest('hex'),
+        createdAt: now,
+        expiresAt,
+        status: 'pending',
+        decidedBy: null,
+        decidedAt: null,
+        reason: null,
+        usedAt: null,
+      });
+    } catch (error) {
+      throw new GatewayError('state_unavailable', 'the approval request could not be recorded; try again later', { cause: error, reasonDetail: String(error instanceof Error ? error.message : error) });
+    }
+    refuse(
+      refusals,
+      new GatewayError('approval_required', `${route.template} needs a person's approval: ask an operator to approve ${record.id}, then repeat this exact request with the header X-AgentGate-Approval: ${record.id} before ${new Date(record.expiresAt).toISOString()}`, {
+        reasonDetail: `approval ${record.id} requested`,
+        extensions: { approvalId: record.id, approvalExpiresAt: new Date(record.expiresAt).toISOString() },
+      }),
+    );
+    return null;
+  }
 }
+
+/** Where a constraint refusal goes: thrown, or (shadow mode) recorded and counted. */
+interface Refusals {
+  readonly shadow: ShadowRefusal[] | null;
+  readonly agent: string;
+  readonly metrics: Metrics | undefined;
+}
+
+const NO_SHADOW: readonly ShadowRefusal[] = Object.freeze([]);
+
+function refuse(refusals: Refusals, error: GatewayError): void {
+  if (refusals.shadow === null) throw error;
+  refusals.shadow.push({ reason: error.reason, detail: error.reasonDetail });
+  refusals.metrics?.shadowRefusal(refusals.agent, error.reason);
+}
+
+const APPROVAL_ANSWERS: Readonly<Record<Exclude<ApprovalUse, 'ok'>, string>> = {
+  unknown: 'no approval with this id exists',
+  pending: 'this approval is still waiting for a person; repeat the request once it is approved',
+  denied: 'this approval was denied',
+  used: 'this approval was already used; each approval passes one call',
+  expired: 'this approval has expired; send the request without the header to ask again',
+  mismatch: 'this approval was given for a different request (agent, method, path or body); send the request without the header to ask again',
+};
 
 /** The first candidate route the token holds a scope for, which the agent's role still grants. */
 function grantedRoute(routes: readonly Route[], principal: Principal, roleGrants: ReadonlySet<string>): Route | null {
@@ -69,38 +202,91 @@ function grantedRoute(routes: readonly Route[], principal: Principal, roleGrants
   return null;
 }
 
-async function checkBody(
-  ctx: RequestContext,
-  target: Target,
-  route: Route,
-  constraint: BodyConstraint,
-  maxBodyBytes: number,
-): Promise<Buffer> {
-  const contentType = ctx.request.headers['content-type'] ?? '';
-  if (!isJsonContentType(contentType)) {
-    throw new GatewayError('body_invalid', `${route.template} takes a JSON body (content-type: application/json)`, {
-      reasonDetail: `content-type ${JSON.stringify(contentType).slice(0, 80)}`,
-    });
+/**
+ * The caller's address: the socket peer, or, when the peer is a trusted proxy, the right-most
+ * `X-Forwarded-For` entry that is not itself a trusted proxy. Null when an entry is not an address.
+ */
+export function clientAddress(remoteAddress: string, forwardedFor: string | string[] | undefined, trusted: NetworkSet | null): string | null {
+  if (trusted === null || forwardedFor === undefined || !inSet(trusted, remoteAddress)) return remoteAddress;
+  const entries = (Array.isArray(forwardedFor) ? forwardedFor.join(',') : forwardedFor).split(',');
+  let address = remoteAddress;
+  for (let i = entries.length - 1; i >= 0; i--) {
+    const entry = (entries[i] ?? '').trim();
+    if (isIP(entry) === 0) return null;
+    address = entry;
+    if (!inSet(trusted, entry)) return entry;
+  }
+  return address;
+}
+
+function inSet(set: NetworkSet, address: string): boolean {
+  const family = isIP(address);
+  if (family === 0) return false;
+  return set.list.check(address, family === 4 ? 'ipv4' : 'ipv6');
+}
+
+function checkNetwork(ctx: RequestContext, role: Role, agent: Agent | undefined, trusted: NetworkSet | null, refusals: Refusals): void {
+  const address = clientAddress(ctx.request.remoteAddress, ctx.request.headers['x-forwarded-for'], trusted);
+  const sets = [role.network?.allow, agent?.network?.allow];
+  for (const set of sets) {
+    if (set === undefined) continue;
+    if (address === null || !inSet(set, address)) {
+      refuse(
+        refusals,
+        new GatewayError('network_denied', 'calls for this agent are not accepted from this network', {
+          reasonDetail: `${address ?? 'unparseable X-Forwarded-For'} (peer ${ctx.request.remoteAddress}) not in ${set.cidrs.join(', ')}`,
+        }),
+      );
+      return;
+    }
+  }
+}
+
+/** Buffer the body a constraint must read (bounded): what is checked is exactly what is forwarded. */
+async function readBody(ctx: RequestContext, route: Route, json: boolean, maxBodyBytes: number): Promise<Buffer> {
+  if (json) {
+    const contentType = ctx.request.headers['content-type'] ?? '';
+    if (!isJsonContentType(contentType)) {
+      throw new GatewayError('body_invalid', `${route.template} takes a JSON body (content-type: application/json)`, {
+        reasonDetail: `content-type ${JSON.stringify(contentType).slice(0, 80)}`,
+      });
+    }
   }
   if (ctx.request.headers['content-encoding'] !== undefined) {
     throw new GatewayError('body_invalid', 'a checked body must not be content-encoded');
   }
-  const body = ctx.request.body === null ? Buffer.alloc(0) : await readBounded(ctx.request.body, maxBodyBytes, ctx.signal);
+  return ctx.request.body === null ? Buffer.alloc(0) : readBounded(ctx.request.body, maxBodyBytes, ctx.signal);
+}
+
+function checkBodyConstraints(target: Target, route: Route, role: Role, body: Buffer, refusals: Refusals): void {
   const parsed = parseStrictJson(body);
   if (!parsed.ok) throw new GatewayError('body_invalid', `the JSON body cannot be checked: ${parsed.problem}`);
   const value = parsed.value;
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new GatewayError('body_invalid', 'the JSON body must be an object');
   }
-  for (const [field, allowed] of constraint.fields) {
-    const actual = (value as Record<string, unknown>)[field];
+  const fields = value as Record<string, unknown>;
+  for (const [field, allowed] of route.body?.fields ?? []) {
+    const actual = Object.hasOwn(fields, field) ? fields[field] : undefined;
     if (typeof actual !== 'string' || !allowed.has(actual)) {
-      throw new GatewayError('out_of_scope', `field "${field}" must be one of: ${[...allowed].join(', ')}`, {
-        reasonDetail: `${target.method} ${target.path} ${field}=${JSON.stringify(actual)?.slice(0, 64) ?? 'undefined'}`,
-      });
+      refuse(
+        refusals,
+        new GatewayError('out_of_scope', `field "${field}" must be one of: ${[...allowed].join(', ')}`, {
+          reasonDetail: `${target.method} ${target.path} ${field}=${JSON.stringify(actual)?.slice(0, 64) ?? 'undefined'}`,
+        }),
+      );
     }
   }
-  return body;
+  const query = route.query;
+  const constraint = role.query;
+  if (query === null || constraint === null) return;
+  const sql = Object.hasOwn(fields, query.field) ? fields[query.field] : undefined;
+  const verdict = typeof sql === 'string' ? checkSql(sql, constraint, query.dialect) : { ok: false as const, problem: `the body needs the SQL as a string in "${query.field}"` };
+  if (!verdict.ok) {
+    refuse(refusals, new GatewayError('not_aggregate', `${verdict.problem}; role "${role.name}" may run ${constraint.aggregateOnly ? 'aggregate queries only, ' : ''}over ${[...constraint.tables].join(', ')}`, {
+      reasonDetail: `${verdict.problem}: ${typeof sql === 'string' ? JSON.stringify(sql.slice(0, 200)) : typeof sql}`,
+    }));
+  }
 }
 
 function isJsonContentType(value: string): boolean {

@@ -77,6 +77,9 @@ export function createForward(options: ForwardOptions): ForwardStage {
     const host = request.headers.host;
     if (host !== undefined) headers['x-forwarded-host'] = host;
     setTrace(headers, request.headers.traceparent, request.headers.tracestate, ctx.requestId);
+    // A masked response must be read by the gateway: ask for it uncompressed (gzip, deflate and br
+    // are still decoded when the backend ignores this).
+    if (grant.mask !== null) headers['accept-encoding'] = 'identity';
 
     let body: Buffer | IncomingBody | null = null;
     if (grant.body !== null) {

@@ -2,11 +2,12 @@
 // Kill switches, revocations and tripped breakers are written (temp file, fsync, rename, fsync of
 // the folder) before the call that changed them resolves, and loaded at start. A corrupt file
 // stops the start: a kill is never silently forgotten.
+import { createHash } from 'node:crypto';
 import { mkdir, open, readFile, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Clock } from '../context.js';
 import { addViolation, type BreakerRecord } from './breaker.js';
-import type { Activity, ClientSecretRecord, KillRecord, SessionState, Store } from './store.js';
+import type { Activity, ApprovalRecord, ApprovalUse, ClientSecretRecord, KillRecord, SessionState, Store } from './store.js';
 
 export interface MemoryStoreOptions {
   readonly clock: Clock;
@@ -40,6 +41,8 @@ interface StateFile {
   readonly endedSessions?: Record<string, number>;
   /** jti -> uses counted so far and the token's exp (seconds), for tokens with maxUses. */
   readonly uses?: Record<string, { count: number; expiresAt: number }>;
+  /** Absent in files written before approvals existed. */
+  readonly approvals?: ApprovalRecord[];
 }
 
 interface Session {
@@ -53,6 +56,15 @@ interface Session {
 const SWEEP_EVERY = 1024;
 
 const MAX_TRACKED_TOKENS = 1000;
+/** Decided and expired approvals stay listed this long, then are forgotten. */
+const APPROVAL_RETENTION_MS = 86_400_000;
+/** Pending approvals kept at most; beyond it new requests are refused (fail closed). */
+const MAX_PENDING_APPROVALS = 10_000;
+
+/** The digest an approval is bound to: its request and its expiry. */
+export function approvalDigest(requestKey: string, expiresAt: number): string {
+  return createHash('sha256').update(`${requestKey}\n${expiresAt}`).digest('hex');
+}
 
 export async function openMemoryStore(options: MemoryStoreOptions): Promise<Store> {
   const { clock, file } = options;
@@ -87,6 +99,7 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
     live?.delete(sid);
     if (live?.size === 0) liveSessions.delete(session.agent);
   }
+  const approvals = new Map<string, ApprovalRecord>();
 
   if (file !== null) {
     const loaded = await readStateFile(file);
@@ -99,6 +112,7 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
       for (const record of loaded.clientSecrets ?? []) secrets.set(record.id, record);
       for (const [sid, exp] of Object.entries(loaded.endedSessions ?? {})) if (exp > nowSeconds) endedSessions.set(sid, exp);
       for (const [jti, entry] of Object.entries(loaded.uses ?? {})) if (entry.expiresAt > nowSeconds) uses.set(jti, { count: entry.count, expiresAt: entry.expiresAt });
+      for (const record of loaded.approvals ?? []) approvals.set(record.id, record);
     }
   }
 
@@ -140,6 +154,7 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
       clientSecrets: [...secrets.values()],
       endedSessions: ended,
       uses: counted,
+      approvals: [...approvals.values()],
     };
     return `${JSON.stringify(state)}\n`;
   }
@@ -293,6 +308,47 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
       endedSessions.set(sid, Math.max(expiresAt, endedSessions.get(sid) ?? 0));
       return persist();
     },
+    approval: (id) => approvals.get(id),
+    approvals() {
+      pruneApprovals(approvals, clock.now());
+      return [...approvals.values()];
+    },
+    async requestApproval(record) {
+      const now = clock.now();
+      pruneApprovals(approvals, now);
+      for (const existing of approvals.values()) {
+        if (existing.requestKey === record.requestKey && existing.status === 'pending' && existing.expiresAt > now) return existing;
+      }
+      let pending = 0;
+      for (const existing of approvals.values()) if (existing.status === 'pending') pending++;
+      if (pending >= MAX_PENDING_APPROVALS) throw new Error(`more than ${MAX_PENDING_APPROVALS} approvals are pending`);
+      approvals.set(record.id, record);
+      await persist();
+      return record;
+    },
+    async decideApproval(id, decision, by, reason) {
+      const record = approvals.get(id);
+      const now = clock.now();
+      if (record === undefined || record.status !== 'pending' || record.expiresAt <= now) return null;
+      const decided: ApprovalRecord = { ...record, status: decision, decidedBy: by, decidedAt: now, reason };
+      approvals.set(id, decided);
+      await persist();
+      return decided;
+    },
+    async consumeApproval(id, requestKey): Promise<ApprovalUse> {
+      const record = approvals.get(id);
+      const now = clock.now();
+      if (record === undefined) return 'unknown';
+      if (record.status === 'used') return 'used';
+      if (record.status === 'denied') return 'denied';
+      if (record.expiresAt <= now) return 'expired';
+      if (record.status === 'pending') return 'pending';
+      if (record.requestKey !== requestKey || record.digest !== approvalDigest(requestKey, record.expiresAt)) return 'mismatch';
+      // Marked used (synchronously, so a concurrent repeat sees it) and durable before the call goes on.
+      approvals.set(id, { ...record, status: 'used', usedAt: now });
+      await persist();
+      return 'ok';
+    },
     touch(agent, jti, expiresAt) {
       let entry = activity.get(agent);
       if (entry === undefined) {
@@ -319,6 +375,10 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
       while (writing !== null) await writing;
     },
   };
+}
+
+function pruneApprovals(approvals: Map<string, ApprovalRecord>, now: number): void {
+  for (const [id, record] of approvals) if (record.expiresAt + APPROVAL_RETENTION_MS <= now) approvals.delete(id);
 }
 
 function prune(tokens: Map<string, number>, nowSeconds: number): void {
@@ -350,7 +410,9 @@ async function readStateFile(file: string): Promise<StateFile | null> {
     typeof state.breakers !== 'object' ||
     (state.clientSecrets !== undefined && (!Array.isArray(state.clientSecrets) || state.clientSecrets.some((r) => typeof r?.id !== 'string' || typeof r.agent !== 'string' || typeof r.hash !== 'string' || typeof r.createdAt !== 'number'))) ||
     (state.endedSessions !== undefined && (typeof state.endedSessions !== 'object' || state.endedSessions === null)) ||
-    state.kills.some((k) => typeof k?.agent !== 'string' || typeof k.reason !== 'string' || typeof k.at !== 'number')
+    (state.uses !== undefined && (typeof state.uses !== 'object' || state.uses === null)) ||
+    state.kills.some((k) => typeof k?.agent !== 'string' || typeof k.reason !== 'string' || typeof k.at !== 'number') ||
+    (state.approvals !== undefined && (!Array.isArray(state.approvals) || state.approvals.some((a) => typeof a?.id !== 'string' || typeof a.requestKey !== 'string' || typeof a.expiresAt !== 'number')))
   ) {
     throw new StateFileError(file, 'not an AgentGate state file (version 1)');
   }

@@ -39,6 +39,38 @@ export interface ClientSecretRecord {
 
 /** What a session check found. */
 export type SessionState = 'live' | 'ended' | 'idle';
+export type ApprovalStatus = 'pending' | 'approved' | 'denied' | 'used';
+
+/**
+ * A request waiting for, or holding, a person's approval. Bound to one exact request: `digest` is
+ * sha256 over `requestKey` (agent, method, canonical path and query, body hash) and the expiry.
+ */
+export interface ApprovalRecord {
+  readonly id: string;
+  readonly agent: string;
+  readonly role: string;
+  readonly backend: string;
+  readonly method: string;
+  /** Canonical path with its query, as checked and forwarded. */
+  readonly path: string;
+  readonly route: string;
+  readonly bodySha256: string;
+  /** sha256(agent, method, path, body hash): identifies the request across repeats. */
+  readonly requestKey: string;
+  /** sha256(requestKey, expiresAt): what the approval is bound to. */
+  readonly digest: string;
+  /** ms since the epoch. */
+  readonly createdAt: number;
+  readonly expiresAt: number;
+  readonly status: ApprovalStatus;
+  readonly decidedBy: string | null;
+  readonly decidedAt: number | null;
+  readonly reason: string | null;
+  readonly usedAt: number | null;
+}
+
+/** Why an approval could not be used for a request (or `ok` when it was, once). */
+export type ApprovalUse = 'ok' | 'unknown' | 'pending' | 'denied' | 'used' | 'expired' | 'mismatch';
 
 export interface ViolationOutcome {
   readonly record: BreakerRecord;
@@ -112,6 +144,18 @@ export interface Store {
   checkSession(sid: string, agent: string, expiresAt: number, idleMs: number | null, touch: boolean): SessionState;
   /** End session `sid` until `expiresAt` (seconds); durable before it resolves. */
   endSession(sid: string, expiresAt: number): Promise<void>;
+  approval(id: string): ApprovalRecord | undefined;
+  /** Every approval still kept (pending, and decided ones until a day after they expire). */
+  approvals(): readonly ApprovalRecord[];
+  /**
+   * Record a pending approval, persisted before it resolves; when a live pending one exists for
+   * the same `requestKey` it is returned instead, so retries do not pile up requests.
+   */
+  requestApproval(record: ApprovalRecord): Promise<ApprovalRecord>;
+  /** Approve or deny a pending, unexpired approval; resolves the updated record, or null when it is not pending. */
+  decideApproval(id: string, decision: 'approved' | 'denied', by: string, reason: string | null): Promise<ApprovalRecord | null>;
+  /** Use an approved approval for the request `requestKey`, once; durable before it resolves 'ok'. */
+  consumeApproval(id: string, requestKey: string): Promise<ApprovalUse>;
 
   /** Note an authenticated call (inventory). Cheap and synchronous. */
   touch(agent: string, jti: string, expiresAt: number): void;

@@ -16,6 +16,8 @@ export interface Metrics {
   /** One finished request: counter and latency histograms. */
   observeRequest(backend: string, decision: 'allow' | 'deny', reason: ReasonCode | typeof NO_REASON, seconds: number, overheadSeconds: number): void;
   violation(agent: string, role: string, reason: ReasonCode): void;
+  /** A refusal a role in shadow mode (`enforce: false`) let through. */
+  shadowRefusal(agent: string, reason: ReasonCode): void;
   upstreamError(backend: string, kind: UpstreamErrorKind): void;
   tokenIssued(role: string, grantType: string): void;
   tokenRevoked(): void;
@@ -69,6 +71,12 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     name: 'agentgate_violations_total',
     help: 'Calls made with a valid token outside its grant, by agent, role and reason.',
     labelNames: ['agent', 'role', 'reason'] as const,
+    registers: [registry],
+  });
+  const shadowRefusals = new Counter({
+    name: 'agentgate_shadow_refusals_total',
+    help: 'Calls a role in shadow mode (enforce: false) let through that its constraints would have refused, by agent and reason.',
+    labelNames: ['agent', 'reason'] as const,
     registers: [registry],
   });
   const upstreamErrors = new Counter({
@@ -150,6 +158,9 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     },
     violation(agent, role, reason) {
       violations.labels(agent, role, reason).inc();
+    },
+    shadowRefusal(agent, reason) {
+      shadowRefusals.labels(agent, reason).inc();
     },
     upstreamError(backend, kind) {
       upstreamErrors.labels(backend, kind).inc();

@@ -37,13 +37,18 @@ t.test('websocket upgrades', async (t) => {
       'roles:',
       '  watcher:',
       '    grants: [live:events, gone:events]',
+      '  masked:',
+      '    grants: [live:events]',
+      '    mask: { live: [email] }',
       'agents:',
       '  watcher-01: { role: watcher, owner: test }',
+      '  masked-01: { role: masked, owner: test }',
       '',
     ].join('\n'),
   });
   const gw = await startGateway(t, { policies: dir });
   const token = await gw.token('watcher-01');
+  const masked = await gw.token('masked-01');
   const wsUrl = gw.url.replace('http:', 'ws:');
 
   await t.test('allowed: proxied, identity set, credential stripped', async (t) => {
@@ -68,6 +73,7 @@ t.test('websocket upgrades', async (t) => {
     { name: 'out of scope', path: '/live/admin', headers: { authorization: `Bearer ${token}` }, status: 403 },
     { name: 'path parameter (;)', path: '/live/events;x=1', headers: { authorization: `Bearer ${token}` }, status: 400 },
     { name: 'backend down', path: '/gone/events', headers: { authorization: `Bearer ${token}` }, status: 502 },
+    { name: 'a role with masked fields on the backend (frames cannot be masked)', path: '/live/events', headers: { authorization: `Bearer ${masked}` }, status: 502 },
   ];
   for (const c of refusals) {
     await t.test(c.name, async (t) => {

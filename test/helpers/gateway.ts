@@ -34,7 +34,9 @@ export interface GatewayFixture {
   readonly policies?: string;
   readonly upstreams?: Record<string, string>;
   /** Extra YAML lines for agentgate.yaml (e.g. a `limits:` block). */
-  readonly limits?: { maxBodyBytes?: number | string; upstreamTimeout?: string };
+  readonly limits?: { maxBodyBytes?: number | string; upstreamTimeout?: string; maxMaskedBodyBytes?: number };
+  /** `trustedProxies` of agentgate.yaml. */
+  readonly trustedProxies?: readonly string[];
   readonly clock?: Clock;
   /**
    * Make the issuer URL the gateway's own address (`http://127.0.0.1:PORT`), as a standard OAuth
@@ -72,7 +74,8 @@ export async function startGateway(t: Teardown, fixture: GatewayFixture = {}): P
     `trust:    [${trust.join(', ')}]`,
     'state:    { driver: memory, file: ./run/state.json }',
     'audit:    { file: ./run/audit.jsonl }',
-    `limits:   { maxBodyBytes: ${JSON.stringify(limits.maxBodyBytes ?? 1048576)}, upstreamTimeout: ${limits.upstreamTimeout ?? '5s'} }`,
+    `limits:   { maxBodyBytes: ${JSON.stringify(limits.maxBodyBytes ?? 1048576)}, upstreamTimeout: ${limits.upstreamTimeout ?? '5s'}${limits.maxMaskedBodyBytes === undefined ? '' : `, maxMaskedBodyBytes: ${limits.maxMaskedBodyBytes}`} }`,
+    ...(fixture.trustedProxies === undefined ? [] : [`trustedProxies: ${JSON.stringify(fixture.trustedProxies)}`]),
     '',
   ].join('\n');
   const configFile = join(dir, 'agentgate.yaml');

@@ -64,6 +64,23 @@ t.test('shipped policies/ load cleanly and hold the demo fixture', async (t) => 
     token: { ttlSeconds: 600, session: 'multi', idleTimeoutSeconds: null, maxUses: null, rotateSeconds: null, maxDelegationDepth: 1 },
     breaker: null,
   });
+  // DESIGN §2: the constraints of the three roles of the problem statement.
+  const constraints = (name: string) => {
+    const r = snapshot.roles.get(name);
+    return {
+      mask: Object.fromEntries([...(r?.mask ?? new Map())].map(([b, plan]) => [b, [...plan.paths]])),
+      query: r?.query === null || r?.query === undefined ? null : { aggregateOnly: r.query.aggregateOnly, tables: [...r.query.tables] },
+      network: r?.network ?? null,
+      approval: [...(r?.approval ?? [])],
+      enforce: r?.enforce,
+    };
+  };
+  t.same(constraints('marketing'), { mask: { crm: ['email', 'phone', 'tags'] }, query: null, network: null, approval: [], enforce: true });
+  t.same(constraints('support'), { mask: {}, query: null, network: null, approval: [], enforce: true });
+  t.same(constraints('data'), { mask: {}, query: { aggregateOnly: true, tables: ['sales', 'tickets_daily'] }, network: null, approval: [], enforce: true });
+  t.same(snapshot.backends.get('bi')?.scopes.get('query.aggregate')?.routes[0]?.query, { field: 'sql', dialect: 'sqlite' });
+  t.same(snapshot.backends.get('tickets')?.scopes.get('config.write')?.routes[0]?.approval, { ttlMs: 900_000 }, 'configuration changes need a person');
+
   t.same(
     [...snapshot.agents.values()].map((a) => [a.id, a.role, a.owner, a.credentials.length]),
     [
