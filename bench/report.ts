@@ -176,7 +176,7 @@ export function renderResults(results: Results): string {
     const p99 = results.forwarding.map((f) => `${f.scenario} ${formatMs(f.addedP99.median)}`).join(', ');
     out.push(`p99 added by AgentGate over the bare proxy (paired per round): ${p99}.`, '');
   }
-  if (results.refusal !== undefined) out.push('## 2. Refusal flood', '', refusalTable(results.refusal), '', 'Out of scope: a valid token of an agent whose breaker counts every violation (threshold not reached during the run). Bad token: a known kid with a forged signature, so every call pays a signature check.', '');
+  if (results.refusal !== undefined) out.push('## 2. Refusal flood', '', refusalTable(results.refusal), '', 'Out of scope: a valid token of an agent whose breaker counts every violation (threshold not reached during the run). Bad token: one forged token (known kid, bad signature) replayed: the first call pays the signature check, the replays are refused from the verifier’s memory of final refusals.', '');
   if (results.tokens !== undefined) {
     out.push('## 3. Token issuance', '', tokensTable(results.tokens), '');
     out.push('Sequential issuance, one at a time. The HTTP token endpoint (`POST /oauth/token`, `client_credentials` with `private_key_jwt`) is not on this branch yet; it will be one more method in `bench/tokens.ts`.', '');

@@ -108,6 +108,7 @@ export function formatRps(value: number): string {
 /** A duration given in ms, shown in µs below 1 ms and in ms above. */
 export function formatMs(ms: number): string {
   if (!Number.isFinite(ms)) return DASH;
+  if (ms < 0) return `−${formatMs(-ms)}`;
   if (ms < 1) return `${Math.round(ms * 1000)} µs`;
   if (ms < 10) return `${ms.toFixed(2)} ms`;
   if (ms < 100) return `${ms.toFixed(1)} ms`;

@@ -65,6 +65,7 @@ t.test('markdown tables and formatting', async (t) => {
   t.equal(formatMs(0.25), '250 µs');
   t.equal(formatMs(2.5), '2.50 ms');
   t.equal(formatMs(Number.NaN), '–');
+  t.equal(formatMs(-30.2), '−30.2 ms', 'a negative difference keeps its unit');
   t.equal(formatRatio(0.8567), '0.86×');
 });
 
