@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
-import { pipeline as pipeStreams } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
 import { createContext, type Clock, type InboundRequest, type RequestContext, type Stage } from './context.js';
 import { GatewayError, REASONS, type ReasonCode } from './errors.js';
 import { renderProblem, renderReason } from './problem.js';
@@ -116,7 +116,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       status = upstream.status;
       res.writeHead(status, headers);
       headersAt = performance.now();
-      if (upstream.body !== null) await pipeStreams(upstream.body, res);
+      if (upstream.body !== null) await relay(upstream.body, res);
       else res.end();
     } catch (caught) {
       error = caught;
@@ -273,6 +273,35 @@ export function inboundFrom(req: IncomingMessage): InboundRequest {
     encrypted: (socket as Partial<TLSSocket>).encrypted === true,
     body: req,
   };
+}
+
+/**
+ * Stream the upstream body to the client; resolves once the response is finished, rejects when
+ * either side fails first (the caller then cuts the connection). Not stream.pipeline: that one
+ * builds an AbortController and aborts it (a DOMException with a stack) on every request, which
+ * the benchmark's profile showed at about a tenth of the gateway's CPU.
+ */
+function relay(body: Readable, res: ServerResponse): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    const fail = (error: Error): void => {
+      if (settled) return;
+      settled = true;
+      body.unpipe(res);
+      body.destroy();
+      reject(error);
+    };
+    // Stays attached after settling: a body destroyed late must not raise an unhandled 'error'.
+    body.on('error', fail);
+    res.once('finish', () => {
+      settled = true;
+      resolve();
+    });
+    res.once('close', () => {
+      if (!settled) fail(new Error('the client closed the connection before the response was sent'));
+    });
+    body.pipe(res);
+  });
 }
 
 /** The refusal a request was aborted with (a kill), or null for a client that went away. */

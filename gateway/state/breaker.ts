@@ -67,7 +67,14 @@ export function addViolation(record: BreakerRecord | undefined, policy: BreakerP
     };
   }
   // Closed (possibly after a clean half-open window): count violations inside the window.
-  const recent = (current.tripped ? [] : current.violations).filter((t) => now - t < policy.windowMs);
+  // A plain loop, not filter(): a flood below a high threshold keeps thousands of timestamps in
+  // the window and this runs once per violation (benchmark profile of an out-of-scope flood).
+  const held = current.tripped ? [] : current.violations;
+  const recent: number[] = [];
+  for (let i = 0; i < held.length; i++) {
+    const t = held[i] as number;
+    if (now - t < policy.windowMs) recent.push(t);
+  }
   recent.push(now);
   if (recent.length >= policy.violations) {
     return {

@@ -87,27 +87,38 @@ export async function openAuditLog(options: AuditLogOptions): Promise<AuditLog> 
     while (queue.length > 0) {
       const batch = queue;
       queue = [];
-      const data = batch.join('');
-      const bytes = Buffer.byteLength(data);
-      if (size > 0 && size + bytes > maxBytes) {
-        try {
-          await rotate();
-        } catch (error) {
-          options.onError?.(error);
+      // The batch is cut where the file would pass maxBytes, so rotation keeps files bounded
+      // however many lines one write carries.
+      let start = 0;
+      while (start < batch.length) {
+        if (size > 0 && size + Buffer.byteLength(batch[start] ?? '') > maxBytes) {
+          try {
+            await rotate();
+          } catch (error) {
+            options.onError?.(error);
+          }
         }
-      }
-      // A failed write is retried with the same batch: a record is never dropped.
-      for (;;) {
-        try {
-          await handle.appendFile(data);
-          break;
-        } catch (error) {
-          options.onError?.(error);
-          await new Promise((resolve) => setTimeout(resolve, 100));
+        let end = start;
+        let bytes = 0;
+        do {
+          bytes += Buffer.byteLength(batch[end] ?? '');
+          end++;
+        } while (end < batch.length && size + bytes + Buffer.byteLength(batch[end] ?? '') <= maxBytes);
+        const data = Buffer.from((start === 0 && end === batch.length ? batch : batch.slice(start, end)).join(''));
+        // A failed write is retried with the same lines: a record is never dropped.
+        for (;;) {
+          try {
+            await writeAll(handle, data);
+            break;
+          } catch (error) {
+            options.onError?.(error);
+            await new Promise((resolve) => setTimeout(resolve, 100));
+          }
         }
+        size += data.length;
+        written += end - start;
+        start = end;
       }
-      size += bytes;
-      written += batch.length;
       if (queue.length < highWaterMark && drainWaiters.length > 0) {
         const waiters = drainWaiters;
         drainWaiters = [];
@@ -127,7 +138,9 @@ export async function openAuditLog(options: AuditLogOptions): Promise<AuditLog> 
       const line = JSON.stringify({ seq, prev, ...record });
       prev = hashLine(line);
       queue.push(`${line}\n`);
-      writing ??= pump();
+      // The first line of a batch waits for the end of this event-loop turn, so every decision
+      // made in the turn goes out in one write rather than one write for the first and one for the rest.
+      writing ??= nextTurn().then(pump);
       return queue.length < highWaterMark;
     },
     drained() {
@@ -145,6 +158,19 @@ export async function openAuditLog(options: AuditLogOptions): Promise<AuditLog> 
       await handle.close();
     },
   };
+}
+
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+/** One write of the whole batch (looping only if the kernel took part of it). */
+async function writeAll(handle: FileHandle, data: Buffer): Promise<void> {
+  let offset = 0;
+  while (offset < data.length) {
+    const { bytesWritten } = await handle.write(data, offset, data.length - offset, null);
+    offset += bytesWritten;
+  }
 }
 
 /** The last complete line of `file`, or null when it is empty or missing. */

@@ -1,6 +1,7 @@
 // Access-token verification against our own keys only, and the bounded LRU of verified tokens
 // (lru-cache is used here, not in state/: it caches verification results, not shared state). jose's
 // errors become TokenError codes here, once; the cache never serves a token past its exp.
+import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTPayload, type ProtectedHeaderParameters } from 'jose';
 import type { Actor, Clock } from '../context.js';
@@ -25,7 +26,11 @@ export class TokenError extends Error {
   readonly code: TokenErrorCode;
 
   constructor(code: TokenErrorCode, options?: { cause?: unknown }) {
+    // A refusal, not a bug: no stack is captured (it was the costliest part of refusing a replay).
+    const stackTraceLimit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super(`token refused: ${code}`, options);
+    Error.stackTraceLimit = stackTraceLimit;
     this.name = 'TokenError';
     this.code = code;
   }
@@ -76,6 +81,12 @@ const FORBIDDEN_HEADERS = ['jku', 'jwk', 'x5u', 'x5c', 'x5t', 'x5t#S256', 'crit'
 const ALGORITHMS: ReadonlySet<string> = new Set(['EdDSA', 'ES256']);
 const REQUIRED_CLAIMS = ['iss', 'sub', 'client_id', 'aud', 'scope', 'jti', 'sid', 'iat', 'exp'];
 const MAX_ACT_DEPTH = 8;
+/**
+ * Refusals that stay true for the same token whatever happens later: a kid's key never changes,
+ * time only moves on past `exp`, and iss/typ/alg are fixed by the token's bytes. Not here:
+ * not_yet_valid (time cures it) and kid_unknown (checked before any crypto anyway).
+ */
+const FINAL: ReadonlySet<TokenErrorCode> = new Set<TokenErrorCode>(['signature', 'expired', 'iss', 'typ', 'alg', 'malformed', 'claims']);
 
 export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifier {
   const { keys, issuer, clock } = options;
@@ -89,6 +100,10 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
     throw new RangeError(`createTokenVerifier: cacheSize must be a positive integer, got ${String(cacheSize)}`);
   }
   const cache = new LRUCache<string, VerifiedClaims>({ max: cacheSize });
+  // Tokens refused for a reason time and key rotation cannot undo (a forged signature, an
+  // expired token, a wrong issuer): a client replaying one is refused again without another
+  // signature check. Keyed by digest, so an 8 KiB token costs 43 bytes here. It only ever refuses.
+  const refused = new LRUCache<string, TokenErrorCode>({ max: cacheSize });
 
   return {
     cached(token) {
@@ -105,6 +120,9 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
     async verify(token) {
       // Size first: nothing of an oversized token is decoded.
       if (token.length > MAX_TOKEN_BYTES || Buffer.byteLength(token) > MAX_TOKEN_BYTES) throw new TokenError('too_large');
+      const digest = createHash('sha256').update(token).digest('base64url');
+      const known = refused.get(digest);
+      if (known !== undefined) throw new TokenError(known);
       const key = keyFor(keys, token);
       let payload: JWTPayload;
       try {
@@ -117,7 +135,9 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
           requiredClaims: REQUIRED_CLAIMS,
         }));
       } catch (error) {
-        throw translate(error);
+        const refusal = translate(error);
+        if (FINAL.has(refusal.code)) refused.set(digest, refusal.code);
+        throw refusal;
       }
       const claims = toClaims(payload, key.kid);
       // jose leaves iat unchecked; a token issued in the future was not issued by our clock.

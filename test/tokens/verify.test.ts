@@ -194,3 +194,30 @@ function nest(depth: number): Record<string, unknown> {
   for (let i = 1; i < depth; i++) act = { sub: `a${i}`, act };
   return act;
 }
+
+t.test('refused tokens: a final refusal is repeated, a curable one is not remembered', async (t) => {
+  const clock = manualClock();
+  const keys = await makeTestKeys(t.testdir({}), 'EdDSA', clock);
+  const verifier = createTokenVerifier({ keys, issuer: ISSUER, clock });
+  const now = Math.floor(clock.now() / 1000);
+  const { sign } = signer(keys, now);
+  const good = await sign();
+  const [h, p, s] = good.split('.');
+  const at = (s ?? '').length >> 1;
+  const forged = `${h}.${p}.${(s ?? '').slice(0, at)}${(s ?? '')[at] === 'A' ? 'B' : 'A'}${(s ?? '').slice(at + 1)}`;
+  const cases: Array<{ name: string; token: string; code: TokenErrorCode }> = [
+    { name: 'a forged signature, twice', token: forged, code: 'signature' },
+    { name: 'an expired token, twice', token: await sign({ iat: now - 700, exp: now - 100 }), code: 'expired' },
+  ];
+  for (const c of cases) {
+    for (const attempt of [1, 2]) {
+      await t.rejects(verifier.verify(c.token), { code: c.code }, `${c.name}: attempt ${attempt}`);
+    }
+  }
+  // not_yet_valid is cured by time: once the clock reaches nbf the same token verifies.
+  const early = await sign({ nbf: now + 60 });
+  await t.rejects(verifier.verify(early), { code: 'not_yet_valid' });
+  clock.advance(61_000);
+  t.equal((await verifier.verify(early)).sub, AGENT, 'verified once nbf has passed');
+  t.equal((await verifier.verify(good)).sub, AGENT, 'the genuine token still verifies beside its forgery');
+});

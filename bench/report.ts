@@ -1,0 +1,190 @@
+// RESULTS.md: the machine, the settings, a table per group and the bar of issue 7 with each figure
+// against it. Pure: results in, markdown out.
+import type { KillResult } from './kill.js';
+import type { MemoryResult } from './memory.js';
+import { formatMiB, formatMs, formatRatio, formatRps, formatSpread, formatUs, markdownTable, verdict, type Summary } from './stats.js';
+import type { ContestantResult, ForwardingResult, RefusalResult } from './throughput.js';
+import type { IssuanceResult } from './tokens.js';
+
+export interface Machine {
+  readonly node: string;
+  readonly cpu: string;
+  readonly cores: number;
+  readonly pinned: boolean;
+  readonly loadAverage: readonly number[];
+  readonly date: string;
+}
+
+export interface Settings {
+  readonly rounds: number;
+  readonly durationSeconds: number;
+  readonly warmupSeconds: number;
+  readonly connections: number;
+  readonly quick: boolean;
+  readonly command: string;
+}
+
+export interface Results {
+  readonly machine: Machine;
+  readonly settings: Settings;
+  readonly forwarding?: readonly ForwardingResult[];
+  readonly refusal?: RefusalResult;
+  readonly tokens?: readonly IssuanceResult[];
+  readonly kill?: KillResult;
+  readonly memory?: MemoryResult;
+  readonly elapsedSeconds: number;
+}
+
+/** One line of the bar: what, the figure, the bar, met or not. */
+export interface BarLine {
+  readonly what: string;
+  readonly figure: string;
+  readonly bar: string;
+  readonly met: boolean | null;
+}
+
+const MiB = 1024 * 1024;
+
+export function barLines(results: Results): BarLine[] {
+  const lines: BarLine[] = [];
+  for (const f of results.forwarding ?? []) {
+    lines.push({ what: `${f.scenario}: AgentGate / bare proxy throughput`, figure: formatRatio(f.agentgateToBare.median), bar: '≥ 0.85×', met: f.agentgateToBare.median >= 0.85 });
+    lines.push({ what: `${f.scenario}: p99 added over the bare proxy`, figure: formatMs(f.addedP99.median), bar: '≤ 1 ms', met: f.addedP99.median <= 1 });
+  }
+  for (const r of results.refusal?.refusals ?? []) {
+    lines.push({ what: `refusal, ${r.kind}: throughput / allowed`, figure: formatRatio(r.toAllowed.median), bar: '≥ 1.5×', met: r.toAllowed.median >= 1.5 });
+    lines.push({ what: `refusal, ${r.kind}: requests that reached the backend`, figure: String(r.backendRequests), bar: '0', met: r.backendRequests === 0 });
+  }
+  for (const t of results.tokens ?? []) {
+    lines.push({ what: `token issuance p99 (${t.method})`, figure: formatMs(t.latency.p99), bar: '≤ 2 ms', met: t.latency.p99 <= 2 });
+  }
+  if (results.kill !== undefined) {
+    const k = results.kill;
+    lines.push({ what: `kill latency p99 (${k.kills} kills)`, figure: formatMs(k.latency.p99), bar: '≤ 10 ms', met: k.latency.p99 <= 10 && k.allowedAfterKill === 0 });
+  }
+  if (results.memory !== undefined) {
+    const m = results.memory;
+    lines.push({ what: `RSS, ${m.agents} agents with breaker state + ${m.revocations} revocations`, figure: formatMiB(m.loadedRss), bar: '≤ 100 MB (95.4 MiB)', met: m.loadedRss <= 100 * 1e6 });
+    const growth = Math.max(m.upload.growth, m.download.growth);
+    lines.push({ what: `RSS growth streaming ${formatMiB(m.streamBytes)} up and down`, figure: formatMiB(growth), bar: '≤ 64 MB (61.0 MiB)', met: growth <= 64 * 1e6 });
+  }
+  return lines;
+}
+
+function contestantRow(scenario: string, c: ContestantResult, toBare: Summary | null, toDirect: Summary | null): string[] {
+  return [
+    scenario,
+    c.name,
+    formatRps(c.rps.median),
+    formatSpread(c.rps),
+    formatMs(c.p50.median),
+    formatMs(c.p99.median),
+    toBare === null ? '–' : formatRatio(toBare.median),
+    toDirect === null ? '–' : formatRatio(toDirect.median),
+    formatUs(c.cpuUsPerRequest.median),
+    c.unexpected === 0 ? '0' : String(c.unexpected),
+  ];
+}
+
+export function forwardingTable(results: readonly ForwardingResult[]): string {
+  const rows: string[][] = [];
+  for (const f of results) {
+    rows.push(contestantRow(f.scenario, f.direct, null, null));
+    rows.push(contestantRow('', f.bare, null, f.bareToDirect));
+    rows.push(contestantRow('', f.agentgate, f.agentgateToBare, f.agentgateToDirect));
+  }
+  return markdownTable(
+    ['payload', 'contestant', 'rps', 'spread', 'p50', 'p99', '× bare', '× direct', 'CPU / req', 'errors'],
+    rows,
+    ['left', 'left', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'right'],
+  );
+}
+
+export function refusalTable(result: RefusalResult): string {
+  const row = (c: ContestantResult, toAllowed: Summary | null, backend: string): string[] => [
+    c.name,
+    formatRps(c.rps.median),
+    formatSpread(c.rps),
+    formatMs(c.p50.median),
+    formatMs(c.p99.median),
+    toAllowed === null ? '–' : formatRatio(toAllowed.median),
+    formatUs(c.cpuUsPerRequest.median),
+    backend,
+    String(c.unexpected),
+  ];
+  return markdownTable(
+    ['request', 'rps', 'spread', 'p50', 'p99', '× allowed', 'gateway CPU / req', 'reached backend', 'wrong status'],
+    [row(result.allowed, null, 'all'), ...result.refusals.map((r) => row(r.result, r.toAllowed, String(r.backendRequests)))],
+    ['left', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'right'],
+  );
+}
+
+export function tokensTable(results: readonly IssuanceResult[]): string {
+  return markdownTable(
+    ['method', 'tokens', 'tokens / s', 'p50', 'p99', 'max'],
+    results.map((t) => [t.method, String(t.tokens), formatRps(t.tokensPerSecond), formatMs(t.latency.p50), formatMs(t.latency.p99), formatMs(t.latency.max)]),
+    ['left', 'right', 'right', 'right', 'right', 'right'],
+  );
+}
+
+export function killTable(k: KillResult): string {
+  return markdownTable(
+    ['measure', 'kills', 'p50', 'p90', 'p99', 'max'],
+    [
+      ['admin call → first refused request', String(k.kills), formatMs(k.latency.p50), formatMs(k.latency.p90), formatMs(k.latency.p99), formatMs(k.latency.max)],
+      ['admin call → its answer (kill durable)', String(k.kills), formatMs(k.adminCall.p50), formatMs(k.adminCall.p90), formatMs(k.adminCall.p99), formatMs(k.adminCall.max)],
+    ],
+    ['left', 'right', 'right', 'right', 'right', 'right'],
+  );
+}
+
+export function memoryTable(m: MemoryResult): string {
+  const rate = (seconds: number): string => `${Math.round(m.streamBytes / MiB / seconds)} MiB/s`;
+  return markdownTable(
+    ['measure', 'value', 'note'],
+    [
+      ['RSS, bench policy only (3 agents)', formatMiB(m.baselineRss), 'after 1 s of load and 1 s idle'],
+      [`RSS, +${m.agents} agents with breaker state, ${m.revocations} revocations`, formatMiB(m.loadedRss), `same warm-up; started in ${formatMs(m.loadedStartMs)}; ${m.stateChecks}`],
+      [`RSS growth, ${formatMiB(m.streamBytes)} upload`, formatMiB(m.upload.growth), `peak (VmHWM) over RSS before; ${rate(m.upload.seconds)}`],
+      [`RSS growth, ${formatMiB(m.streamBytes)} download`, formatMiB(m.download.growth), `peak (VmHWM) over RSS before; ${rate(m.download.seconds)}`],
+    ],
+    ['left', 'right', 'left'],
+  );
+}
+
+export function renderResults(results: Results): string {
+  const { machine, settings } = results;
+  const out: string[] = [];
+  out.push('# AgentGate benchmark results', '');
+  out.push(`Generated by \`${settings.command}\` on ${machine.date} in ${Math.round(results.elapsedSeconds)} s${settings.quick ? ' (**quick run**: not for quoting)' : ''}.`, '');
+  out.push(`- Node ${machine.node}, ${machine.cpu}, ${machine.cores} cores; load average at start ${machine.loadAverage.map((l) => l.toFixed(2)).join(' / ')}`);
+  out.push(
+    machine.pinned
+      ? '- Backend, bare proxy and gateway pinned to core 0, load generator (autocannon) to core 1 (`taskset`).'
+      : '- **Not pinned** (taskset missing or a single core): ratios include scheduling noise.',
+  );
+  out.push(`- ${settings.connections} connections, ${settings.warmupSeconds} s warm-up then ${settings.durationSeconds} s measured per contestant, ${settings.rounds} interleaved rounds; figures are medians over the rounds, spread is ± half the range over the median; ratios are paired within each round, then the median taken.`);
+  out.push('- AgentGate runs as `agentgate serve` with every check on: bearer token (EdDSA, verified-token cache), route match, breaker, Prometheus metrics, hash-chained audit file. CPU / req is the process under test (the backend itself for *direct*), from /proc.', '');
+
+  const bar = barLines(results);
+  if (bar.length > 0) {
+    out.push('## The bar (issue 7)', '');
+    out.push(markdownTable(['figure', 'measured', 'bar', ''], bar.map((b) => [b.what, b.figure, b.bar, verdict(b.met)]), ['left', 'right', 'right', 'left']), '');
+  }
+  if (results.forwarding !== undefined) {
+    out.push('## 1. Forwarding', '', forwardingTable(results.forwarding), '');
+    const p99 = results.forwarding.map((f) => `${f.scenario} ${formatMs(f.addedP99.median)}`).join(', ');
+    out.push(`p99 added by AgentGate over the bare proxy (paired per round): ${p99}.`, '');
+  }
+  if (results.refusal !== undefined) out.push('## 2. Refusal flood', '', refusalTable(results.refusal), '', 'Out of scope: a valid token of an agent whose breaker counts every violation (threshold not reached during the run). Bad token: one forged token (known kid, bad signature) replayed: the first call pays the signature check, the replays are refused from the verifier’s memory of final refusals.', '');
+  if (results.tokens !== undefined) {
+    out.push('## 3. Token issuance', '', tokensTable(results.tokens), '');
+    out.push('Sequential issuance, one at a time. The HTTP token endpoint (`POST /oauth/token`, `client_credentials` with `private_key_jwt`) is not on this branch yet; it will be one more method in `bench/tokens.ts`.', '');
+  }
+  if (results.kill !== undefined) {
+    out.push('## 4. Kill latency', '', killTable(results.kill), '');
+    out.push(`Requests allowed after the kill was answered: ${results.kill.allowedAfterKill}; refused after the revive was answered: ${results.kill.refusedAfterRevive}. Each kill and revive is written to the state file (fsync) before it is answered.`, '');
+  }
+  if (results.memory !== undefined) out.push('## 5. Memory', '', memoryTable(results.memory), '');
+  return `${out.join('\n').trimEnd()}\n`;
+}

@@ -1,0 +1,142 @@
+// `npm run bench`: starts the loopback backend, the bare proxy and AgentGate (the real
+// `agentgate serve` process) pinned to core 0, autocannon pinned to core 1, runs the groups of
+// issue 7 and writes bench/RESULTS.md. `npm run bench -- --help` lists the options.
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { systemClock } from '../gateway/context.js';
+import { loadSettings } from '../gateway/config.js';
+import { loadPolicy } from '../gateway/server.js';
+import { AGENTS, writeBenchFiles } from './config.js';
+import { runKills } from './kill.js';
+import { runMemory } from './memory.js';
+import { parseOptions, UsageError, type BenchOptions } from './options.js';
+import { canPin, ROOT } from './procs.js';
+import { renderResults, type Results } from './report.js';
+import { forge, SERVER_CORE, startBackend, startBareProxy, startGatewayRig, startLoadWorker, type Backend, type BareProxy, type GatewayRig, type LoadWorker } from './rig.js';
+import { runForwarding, runRefusal } from './throughput.js';
+import { issuanceMethods, measureIssuance } from './tokens.js';
+
+const progress = (line: string): void => {
+  process.stderr.write(`${line}\n`);
+};
+
+async function main(argv: readonly string[]): Promise<number> {
+  let options: BenchOptions;
+  try {
+    options = parseOptions(argv, process.env, ROOT);
+  } catch (error) {
+    if (error instanceof UsageError) {
+      process.stderr.write(`${error.message}\n`);
+      return argv.includes('--help') || argv.includes('-h') ? 0 : 2;
+    }
+    throw error;
+  }
+  if (!canPin()) progress('warning: taskset or a second core is missing; processes run unpinned');
+  const started = performance.now();
+  const machine = {
+    node: process.version,
+    cpu: cpus()[0]?.model.trim() ?? 'unknown CPU',
+    cores: cpus().length,
+    pinned: canPin(),
+    loadAverage: loadavg(),
+    date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+  };
+  // Short: the admin socket path lives in here and Unix sockets allow 107 bytes.
+  const workDir = await mkdtemp(join(tmpdir(), 'agb-'));
+  let backend: Backend | null = null;
+  let bare: BareProxy | null = null;
+  let rig: GatewayRig | null = null;
+  let load: LoadWorker | null = null;
+  const results: { -readonly [K in keyof Results]?: Results[K] } = {};
+  try {
+    backend = await startBackend();
+    load = await startLoadWorker();
+    const settings = { durationSeconds: options.durationSeconds, warmupSeconds: options.warmupSeconds, connections: options.connections };
+    const needsGateway = ['forwarding', 'refusal', 'tokens', 'kill'].some((g) => options.groups.has(g as never));
+    if (needsGateway) {
+      const files = await writeBenchFiles(join(workDir, 'gateway'), { socket: join(workDir, 'admin.sock'), issuer: 'http://agentgate.bench' }, { upstream: backend.url });
+      const nodeFlags = options.cpuProf === null ? [] : ['--cpu-prof', `--cpu-prof-dir=${options.cpuProf}`];
+      if (options.cpuProf !== null) await mkdir(options.cpuProf, { recursive: true });
+      rig = await startGatewayRig(files.configFile, { core: SERVER_CORE, nodeFlags });
+      progress(`agentgate serving on ${rig.gateway.url} (pid ${rig.gateway.pid}), backend ${backend.url} (pid ${backend.pid})`);
+    }
+    if (rig !== null && (options.groups.has('forwarding') || options.groups.has('refusal'))) {
+      const caller = (await rig.mint(AGENTS.caller)).token;
+      const endpoints = {
+        backend: { pid: backend.pid, url: backend.url },
+        bare: { pid: 0, url: '' },
+        gateway: { pid: rig.gateway.pid, url: rig.gateway.url },
+        tokens: { caller, flooder: (await rig.mint(AGENTS.flooder)).token, forged: forge(caller) },
+      };
+      if (options.groups.has('forwarding')) {
+        bare = await startBareProxy(backend.url);
+        results.forwarding = await runForwarding(load, { ...endpoints, bare: { pid: bare.pid, url: bare.url } }, options.rounds, settings, progress);
+        await bare.stop();
+        bare = null;
+      }
+      if (options.groups.has('refusal')) {
+        const b = backend;
+        results.refusal = await runRefusal(load, endpoints, options.rounds, settings, async () => (await b.count()).requests, progress);
+      }
+    }
+    if (rig !== null && options.groups.has('tokens')) {
+      progress(`token issuance: ${options.tokens} tokens per method`);
+      const settingsFile = await loadSettings({ configFile: rig.configFile, env: {} });
+      const policy = await loadPolicy(settingsFile, { clock: systemClock, version: 1 });
+      const methods = issuanceMethods({ keys: rig.keys, issuer: rig.issuer, policy, agent: AGENTS.caller });
+      const issued = [];
+      for (const method of methods) issued.push(await measureIssuance(method, options.tokens));
+      results.tokens = issued;
+    }
+    if (rig !== null && options.groups.has('kill')) {
+      progress(`kill latency: ${options.kills} kills`);
+      results.kill = await runKills({ gatewayUrl: rig.gateway.url, socket: rig.socket, agent: AGENTS.killed, token: (await rig.mint(AGENTS.killed)).token, kills: options.kills });
+    }
+    if (rig !== null) {
+      await rig.stop();
+      rig = null;
+      if (options.cpuProf !== null) progress(`gateway CPU profile written to ${options.cpuProf}`);
+    }
+    if (options.groups.has('memory')) {
+      results.memory = await runMemory({ workDir, backendUrl: backend.url, load, agents: options.memoryAgents, revocations: options.memoryRevocations, streamBytes: options.streamBytes, progress });
+    }
+  } finally {
+    await rig?.stop();
+    await bare?.stop();
+    await load?.stop();
+    await backend?.stop();
+    if (options.keep) progress(`kept ${workDir}`);
+    else await rm(workDir, { recursive: true, force: true });
+  }
+  const markdown = renderResults({
+    ...results,
+    machine,
+    settings: {
+      rounds: options.rounds,
+      durationSeconds: options.durationSeconds,
+      warmupSeconds: options.warmupSeconds,
+      connections: options.connections,
+      quick: options.quick,
+      command: ['npm run bench', ...(argv.length > 0 ? ['--', ...argv] : [])].join(' '),
+    },
+    elapsedSeconds: (performance.now() - started) / 1000,
+  });
+  process.stdout.write(`\n${markdown}`);
+  if (options.out !== null) {
+    await mkdir(dirname(options.out), { recursive: true });
+    await writeFile(options.out, markdown);
+    progress(`written to ${options.out}`);
+  }
+  return 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    process.stderr.write(`bench failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    process.exitCode = 1;
+  },
+);

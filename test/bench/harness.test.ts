@@ -1,0 +1,141 @@
+// The benchmark's pure parts: statistics, tables, options, the bar, and the generated config,
+// policy and state file, which the real `agentgate check` and the real memory store must accept.
+// Nothing here is timed: the figures themselves are the benchmark's business, not the tests'.
+import t from 'tap';
+import { join } from 'node:path';
+import { AGENTS, configYaml, extraAgentId, policyYaml, stateJson, writeBenchFiles } from '../../bench/config.js';
+import { parseOptions, UsageError, GROUPS } from '../../bench/options.js';
+import { barLines, renderResults, type Results } from '../../bench/report.js';
+import type { RoundFigures } from '../../bench/rig.js';
+import { formatMs, formatRatio, latencyPercentiles, markdownTable, median, quantileSorted, SampleBuffer, summarize } from '../../bench/stats.js';
+import { pairedRatio, roundOrder, toResult } from '../../bench/throughput.js';
+import { openMemoryStore } from '../../gateway/state/memory.js';
+import { runCli } from '../helpers/process.js';
+
+t.test('median and quantiles', async (t) => {
+  const cases = [
+    { name: 'odd count', values: [5, 1, 3], median: 3 },
+    { name: 'even count', values: [4, 1, 3, 2], median: 2.5 },
+    { name: 'numeric, not string, order', values: [10, 9, 100], median: 10 },
+    { name: 'single', values: [7], median: 7 },
+  ];
+  for (const c of cases) t.equal(median(c.values), c.median, c.name);
+  t.ok(Number.isNaN(median([])), 'empty: NaN');
+  const sorted = Float64Array.from({ length: 100 }, (_, i) => i + 1);
+  t.equal(quantileSorted(sorted, 0.5), 50);
+  t.equal(quantileSorted(sorted, 0.99), 99);
+  t.equal(quantileSorted(sorted, 1), 100);
+  t.equal(quantileSorted(sorted, 0), 1);
+  t.throws(() => quantileSorted(sorted, 1.5), RangeError);
+});
+
+t.test('sample buffer grows and percentiles are exact', async (t) => {
+  const buffer = new SampleBuffer(16);
+  for (let i = 1000; i >= 1; i--) buffer.push(i / 1000);
+  t.equal(buffer.length, 1000);
+  const p = latencyPercentiles(buffer);
+  t.same(p, { p50: 0.5, p90: 0.9, p99: 0.99, max: 1, count: 1000 });
+});
+
+t.test('summary: median, range and spread over rounds', async (t) => {
+  t.same(summarize([100, 90, 110]), { median: 100, min: 90, max: 110, rounds: 3, spread: 0.2 });
+  t.same(summarize([Number.NaN, 4]), { median: 4, min: 4, max: 4, rounds: 1, spread: 0 }, 'non-finite rounds are left out');
+  t.equal(summarize([]).rounds, 0);
+});
+
+t.test('paired ratios and round order', async (t) => {
+  const fig = (rps: number): RoundFigures => ({ rps, p50: 1, p99: 2, cpuUsPerRequest: 10, backendCpuUsPerRequest: 5, responses: rps, unexpected: 0 });
+  // The machine slows down in round 2; the paired ratio stays 0.5 where a ratio of medians would not.
+  const ratio = pairedRatio([fig(50), fig(10), fig(60)], [fig(100), fig(20), fig(120)], (r) => r.rps);
+  t.equal(ratio.median, 0.5);
+  t.equal(ratio.spread, 0);
+  t.same(roundOrder(['a', 'b', 'c'], 0), ['a', 'b', 'c']);
+  t.same(roundOrder(['a', 'b', 'c'], 1), ['b', 'c', 'a']);
+  t.same(roundOrder(['a', 'b', 'c'], 5), ['c', 'a', 'b']);
+  t.same(roundOrder([], 3), []);
+  t.equal(toResult('x', [fig(1), { ...fig(3), unexpected: 2 }]).unexpected, 2);
+});
+
+t.test('markdown tables and formatting', async (t) => {
+  t.equal(
+    markdownTable(['a', 'b'], [['1', 'x|y']], ['left', 'right']),
+    ['| a | b |', '| --- | ---: |', '| 1 | x\\|y |'].join('\n'),
+  );
+  t.throws(() => markdownTable(['a', 'b'], [['only one']]), RangeError);
+  t.equal(formatMs(0.25), '250 µs');
+  t.equal(formatMs(2.5), '2.50 ms');
+  t.equal(formatMs(Number.NaN), '–');
+  t.equal(formatMs(-30.2), '−30.2 ms', 'a negative difference keeps its unit');
+  t.equal(formatRatio(0.8567), '0.86×');
+});
+
+t.test('options: defaults, quick, flags, env, and refusals', async (t) => {
+  const full = parseOptions([], {}, '/repo');
+  t.match(full, { quick: false, rounds: 5, durationSeconds: 5, connections: 50, kills: 1000, out: '/repo/bench/RESULTS.md', streamBytes: 1024 ** 3 });
+  t.same([...full.groups], [...GROUPS]);
+  const quick = parseOptions(['--quick'], {}, '/repo');
+  t.match(quick, { quick: true, rounds: 2, out: null }, 'a quick run does not replace the committed results');
+  t.equal(parseOptions([], { BENCH_QUICK: '1' }, '/repo').quick, true);
+  t.equal(parseOptions(['--rounds', '3'], { BENCH_ROUNDS: '7' }, '/repo').rounds, 3, 'a flag beats the environment');
+  t.same([...parseOptions(['--groups', 'kill,tokens'], {}, '/repo').groups], ['kill', 'tokens']);
+  const refusals = [
+    { name: 'unknown group', argv: ['--groups', 'forwarding,speed'], message: /unknown group "speed"/ },
+    { name: 'zero rounds', argv: ['--rounds', '0'], message: /--rounds: "0" is not a positive whole number/ },
+    { name: 'fractional kills', argv: ['--kills', '1.5'], message: /--kills/ },
+    { name: 'not a number', argv: ['--duration', 'fast'], message: /--duration/ },
+  ];
+  for (const c of refusals) t.throws(() => parseOptions(c.argv, {}, '/repo'), { constructor: UsageError, message: c.message }, c.name);
+  t.throws(() => parseOptions(['--bogus'], {}, '/repo'), /Unknown option/);
+});
+
+t.test('the bar: met and missed lines', async (t) => {
+  const summary = (m: number) => summarize([m]);
+  const contestant = toResult('c', []);
+  const results: Results = {
+    machine: { node: 'v20', cpu: 'cpu', cores: 2, pinned: true, loadAverage: [0, 0, 0], date: 'today' },
+    settings: { rounds: 1, durationSeconds: 1, warmupSeconds: 1, connections: 50, quick: false, command: 'npm run bench' },
+    elapsedSeconds: 1,
+    forwarding: [{ scenario: 'GET 200 B', direct: contestant, bare: contestant, agentgate: contestant, agentgateToBare: summary(0.9), agentgateToDirect: summary(0.2), bareToDirect: summary(0.22), addedP99: summary(1.5) }],
+    refusal: { allowed: contestant, refusals: [{ kind: 'bad token (401)', status: 401, result: contestant, toAllowed: summary(2), backendRequests: 1 }] },
+    kill: { kills: 10, latency: latencyPercentiles([1, 2, 3]), adminCall: latencyPercentiles([1]), allowedAfterKill: 0, refusedAfterRevive: 0 },
+  };
+  const lines = barLines(results);
+  t.same(
+    lines.map((l) => [l.what, l.met]),
+    [
+      ['GET 200 B: AgentGate / bare proxy throughput', true],
+      ['GET 200 B: p99 added over the bare proxy', false],
+      ['refusal, bad token (401): throughput / allowed', true],
+      ['refusal, bad token (401): requests that reached the backend', false],
+      ['kill latency p99 (10 kills)', true],
+    ],
+  );
+  const markdown = renderResults(results);
+  t.match(markdown, /Node v20, cpu, 2 cores/);
+  t.match(markdown, /\| GET 200 B: p99 added over the bare proxy \| 1\.50 ms \| ≤ 1 ms \| MISSED \|/);
+});
+
+t.test('generated config and policy pass `agentgate check`', async (t) => {
+  const dir = t.testdir();
+  const files = await writeBenchFiles(dir, { socket: join(dir, 's.sock'), issuer: 'http://agentgate.bench' }, { upstream: 'http://127.0.0.1:9', extraAgents: 20 });
+  const result = await runCli(['check', '--config', files.configFile, '--json']);
+  t.equal(result.code, 0, result.stderr);
+  t.match(JSON.parse(result.stdout), { valid: true, backends: 1, roles: 2, agents: 23 });
+  t.match(configYaml({ policiesDir: '/p', socket: '/s', issuer: 'http://i' }), /maxBodyBytes: 1MiB/);
+  t.match(policyYaml({ upstream: 'http://u' }), new RegExp(`${AGENTS.flooder}: \\{ role: flooder`));
+});
+
+t.test('the generated state file loads into the real memory store', async (t) => {
+  const dir = t.testdir();
+  const now = Date.now();
+  const jti = 'revoked-jti-under-test';
+  await writeBenchFiles(dir, { socket: join(dir, 's.sock'), issuer: 'http://agentgate.bench' }, { upstream: 'http://127.0.0.1:9', extraAgents: 30 }, { agents: 30, revocations: 50, now, include: [jti] });
+  const store = await openMemoryStore({ clock: { now: () => now }, file: join(dir, 'run', 'state.json') });
+  t.teardown(() => store.close());
+  t.equal(store.isRevoked(jti), true, 'the included jti is revoked');
+  t.equal(store.isRevoked('not-revoked'), false);
+  t.equal(store.breaker(extraAgentId(10))?.tripped, true, 'every tenth agent has an open breaker');
+  t.equal(store.breaker(extraAgentId(11))?.violations.length, 2, 'the others hold violations in their window');
+  const parsed = JSON.parse(stateJson({ agents: 3, revocations: 4, now })) as { revocations: Record<string, number> };
+  t.equal(Object.keys(parsed.revocations).length, 4);
+});
