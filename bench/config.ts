@@ -13,6 +13,8 @@ export const AGENTS = {
   flooder: 'flood-agent',
   /** Killed and revived a thousand times (kill latency group). */
   killed: 'kill-target',
+  /** Gets tokens over HTTP with private_key_jwt and client_secret_basic (token issuance group). */
+  client: 'token-client',
 } as const;
 
 export const BACKEND = 'bench';
@@ -60,8 +62,10 @@ export function extraAgentId(i: number): string {
 
 export interface PolicyOptions {
   readonly upstream: string;
-  /** Extra agents (role `caller`) on top of the three of AGENTS. */
+  /** Extra agents (role `caller`) on top of those of AGENTS. */
   readonly extraAgents?: number;
+  /** Public JWK pinned for AGENTS.client's private_key_jwt (omitted: no key pinned). */
+  readonly clientJwk?: Readonly<Record<string, unknown>>;
 }
 
 /** One backend, two roles with breakers, the bench agents and `extraAgents` more. */
@@ -90,6 +94,9 @@ export function policyYaml(options: PolicyOptions): string {
     `  ${AGENTS.caller}: { role: caller, owner: bench }`,
     `  ${AGENTS.killed}: { role: caller, owner: bench }`,
     `  ${AGENTS.flooder}: { role: flooder, owner: bench }`,
+    options.clientJwk === undefined
+      ? `  ${AGENTS.client}: { role: caller, owner: bench }`
+      : `  ${AGENTS.client}: { role: caller, owner: bench, credentials: [{ type: private_key_jwt, jwk: ${JSON.stringify(options.clientJwk)} }] }`,
   ];
   const extra = options.extraAgents ?? 0;
   for (let i = 1; i <= extra; i++) lines.push(`  ${extraAgentId(i)}: { role: caller, owner: bench }`);

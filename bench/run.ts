@@ -16,6 +16,16 @@ import { renderResults, type Results } from './report.js';
 import { forge, SERVER_CORE, startBackend, startBareProxy, startGatewayRig, startLoadWorker, type Backend, type BareProxy, type GatewayRig, type LoadWorker } from './rig.js';
 import { runForwarding, runRefusal } from './throughput.js';
 import { issuanceMethods, measureIssuance } from './tokens.js';
+import { exportJWK, generateKeyPair } from 'jose';
+import { Pool } from 'undici';
+import { adminCall } from '../gateway/admin/client.js';
+
+/** The token client's key pair (private_key_jwt); its public half is pinned in the bench policy. */
+const clientKey = await (async () => {
+  const pair = await generateKeyPair('EdDSA', { crv: 'Ed25519' });
+  const jwk = await exportJWK(pair.publicKey);
+  return { privateKey: pair.privateKey, publicJwk: { kty: jwk.kty, crv: jwk.crv, x: jwk.x } };
+})();
 
 const progress = (line: string): void => {
   process.stderr.write(`${line}\n`);
@@ -55,7 +65,7 @@ async function main(argv: readonly string[]): Promise<number> {
     const settings = { durationSeconds: options.durationSeconds, warmupSeconds: options.warmupSeconds, connections: options.connections };
     const needsGateway = ['forwarding', 'refusal', 'tokens', 'kill'].some((g) => options.groups.has(g as never));
     if (needsGateway) {
-      const files = await writeBenchFiles(join(workDir, 'gateway'), { socket: join(workDir, 'admin.sock'), issuer: 'http://agentgate.bench' }, { upstream: backend.url });
+      const files = await writeBenchFiles(join(workDir, 'gateway'), { socket: join(workDir, 'admin.sock'), issuer: 'http://agentgate.bench' }, { upstream: backend.url, clientJwk: clientKey.publicJwk });
       const nodeFlags = options.cpuProf === null ? [] : ['--cpu-prof', `--cpu-prof-dir=${options.cpuProf}`];
       if (options.cpuProf !== null) await mkdir(options.cpuProf, { recursive: true });
       rig = await startGatewayRig(files.configFile, { core: SERVER_CORE, nodeFlags });
@@ -84,10 +94,18 @@ async function main(argv: readonly string[]): Promise<number> {
       progress(`token issuance: ${options.tokens} tokens per method`);
       const settingsFile = await loadSettings({ configFile: rig.configFile, env: {} });
       const policy = await loadPolicy(settingsFile, { clock: systemClock, version: 1 });
-      const methods = issuanceMethods({ keys: rig.keys, issuer: rig.issuer, policy, agent: AGENTS.caller });
-      const issued = [];
-      for (const method of methods) issued.push(await measureIssuance(method, options.tokens));
-      results.tokens = issued;
+      // A client secret for the token client, issued through the running gateway's admin socket.
+      const secret = await adminCall(rig.socket, 'POST', `/agents/${AGENTS.client}/credentials`, { operator: 'bench' });
+      const pool = new Pool(rig.gateway.url, { connections: 1 });
+      try {
+        const http = { pool, client: AGENTS.client, privateKey: clientKey.privateKey, clientSecret: String(secret.body.clientSecret) };
+        const methods = issuanceMethods({ keys: rig.keys, issuer: rig.issuer, policy, agent: AGENTS.caller, http });
+        const issued = [];
+        for (const method of methods) issued.push(await measureIssuance(method, options.tokens));
+        results.tokens = issued;
+      } finally {
+        await pool.close();
+      }
     }
     if (rig !== null && options.groups.has('kill')) {
       progress(`kill latency: ${options.kills} kills`);
