@@ -117,10 +117,12 @@ t.test('the bar: met and missed lines', async (t) => {
 
 t.test('generated config and policy pass `agentgate check`', async (t) => {
   const dir = t.testdir();
-  const files = await writeBenchFiles(dir, { socket: join(dir, 's.sock'), issuer: 'http://agentgate.bench' }, { upstream: 'http://127.0.0.1:9', extraAgents: 20 });
+  const clientJwk = { kty: 'OKP', crv: 'Ed25519', x: '11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo' };
+  const files = await writeBenchFiles(dir, { socket: join(dir, 's.sock'), issuer: 'http://agentgate.bench' }, { upstream: 'http://127.0.0.1:9', extraAgents: 20, clientJwk });
   const result = await runCli(['check', '--config', files.configFile, '--json']);
   t.equal(result.code, 0, result.stderr);
-  t.match(JSON.parse(result.stdout), { valid: true, backends: 1, roles: 2, agents: 23 });
+  t.match(JSON.parse(result.stdout), { valid: true, backends: 1, roles: 2, agents: 24 });
+  t.match(policyYaml({ upstream: 'http://u', clientJwk }), /token-client: \{ role: caller, owner: bench, credentials: \[\{ type: private_key_jwt, jwk: \{"kty":"OKP"/);
   t.match(configYaml({ policiesDir: '/p', socket: '/s', issuer: 'http://i' }), /maxBodyBytes: 1MiB/);
   t.match(policyYaml({ upstream: 'http://u' }), new RegExp(`${AGENTS.flooder}: \\{ role: flooder`));
 });
