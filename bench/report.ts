@@ -143,7 +143,7 @@ export function memoryTable(m: MemoryResult): string {
   return markdownTable(
     ['measure', 'value', 'note'],
     [
-      ['RSS, bench policy only (3 agents)', formatMiB(m.baselineRss), 'after 1 s of load and 1 s idle'],
+      ['RSS, bench policy only (3 agents)', formatMiB(m.baselineRss), 'after 1 s of load, once RSS holds still (≤ 20 s)'],
       [`RSS, +${m.agents} agents with breaker state, ${m.revocations} revocations`, formatMiB(m.loadedRss), `same warm-up; started in ${formatMs(m.loadedStartMs)}; ${m.stateChecks}`],
       [`RSS growth, ${formatMiB(m.streamBytes)} upload`, formatMiB(m.upload.growth), `peak (VmHWM) over RSS before; ${rate(m.upload.seconds)}`],
       [`RSS growth, ${formatMiB(m.streamBytes)} download`, formatMiB(m.download.growth), `peak (VmHWM) over RSS before; ${rate(m.download.seconds)}`],
