@@ -1,7 +1,7 @@
 // Test harness for the contract that is a process: the real `agentgate` CLI (compiled by
 // `npm test`'s pretest build), spawned with its own config, talked to over loopback.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -103,11 +103,19 @@ export function serveCli(
   });
 }
 
+/** Short-lived socket folders under the temp folder, removed when the test process exits. */
+const socketDirs = new Set<string>();
+process.once('exit', () => {
+  for (const d of socketDirs) rmSync(d, { recursive: true, force: true });
+});
+
 /** Write a config whose every port is 0 and whose state lives in `dir`. */
 export async function writeConfig(dir: string, policiesDir: string, extra: { limits?: string } = {}): Promise<string> {
   await mkdir(dir, { recursive: true });
   // Unix socket paths are limited to 107 bytes; test folders are deeper than that.
-  const socket = join(mkdtempSync(join(tmpdir(), 'ag-')), 'admin.sock');
+  const socketDir = mkdtempSync(join(tmpdir(), 'ag-'));
+  socketDirs.add(socketDir);
+  const socket = join(socketDir, 'admin.sock');
   const file = join(dir, 'agentgate.yaml');
   await writeFile(
     file,
