@@ -9,7 +9,7 @@ import type { Socket } from 'node:net';
 export interface PeerCredentials {
   readonly uid: number;
   readonly pid: number;
-  /** The peer process's name as the kernel reports it (e.g. `node`, `curl`). */
+  /** The peer's program: the first word of its command line (e.g. `node`, `curl`). */
   readonly command: string;
 }
 
@@ -31,7 +31,20 @@ export async function peerCredentials(socket: Socket, timeoutMs = 2_000): Promis
   const peer = findPeer(table, inode);
   if (peer === null) return null;
   const uid = await uidOf(peer.pid);
-  return uid === null ? null : { uid, pid: peer.pid, command: peer.command };
+  if (uid === null) return null;
+  // `ss` names the thread that holds the socket (Node 24 calls its main thread "MainThread"):
+  // the program the operator ran is the first word of the command line.
+  return { uid, pid: peer.pid, command: (await programOf(peer.pid)) ?? peer.command };
+}
+
+async function programOf(pid: number): Promise<string | null> {
+  try {
+    const argv0 = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0')[0] ?? '';
+    const name = argv0.slice(argv0.lastIndexOf('/') + 1);
+    return name === '' ? null : name;
+  } catch {
+    return null;
+  }
 }
 
 /** From `ss -xpnH` output: the process holding the socket connected to `inode`. */
