@@ -54,7 +54,10 @@ export interface ViolationResult {
   readonly tripped: boolean;
 }
 
-/** Apply one violation made with a valid token at `now`. */
+/**
+ * Apply one violation made with a valid token at `now`. The returned record replaces `record`,
+ * whose violation list it may reuse.
+ */
 export function addViolation(record: BreakerRecord | undefined, policy: BreakerPolicy, now: number): ViolationResult {
   const current = record ?? CLOSED;
   const view = viewBreaker(current, policy, now);
@@ -67,14 +70,14 @@ export function addViolation(record: BreakerRecord | undefined, policy: BreakerP
     };
   }
   // Closed (possibly after a clean half-open window): count violations inside the window.
-  // A plain loop, not filter(): a flood below a high threshold keeps thousands of timestamps in
-  // the window and this runs once per violation (benchmark profile of an out-of-scope flood).
-  const held = current.tripped ? [] : current.violations;
-  const recent: number[] = [];
-  for (let i = 0; i < held.length; i++) {
-    const t = held[i] as number;
-    if (now - t < policy.windowMs) recent.push(t);
-  }
+  // The closed record's own timestamp list is reused (expired ones dropped from the front, the
+  // new one appended) instead of copied: a flood below a high threshold keeps thousands of
+  // timestamps in the window and this runs once per violation. Callers replace the record they
+  // passed with the one returned (both stores do), so nobody sees the old one change.
+  const recent: number[] = current.tripped || current === CLOSED ? [] : (current.violations as number[]);
+  let expired = 0;
+  while (expired < recent.length && now - (recent[expired] as number) >= policy.windowMs) expired++;
+  if (expired > 0) recent.splice(0, expired);
   recent.push(now);
   if (recent.length >= policy.violations) {
     return {

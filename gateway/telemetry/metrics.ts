@@ -128,6 +128,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   // object on every inc() otherwise, which shows on the hot path.
   const requestChildren = new Map<string, Map<string, ReturnType<typeof requests.labels>>>();
   const durationChildren = new Map<string, ReturnType<typeof duration.labels>>();
+  const violationChildren = new Map<string, ReturnType<typeof violations.labels>>();
 
   function requestChild(backend: string, decision: 'allow' | 'deny', reason: string) {
     let byReason = requestChildren.get(backend);
@@ -157,7 +158,15 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       overhead.observe(overheadSeconds);
     },
     violation(agent, role, reason) {
-      violations.labels(agent, role, reason).inc();
+      // Resolved once per (agent, role, reason), like the request counters: a refusal flood pays
+      // a map lookup, not prom-client's label hashing.
+      const key = `${agent}\u0000${role}\u0000${reason}`;
+      let child = violationChildren.get(key);
+      if (child === undefined) {
+        child = violations.labels(agent, role, reason);
+        violationChildren.set(key, child);
+      }
+      child.inc();
     },
     shadowRefusal(agent, reason) {
       shadowRefusals.labels(agent, reason).inc();
