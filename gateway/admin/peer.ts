@@ -63,9 +63,39 @@ export function findPeer(table: string, inode: number): { pid: number; command: 
   return { pid: Number(p[2]), command: (p[1] ?? '').replace(/\\(.)/g, '$1') };
 }
 
+// One `ss` at a time: lookups that arrive while it runs share the next run (which starts after
+// them, so it sees their connections). `ss -p` walks every process's descriptors; it runs under
+// `nice` so an operator's burst of admin calls never competes with the traffic the gateway serves.
+let running: Promise<string | null> | null = null;
+let next: Promise<string | null> | null = null;
+
 function runSs(timeoutMs: number): Promise<string | null> {
+  if (running === null) {
+    const run = spawnSs(timeoutMs);
+    running = run;
+    void run.finally(() => {
+      if (running === run) running = null;
+    });
+    return run;
+  }
+  next ??= running.then(() => {
+    next = null;
+    return runSs(timeoutMs);
+  });
+  return next;
+}
+
+function spawnSs(timeoutMs: number): Promise<string | null> {
   return new Promise((resolve) => {
-    execFile('ss', ['-xpnH'], { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 }, (error, stdout) => resolve(error === null ? stdout : null));
+    const done = (error: Error | null, stdout: string): void => resolve(error === null ? stdout : null);
+    execFile('nice', ['-n', '19', 'ss', '-xpnH'], { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 }, (error, stdout) => {
+      // No `nice` on the PATH: ask ss directly.
+      if (error !== null && (error as NodeJS.ErrnoException).code === 'ENOENT') {
+        execFile('ss', ['-xpnH'], { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 }, done);
+        return;
+      }
+      done(error, stdout);
+    });
   });
 }
 
