@@ -1,6 +1,7 @@
 // Who is on the other end of an admin connection. Node has no SO_PEERCRED, so the kernel is asked
 // through sock_diag (the `ss` tool of iproute2): our end's inode names the peer's inode, whose row
-// names the process; its uid comes from /proc. Only the audit trail waits for this, never a kill.
+// names the process; its uid comes from /proc. The lookup must finish while the caller is still
+// connected, so a changing admin call answers once it has (the change itself is in force before).
 import { execFile } from 'node:child_process';
 import { fstatSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -64,8 +65,7 @@ export function findPeer(table: string, inode: number): { pid: number; command: 
 }
 
 // One `ss` at a time: lookups that arrive while it runs share the next run (which starts after
-// them, so it sees their connections). `ss -p` walks every process's descriptors; it runs under
-// `nice` so an operator's burst of admin calls never competes with the traffic the gateway serves.
+// them, so it sees their connections). `ss -p` walks every process's descriptors.
 let running: Promise<string | null> | null = null;
 let next: Promise<string | null> | null = null;
 
@@ -87,15 +87,7 @@ function runSs(timeoutMs: number): Promise<string | null> {
 
 function spawnSs(timeoutMs: number): Promise<string | null> {
   return new Promise((resolve) => {
-    const done = (error: Error | null, stdout: string): void => resolve(error === null ? stdout : null);
-    execFile('nice', ['-n', '19', 'ss', '-xpnH'], { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 }, (error, stdout) => {
-      // No `nice` on the PATH: ask ss directly.
-      if (error !== null && (error as NodeJS.ErrnoException).code === 'ENOENT') {
-        execFile('ss', ['-xpnH'], { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 }, done);
-        return;
-      }
-      done(error, stdout);
-    });
+    execFile('ss', ['-xpnH'], { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 }, (error, stdout) => resolve(error === null ? stdout : null));
   });
 }
 

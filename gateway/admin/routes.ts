@@ -51,6 +51,26 @@ const MAX_BODY = 64 * 1024;
 
 /** The caller of an admin call, looked up while the call runs. */
 type Peer = Promise<PeerCredentials | null>;
+
+/** Longest an admin answer waits for the peer lookup. */
+const PEER_WAIT_MS = 2_000;
+
+/** Resolves when `promise` settles or after `ms`, whichever is first; never rejects. */
+function settled(promise: Promise<unknown>, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    promise.then(
+      () => {
+        clearTimeout(timer);
+        resolve();
+      },
+      () => {
+        clearTimeout(timer);
+        resolve();
+      },
+    );
+  });
+}
 const AGENT_PATH = /^\/agents\/([^/]+)(\/kill|\/revive)?$/;
 const CREDENTIALS_PATH = /^\/agents\/([^/]+)\/credentials(\/rotate|\/revoke)?$/;
 /** Longest rotation overlap an operator may ask for. */
@@ -287,10 +307,16 @@ export function createAdminHandler(deps: AdminDeps) {
       const path = (req.url ?? '/').split('?')[0] ?? '/';
       const body = req.method === 'POST' ? await readJson(req) : {};
       const [status, payload] = await route(peer, req.method ?? 'GET', path, body);
+      // The change is in force; the answer waits for the peer lookup (started when the call
+      // arrived), because the caller is gone once it has its answer and with it who it was.
+      if (req.method === 'POST') await settled(peer, PEER_WAIT_MS);
       send(res, status, 'application/json', payload);
     } catch (error) {
       if (error instanceof AdminError) {
-        if (req.method === 'POST') audit(peer, 'refused', null, { path: (req.url ?? '/').split('?')[0], decision: 'deny', reason: error.code, detail: error.detail });
+        if (req.method === 'POST') {
+          audit(peer, 'refused', null, { path: (req.url ?? '/').split('?')[0], decision: 'deny', reason: error.code, detail: error.detail });
+          await settled(peer, PEER_WAIT_MS);
+        }
         send(res, error.status, 'application/problem+json', { type: `urn:agentgate:problem:${error.code}`, title: error.code.replaceAll('_', ' '), status: error.status, detail: error.detail, ...error.extra });
         return;
       }
