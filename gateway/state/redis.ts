@@ -638,8 +638,9 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
       return { lastSeen: entry.lastSeen, liveTokens: live };
     },
     async close() {
+      // Not reported through onHealth: a shutdown is not an outage.
       closing = true;
-      setHealth('closing');
+      healthy = false;
       await Promise.allSettled([subscriber.close(), client.close()]);
     },
   };

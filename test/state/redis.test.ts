@@ -61,7 +61,9 @@ const cases: Case[] = [
     async run(t, a, b) {
       const record = { agent: 'bot', reason: 'leak', at: clock.now(), by: 'uid=0' };
       await a.kill(record);
+      const start = performance.now();
       t.ok(await eventually(() => b.killRecord('bot') !== undefined));
+      if (a !== b) t.comment(`kill seen by the other store ${(performance.now() - start).toFixed(1)} ms after kill() resolved`);
       t.same(b.killRecord('bot'), record);
       t.same(b.kills().map((k) => k.agent), ['bot']);
       t.equal(await b.revive('bot'), true);
