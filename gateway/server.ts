@@ -121,6 +121,11 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
   // Redis: unhealthy while the connection is lost; admit and authenticate then fail closed (503).
   const store: Store = await openStore(settings.state, clock, {
     onHealth: (healthy, why) => (healthy ? log.info('state store available', { driver: 'redis', why }) : log.error('state store unavailable; refusing requests', { driver: 'redis', why })),
+    // A kill or revoke made on another instance also cuts this instance's calls in flight.
+    onRemoteStop: (agent, reason) => {
+      const aborted = abortAgent(agent, reason);
+      if (aborted > 0) log.warn('calls in flight aborted by a kill or revoke from another instance', { agent, aborted });
+    },
   });
   const metrics = createMetrics({
     defaults: options.defaultMetrics ?? true,

@@ -30,6 +30,11 @@ export interface RedisStoreOptions {
   readonly connectTimeoutMs?: number;
   /** Told when the store turns healthy or unhealthy (no URL, no secrets). */
   readonly onHealth?: (healthy: boolean, why: string) => void;
+  /**
+   * Told when another instance kills an agent or revokes all its tokens, so this one can abort the
+   * agent's calls in flight here too (the next call is refused either way).
+   */
+  readonly onRemoteStop?: (agent: string, reason: string) => void;
 }
 
 const P = 'agentgate:';
@@ -131,6 +136,7 @@ export class RedisUnavailableError extends Error {
 export async function openRedisStore(options: RedisStoreOptions): Promise<Store> {
   const { clock, url } = options;
   const onHealth = options.onHealth ?? (() => undefined);
+  const onRemoteStop = options.onRemoteStop ?? (() => undefined);
   const socket = { reconnectStrategy: (retries: number) => Math.min(50 + retries * 50, 500), connectTimeout: 2000 };
   // No offline queue: a write while Redis is away fails at once instead of waiting unseen.
   const client = createClient({ url, socket, disableOfflineQueue: true, pingInterval: 5000 });
@@ -151,6 +157,11 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
   let healthy = false;
   let closing = false;
   let loadGeneration = 0;
+  /** Until the store is handed out nothing is in flight: changes only fill the view. */
+  let opened = false;
+  const remoteStop = (agent: string, reason: string): void => {
+    if (opened) onRemoteStop(agent, reason);
+  };
   /** Events that arrive while a load runs: re-read once the load's view is in place. */
   let pending: { kind: EventKind; key: string }[] | null = null;
   let lastError = '';
@@ -216,7 +227,10 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
     try {
       const next = await loadAll();
       if (generation !== loadGeneration) return;
+      const before = view;
       view = next;
+      // Kills made while this instance was away from Redis stop its calls in flight as well.
+      for (const [agent, record] of next.kills) if (!before.kills.has(agent)) remoteStop(agent, record.reason);
       const queued = pending;
       pending = null;
       for (const event of queued) await apply(event.kind, event.key);
@@ -278,13 +292,21 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
         const json = await client.hGet(K.kills, key);
         const record = json === null || json === undefined ? null : parse<KillRecord>(json);
         if (record === null) view.kills.delete(key);
-        else view.kills.set(key, record);
+        else {
+          const known = view.kills.has(key);
+          view.kills.set(key, record);
+          if (!known) remoteStop(key, record.reason);
+        }
         return;
       }
       case 'agent-rev': {
         const at = await client.hGet(K.agentRev, key);
         if (at === null || at === undefined) view.agentRevoked.delete(key);
-        else view.agentRevoked.set(key, Number(at));
+        else {
+          const previous = view.agentRevoked.get(key);
+          view.agentRevoked.set(key, Number(at));
+          if (previous === undefined || Number(at) > previous) remoteStop(key, 'tokens revoked');
+        }
         return;
       }
       case 'rev': {
@@ -441,6 +463,7 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
     throw new RedisUnavailableError(lastError === '' ? `no answer within ${timeoutMs} ms` : lastError.replace(/\/\/[^@/]*@/g, '//***@'));
   }
 
+  opened = true;
   return {
     driver: 'redis',
     isHealthy: () => healthy,

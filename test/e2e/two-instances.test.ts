@@ -16,7 +16,7 @@ const POLICY = [
   '  svc:',
   '    upstream: UPSTREAM',
   '    scopes:',
-  '      read: ["GET /items"]',
+  '      read: ["GET /items", "GET /stream"]',
   'roles:',
   '  worker:',
   '    grants: [svc:read]',
@@ -30,7 +30,18 @@ const POLICY = [
 const missing = redisServerPath() === null;
 t.test('two gateway instances share state through Redis', { skip: missing ? 'redis-server is not installed (apt-get install redis-server)' : false }, async (t) => {
   const redis = await startRedis(t);
-  const upstream = await startUpstream(t);
+  const upstream = await startUpstream(t, (req, res) => {
+    if (req.url === '/stream') {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.write('first chunk\n');
+      // Never ends on its own: only a kill (or the teardown) stops it.
+      const timer = setInterval(() => res.write('tick\n'), 50);
+      res.on('close', () => clearInterval(timer));
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end('{"ok":true}');
+  });
   const dir = t.testdir({ policies: { 'svc.yaml': POLICY.replace('UPSTREAM', upstream.url) }, a: {}, b: {} });
   const state = `{ driver: redis, url: "${redis.url}" }`;
   const configA = await writeConfig(join(dir, 'a'), join(dir, 'policies'), { state });
@@ -65,6 +76,11 @@ t.test('two gateway instances share state through Redis', { skip: missing ? 'red
   });
 
   await t.test('a kill through A\'s admin socket refuses the next call on B within a second', async (t) => {
+    // A call streaming through B while the kill is made on A.
+    const stream = await request(`${b.url}/svc/stream`, { headers: { authorization: `Bearer ${w1}` } });
+    t.equal(stream.statusCode, 200);
+    const reader = stream.body[Symbol.asyncIterator]();
+    t.match(String((await reader.next()).value), /first chunk/);
     const cliStart = performance.now();
     const killed = await runCli(['kill', 'worker-01', '--reason', 'two-instance test', '--socket', socketA, '--config', configA]);
     t.equal(killed.code, 0, killed.stderr);
@@ -81,6 +97,15 @@ t.test('two gateway instances share state through Redis', { skip: missing ? 'red
     t.ok(delayMs < 1000, `kill reached B ${delayMs.toFixed(1)} ms after the CLI returned`);
     t.comment(`kill propagation A -> B: ${delayMs.toFixed(1)} ms (first refused call on B, including its round trip)`);
     t.equal((await call(a.url, w1)).status, 403, 'and on A');
+    const drained = (async (): Promise<string> => {
+      try {
+        for (;;) if ((await reader.next()).done) return 'ended cleanly';
+      } catch {
+        return 'cut';
+      }
+    })();
+    const timeout = new Promise<string>((resolve) => setTimeout(() => resolve('still streaming after 3 s'), 3000).unref());
+    t.equal(await Promise.race([drained, timeout]), 'cut', 'the stream in flight on B is cut too');
     const revived = await runCli(['revive', 'worker-01', '--socket', socketA, '--config', configA]);
     t.equal(revived.code, 0, revived.stderr);
     const until = performance.now() + 1000;
