@@ -347,8 +347,9 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
         return;
       }
       case 'uses': {
-        const [count, untilMs] = await Promise.all([client.get(`${K.uses}${key}`), client.pExpireTime(`${K.uses}${key}`)]);
-        if (count !== null) noteUses(key, Number(count), Number(untilMs));
+        // PTTL, not PEXPIRETIME: Redis 6.2 is enough.
+        const [count, ttlMs] = await Promise.all([client.get(`${K.uses}${key}`), client.pTTL(`${K.uses}${key}`)]);
+        if (count !== null) noteUses(key, Number(count), clock.now() + Math.max(Number(ttlMs), 0));
         return;
       }
     }
