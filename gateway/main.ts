@@ -12,7 +12,8 @@ import { createAdmit } from './stages/admit.js';
 import { createAuthenticate } from './stages/authenticate.js';
 import { createAuthorize } from './stages/authorize.js';
 import { createNormalize } from './stages/normalize.js';
-import { openMemoryStore, StateFileError } from './state/memory.js';
+import { openStore } from './state/index.js';
+import { StateFileError } from './state/memory.js';
 import { adminCall, AdminClientError } from './admin/client.js';
 import { AdminSocketInUseError } from './admin/socket.js';
 import { open, stat } from 'node:fs/promises';
@@ -273,9 +274,10 @@ async function credentials(args: readonly string[], out: Out): Promise<number> {
   };
   const offline = async (): Promise<Record<string, unknown>> => {
     const settings = await settingsFrom(values.config);
-    if (settings.state.driver !== 'memory' || settings.state.file === null) throw new CliError('no gateway is running and there is no state file to change: start the gateway, or set state.file');
+    if (settings.state.driver === 'memory' && settings.state.file === null) throw new CliError('no gateway is running and there is no state file to change: start the gateway, or set state.file');
     const policy = await loadPolicy(settings, { clock: systemClock, version: 1 });
-    const store = await openMemoryStore({ clock: systemClock, file: settings.state.file });
+    // With state.driver redis the change goes to the shared Redis, and every instance hears of it.
+    const store = await openStore(settings.state, systemClock);
     try {
       const manager = createCredentialManager({ store, clock: systemClock, policy: () => policy });
       if (action === 'list') return { credentials: manager.list(agent) };
@@ -348,8 +350,8 @@ async function explain(args: readonly string[], out: Out): Promise<number> {
   const clock = systemClock;
   const policy = await loadPolicy(settings, { clock, version: 1 });
   const keys = await openKeyStore({ dir: settings.issuer.keys, alg: settings.issuer.alg, clock });
-  // Read-only use of the gateway's state file: kills and open breakers count in the explanation.
-  const store = await openMemoryStore({ clock, file: settings.state.driver === 'memory' ? settings.state.file : null });
+  // Read-only use of the gateway's state (file, or the shared Redis): kills and open breakers count.
+  const store = await openStore(settings.state, clock);
   const verifier = createTokenVerifier({ keys, issuer: settings.issuer.url, clock });
   const checks = [
     createNormalize({ maxBodyBytes: settings.limits.maxBodyBytes }),
@@ -381,6 +383,8 @@ async function explain(args: readonly string[], out: Out): Promise<number> {
   } catch (error) {
     if (!(error instanceof GatewayError)) throw error;
     refusal = error;
+  } finally {
+    await store.close();
   }
   const principal = ctx.principal;
   const result = {
@@ -399,7 +403,7 @@ async function explain(args: readonly string[], out: Out): Promise<number> {
     path: ctx.target?.invalid === null ? ctx.target.path : null,
     route: ctx.grant?.route ?? null,
     scope: ctx.grant?.scope ?? null,
-    note: 'kill switches and breakers come from the state file; body constraints are checked on the live request',
+    note: `kill switches and breakers come from ${settings.state.driver === 'redis' ? 'the shared Redis' : 'the state file'}; body constraints are checked on the live request`,
   };
   if (values.json) {
     out.stdout(JSON.stringify(result));

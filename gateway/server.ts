@@ -16,7 +16,8 @@ import { createForward, type ForwardStage } from './stages/forward.js';
 import { createMaskFilter } from './stages/filters/mask.js';
 import { preloadSqlDialect } from './stages/aggregate-sql.js';
 import { createNormalize } from './stages/normalize.js';
-import { openMemoryStore, resetStateFile } from './state/memory.js';
+import { openStore } from './state/index.js';
+import { resetStateFile } from './state/memory.js';
 import { viewBreaker } from './state/breaker.js';
 import type { Store } from './state/store.js';
 import { createAdminHandler } from './admin/routes.js';
@@ -109,15 +110,23 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
   let policy = await loadPolicy(settings, { clock, version: 1, upstreams: options.upstreams });
   preloadDialects(policy);
   const keys = await openKeyStore({ dir: settings.issuer.keys, alg: settings.issuer.alg, clock });
-  if (settings.state.driver !== 'memory') {
-    throw new Error('state.driver redis is not available in this version; use { driver: memory, file: ... }');
-  }
-  const stateFile = settings.state.file;
-  if (options.resetState === true && stateFile !== null) {
+  if (settings.state.driver === 'memory' && options.resetState === true && settings.state.file !== null) {
+    const stateFile = settings.state.file;
     const aside = await resetStateFile(stateFile, clock);
     if (aside !== null) log.warn('state file moved aside; starting with empty state', { file: stateFile, movedTo: aside });
   }
-  const store: Store = await openMemoryStore({ clock, file: stateFile });
+  if (settings.state.driver === 'redis' && options.resetState === true) {
+    throw new Error('--reset-state moves an unreadable state file aside; it does nothing for state.driver redis (the state is in Redis)');
+  }
+  // Redis: unhealthy while the connection is lost; admit and authenticate then fail closed (503).
+  const store: Store = await openStore(settings.state, clock, {
+    onHealth: (healthy, why) => (healthy ? log.info('state store available', { driver: 'redis', why }) : log.error('state store unavailable; refusing requests', { driver: 'redis', why })),
+    // A kill or revoke made on another instance also cuts this instance's calls in flight.
+    onRemoteStop: (agent, reason) => {
+      const aborted = abortAgent(agent, reason);
+      if (aborted > 0) log.warn('calls in flight aborted by a kill or revoke from another instance', { agent, aborted });
+    },
+  });
   const metrics = createMetrics({
     defaults: options.defaultMetrics ?? true,
     *agents() {

@@ -109,8 +109,11 @@ process.once('exit', () => {
   for (const d of socketDirs) rmSync(d, { recursive: true, force: true });
 });
 
-/** Write a config whose every port is 0 and whose state lives in `dir`. */
-export async function writeConfig(dir: string, policiesDir: string, extra: { limits?: string } = {}): Promise<string> {
+/**
+ * Write a config whose every port is 0 and whose state lives in `dir` (or where `extra.state`,
+ * a YAML flow mapping such as `{ driver: redis, url: "redis://..." }`, says).
+ */
+export async function writeConfig(dir: string, policiesDir: string, extra: { limits?: string; state?: string } = {}): Promise<string> {
   await mkdir(dir, { recursive: true });
   // Unix socket paths are limited to 107 bytes; test folders are deeper than that.
   const socketDir = mkdtempSync(join(tmpdir(), 'ag-'));
@@ -126,7 +129,7 @@ export async function writeConfig(dir: string, policiesDir: string, extra: { lim
       `policies: ${JSON.stringify(policiesDir)}`,
       'issuer:   { url: "http://agentgate.test", keys: ./run/keys, alg: EdDSA, rotate: 24h }',
       'trust:    []',
-      'state:    { driver: memory, file: ./run/state.json }',
+      `state:    ${extra.state ?? '{ driver: memory, file: ./run/state.json }'}`,
       'audit:    { file: ./run/audit.jsonl }',
       `limits:   ${extra.limits ?? '{ maxBodyBytes: 1048576, upstreamTimeout: 5s }'}`,
       '',

@@ -1,0 +1,81 @@
+// Test harness: a real redis-server of the test file's own, on a free loopback port, no
+// persistence. `redisServerPath()` is null when redis-server is not installed: the caller skips.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createConnection } from 'node:net';
+import { freePort } from './gateway.js';
+
+export function redisServerPath(): string | null {
+  const found = spawnSync('sh', ['-c', 'command -v redis-server'], { encoding: 'utf8' });
+  const path = found.stdout.trim();
+  return found.status === 0 && path !== '' ? path : null;
+}
+
+export interface RedisServer {
+  readonly port: number;
+  readonly url: string;
+  /** SIGKILL the server (an outage); resolves when it is gone. */
+  kill(): Promise<void>;
+  /** Start it again on the same port (empty: it keeps nothing). */
+  restart(): Promise<void>;
+  /** Run redis-cli-free commands: FLUSHALL between cases. */
+  flush(): Promise<void>;
+}
+
+export async function startRedis(t: { teardown(fn: () => unknown): void }): Promise<RedisServer> {
+  const bin = redisServerPath();
+  if (bin === null) throw new Error('redis-server is not installed');
+  const port = await freePort();
+  let child: ChildProcess | null = null;
+  const launch = async (): Promise<void> => {
+    const proc = spawn(bin, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child = proc;
+    let out = '';
+    proc.stdout?.setEncoding('utf8').on('data', (d: string) => (out += d));
+    proc.stderr?.setEncoding('utf8').on('data', (d: string) => (out += d));
+    const deadline = Date.now() + 10_000;
+    while (Date.now() < deadline) {
+      if (proc.exitCode !== null) throw new Error(`redis-server exited: ${out}`);
+      if (await answers(port, 'PING')) return;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    throw new Error(`redis-server did not start on ${port}: ${out}`);
+  };
+  const stop = async (): Promise<void> => {
+    const proc = child;
+    child = null;
+    if (proc === null || proc.exitCode !== null || proc.signalCode !== null) return;
+    const gone = new Promise((resolve) => proc.once('exit', resolve));
+    proc.kill('SIGKILL');
+    await gone;
+  };
+  await launch();
+  t.teardown(stop);
+  return {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    kill: stop,
+    restart: launch,
+    async flush() {
+      if (!(await answers(port, 'FLUSHALL'))) throw new Error('FLUSHALL failed');
+    },
+  };
+}
+
+/** Send one inline command; true when the answer is a simple-string reply. */
+function answers(port: number, command: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = createConnection({ host: '127.0.0.1', port });
+    let data = '';
+    socket.setTimeout(1000, () => socket.destroy());
+    socket.on('connect', () => socket.write(`${command}\r\n`));
+    socket.on('data', (d) => {
+      data += d.toString();
+      if (data.includes('\r\n')) {
+        socket.end();
+        resolve(data.startsWith('+'));
+      }
+    });
+    socket.on('error', () => resolve(false));
+    socket.on('close', () => resolve(data.startsWith('+')));
+  });
+}
