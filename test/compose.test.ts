@@ -58,7 +58,7 @@ async function containerSettings(root: string, configPath: string) {
 }
 
 t.test('every service is there and every mounted file exists', async (t) => {
-  t.same(Object.keys(compose.services).sort(), ['backends', 'gateway', 'grafana', 'prometheus']);
+  t.same(Object.keys(compose.services).sort(), ['backends', 'gateway', 'grafana', 'prometheus', 'redis']);
   for (const [name, s] of Object.entries(compose.services)) {
     t.ok(s.build === '.' || typeof s.image === 'string', `${name}: built here or a published image`);
     if (typeof s.image === 'string') t.match(s.image, /:[\w.-]+$/, `${name}: image pinned to a tag`);
@@ -71,7 +71,7 @@ t.test('every service is there and every mounted file exists', async (t) => {
   }
 });
 
-t.test('gateway: real CLI verb, container config and policies valid, ports and state volume match', async (t) => {
+t.test('gateway: real CLI verb, container config and policies valid, ports and Redis match', async (t) => {
   const gateway = service('gateway');
   const command = gateway.command ?? [];
   t.ok((COMMANDS as readonly string[]).includes(command[0] ?? ''), `"${command[0]}" is a CLI verb`);
@@ -87,12 +87,13 @@ t.test('gateway: real CLI verb, container config and policies valid, ports and s
   t.equal(settings.listen.host, '0.0.0.0', 'listens beyond the container loopback');
   t.equal(settings.metrics.host, '0.0.0.0');
   t.ok(settings.admin.socket.startsWith(`${root}/app/run/`), 'the admin socket lives in the persistent run volume');
-  t.equal(settings.state.driver, 'memory');
-  if (settings.state.driver === 'memory') t.ok(settings.state.file?.startsWith(`${root}/app/run/`), 'state in the persistent run volume');
-  t.ok(hostMounts(gateway).length > 0 && (gateway.volumes ?? []).some((v) => v.startsWith('gateway-run:/app/run')), 'the run folder is a named volume');
+  t.equal(settings.state.driver, 'redis', 'state shared through the Redis service');
+  if (settings.state.driver === 'redis') t.equal(new URL(settings.state.url).hostname, 'redis');
+  t.ok(Array.isArray(gateway.depends_on) ? gateway.depends_on.includes('redis') : gateway.depends_on?.redis !== undefined, 'waits for Redis');
   for (const backend of policy.backends.values()) {
     t.equal(backend.upstream.hostname, 'backends', `${backend.name} is reached on the backends service`);
   }
+  t.match(service('redis').command?.join(' ') ?? '', /--appendonly yes/, 'Redis keeps kill switches across its own restarts');
 });
 
 t.test('backends: real CLI verb, ports the policies name', async (t) => {
