@@ -19,6 +19,8 @@ export interface ReasonSpec {
  */
 export const REASONS = {
   target_invalid: { status: 400, title: 'Ambiguous or malformed request target', bearer: 'none', violation: true },
+  request_timeout: { status: 408, title: 'Request headers not received in time', bearer: 'none', violation: false },
+  headers_too_large: { status: 431, title: 'Request headers too large', bearer: 'none', violation: false },
   token_misplaced: { status: 400, title: 'Token sent outside the Authorization header', bearer: 'invalid_request', violation: false },
   token_missing: { status: 401, title: 'Bearer token required', bearer: 'challenge', violation: false },
   token_invalid: { status: 401, title: 'Token not accepted', bearer: 'invalid_token', violation: false },
@@ -93,6 +95,15 @@ export class GatewayError extends Error {
   get spec(): ReasonSpec {
     return REASONS[this.reason];
   }
+}
+
+/** The refusal naming the approval a person must give before the exact request is repeated. */
+export function approvalRequiredError(approval: { readonly id: string; readonly route: string; readonly expiresAt: number }): GatewayError {
+  const until = new Date(approval.expiresAt).toISOString();
+  return new GatewayError('approval_required', `${approval.route} needs a person's approval: ask an operator to approve ${approval.id}, then repeat this exact request with the header X-AgentGate-Approval: ${approval.id} before ${until}`, {
+    reasonDetail: `approval ${approval.id} requested`,
+    extensions: { approvalId: approval.id, approvalExpiresAt: until },
+  });
 }
 
 /**

@@ -1,18 +1,20 @@
 // The request runner: the only place that knows the stage order and the only writer to the
-// client. Every request ends in exactly one outcome, one metrics observation and one audit line,
-// whatever happened (refusal, upstream failure, bug, client gone).
+// client. Checks read state; the commit (admission/) applies what the decision changes; the
+// outcome writer accounts for every request exactly once, whatever happened (refusal, upstream
+// failure, bug, client gone).
 import { randomUUID } from 'node:crypto';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Readable } from 'node:stream';
 import { createContext, type InboundRequest, type RequestContext, type Stage } from './context.js';
 import type { Clock } from './clock.js';
-import { GatewayError, REASONS, type ReasonCode } from './errors.js';
+import type { Abort, Admission } from './admission/admission.js';
+import { GatewayError, REASONS } from './errors.js';
+import { abortReason, type OutcomeWriter } from './outcome.js';
 import { renderProblem, renderReason } from './problem.js';
 import type { PolicySnapshot } from './policy/types.js';
-import type { AuditLog } from './telemetry/audit-log.js';
 import type { Logger } from './telemetry/log.js';
-import { NO_REASON, UNKNOWN_LABEL, type Metrics } from './telemetry/metrics.js';
 
 /** The stage order of DESIGN §3. Checks run before `forward`; `explain` and upgrades stop there. */
 export const STAGE_ORDER = ['normalize', 'authenticate', 'admit', 'authorize', 'forward'] as const;
@@ -23,13 +25,15 @@ export interface ResponseFilter {
   apply(ctx: RequestContext): void | Promise<void>;
 }
 
-/** Run the checks (every stage before `forward`) in order; used by the pipeline, upgrades and `explain`. */
+/** Check that `checks` are the stages before `forward`, in order (explain builds its own). */
+export function assertChecks(checks: readonly Stage[]): void {
+  const names = checks.map((s) => s.name).join();
+  if (names !== STAGE_ORDER.slice(0, -1).join()) throw new Error(`checks must follow ${STAGE_ORDER.slice(0, -1).join(', ')}; got ${names}`);
+}
+
+/** Run the checks (every stage before `forward`) in order. Reads state only: nothing is committed. */
 export async function runChecks(checks: readonly Stage[], ctx: RequestContext): Promise<void> {
-  for (let i = 0; i < checks.length; i++) {
-    const stage = checks[i];
-    if (stage === undefined || stage.name !== STAGE_ORDER[i] || stage.name === 'forward') {
-      throw new Error(`checks must follow ${STAGE_ORDER.slice(0, -1).join(', ')}`);
-    }
+  for (const stage of checks) {
     const pending = stage.run(ctx);
     if (pending !== undefined) await pending;
   }
@@ -39,29 +43,36 @@ export interface PipelineDeps {
   /** Stages in STAGE_ORDER; checked at construction. */
   readonly stages: readonly Stage[];
   readonly filters: readonly ResponseFilter[];
-  readonly metrics: Metrics;
-  readonly audit: AuditLog;
+  readonly admission: Admission;
+  readonly outcome: OutcomeWriter;
   readonly log: Logger;
   readonly clock: Clock;
   currentPolicy(): PolicySnapshot;
-  /** Called once per violation made with a valid token (breaker accounting). */
-  onViolation?(ctx: RequestContext, error: GatewayError): void;
-  /**
-   * Register an admitted request so a kill can abort it; returns the unregister function.
-   * Called after the checks, so it must itself refuse (call `abort`) an agent killed meanwhile.
-   */
-  track?(ctx: RequestContext, abort: (reason: GatewayError) => void): () => void;
 }
 
 export interface Pipeline {
   /** Serve one request on the agent port. */
   handle(req: IncomingMessage, res: ServerResponse): void;
-  /** Run the checks (every stage before `forward`) on a context; throws the refusal. */
-  check(ctx: RequestContext): Promise<void>;
+  /**
+   * Run the checks and commit the decision. Resolves when the call is admitted (a use spent, an
+   * approval consumed); throws the refusal to answer with otherwise, after its accounting
+   * (violation, approval request) was committed. `gate` is one more check a caller adds after
+   * the stages and before the commit (upgrades refuse masked roles there).
+   */
+  admit(ctx: RequestContext, gate?: (ctx: RequestContext) => void): Promise<void>;
+  /** Register an admitted request so a kill can abort it; returns the unregister function. */
+  track(ctx: RequestContext, abort: Abort): () => void;
   /** Build a context for a live or synthetic request. */
   context(request: InboundRequest, signal: AbortSignal): RequestContext;
   /** Account for a finished request that did not go through `handle` (upgrades, parser errors). */
   finish(ctx: RequestContext, error: unknown, status: number): void;
+  /**
+   * Answer a request node's HTTP parser refused (bad bytes, oversized headers, a slow client) with
+   * a problem document on the raw socket, and account for it like any refusal.
+   */
+  clientError(error: NodeJS.ErrnoException, socket: Socket): void;
+  /** Resolves once no request is being served, or after `graceMs`. */
+  drained(graceMs: number): Promise<void>;
   /** Requests currently being served. */
   readonly inFlight: number;
 }
@@ -75,34 +86,45 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
   const last = deps.stages[deps.stages.length - 1];
   if (last === undefined) throw new Error('pipeline has no forward stage');
   const forward: Stage = last;
-  const { metrics, audit, log, clock, filters } = deps;
+  const { admission, outcome, log, clock, filters } = deps;
   let inFlight = 0;
-  let auditPressure = false;
+  let idle: Array<() => void> = [];
+  function done(): void {
+    inFlight--;
+    if (inFlight > 0 || idle.length === 0) return;
+    const waiting = idle;
+    idle = [];
+    for (const resolve of waiting) resolve();
+  }
 
   function context(request: InboundRequest, signal: AbortSignal): RequestContext {
     return createContext({ requestId: randomUUID(), clock, policy: deps.currentPolicy(), request, signal, log });
   }
 
-  async function check(ctx: RequestContext): Promise<void> {
-    for (const stage of checks) {
-      const pending = stage.run(ctx);
-      if (pending !== undefined) await pending;
+  async function admit(ctx: RequestContext, gate?: (ctx: RequestContext) => void): Promise<void> {
+    try {
+      await runChecks(checks, ctx);
+      gate?.(ctx);
+    } catch (error) {
+      if (!(error instanceof GatewayError)) throw error;
+      const violation = outcome.violation(ctx, error);
+      if (violation !== null) ctx.intents.push(violation);
+      throw (await admission.commit(ctx, error)) ?? error;
     }
+    await admission.commit(ctx, null);
   }
 
   async function serve(ctx: RequestContext, res: ServerResponse, controller: AbortController): Promise<void> {
-    if (auditPressure) {
-      // The audit writer is behind: hold new work until it catches up rather than drop lines.
-      await audit.drained();
-      auditPressure = false;
-    }
+    // The audit writer is behind: hold new work until it catches up rather than drop lines.
+    const behind = outcome.backpressure();
+    if (behind !== null) await behind;
     let status = 0;
     let headersAt = 0;
     let error: unknown = null;
     let untrack: (() => void) | undefined;
     try {
-      await check(ctx);
-      untrack = deps.track?.(ctx, (reason) => controller.abort(reason));
+      await admit(ctx);
+      untrack = admission.track(ctx, (reason) => controller.abort(reason));
       if (ctx.signal.aborted) throw ctx.signal.reason;
       const pending = forward.run(ctx);
       if (pending !== undefined) await pending;
@@ -125,8 +147,8 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       status = refuse(ctx, res, caught);
     } finally {
       untrack?.();
-      inFlight--;
-      finishWith(ctx, error, status, headersAt);
+      done();
+      outcome.finish(ctx, error, status, { headersAt });
     }
   }
 
@@ -166,85 +188,13 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     return rendered.status;
   }
 
-  function finishWith(ctx: RequestContext, error: unknown, status: number, headersAt: number): void {
-    const end = performance.now();
-    const totalMs = Number(process.hrtime.bigint() - ctx.startedAt) / 1e6;
-    let reason: ReasonCode | null = null;
-    let reasonDetail = '';
-    const killed = abortReason(ctx);
-    if (killed !== null && error !== null) error = killed;
-    if (error instanceof GatewayError) {
-      reason = error.reason;
-      reasonDetail = error.reasonDetail;
-      const principal = ctx.principal;
-      if (error.spec.violation && principal !== null) {
-        metrics.violation(principal.agent, principal.role, error.reason);
-        deps.onViolation?.(ctx, error);
-      }
-    } else if (error !== null) {
-      if (ctx.signal.aborted) {
-        reason = 'client_closed';
-      } else if (ctx.upstream !== null) {
-        // The head went out, then the stream failed: the call was allowed, the delivery was not.
-        reasonDetail = `stream failed: ${describe(error)}`;
-      } else {
-        reason = 'internal';
-        reasonDetail = describe(error);
-      }
-    }
-    ctx.outcome =
-      reason === null
-        ? { decision: 'allow', status }
-        : { decision: 'deny', reason, status, reasonDetail };
-
-    const policy = ctx.policy;
-    const backendName = ctx.target?.backend ?? '';
-    const backendLabel = policy.backends.has(backendName) ? backendName : UNKNOWN_LABEL;
-    const upstreamMs = ctx.upstream?.latencyMs ?? 0;
-    const headersMs = totalMs - (end - headersAt);
-    metrics.observeRequest(
-      backendLabel,
-      reason === null ? 'allow' : 'deny',
-      reason ?? NO_REASON,
-      totalMs / 1000,
-      Math.max(0, headersMs - upstreamMs) / 1000,
-    );
-
-    const principal = ctx.principal;
-    const target = ctx.target;
-    const accepted = audit.write({
-      time: new Date(ctx.receivedAt).toISOString(),
-      kind: 'proxy',
-      requestId: ctx.requestId,
-      agent: principal?.agent ?? null,
-      role: principal?.role ?? null,
-      onBehalfOf: principal?.onBehalfOf ?? null,
-      jti: principal?.jti ?? null,
-      backend: target !== null && target.backend !== '' ? target.backend : null,
-      method: ctx.request.method,
-      // The canonical path only: query strings can carry secrets and are never logged.
-      path: target !== null && target.invalid === null ? target.path : null,
-      decision: reason === null ? 'allow' : 'deny',
-      reason: reason ?? NO_REASON,
-      reasonDetail: reasonDetail === '' ? null : reasonDetail,
-      route: ctx.grant?.route ?? null,
-      // Role constraints: what shadow mode let through, and the human approval a call used.
-      ...(ctx.grant !== null && ctx.grant.shadow.length > 0 ? { shadow: ctx.grant.shadow } : {}),
-      ...(ctx.grant?.approvalId ? { approvalId: ctx.grant.approvalId } : {}),
-      status,
-      upstreamStatus: ctx.upstream?.status ?? null,
-      durationMs: Math.round(totalMs * 1000) / 1000,
-      remote: ctx.request.remoteAddress,
-    });
-    if (!accepted) auditPressure = true;
-  }
-
   return {
     get inFlight() {
       return inFlight;
     },
     context,
-    check,
+    admit,
+    track: (ctx, abort) => admission.track(ctx, abort),
     handle(req, res) {
       inFlight++;
       const controller = new AbortController();
@@ -257,7 +207,33 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       });
     },
     finish(ctx, error, status) {
-      finishWith(ctx, error, status, performance.now());
+      outcome.finish(ctx, error, status);
+    },
+    clientError(error, socket) {
+      if (!socket.writable || error.code === 'ECONNRESET') {
+        socket.destroy();
+        return;
+      }
+      const ctx = context(
+        { method: '-', url: '', headers: {}, rawHeaders: [], remoteAddress: socket.remoteAddress ?? '', remotePort: socket.remotePort ?? 0, encrypted: false, body: null },
+        AbortSignal.abort(),
+      );
+      const refusal = parserRefusal(error);
+      const problem = renderProblem(refusal, ctx.requestId);
+      let head = `HTTP/1.1 ${problem.status} ${STATUS_CODES[problem.status] ?? 'Error'}\r\n`;
+      for (const [name, value] of Object.entries(problem.headers)) head += `${name}: ${value}\r\n`;
+      socket.end(`${head}connection: close\r\n\r\n${problem.body}`);
+      outcome.finish(ctx, refusal, problem.status);
+    },
+    drained(graceMs) {
+      if (inFlight === 0) return Promise.resolve();
+      return new Promise((resolve) => {
+        const timer = setTimeout(resolve, graceMs);
+        idle.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
     },
   };
 }
@@ -305,20 +281,16 @@ function relay(body: Readable, res: ServerResponse): Promise<void> {
   });
 }
 
-/** The refusal a request was aborted with (a kill), or null for a client that went away. */
-function abortReason(ctx: RequestContext): GatewayError | null {
-  return ctx.signal.aborted && ctx.signal.reason instanceof GatewayError ? ctx.signal.reason : null;
+/** The catalog reason for a request node's parser refused (its code names which check failed). */
+export function parserRefusal(error: NodeJS.ErrnoException): GatewayError {
+  const code = String(error.code ?? error.message);
+  if (code === 'HPE_HEADER_OVERFLOW') return new GatewayError('headers_too_large', 'the request headers are too large', { reasonDetail: code });
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return new GatewayError('request_timeout', 'the request headers did not arrive in time', { reasonDetail: code });
+  // Bad bytes in the target, smuggling attempts, not HTTP/1.1 at all: the target is unusable.
+  return new GatewayError('target_invalid', 'the request could not be parsed as HTTP/1.1', { reasonDetail: code });
 }
 
 function hasDeclaredBody(request: InboundRequest): boolean {
   const length = request.headers['content-length'];
   return (length !== undefined && length !== '0') || request.headers['transfer-encoding'] !== undefined;
-}
-
-function describe(error: unknown): string {
-  if (error instanceof Error) {
-    const code = (error as { code?: unknown }).code;
-    return code === undefined ? error.message : `${String(code)}: ${error.message}`;
-  }
-  return String(error);
 }

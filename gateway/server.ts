@@ -4,11 +4,12 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Settings } from './config.js';
 import { systemClock, type Clock } from './clock.js';
-import { GatewayError } from './errors.js';
 import { createPipeline, type Pipeline } from './pipeline.js';
+import { createAdmission, type Admission } from './admission/admission.js';
+import { createOutcomeWriter } from './outcome.js';
+import { createProbeHandler } from './telemetry/probes.js';
 import { loadPolicySnapshot } from './policy/index.js';
 import type { Backend, PolicySnapshot } from './policy/types.js';
-import { renderReason } from './problem.js';
 import { createAdmit } from './stages/admit.js';
 import { createAuthenticate } from './stages/authenticate.js';
 import { createAuthorize } from './stages/authorize.js';
@@ -18,11 +19,9 @@ import { preloadSqlDialect } from './stages/aggregate-sql.js';
 import { createNormalize } from './stages/normalize.js';
 import { openStore } from './state/index.js';
 import { resetStateFile } from './state/memory.js';
-import { viewBreaker } from './state/breaker.js';
 import type { Store } from './state/store.js';
 import { createAdminHandler } from './admin/routes.js';
 import { openAdminSocket, type AdminSocket } from './admin/socket.js';
-import type { RequestContext } from './context.js';
 import { openAuditLog, type AuditLog } from './telemetry/audit-log.js';
 import { createLogger, type Logger } from './telemetry/log.js';
 import { createMetrics, type Metrics } from './telemetry/metrics.js';
@@ -123,64 +122,17 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
     onHealth: (healthy, why) => (healthy ? log.info('state store available', { driver: 'redis', why }) : log.error('state store unavailable; refusing requests', { driver: 'redis', why })),
     // A kill or revoke made on another instance also cuts this instance's calls in flight.
     onRemoteStop: (agent, reason) => {
-      const aborted = abortAgent(agent, reason);
+      const aborted = admission.abortAgent(agent, reason);
       if (aborted > 0) log.warn('calls in flight aborted by a kill or revoke from another instance', { agent, aborted });
     },
   });
   const metrics = createMetrics({
     defaults: options.defaultMetrics ?? true,
-    *agents() {
-      const now = clock.now();
-      for (const [id, agent] of policy.agents) {
-        const view = viewBreaker(store.breaker(id), policy.roles.get(agent.role)?.breaker ?? null, now);
-        yield { agent: id, breaker: view.state === 'open' ? 2 : view.state === 'half_open' ? 1 : 0, killed: store.killRecord(id) !== undefined };
-      }
-    },
+    agents: () => admission.gauges(policy),
   });
+  // Kill registry, breaker trips, revoke-on-trip, in-flight aborts and the commit step.
+  const admission: Admission = createAdmission({ store, metrics, log, clock });
 
-  // Admitted requests and WebSockets by agent, so a kill can abort them.
-  const inFlight = new Map<string, Set<(reason: GatewayError) => void>>();
-  function track(ctx: RequestContext, abort: (reason: GatewayError) => void): () => void {
-    const agent = ctx.principal?.agent;
-    if (agent === undefined) return () => undefined;
-    let set = inFlight.get(agent);
-    if (set === undefined) {
-      set = new Set();
-      inFlight.set(agent, set);
-    }
-    set.add(abort);
-    // A kill that landed between admit and here must still stop this request.
-    const kill = store.killRecord(agent);
-    if (kill !== undefined) abort(new GatewayError('agent_killed', 'this agent has been disabled by an operator', { reasonDetail: kill.reason }));
-    const entries = set;
-    return () => {
-      entries.delete(abort);
-      if (entries.size === 0 && inFlight.get(agent) === entries) inFlight.delete(agent);
-    };
-  }
-  function abortAgent(agent: string, reason: string): number {
-    const set = inFlight.get(agent);
-    if (set === undefined) return 0;
-    const refusal = new GatewayError('agent_killed', 'this agent has been disabled by an operator', { reasonDetail: reason });
-    const aborts = [...set];
-    for (const abort of aborts) abort(refusal);
-    return aborts.length;
-  }
-  function onViolation(ctx: RequestContext): void {
-    const principal = ctx.principal;
-    const breaker = principal === null ? null : (ctx.policy.roles.get(principal.role)?.breaker ?? null);
-    if (principal === null || breaker === null) return;
-    const agent = principal.agent;
-    store.recordViolation(agent, breaker).then(
-      async (outcome) => {
-        if (!outcome.tripped) return;
-        metrics.breakerTripped(agent);
-        log.warn('circuit breaker opened', { agent, role: principal.role, trips: outcome.record.trips, reopenAt: outcome.record.reopenAt });
-        if (breaker.revokeTokens) await store.revokeAgent(agent, Math.floor(clock.now() / 1000));
-      },
-      (error: unknown) => log.error('breaker update failed', { agent, error }),
-    );
-  }
   let version = 1;
   async function reload(): Promise<PolicySnapshot> {
     const next = await loadPolicy(settings, { clock, version: version + 1, upstreams: options.upstreams });
@@ -220,24 +172,23 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
     onError: (error) => log.error('token broker failed', { error }),
   });
   const forward: ForwardStage = createForward({ metrics });
+  const state = admission.view;
   const pipeline: Pipeline = createPipeline({
     stages: [
       createNormalize({ maxBodyBytes: settings.limits.maxBodyBytes }),
-      createAuthenticate({ verifier, store }),
-      createAdmit({ store, clock }),
-      createAuthorize({ maxBodyBytes: settings.limits.maxBodyBytes, store, clock, metrics, trustedProxies: settings.trustedProxies }),
+      createAuthenticate({ verifier, state }),
+      createAdmit({ state, clock }),
+      createAuthorize({ maxBodyBytes: settings.limits.maxBodyBytes, state, clock, metrics, trustedProxies: settings.trustedProxies }),
       forward,
     ],
     filters: [createMaskFilter({ maxBytes: settings.limits.maxMaskedBodyBytes })],
-    metrics,
-    audit,
+    admission,
+    outcome: createOutcomeWriter({ metrics, audit }),
     log,
     clock,
     currentPolicy: () => policy,
-    onViolation,
-    track,
   });
-  const upgrades: UpgradeHandler = createUpgradeHandler({ pipeline, metrics, log, track });
+  const upgrades: UpgradeHandler = createUpgradeHandler({ pipeline, metrics, log });
   const startedAt = clock.now();
   let bound: BoundPorts | null = null;
   const adminHandler = createAdminHandler({
@@ -246,7 +197,7 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
     audit,
     policy: () => policy,
     reload,
-    abortAgent,
+    admission,
     credentials,
     rotateKeys: () => rotation.rotateNow(),
     onAgentChange: () => undefined,
@@ -278,57 +229,22 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
     else pipeline.handle(req, res);
   });
   agentServer.on('upgrade', upgrades.handle);
-  agentServer.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => {
-    // Requests node's parser refuses (bad bytes in the target, oversized headers, smuggling
-    // attempts) get a problem document too, and are counted and audited like any refusal.
-    if (!socket.writable || error.code === 'ECONNRESET') {
-      socket.destroy();
-      return;
-    }
-    const ctx = pipeline.context(
-      { method: '-', url: '', headers: {}, rawHeaders: [], remoteAddress: socket.remoteAddress ?? '', remotePort: socket.remotePort ?? 0, encrypted: false, body: null },
-      AbortSignal.abort(),
-    );
-    const tooLarge = error.code === 'HPE_HEADER_OVERFLOW';
-    const refusal = new GatewayError('target_invalid', tooLarge ? 'request headers too large' : 'the request could not be parsed as HTTP/1.1', {
-      reasonDetail: String(error.code ?? error.message),
-    });
-    const problem = renderReason('target_invalid', refusal.detail, ctx.requestId);
-    const status = tooLarge ? 431 : 400;
-    let head = `HTTP/1.1 ${status} ${tooLarge ? 'Request Header Fields Too Large' : 'Bad Request'}\r\n`;
-    for (const [name, value] of Object.entries(problem.headers)) head += `${name}: ${value}\r\n`;
-    socket.end(`${head}connection: close\r\n\r\n${problem.body}`);
-    pipeline.finish(ctx, refusal, status);
-  });
+  // Requests node's parser refuses (bad bytes in the target, oversized headers, smuggling
+  // attempts) get a problem document too, and are counted and audited like any refusal.
+  agentServer.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => pipeline.clientError(error, socket));
 
-  const metricsServer: Server = createServer((req, res) => {
-    const path = (req.url ?? '').split('?')[0];
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.writeHead(405, { allow: 'GET, HEAD' }).end();
-      return;
-    }
-    if (path === '/metrics') {
-      metrics.exposition().then(
-        (text) => res.writeHead(200, { 'content-type': metrics.contentType }).end(text),
-        (error: unknown) => {
-          log.error('metrics exposition failed', { error });
-          res.writeHead(500).end();
-        },
-      );
-    } else if (path === '/healthz') {
-      res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
-    } else if (path === '/readyz') {
+  const metricsServer: Server = createServer(
+    createProbeHandler({
+      metrics,
+      log,
       // Policies are loaded before the listeners open; state and keys can go missing later.
-      const stateOk = store.isHealthy();
-      const keyCount = keys.publicJwks().keys.length;
-      const ready = stateOk && keyCount > 0;
-      res
-        .writeHead(ready ? 200 : 503, { 'content-type': 'application/json' })
-        .end(JSON.stringify({ status: ready ? 'ready' : 'not_ready', policyVersion: policy.version, state: stateOk ? 'ok' : 'unavailable', keys: keyCount }));
-    } else {
-      res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not found"}');
-    }
-  });
+      readiness() {
+        const stateOk = store.isHealthy();
+        const keyCount = keys.publicJwks().keys.length;
+        return { ready: stateOk && keyCount > 0, detail: { policyVersion: policy.version, state: stateOk ? 'ok' : 'unavailable', keys: keyCount } };
+      },
+    }),
+  );
 
   const sockets = new Set<Socket>();
   agentServer.on('connection', (socket: Socket) => {
@@ -357,7 +273,7 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
     rotateKeys: () => rotation.rotateNow(),
     policy: () => policy,
     reload,
-    abortAgent,
+    abortAgent: (agent, reason) => admission.abortAgent(agent, reason),
     async start() {
       // No request before the store's replay horizon (at most a second away): a client assertion
       // made from now on is then never mistaken for one that may predate a restart.
@@ -377,10 +293,7 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
       rotation.stop();
       const closing = new Promise<void>((resolve) => agentServer.close(() => resolve()));
       agentServer.closeIdleConnections();
-      const deadline = Date.now() + graceMs;
-      while (pipeline.inFlight > 0 && Date.now() < deadline) {
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
+      await pipeline.drained(graceMs);
       for (const socket of sockets) socket.destroy();
       await closing;
       await new Promise<void>((resolve) => metricsServer.close(() => resolve()));

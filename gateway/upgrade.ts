@@ -27,8 +27,6 @@ export interface UpgradeOptions {
   readonly pipeline: Pipeline;
   readonly metrics: Metrics;
   readonly log: Logger;
-  /** Register the open WebSocket so a kill can close it (see PipelineDeps.track). */
-  readonly track?: (ctx: RequestContext, abort: (reason: GatewayError) => void) => () => void;
 }
 
 export function createUpgradeHandler(options: UpgradeOptions): UpgradeHandler {
@@ -44,12 +42,7 @@ export function createUpgradeHandler(options: UpgradeOptions): UpgradeHandler {
       if ((req.headers.upgrade ?? '').toLowerCase() !== 'websocket') {
         throw new GatewayError('target_invalid', 'only WebSocket upgrades are supported');
       }
-      await pipeline.check(ctx);
-      // WebSocket frames are not JSON documents the mask filter can read: a masked role is refused
-      // rather than given an unmasked stream.
-      if (ctx.grant !== null && ctx.grant.mask !== null) {
-        throw new GatewayError('response_unmaskable', 'this role has fields masked on this backend; WebSocket streams cannot be masked', { reasonDetail: 'upgrade on a masked backend' });
-      }
+      await pipeline.admit(ctx, refuseMasked);
     } catch (error) {
       writeRaw(socket, error instanceof GatewayError ? renderProblem(error, ctx.requestId) : renderReason('internal', 'upgrade failed', ctx.requestId));
       if (!(error instanceof GatewayError)) log.error('upgrade check failed', { requestId: ctx.requestId, error });
@@ -77,8 +70,8 @@ export function createUpgradeHandler(options: UpgradeOptions): UpgradeHandler {
     // Forward exactly the path that was checked.
     req.url = backend.basePath + target.path + target.query;
 
-    const untrack = options.track?.(ctx, () => socket.destroy());
-    socket.once('close', () => untrack?.());
+    const untrack = pipeline.track(ctx, () => socket.destroy());
+    socket.once('close', () => untrack());
     if (socket.destroyed) return;
     let failed = false;
     proxy.ws(req, socket, head, { target: backend.origin }, (error: Error) => {
@@ -107,6 +100,16 @@ export function createUpgradeHandler(options: UpgradeOptions): UpgradeHandler {
       proxy.close();
     },
   };
+}
+
+/**
+ * WebSocket frames are not JSON documents the mask filter can read: a masked role is refused
+ * rather than given an unmasked stream (before the commit, so the refusal spends no use).
+ */
+function refuseMasked(ctx: RequestContext): void {
+  if (ctx.grant !== null && ctx.grant.mask !== null) {
+    throw new GatewayError('response_unmaskable', 'this role has fields masked on this backend; WebSocket streams cannot be masked', { reasonDetail: 'upgrade on a masked backend' });
+  }
 }
 
 function writeRaw(socket: Duplex, problem: RenderedProblem): void {

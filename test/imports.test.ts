@@ -19,7 +19,7 @@ export const IMPORT_TABLE: ReadonlyArray<readonly [string, readonly string[]]> =
   ['errors.ts', []],
   ['tokens/claims.ts', []],
   ['problem.ts', ['errors.ts']],
-  ['context.ts', ['errors.ts', 'clock.ts', 'tokens/claims.ts', 'type:policy/types.ts', 'type:telemetry/log.ts']],
+  ['context.ts', ['errors.ts', 'clock.ts', 'tokens/claims.ts', 'type:policy/types.ts', 'type:telemetry/log.ts', 'type:state/view.ts']],
   // Composition roots build everything.
   ['main.ts', ['*']],
   ['server.ts', ['*']],
