@@ -4,7 +4,8 @@
 // way CGI, WSGI, PHP and several proxies map them). Pure; no dependency can fail here.
 import { randomFillSync } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
-import type { InboundRequest, Principal } from './context.js';
+import type { InboundRequest } from './context.js';
+import type { Principal } from './tokens/claims.js';
 import { GatewayError } from './errors.js';
 import type { Backend } from './policy/types.js';
 
