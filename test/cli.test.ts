@@ -4,8 +4,7 @@ import { stat } from 'node:fs/promises';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
-import { readFile } from 'node:fs/promises';
-import { ROOT, SHIPPED_POLICIES } from './helpers/gateway.js';
+import { SHIPPED_POLICIES } from './helpers/gateway.js';
 import { runCli, writeConfig } from './helpers/process.js';
 
 t.test('check', async (t) => {
@@ -93,64 +92,4 @@ t.test('token and explain', async (t) => {
 
   const bad = await runCli(['explain', '--token', 'not-a-token', 'GET', '/bi/reports', '--config', config, '--json']);
   t.match(JSON.parse(bad.stdout), { decision: 'deny', status: 401, reason: 'token_invalid' });
-});
-
-t.test('help, version and unknown verbs', async (t) => {
-  const { COMMANDS, main } = await import('../gateway/main.js');
-  const capture = (): { out: { stdout: (s: string) => void; stderr: (s: string) => void }; stdout: string[]; stderr: string[] } => {
-    const stdout: string[] = [];
-    const stderr: string[] = [];
-    return { out: { stdout: (s) => stdout.push(s), stderr: (s) => stderr.push(s) }, stdout, stderr };
-  };
-  const global = capture();
-  t.equal(await main(['--help'], global.out), 0);
-  const usage = global.stdout.join('\n');
-  for (const verb of COMMANDS) {
-    t.match(usage, new RegExp(`^  ${verb}\\b`, 'm'), `global usage lists ${verb}`);
-    for (const form of [[verb, '--help'], [verb, '-h'], ['help', verb]]) {
-      const c = capture();
-      t.equal(await main(form, c.out), 0, form.join(' '));
-      const text = c.stdout.join('\n');
-      t.match(text, new RegExp(`^usage: agentgate ${verb}\\b`), `${form.join(' ')} prints the verb's own help`);
-      t.not(text, usage, 'not the global usage');
-      t.match(text, /--config FILE/);
-      t.same(c.stderr, []);
-    }
-  }
-  // --help wins over anything else on the line, and runs nothing (no config is read).
-  const noRun = capture();
-  t.equal(await main(['kill', 'x', '--reason', 'r', '--socket', '/nonexistent', '--help'], noRun.out), 0);
-  t.match(noRun.stdout.join('\n'), /^usage: agentgate kill AGENT --reason R/);
-
-  // The process contract: bin/agentgate.js.
-  const version = await runCli(['--version']);
-  t.equal(version.code, 0);
-  const pkg = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as { version: string };
-  t.equal(version.stdout, `agentgate ${pkg.version} (node ${process.version})\n`);
-  const versionJson = await runCli(['version', '--json']);
-  t.same(JSON.parse(versionJson.stdout), { version: pkg.version, node: process.version });
-  const auditHelp = await runCli(['audit', '--help']);
-  t.equal(auditHelp.code, 0, auditHelp.stderr);
-  t.match(auditHelp.stdout, /^usage: agentgate audit verify \[FILE\.\.\.\]\n[\s\S]*agentgate audit tail/);
-  t.match(auditHelp.stdout, /--follow/);
-
-  const failures = [
-    { args: ['frobnicate'], line: /^agentgate: unknown command "frobnicate" \(try: agentgate --help\)\n$/ },
-    { args: ['--verison'], line: /^agentgate: unknown command "--verison"/ },
-    { args: ['help', 'frobnicate'], line: /^agentgate: unknown command "frobnicate"/ },
-    { args: ['audit'], line: /^agentgate: audit needs verify or tail/ },
-    { args: ['audit', 'frob'], line: /^agentgate: unknown audit command "frob"/ },
-    { args: ['version', 'extra'], line: /^agentgate: unexpected argument "extra"/ },
-  ];
-  for (const f of failures) {
-    const res = await runCli(f.args);
-    t.equal(res.code, 2, f.args.join(' '));
-    t.match(res.stderr, f.line);
-    t.equal(res.stderr.trim().split('\n').length, 1, 'one line');
-    t.equal(res.stdout, '');
-  }
-  const bare = await runCli([]);
-  t.equal(bare.code, 2, 'no verb is a usage error');
-  t.match(bare.stderr, /^usage: agentgate <command>/);
-  t.equal(bare.stdout, '');
 });

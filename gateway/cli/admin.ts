@@ -69,6 +69,7 @@ async function adminVerb(command: string, args: readonly string[], out: Out): Pr
   const operator = operatorName();
   const [agent, ...extra] = positionals;
   if (extra.length > 0) throw new CliError(`unexpected argument "${extra[0] ?? ''}"`, 2);
+  if ((command === 'status' || command === 'reload') && agent !== undefined) throw new CliError(`unexpected argument "${agent}" (${command} takes none)`, 2);
   let call: [method: 'GET' | 'POST', path: string, body?: Record<string, unknown>];
   switch (command) {
     case 'status':

@@ -1,7 +1,8 @@
 // `agentgate check` and `agentgate explain`: validate the configuration, and ask what a token may
 // do with one request. Both read files only; neither needs a running gateway.
 import { GatewayError } from '../errors.js';
-import { systemClock, createContext } from '../context.js';
+import { systemClock } from '../clock.js';
+import { createContext } from '../context.js';
 import { runChecks } from '../pipeline.js';
 import { loadPolicy } from '../server.js';
 import { createAdmit } from '../stages/admit.js';

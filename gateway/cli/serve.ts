@@ -1,7 +1,7 @@
 // `agentgate serve`, `demo` and `demo-backends`: the long-running verbs. They start listeners,
 // print where they listen, and run until SIGINT/SIGTERM (SIGHUP reloads the policies).
 import { ConfigError } from '../errors.js';
-import { systemClock } from '../context.js';
+import { systemClock } from '../clock.js';
 import { createGateway, loadPolicy, type Gateway } from '../server.js';
 import { createLogger } from '../telemetry/log.js';
 import { CliError, hostFor, parse, settingsFrom, type Out, type Verb } from './common.js';

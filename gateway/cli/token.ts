@@ -1,7 +1,7 @@
 // `agentgate token`, `credentials` and `keys`: the broker's side of the CLI. Token minting uses the
 // local signing key; credentials and keys act through the running gateway's admin socket, or on the
 // state file and key folder when no gateway is running.
-import { systemClock } from '../context.js';
+import { systemClock } from '../clock.js';
 import { parseDuration } from '../policy/units.js';
 import { loadPolicy } from '../server.js';
 import { openStore } from '../state/index.js';
