@@ -686,13 +686,19 @@ function humanize(command: string, body: Record<string, unknown>): string {
   if (command === 'agents' && Array.isArray(body.agents)) return table(body.agents as Array<Record<string, unknown>>);
   if (command === 'agents') return table([body]);
   if (command === 'status') return Object.entries(body).map(([k, v]) => `${k.padEnd(15)} ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`).join('\n');
-  if (command === 'kill') return body.agent === undefined ? `killed ${String(body.killed)} agents (${String(body.aborted)} in-flight calls aborted)` : `killed ${String(body.agent)} (${String(body.aborted)} in-flight calls aborted)`;
+  if (command === 'kill') return (body.agent === undefined ? `killed ${String(body.killed)} agents (${String(body.aborted)} in-flight calls aborted)` : `killed ${String(body.agent)} (${String(body.aborted)} in-flight calls aborted)`) + sharingLine(body);
   if (command === 'revive') return body.agent === undefined ? `revived ${String(body.revived)} agents` : body.revived === true ? `revived ${String(body.agent)}` : `${String(body.agent)} was neither killed nor suspended`;
   if (command === 'approvals' && Array.isArray(body.approvals)) return approvalTable(body.approvals as Array<Record<string, unknown>>);
   if (command === 'approvals') return approvalTable([body]);
   if (command === 'approve' || command === 'deny') return `${String(body.status)} ${String(body.id)}: ${String(body.agent)} ${String(body.method)} ${String(body.path)} (until ${String(body.expiresAt)})`;
-  if (command === 'revoke') return body.revoked === 'jti' ? `revoked token ${String(body.jti)}` : `revoked every token of ${String(body.agent)} issued until now`;
+  if (command === 'revoke') return (body.revoked === 'jti' ? `revoked token ${String(body.jti)}` : `revoked every token of ${String(body.agent)} issued until now`) + sharingLine(body);
   return `policies reloaded (version ${String(body.version)}, ${Array.isArray(body.files) ? body.files.length : 0} files)`;
+}
+
+/** A kill or revocation Redis could not take: say plainly that only this instance has it yet. */
+function sharingLine(body: Record<string, unknown>): string {
+  if (body.shared !== false) return '';
+  return `\nAPPLIED HERE, NOT YET SHARED: ${typeof body.note === 'string' ? body.note : 'Redis is unreachable; it is pushed when Redis answers'}`;
 }
 
 function approvalTable(rows: ReadonlyArray<Record<string, unknown>>): string {
