@@ -2,7 +2,7 @@
 // the Redis store (many instances sharing one Redis).
 import { readFile } from 'node:fs/promises';
 import type { StateSettings } from '../config.js';
-import type { Clock } from '../context.js';
+import type { Clock } from '../clock.js';
 import { openMemoryStore } from './memory.js';
 import { openRedisStore, type OutageCause } from './redis.js';
 import type { Store } from './store.js';

@@ -30,7 +30,7 @@
 // its own snapshot into it the same way, so diverging snapshots end up as their union.
 import { randomUUID } from 'node:crypto';
 import { createClient, createSentinel } from 'redis';
-import type { Clock } from '../context.js';
+import type { Clock } from '../clock.js';
 import { addViolation, type BreakerRecord } from './breaker.js';
 import { deadline, withDeadlines } from './deadline.js';
 import { createJournalWriter, readJournal, type JournalWriter, type Marker, type Snapshot, type UnsharedChange } from './journal.js';

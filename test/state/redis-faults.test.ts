@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { openRedisStore, type OutageCause, type RedisStoreOptions } from '../../gateway/state/redis.js';
 import type { Store } from '../../gateway/state/store.js';
 import type { BreakerPolicy } from '../../gateway/policy/types.js';
-import { systemClock } from '../../gateway/context.js';
+import { systemClock } from '../../gateway/clock.js';
 import { redisServerPath, startRedis, type RedisServer } from '../helpers/redis.js';
 
 const clock = systemClock;
