@@ -3,7 +3,8 @@
 // errors: a typo must never silently switch a constraint off.
 import type { Clock } from '../clock.js';
 import { ConfigError } from '../errors.js';
-import { RouteTableBuilder, buildNetworkSet, parseCidr, parseMaskPath, parseRoute, type ParsedCidr, type ParsedRoute } from './compile.js';
+import { RouteTableBuilder, buildNetworkSet, compileForwardHeaders, parseCidr, parseMaskPath, parseRoute, type ParsedCidr, type ParsedRoute } from './compile.js';
+import { DEFAULT_FORWARD_HEADERS, normaliseHeaderName, reservedHeader } from '../headers.js';
 import { problemAt, type Position, type RawEntry, type RawNode, type RawPolicy } from './load.js';
 import type {
   Agent,
@@ -249,8 +250,10 @@ function validateBackend(c: Checker, name: string, entry: RawEntry, defaultTimeo
     c.add(entry.at, path, `"${name}" is reserved for the gateway's own endpoints`);
     ok = false;
   }
-  const keys = c.map(entry.value, path, ['upstream', 'timeout', 'scopes', 'description']);
+  const keys = c.map(entry.value, path, ['upstream', 'timeout', 'scopes', 'description', 'forwardHeaders', 'forwardCookies']);
   if (keys === null) return null;
+  const forwardHeaders = validateForwardHeaders(c, keys.get('forwardHeaders'), `${path}.forwardHeaders`);
+  const forwardCookies = validateForwardCookies(c, keys.get('forwardCookies'), `${path}.forwardCookies`);
   const upstreamText = c.string(c.required(keys, 'upstream', path, entry.at), `${path}.upstream`);
   let upstream: URL | null = null;
   if (upstreamText !== null) {
@@ -297,7 +300,7 @@ function validateBackend(c: Checker, name: string, entry: RawEntry, defaultTimeo
     });
     scopes.set(scopeName, Object.freeze({ id, backend: name, name: scopeName, routes: Object.freeze(routes) }));
   }
-  if (!ok || upstream === null || timeoutMs === null) return null;
+  if (!ok || upstream === null || timeoutMs === null || forwardHeaders === null || forwardCookies === null) return null;
   return Object.freeze({
     name,
     upstream,
@@ -306,7 +309,70 @@ function validateBackend(c: Checker, name: string, entry: RawEntry, defaultTimeo
     timeoutMs,
     scopes,
     routes: table.build(),
+    forwardHeaders: compileForwardHeaders(forwardHeaders),
+    forwardCookies: Object.freeze(new Set(forwardCookies)),
   });
+}
+
+/** A header field name (RFC 9110 §5.1 token), written the way the gateway forwards it. */
+const HEADER_NAME = /^[a-z0-9][a-z0-9-]*$/;
+/** A cookie name (RFC 6265 §4.1.1 token). */
+const COOKIE_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/** `forwardHeaders: [x-tenant, ...]`: extra request headers the backend receives (never reserved ones). */
+function validateForwardHeaders(c: Checker, entry: RawEntry | undefined, path: string): string[] | null {
+  if (entry === undefined) return [];
+  const items = c.list(entry, path);
+  if (items === null) return null;
+  const names: string[] = [];
+  let ok = true;
+  items.forEach((item, i) => {
+    const iPath = `${path}[${i}]`;
+    if (item.kind !== 'scalar' || typeof item.value !== 'string' || item.value === '') {
+      c.add(item.at, iPath, `expected a header name such as x-tenant-id, got ${item.kind === 'scalar' ? describe(item.value) : kindOf(item)}`);
+      ok = false;
+      return;
+    }
+    const name = item.value;
+    const normalised = normaliseHeaderName(name);
+    const reserved = reservedHeader(normalised);
+    if (reserved !== null) {
+      const why = reserved === 'cookie' ? 'cookies are listed by name in forwardCookies' : 'the gateway sets or refuses it itself';
+      c.add(item.at, iPath, `"${name}" is reserved (${reserved === normalised ? reserved : `${reserved}-*`}): ${why}`);
+      ok = false;
+    } else if (!HEADER_NAME.test(name)) {
+      c.add(item.at, iPath, `"${name}": write header names in lower case with - (e.g. ${HEADER_NAME.test(normalised) ? normalised : 'x-tenant-id'}); the gateway forwards only that exact spelling`);
+      ok = false;
+    } else if (names.includes(name) || DEFAULT_FORWARD_HEADERS.includes(name)) {
+      c.add(item.at, iPath, names.includes(name) ? `"${name}" is listed twice` : `"${name}" is forwarded by default; leave it out`);
+      ok = false;
+    } else {
+      names.push(name);
+    }
+  });
+  return ok ? names : null;
+}
+
+/** `forwardCookies: [session_lang, ...]`: the only cookies the backend receives. */
+function validateForwardCookies(c: Checker, entry: RawEntry | undefined, path: string): string[] | null {
+  if (entry === undefined) return [];
+  const items = c.list(entry, path);
+  if (items === null) return null;
+  const names: string[] = [];
+  let ok = true;
+  items.forEach((item, i) => {
+    const iPath = `${path}[${i}]`;
+    if (item.kind !== 'scalar' || typeof item.value !== 'string' || !COOKIE_NAME.test(item.value)) {
+      c.add(item.at, iPath, `expected a cookie name (letters, digits and !#$%&'*+-.^_\`|~), got ${item.kind === 'scalar' ? describe(item.value) : kindOf(item)}`);
+      ok = false;
+    } else if (names.includes(item.value)) {
+      c.add(item.at, iPath, `"${item.value}" is listed twice`);
+      ok = false;
+    } else {
+      names.push(item.value);
+    }
+  });
+  return ok ? names : null;
 }
 
 function checkUpstream(c: Checker, text: string, at: Position, path: string): URL | null {

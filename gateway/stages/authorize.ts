@@ -11,6 +11,7 @@ import type { RequestContext, ShadowRefusal, Stage, Target } from '../context.js
 import type { Principal } from '../tokens/claims.js';
 import type { Clock } from '../clock.js';
 import { GatewayError } from '../errors.js';
+import { checkRequestHead } from '../headers.js';
 import { DEFAULT_APPROVAL_TTL_MS, SAFE_METHODS, type Agent, type ApprovalPolicy, type MaskPlan, type NetworkSet, type Role, type Route } from '../policy/types.js';
 import type { ApprovalUse, Store } from '../state/store.js';
 import type { Metrics } from '../telemetry/metrics.js';
@@ -51,6 +52,8 @@ export function createAuthorize(options: AuthorizeOptions): Stage {
           reasonDetail: target.invalid,
         });
       }
+      // Framing lookalikes, method overrides, URL rewrites: refused before anything else is decided.
+      checkRequestHead(ctx.request, target.query);
       const backend = ctx.policy.backends.get(target.backend);
       if (backend === undefined) {
         throw new GatewayError('backend_unknown', 'no backend is published under this path');
