@@ -18,6 +18,7 @@ export const IMPORT_TABLE: ReadonlyArray<readonly [string, readonly string[]]> =
   ['clock.ts', []],
   ['errors.ts', []],
   ['tokens/claims.ts', []],
+  ['version.ts', []],
   ['problem.ts', ['errors.ts']],
   // Which request headers reach a backend: read by policy (validation), stages and upgrades.
   ['headers.ts', ['errors.ts', 'type:context.ts', 'type:tokens/claims.ts', 'type:policy/types.ts']],
