@@ -5,6 +5,7 @@
 // when the audit log is behind, `backpressure()` tells the runner to hold new work.
 import type { RequestContext } from './context.js';
 import { GatewayError, type ReasonCode } from './errors.js';
+import { countingPolicy } from './state/breaker.js';
 import type { Intent } from './state/view.js';
 import type { AuditLog } from './telemetry/audit-log.js';
 import { NO_REASON, UNKNOWN_LABEL, type Metrics } from './telemetry/metrics.js';
@@ -15,7 +16,7 @@ export interface Timing {
 }
 
 export interface OutcomeWriter {
-  /** The violation intent `error` makes for this request, or null (not a violation, no valid token, breaker off). */
+  /** The violation intent `error` makes for this request, or null (not a violation, or no valid token). */
   violation(ctx: RequestContext, error: unknown): Intent | null;
   /** Account for one finished request: sets `ctx.outcome`, observes the metrics, writes the audit line. */
   finish(ctx: RequestContext, error: unknown, status: number, timing?: Timing): void;
@@ -42,8 +43,8 @@ export function createOutcomeWriter(deps: OutcomeDeps): OutcomeWriter {
     violation(ctx, error) {
       const principal = ctx.principal;
       if (violationOf(ctx, error) === null || principal === null) return null;
-      const policy = ctx.policy.roles.get(principal.role)?.breaker ?? null;
-      if (policy === null) return null;
+      // A role without a breaker is still counted (never tripped), so `agents` shows its violations.
+      const policy = countingPolicy(ctx.policy.roles.get(principal.role)?.breaker ?? null);
       return { kind: 'violation', when: 'always', agent: principal.agent, role: principal.role, policy };
     },
 

@@ -183,6 +183,8 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     if (ctx.request.body !== null && !ctx.request.body.readableEnded && hasDeclaredBody(ctx.request)) {
       headers.connection = 'close';
     }
+    // A head whose framing cannot be trusted: nothing after it on this connection is read.
+    if (caught instanceof GatewayError && caught.closeConnection) headers.connection = 'close';
     res.writeHead(rendered.status, headers);
     res.end(rendered.body);
     return rendered.status;

@@ -1,6 +1,6 @@
 // Composition root: builds every module from Settings, opens the agent and metrics listeners,
 // and owns start, reload and shutdown. Nothing else constructs stages or stores.
-import { createServer, type Server } from 'node:http';
+import { STATUS_CODES, createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Settings } from './config.js';
 import { systemClock, type Clock } from './clock.js';
@@ -18,6 +18,7 @@ import { createMaskFilter } from './stages/filters/mask.js';
 import { preloadSqlDialect } from './stages/aggregate-sql.js';
 import { createNormalize } from './stages/normalize.js';
 import { openStore } from './state/index.js';
+import { moveJournalAside } from './state/journal.js';
 import { resetStateFile } from './state/memory.js';
 import type { Store } from './state/store.js';
 import { createAdminHandler } from './admin/routes.js';
@@ -115,23 +116,34 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
     if (aside !== null) log.warn('state file moved aside; starting with empty state', { file: stateFile, movedTo: aside });
   }
   if (settings.state.driver === 'redis' && options.resetState === true) {
-    throw new Error('--reset-state moves an unreadable state file aside; it does nothing for state.driver redis (the state is in Redis)');
+    const aside = await moveJournalAside(settings.state.journal, clock.now());
+    if (aside !== null) log.warn('state journal moved aside; starting from what Redis holds', { file: settings.state.journal, movedTo: aside });
   }
-  // Redis: unhealthy while the connection is lost; admit and authenticate then fail closed (503).
+  // Read at scrape time: the store and admission are made just below.
+  let storeRef: Store | null = null;
+  let admissionRef: Admission | null = null;
+  const metrics = createMetrics({
+    defaults: options.defaultMetrics ?? true,
+    agents: () => admissionRef?.gauges(policy) ?? [],
+    state: () => storeRef?.status() ?? { healthy: false, unshared: 0 },
+  });
+  // Redis: unhealthy while the connection is lost, a command or probe misses `state.timeout`, or
+  // Redis lost its data; admit and authenticate then fail closed (503).
   const store: Store = await openStore(settings.state, clock, {
     onHealth: (healthy, why) => (healthy ? log.info('state store available', { driver: 'redis', why }) : log.error('state store unavailable; refusing requests', { driver: 'redis', why })),
+    onOutage: (cause) => metrics.stateOutage(cause),
+    onReseed: (kind) => metrics.stateReseeded(kind),
+    onNotice: (level, message, fields) => log[level](message, { driver: 'redis', ...fields }),
     // A kill or revoke made on another instance also cuts this instance's calls in flight.
     onRemoteStop: (agent, reason) => {
       const aborted = admission.abortAgent(agent, reason);
       if (aborted > 0) log.warn('calls in flight aborted by a kill or revoke from another instance', { agent, aborted });
     },
   });
-  const metrics = createMetrics({
-    defaults: options.defaultMetrics ?? true,
-    agents: () => admission.gauges(policy),
-  });
+  storeRef = store;
   // Kill registry, breaker trips, revoke-on-trip, in-flight aborts and the commit step.
   const admission: Admission = createAdmission({ store, metrics, log, clock });
+  admissionRef = admission;
 
   let version = 1;
   async function reload(): Promise<PolicySnapshot> {
@@ -171,14 +183,14 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
     },
     onError: (error) => log.error('token broker failed', { error }),
   });
-  const forward: ForwardStage = createForward({ metrics });
+  const forward: ForwardStage = createForward({ metrics, maxBodyBytes: settings.limits.maxBodyBytes, bodyIdleMs: settings.limits.bodyIdleTimeoutMs });
   const state = admission.view;
   const pipeline: Pipeline = createPipeline({
     stages: [
       createNormalize({ maxBodyBytes: settings.limits.maxBodyBytes }),
       createAuthenticate({ verifier, state }),
       createAdmit({ state, clock }),
-      createAuthorize({ maxBodyBytes: settings.limits.maxBodyBytes, state, clock, metrics, trustedProxies: settings.trustedProxies }),
+      createAuthorize({ maxBodyBytes: settings.limits.maxBodyBytes, bodyIdleMs: settings.limits.bodyIdleTimeoutMs, state, clock, metrics, trustedProxies: settings.trustedProxies }),
       forward,
     ],
     filters: [createMaskFilter({ maxBytes: settings.limits.maxMaskedBodyBytes })],
@@ -218,20 +230,34 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
   const agentServer: Server = createServer({
     maxHeaderSize: settings.limits.maxHeaderBytes,
     keepAliveTimeout: 5_000,
-    headersTimeout: 15_000,
-    // Uploads and downloads stream for as long as they need; idle sockets are bounded below.
-    requestTimeout: 0,
+    // A request head, and a whole request, must arrive in time (answered 408 below); once the
+    // request is in, the response streams for as long as it needs. Checked every second (node's
+    // default of 30 s would let a slow client hold a socket well past its deadline).
+    headersTimeout: settings.limits.headersTimeoutMs,
+    requestTimeout: settings.limits.requestTimeoutMs,
+    connectionsCheckingInterval: Math.min(1000, settings.limits.headersTimeoutMs),
     joinDuplicateHeaders: false,
   });
+  // The response in progress on each connection: a parser error in the middle of a request body
+  // must not write a second answer into a response already under way.
+  const serving = new WeakMap<Socket, ServerResponse>();
   // The broker's paths (/oauth/*, /.well-known/*) can never be a backend, so they go first.
   agentServer.on('request', (req, res) => {
+    serving.set(req.socket, res);
+    res.once('close', () => {
+      if (serving.get(req.socket) === res) serving.delete(req.socket);
+    });
     if (broker.owns(req.url ?? '')) broker.handle(req, res);
     else pipeline.handle(req, res);
   });
   agentServer.on('upgrade', upgrades.handle);
   // Requests node's parser refuses (bad bytes in the target, oversized headers, smuggling
-  // attempts) get a problem document too, and are counted and audited like any refusal.
-  agentServer.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => pipeline.clientError(error, socket));
+  // attempts) get a problem document too, and are counted and audited like any refusal; a parser
+  // error in the middle of a body never writes a second answer into a response under way.
+  agentServer.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => {
+    if (serving.get(socket)?.headersSent === true) socket.destroy();
+    else pipeline.clientError(error, socket);
+  });
 
   const metricsServer: Server = createServer(
     createProbeHandler({
@@ -239,9 +265,18 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
       log,
       // Policies are loaded before the listeners open; state and keys can go missing later.
       readiness() {
-        const stateOk = store.isHealthy();
+        const state = store.status();
         const keyCount = keys.publicJwks().keys.length;
-        return { ready: stateOk && keyCount > 0, detail: { policyVersion: policy.version, state: stateOk ? 'ok' : 'unavailable', keys: keyCount } };
+        return {
+          ready: state.healthy && keyCount > 0,
+          detail: {
+            policyVersion: policy.version,
+            state: state.healthy ? 'ok' : 'unavailable',
+            ...(state.healthy ? {} : { stateDetail: state.detail }),
+            unsharedChanges: state.unshared,
+            keys: keyCount,
+          },
+        };
       },
     }),
   );

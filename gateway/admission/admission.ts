@@ -8,7 +8,7 @@ import type { RequestContext } from '../context.js';
 import { GatewayError, approvalRequiredError } from '../errors.js';
 import type { PolicySnapshot } from '../policy/types.js';
 import { viewBreaker } from '../state/breaker.js';
-import type { KillRecord, Store } from '../state/store.js';
+import type { KillRecord, Sharing, Store } from '../state/store.js';
 import { viewOf, type Intent, type StateView } from '../state/view.js';
 import type { Logger } from '../telemetry/log.js';
 import type { AgentGauge, Metrics } from '../telemetry/metrics.js';
@@ -39,11 +39,11 @@ export interface Admission {
   /** Abort every in-flight request and WebSocket of `agent`; returns how many. */
   abortAgent(agent: string, reason: string): number;
   /** The operator's kill switch: durable first, then the agent's calls in flight are cut. */
-  kill(record: KillRecord): Promise<number>;
+  kill(record: KillRecord): Promise<{ readonly sharing: Sharing; readonly aborted: number }>;
   /** Lift a kill switch and reset the breaker; false when there was neither. */
   revive(agent: string): Promise<boolean>;
   /** Revoke every token of `agent` issued until now and cut its calls in flight. */
-  revokeAgent(agent: string, reason: string): Promise<number>;
+  revokeAgent(agent: string, reason: string): Promise<{ readonly sharing: Sharing; readonly aborted: number }>;
   /** Breaker and kill gauges for the metrics scrape. */
   gauges(policy: PolicySnapshot): Iterable<AgentGauge>;
 }
@@ -165,13 +165,13 @@ export function createAdmission(deps: AdmissionDeps): Admission {
     },
     async kill(record) {
       // Durable first: the next request is refused, and a restart keeps the kill.
-      await store.kill(record);
-      return abortAgent(record.agent, record.reason);
+      const sharing = await store.kill(record);
+      return { sharing, aborted: abortAgent(record.agent, record.reason) };
     },
     revive: (agent) => store.revive(agent),
     async revokeAgent(agent, reason) {
-      await store.revokeAgent(agent, Math.floor(clock.now() / 1000));
-      return abortAgent(agent, reason);
+      const sharing = await store.revokeAgent(agent, Math.floor(clock.now() / 1000));
+      return { sharing, aborted: abortAgent(agent, reason) };
     },
     *gauges(policy) {
       const now = clock.now();

@@ -6,7 +6,7 @@ import type { RequestContext, Stage } from '../context.js';
 import type { Principal } from '../tokens/claims.js';
 import { GatewayError } from '../errors.js';
 import type { StateView } from '../state/view.js';
-import { TokenError, type TokenVerifier, type VerifiedClaims } from '../tokens/verify.js';
+import { TokenError, exceedsLifetime, type TokenVerifier, type VerifiedClaims } from '../tokens/verify.js';
 
 export interface AuthenticateOptions {
   readonly verifier: TokenVerifier;
@@ -53,6 +53,10 @@ export function createAuthenticate(options: AuthenticateOptions): Stage {
     // Role token policy, from the policy in force: session (single, idle timeout), then usage
     // limit. The use is spent by the commit, and only for a call every check admitted.
     const tokenPolicy = ctx.policy.roles.get(agent.role)?.token;
+    // A token that outlives its role's TTL was not minted under the policy in force: refused.
+    if (tokenPolicy !== undefined && exceedsLifetime(claims, tokenPolicy.ttlSeconds)) {
+      throw new GatewayError('token_invalid', INVALID, { reasonDetail: 'lifetime' });
+    }
     if (tokenPolicy !== undefined) {
       const idleSeconds = tokenPolicy.idleTimeoutSeconds ?? (tokenPolicy.session === 'single' ? DEFAULT_SINGLE_IDLE_SECONDS : null);
       const tracked = tokenPolicy.session === 'single' || idleSeconds !== null;
