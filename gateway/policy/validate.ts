@@ -534,6 +534,7 @@ function validateRouteItem(c: Checker, item: RawNode, path: string, scope: strin
   let body: BodyConstraint | null = null;
   let bodyOk = true;
   let query: QueryRoute | null = null;
+  let acceptsBody = false;
   let approval = scopeApproval;
   if (item.kind === 'scalar') {
     if (typeof item.value !== 'string') {
@@ -548,9 +549,13 @@ function validateRouteItem(c: Checker, item: RawNode, path: string, scope: strin
     textAt = routeEntry?.value.at ?? item.at;
     text = c.string(routeEntry, textPath);
     const bodyEntry = keys?.get('body');
-    if (bodyEntry !== undefined) {
+    if (bodyEntry !== undefined && bodyEntry.value.kind === 'scalar' && typeof bodyEntry.value.value === 'boolean') {
+      // `body: true`: this route takes a body even on a method that normally carries none.
+      acceptsBody = bodyEntry.value.value;
+    } else if (bodyEntry !== undefined) {
       body = validateBody(c, bodyEntry, `${path}.body`);
       bodyOk = body !== null;
+      acceptsBody = true;
     }
     const queryEntry = keys?.get('query');
     if (queryEntry !== undefined) {
@@ -581,7 +586,8 @@ function validateRouteItem(c: Checker, item: RawNode, path: string, scope: strin
     return null;
   }
   if (!bodyOk) return null;
-  return { route: Object.freeze({ method: parsed.method, template: `${parsed.method} ${parsed.path}`, scope, body, query, approval }), parsed };
+  if (query !== null) acceptsBody = true;
+  return { route: Object.freeze({ method: parsed.method, template: `${parsed.method} ${parsed.path}`, scope, body, acceptsBody, query, approval }), parsed };
 }
 
 /** `query: { field: sql, dialect: sqlite }` on a route: its JSON body field `field` holds SQL. */
