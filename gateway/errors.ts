@@ -19,6 +19,8 @@ export interface ReasonSpec {
  */
 export const REASONS = {
   target_invalid: { status: 400, title: 'Ambiguous or malformed request target', bearer: 'none', violation: true },
+  header_forbidden: { status: 400, title: 'Request header not accepted', bearer: 'none', violation: true },
+  method_override: { status: 400, title: 'Method override not accepted', bearer: 'none', violation: true },
   token_misplaced: { status: 400, title: 'Token sent outside the Authorization header', bearer: 'invalid_request', violation: false },
   token_missing: { status: 401, title: 'Bearer token required', bearer: 'challenge', violation: false },
   token_invalid: { status: 401, title: 'Token not accepted', bearer: 'invalid_token', violation: false },
@@ -62,6 +64,11 @@ export interface GatewayErrorOptions {
   readonly cause?: unknown;
   /** Extra problem members the agent needs (RFC 9457 §3.2), e.g. `approvalId`. Never secrets. */
   readonly extensions?: Readonly<Record<string, string>>;
+  /**
+   * Close the client connection after the answer: the request's framing cannot be trusted, or
+   * its body was not read, so no byte after this head may be parsed as a next request.
+   */
+  readonly closeConnection?: boolean;
 }
 
 /**
@@ -76,6 +83,7 @@ export class GatewayError extends Error {
   readonly reasonDetail: string;
   readonly retryAfterSeconds: number | undefined;
   readonly extensions: Readonly<Record<string, string>> | undefined;
+  readonly closeConnection: boolean;
 
   constructor(reason: ReasonCode, detail: string, options: GatewayErrorOptions = {}) {
     // A refusal is control flow: its stack is never rendered or logged, and capturing one cost
@@ -91,6 +99,7 @@ export class GatewayError extends Error {
     this.reasonDetail = options.reasonDetail ?? detail;
     this.retryAfterSeconds = options.retryAfterSeconds;
     this.extensions = options.extensions;
+    this.closeConnection = options.closeConnection === true;
   }
 
   get spec(): ReasonSpec {

@@ -5,7 +5,8 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import type { Readable } from 'node:stream';
-import { createContext, type Clock, type InboundRequest, type RequestContext, type Stage } from './context.js';
+import { createContext, type InboundRequest, type RequestContext, type Stage } from './context.js';
+import type { Clock } from './clock.js';
 import { GatewayError, REASONS, type ReasonCode } from './errors.js';
 import { toolLabels } from './mcp/outcome.js';
 import { renderMcpRefusal } from './mcp/refusal.js';
@@ -164,6 +165,8 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     if (ctx.request.body !== null && !ctx.request.body.readableEnded && hasDeclaredBody(ctx.request)) {
       headers.connection = 'close';
     }
+    // A head whose framing cannot be trusted: nothing after it on this connection is read.
+    if (caught instanceof GatewayError && caught.closeConnection) headers.connection = 'close';
     res.writeHead(rendered.status, headers);
     res.end(rendered.body);
     return rendered.status;

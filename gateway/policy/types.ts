@@ -103,6 +103,13 @@ export interface Backend {
   readonly timeoutMs: number;
   readonly scopes: ReadonlyMap<string, Scope>;
   readonly routes: RouteTable;
+  /**
+   * Request headers forwarded to this backend (lower-case, exact): the gateway's safe defaults
+   * plus the backend's `forwardHeaders`. Anything else the agent sends is not forwarded.
+   */
+  readonly forwardHeaders: ReadonlySet<string>;
+  /** Cookie names forwarded (`forwardCookies`); empty: no Cookie header at all. */
+  readonly forwardCookies: ReadonlySet<string>;
 }
 
 export interface TokenPolicy {

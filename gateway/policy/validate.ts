@@ -1,9 +1,10 @@
 // Raw policy trees -> a typed, compiled, frozen PolicySnapshot. Collects every problem before
 // failing; each names file, line, path, what is wrong and what is allowed. Unknown keys are
 // errors: a typo must never silently switch a constraint off.
-import type { Clock } from '../context.js';
+import type { Clock } from '../clock.js';
 import { ConfigError } from '../errors.js';
-import { RouteTableBuilder, buildNetworkSet, parseCidr, parseMaskPath, parseRoute, parseUriTemplate, type ParsedCidr, type ParsedRoute } from './compile.js';
+import { RouteTableBuilder, buildNetworkSet, compileForwardHeaders, parseCidr, parseMaskPath, parseRoute, parseUriTemplate, type ParsedCidr, type ParsedRoute } from './compile.js';
+import { DEFAULT_FORWARD_HEADERS, normaliseHeaderName, reservedHeader } from '../headers.js';
 import { problemAt, type Position, type RawEntry, type RawNode, type RawPolicy } from './load.js';
 import type {
   Agent,
@@ -250,12 +251,14 @@ function validateBackend(c: Checker, name: string, entry: RawEntry, defaultTimeo
     c.add(entry.at, path, `"${name}" is reserved for the gateway's own endpoints`);
     ok = false;
   }
-  const keys = c.map(entry.value, path, ['kind', 'upstream', 'path', 'timeout', 'scopes', 'description']);
+  const keys = c.map(entry.value, path, ['kind', 'upstream', 'path', 'timeout', 'scopes', 'description', 'forwardHeaders', 'forwardCookies']);
   if (keys === null) return null;
   const kind = keys.has('kind') ? c.oneOf(keys.get('kind'), `${path}.kind`, ['rest', 'mcp'] as const, 'a backend kind') : 'rest';
   if (kind === null) return null;
   if (kind === 'mcp') return validateMcpBackend(c, name, entry, keys, defaultTimeoutMs, ok);
   if (keys.has('path')) c.add(keys.get('path')?.at ?? entry.at, `${path}.path`, 'only a backend with kind: mcp has an endpoint path (REST backends publish routes in scopes)');
+  const forwardHeaders = validateForwardHeaders(c, keys.get('forwardHeaders'), `${path}.forwardHeaders`);
+  const forwardCookies = validateForwardCookies(c, keys.get('forwardCookies'), `${path}.forwardCookies`);
   const upstreamText = c.string(c.required(keys, 'upstream', path, entry.at), `${path}.upstream`);
   let upstream: URL | null = null;
   if (upstreamText !== null) {
@@ -302,7 +305,7 @@ function validateBackend(c: Checker, name: string, entry: RawEntry, defaultTimeo
     });
     scopes.set(scopeName, Object.freeze({ id, backend: name, name: scopeName, routes: Object.freeze(routes) }));
   }
-  if (!ok || upstream === null || timeoutMs === null) return null;
+  if (!ok || upstream === null || timeoutMs === null || forwardHeaders === null || forwardCookies === null) return null;
   return Object.freeze({
     name,
     kind: 'rest',
@@ -313,6 +316,8 @@ function validateBackend(c: Checker, name: string, entry: RawEntry, defaultTimeo
     timeoutMs,
     scopes,
     routes: table.build(),
+    forwardHeaders: compileForwardHeaders(forwardHeaders),
+    forwardCookies: Object.freeze(new Set(forwardCookies)),
   });
 }
 
@@ -324,6 +329,8 @@ const MCP_ONLY_SCOPE_KEYS: Readonly<Record<string, string>> = {
 /** MCP tool and prompt names (the MCP spec's tool naming: 1 to 128 of A-Z a-z 0-9 _ - .). */
 const MCP_NAME = /^[A-Za-z0-9_.-]{1,128}$/;
 const MCP_NAME_HELP = 'names use 1 to 128 of A-Z a-z 0-9 _ - . (compared exactly: no look-alike letters, no case folding)';
+/** Request headers of the Streamable HTTP transport (Last-Event-ID is refused: no resumption). */
+const MCP_FORWARD_HEADERS = ['mcp-session-id', 'mcp-protocol-version'];
 const MCP_PATH = /^(?:\/[A-Za-z0-9._~-]+)+$/;
 
 /**
@@ -342,6 +349,8 @@ function validateMcpBackend(c: Checker, name: string, entry: RawEntry, keys: Rea
   }
   const timeoutMs = keys.has('timeout') ? c.duration(keys.get('timeout'), `${path}.timeout`, { minMs: 1, maxMs: 3_600_000 }) : defaultTimeoutMs;
   c.string(keys.get('description'), `${path}.description`);
+  const forwardHeaders = validateForwardHeaders(c, keys.get('forwardHeaders'), `${path}.forwardHeaders`);
+  const forwardCookies = validateForwardCookies(c, keys.get('forwardCookies'), `${path}.forwardCookies`);
   const scopesEntry = c.required(keys, 'scopes', path, entry.at);
   const scopeNodes = c.names(scopesEntry?.value, `${path}.scopes`, 'scopes');
   if (scopeNodes !== null && scopeNodes.size === 0 && scopesEntry !== undefined) c.add(scopesEntry.at, `${path}.scopes`, 'needs at least one scope');
@@ -416,7 +425,7 @@ function validateMcpBackend(c: Checker, name: string, entry: RawEntry, keys: Rea
     });
     scopes.set(scopeName, Object.freeze({ id, backend: name, name: scopeName, routes: Object.freeze(routes) }));
   }
-  if (!ok || upstream === null || timeoutMs === null || endpoint === null) return null;
+  if (!ok || upstream === null || timeoutMs === null || endpoint === null || forwardHeaders === null || forwardCookies === null) return null;
   for (const [tool, list] of tools) tools.set(tool, Object.freeze(list) as Route[]);
   for (const [prompt, list] of prompts) prompts.set(prompt, Object.freeze(list) as string[]);
   return Object.freeze({
@@ -427,6 +436,9 @@ function validateMcpBackend(c: Checker, name: string, entry: RawEntry, keys: Rea
     origin: upstream.origin,
     basePath: upstream.pathname.replace(/\/+$/, ''),
     timeoutMs,
+    // The Streamable HTTP headers (RFC-less, MCP 2025-11-25 §Transports) ride beside the defaults.
+    forwardHeaders: compileForwardHeaders([...MCP_FORWARD_HEADERS, ...forwardHeaders]),
+    forwardCookies: Object.freeze(new Set(forwardCookies)),
     scopes,
     // Never matched: an MCP backend is authorized per JSON-RPC message, not per route.
     routes: new RouteTableBuilder().build(),
@@ -479,6 +491,67 @@ function validateTool(c: Checker, item: RawNode, path: string, scope: string, sc
   }
   if (!ok) return null;
   return { name, route: Object.freeze({ method: 'POST', template: `tools/call ${name}`, scope, body, query, approval }) };
+}
+
+/** A header field name (RFC 9110 §5.1 token), written the way the gateway forwards it. */
+const HEADER_NAME = /^[a-z0-9][a-z0-9-]*$/;
+/** A cookie name (RFC 6265 §4.1.1 token). */
+const COOKIE_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/** `forwardHeaders: [x-tenant, ...]`: extra request headers the backend receives (never reserved ones). */
+function validateForwardHeaders(c: Checker, entry: RawEntry | undefined, path: string): string[] | null {
+  if (entry === undefined) return [];
+  const items = c.list(entry, path);
+  if (items === null) return null;
+  const names: string[] = [];
+  let ok = true;
+  items.forEach((item, i) => {
+    const iPath = `${path}[${i}]`;
+    if (item.kind !== 'scalar' || typeof item.value !== 'string' || item.value === '') {
+      c.add(item.at, iPath, `expected a header name such as x-tenant-id, got ${item.kind === 'scalar' ? describe(item.value) : kindOf(item)}`);
+      ok = false;
+      return;
+    }
+    const name = item.value;
+    const normalised = normaliseHeaderName(name);
+    const reserved = reservedHeader(normalised);
+    if (reserved !== null) {
+      const why = reserved === 'cookie' ? 'cookies are listed by name in forwardCookies' : 'the gateway sets or refuses it itself';
+      c.add(item.at, iPath, `"${name}" is reserved (${reserved === normalised ? reserved : `${reserved}-*`}): ${why}`);
+      ok = false;
+    } else if (!HEADER_NAME.test(name)) {
+      c.add(item.at, iPath, `"${name}": write header names in lower case with - (e.g. ${HEADER_NAME.test(normalised) ? normalised : 'x-tenant-id'}); the gateway forwards only that exact spelling`);
+      ok = false;
+    } else if (names.includes(name) || DEFAULT_FORWARD_HEADERS.includes(name)) {
+      c.add(item.at, iPath, names.includes(name) ? `"${name}" is listed twice` : `"${name}" is forwarded by default; leave it out`);
+      ok = false;
+    } else {
+      names.push(name);
+    }
+  });
+  return ok ? names : null;
+}
+
+/** `forwardCookies: [session_lang, ...]`: the only cookies the backend receives. */
+function validateForwardCookies(c: Checker, entry: RawEntry | undefined, path: string): string[] | null {
+  if (entry === undefined) return [];
+  const items = c.list(entry, path);
+  if (items === null) return null;
+  const names: string[] = [];
+  let ok = true;
+  items.forEach((item, i) => {
+    const iPath = `${path}[${i}]`;
+    if (item.kind !== 'scalar' || typeof item.value !== 'string' || !COOKIE_NAME.test(item.value)) {
+      c.add(item.at, iPath, `expected a cookie name (letters, digits and !#$%&'*+-.^_\`|~), got ${item.kind === 'scalar' ? describe(item.value) : kindOf(item)}`);
+      ok = false;
+    } else if (names.includes(item.value)) {
+      c.add(item.at, iPath, `"${item.value}" is listed twice`);
+      ok = false;
+    } else {
+      names.push(item.value);
+    }
+  });
+  return ok ? names : null;
 }
 
 function checkUpstream(c: Checker, text: string, at: Position, path: string): URL | null {

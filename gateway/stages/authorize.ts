@@ -7,8 +7,11 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { isIP } from 'node:net';
 import type { Readable } from 'node:stream';
-import type { Clock, Principal, RequestContext, ShadowRefusal, Stage, Target } from '../context.js';
+import type { RequestContext, ShadowRefusal, Stage, Target } from '../context.js';
+import type { Principal } from '../tokens/claims.js';
+import type { Clock } from '../clock.js';
 import { GatewayError } from '../errors.js';
+import { checkRequestHead } from '../headers.js';
 import { parseRequestBody, type ParsedBody } from '../mcp/jsonrpc.js';
 import { grantedView, holdsAny, planMessages, type MessagePlan } from '../mcp/grants.js';
 import { transportKind } from '../mcp/transport.js';
@@ -53,6 +56,8 @@ export function createAuthorize(options: AuthorizeOptions): Stage {
           reasonDetail: target.invalid,
         });
       }
+      // Framing lookalikes, method overrides, URL rewrites: refused before anything else is decided.
+      checkRequestHead(ctx.request, target.query);
       const backend = ctx.policy.backends.get(target.backend);
       if (backend === undefined) {
         throw new GatewayError('backend_unknown', 'no backend is published under this path');

@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir, open, readFile, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import type { Clock } from '../context.js';
+import type { Clock } from '../clock.js';
 import { addViolation, type BreakerRecord } from './breaker.js';
 import type { Activity, ApprovalRecord, ApprovalUse, ClientSecretRecord, KillRecord, SessionState, Store } from './store.js';
 

@@ -17,7 +17,7 @@
 // The local view is trusted only while both connections are up and a full load has finished since
 // the last (re)connect: `isHealthy()` is false otherwise, and admit fails closed.
 import { createClient } from 'redis';
-import type { Clock } from '../context.js';
+import type { Clock } from '../clock.js';
 import { addViolation, type BreakerRecord } from './breaker.js';
 import { approvalDigest } from './memory.js';
 import type { Activity, ApprovalRecord, ApprovalUse, ClientSecretRecord, KillRecord, SessionState, Store, ViolationOutcome } from './store.js';
