@@ -18,6 +18,7 @@ import { createMcpFilter } from './mcp/filter.js';
 import { preloadSqlDialect } from './stages/aggregate-sql.js';
 import { createNormalize } from './stages/normalize.js';
 import { openStore } from './state/index.js';
+import { moveJournalAside } from './state/journal.js';
 import { resetStateFile } from './state/memory.js';
 import { viewBreaker } from './state/breaker.js';
 import type { Store } from './state/store.js';
@@ -117,27 +118,37 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
     if (aside !== null) log.warn('state file moved aside; starting with empty state', { file: stateFile, movedTo: aside });
   }
   if (settings.state.driver === 'redis' && options.resetState === true) {
-    throw new Error('--reset-state moves an unreadable state file aside; it does nothing for state.driver redis (the state is in Redis)');
+    const aside = await moveJournalAside(settings.state.journal, clock.now());
+    if (aside !== null) log.warn('state journal moved aside; starting from what Redis holds', { file: settings.state.journal, movedTo: aside });
   }
-  // Redis: unhealthy while the connection is lost; admit and authenticate then fail closed (503).
+  // Read at scrape time: the store is opened just below.
+  let storeRef: Store | null = null;
+  const metrics = createMetrics({
+    defaults: options.defaultMetrics ?? true,
+    *agents() {
+      if (storeRef === null) return;
+      const now = clock.now();
+      for (const [id, agent] of policy.agents) {
+        const view = viewBreaker(storeRef.breaker(id), policy.roles.get(agent.role)?.breaker ?? null, now);
+        yield { agent: id, breaker: view.state === 'open' ? 2 : view.state === 'half_open' ? 1 : 0, killed: storeRef.killRecord(id) !== undefined };
+      }
+    },
+    state: () => storeRef?.status() ?? { healthy: false, unshared: 0 },
+  });
+  // Redis: unhealthy while the connection is lost, a command or probe misses `state.timeout`, or
+  // Redis lost its data; admit and authenticate then fail closed (503).
   const store: Store = await openStore(settings.state, clock, {
     onHealth: (healthy, why) => (healthy ? log.info('state store available', { driver: 'redis', why }) : log.error('state store unavailable; refusing requests', { driver: 'redis', why })),
+    onOutage: (cause) => metrics.stateOutage(cause),
+    onReseed: (kind) => metrics.stateReseeded(kind),
+    onNotice: (level, message, fields) => log[level](message, { driver: 'redis', ...fields }),
     // A kill or revoke made on another instance also cuts this instance's calls in flight.
     onRemoteStop: (agent, reason) => {
       const aborted = abortAgent(agent, reason);
       if (aborted > 0) log.warn('calls in flight aborted by a kill or revoke from another instance', { agent, aborted });
     },
   });
-  const metrics = createMetrics({
-    defaults: options.defaultMetrics ?? true,
-    *agents() {
-      const now = clock.now();
-      for (const [id, agent] of policy.agents) {
-        const view = viewBreaker(store.breaker(id), policy.roles.get(agent.role)?.breaker ?? null, now);
-        yield { agent: id, breaker: view.state === 'open' ? 2 : view.state === 'half_open' ? 1 : 0, killed: store.killRecord(id) !== undefined };
-      }
-    },
-  });
+  storeRef = store;
 
   // Admitted requests and WebSockets by agent, so a kill can abort them.
   const inFlight = new Map<string, Set<(reason: GatewayError) => void>>();
@@ -321,12 +332,19 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
       res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
     } else if (path === '/readyz') {
       // Policies are loaded before the listeners open; state and keys can go missing later.
-      const stateOk = store.isHealthy();
+      const state = store.status();
       const keyCount = keys.publicJwks().keys.length;
-      const ready = stateOk && keyCount > 0;
-      res
-        .writeHead(ready ? 200 : 503, { 'content-type': 'application/json' })
-        .end(JSON.stringify({ status: ready ? 'ready' : 'not_ready', policyVersion: policy.version, state: stateOk ? 'ok' : 'unavailable', keys: keyCount }));
+      const ready = state.healthy && keyCount > 0;
+      res.writeHead(ready ? 200 : 503, { 'content-type': 'application/json' }).end(
+        JSON.stringify({
+          status: ready ? 'ready' : 'not_ready',
+          policyVersion: policy.version,
+          state: state.healthy ? 'ok' : 'unavailable',
+          ...(state.healthy ? {} : { stateDetail: state.detail }),
+          unsharedChanges: state.unshared,
+          keys: keyCount,
+        }),
+      );
     } else {
       res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not found"}');
     }
