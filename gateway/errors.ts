@@ -26,6 +26,8 @@ export const REASONS = {
   token_invalid: { status: 401, title: 'Token not accepted', bearer: 'invalid_token', violation: false },
   agent_killed: { status: 403, title: 'Agent disabled by an operator', bearer: 'none', violation: false },
   agent_suspended: { status: 403, title: 'Agent suspended by its circuit breaker', bearer: 'none', violation: false },
+  agent_expired: { status: 403, title: 'Agent expired', bearer: 'none', violation: false },
+  rate_limited: { status: 429, title: 'Too many calls', bearer: 'none', violation: false },
   cross_domain: { status: 403, title: 'Token not issued for this backend', bearer: 'insufficient_scope', violation: true },
   out_of_scope: { status: 403, title: 'Route not granted to this token', bearer: 'insufficient_scope', violation: true },
   unknown_route: { status: 403, title: 'Route not defined for this backend', bearer: 'insufficient_scope', violation: true },

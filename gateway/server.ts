@@ -20,7 +20,7 @@ import { createNormalize } from './stages/normalize.js';
 import { openStore } from './state/index.js';
 import { moveJournalAside } from './state/journal.js';
 import { resetStateFile } from './state/memory.js';
-import { viewBreaker } from './state/breaker.js';
+import { countingPolicy, viewBreaker } from './state/breaker.js';
 import type { Store } from './state/store.js';
 import { createAdminHandler } from './admin/routes.js';
 import { openAdminSocket, type AdminSocket } from './admin/socket.js';
@@ -180,8 +180,9 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
   }
   function onViolation(ctx: RequestContext): void {
     const principal = ctx.principal;
-    const breaker = principal === null ? null : (ctx.policy.roles.get(principal.role)?.breaker ?? null);
-    if (principal === null || breaker === null) return;
+    if (principal === null) return;
+    // A role without a breaker is still counted (never tripped), so `agents` shows its violations.
+    const breaker = countingPolicy(ctx.policy.roles.get(principal.role)?.breaker ?? null);
     const agent = principal.agent;
     store.recordViolation(agent, breaker).then(
       async (outcome) => {

@@ -21,7 +21,7 @@ export const checkVerbs: readonly Verb[] = [
     section: 'gateway',
     usage: [['check', 'validate agentgate.yaml and policies, then exit (0 valid, 1 invalid)']],
     takes: ['json'],
-    notes: 'Every problem is listed with file:line, in one run.',
+    notes: 'Every problem is listed with file:line, in one run. Roles without a breaker (breaker: off) and expired agents are printed as warnings on stderr; the exit code stays 0.',
     run: check,
   },
   {
@@ -46,8 +46,13 @@ async function check(args: readonly string[], out: Out): Promise<number> {
     roles: policy.roles.size,
     agents: policy.agents.size,
   };
-  if (values.json) out.stdout(JSON.stringify({ valid: true, ...summary }));
-  else out.stdout(`${settings.configFile}: ok (${summary.backends} backends, ${summary.roles} roles, ${summary.agents} agents from ${summary.policies.length} policy files)`);
+  // Valid but weaker than the defaults (a role with its breaker off, an expired agent): said, not refused.
+  const warnings = policy.warnings ?? [];
+  if (values.json) out.stdout(JSON.stringify({ valid: true, ...summary, warnings }));
+  else {
+    for (const warning of warnings) out.stderr(`warning: ${warning}`);
+    out.stdout(`${settings.configFile}: ok (${summary.backends} backends, ${summary.roles} roles, ${summary.agents} agents from ${summary.policies.length} policy files${warnings.length > 0 ? `, ${warnings.length} warning${warnings.length === 1 ? '' : 's'}` : ''})`);
+  }
   return 0;
 }
 

@@ -137,6 +137,22 @@ export interface BreakerPolicy {
   readonly revokeTokens: boolean;
 }
 
+/** One rate: `rps` calls per second sustained, `burst` at once (GCRA; see admission/rate-limit.ts). */
+export interface RateLimitRule {
+  /** Sustained calls per second (may be fractional: 0.5 is one call every 2 s). */
+  readonly rps: number;
+  /** Calls admitted at once after a quiet spell (the bucket's capacity), at least 1. */
+  readonly burst: number;
+}
+
+/** Per-agent rate limit of a role (`rateLimit: { rps, burst, scopes, violation }`). */
+export interface RateLimitPolicy extends RateLimitRule {
+  /** Stricter limits for calls granted by one scope (`backend:scope`), on top of the agent's. */
+  readonly scopes: ReadonlyMap<string, RateLimitRule>;
+  /** true: a `rate_limited` refusal counts as a violation (breaker). Default false. */
+  readonly violation: boolean;
+}
+
 /**
  * A compiled masking plan for one backend: field paths whose values are replaced by the fixed
  * marker in JSON responses. Built once at load; see stages/filters/mask.ts for the matching rules.
@@ -183,8 +199,10 @@ export interface Role {
   readonly backends: ReadonlySet<string>;
   readonly readOnly: boolean;
   readonly token: TokenPolicy;
-  /** null: the role has no breaker. */
+  /** null: the role has no breaker (`breaker: off`, or no breaker in the role or `defaults`). */
   readonly breaker: BreakerPolicy | null;
+  /** null: calls are not rate limited (`rateLimit: off`, or none in the role or `defaults`). */
+  readonly rateLimit: RateLimitPolicy | null;
   /** Backend name -> fields masked in that backend's JSON responses. */
   readonly mask: ReadonlyMap<string, MaskPlan>;
   /** Checked on routes marked `query`; null: no query constraint. */
@@ -209,6 +227,8 @@ export interface Agent {
   readonly credentials: readonly AgentCredential[];
   /** Narrows the role's network further; null: the role's alone. */
   readonly network: NetworkPolicy | null;
+  /** ms since the epoch from which the agent is refused (`agent_expired`); null: no expiry. */
+  readonly expiresAt: number | null;
 }
 
 /**
@@ -228,6 +248,11 @@ export interface PolicySnapshot {
   readonly agents: ReadonlyMap<string, Agent>;
   /** Absent in snapshots built by hand (tests); empty when the policies have no `users:` section. */
   readonly users?: UserRights;
+  /**
+   * What the policy files do that is valid but weakens a control (a role with its breaker off),
+   * formatted like problems (`file:line  path: message`). `agentgate check` prints them.
+   */
+  readonly warnings?: readonly string[];
 }
 
 /** How long an approval waits and stays usable when a policy names no `ttl`. */
