@@ -33,6 +33,11 @@ export interface Route {
   /** Full scope id, `backend:name`. */
   readonly scope: string;
   readonly body: BodyConstraint | null;
+  /**
+   * The route takes a request body even with GET, HEAD, DELETE, OPTIONS or TRACE (`body: true`,
+   * or a body it checks). Without it such a request with a body is refused (body_unexpected).
+   */
+  readonly acceptsBody: boolean;
   /** Set when the route's body is SQL that roles with a `query` constraint must have checked. */
   readonly query: QueryRoute | null;
   /** Set when each call needs a human's approval (from the route or its scope). */

@@ -623,7 +623,7 @@ function validateTool(c: Checker, item: RawNode, path: string, scope: string, sc
     return null;
   }
   if (!ok) return null;
-  return { name, route: Object.freeze({ method: 'POST', template: `tools/call ${name}`, scope, body, query, approval }) };
+  return { name, route: Object.freeze({ method: 'POST', template: `tools/call ${name}`, scope, body, acceptsBody: true, query, approval }) };
 }
 
 /** A header field name (RFC 9110 §5.1 token), written the way the gateway forwards it. */
@@ -713,6 +713,7 @@ function validateRouteItem(c: Checker, item: RawNode, path: string, scope: strin
   let body: BodyConstraint | null = null;
   let bodyOk = true;
   let query: QueryRoute | null = null;
+  let acceptsBody = false;
   let approval = scopeApproval;
   if (item.kind === 'scalar') {
     if (typeof item.value !== 'string') {
@@ -727,9 +728,13 @@ function validateRouteItem(c: Checker, item: RawNode, path: string, scope: strin
     textAt = routeEntry?.value.at ?? item.at;
     text = c.string(routeEntry, textPath);
     const bodyEntry = keys?.get('body');
-    if (bodyEntry !== undefined) {
+    if (bodyEntry !== undefined && bodyEntry.value.kind === 'scalar' && typeof bodyEntry.value.value === 'boolean') {
+      // `body: true`: this route takes a body even on a method that normally carries none.
+      acceptsBody = bodyEntry.value.value;
+    } else if (bodyEntry !== undefined) {
       body = validateBody(c, bodyEntry, `${path}.body`);
       bodyOk = body !== null;
+      acceptsBody = true;
     }
     const queryEntry = keys?.get('query');
     if (queryEntry !== undefined) {
@@ -760,7 +765,8 @@ function validateRouteItem(c: Checker, item: RawNode, path: string, scope: strin
     return null;
   }
   if (!bodyOk) return null;
-  return { route: Object.freeze({ method: parsed.method, template: `${parsed.method} ${parsed.path}`, scope, body, query, approval }), parsed };
+  if (query !== null) acceptsBody = true;
+  return { route: Object.freeze({ method: parsed.method, template: `${parsed.method} ${parsed.path}`, scope, body, acceptsBody, query, approval }), parsed };
 }
 
 /** `query: { field: sql, dialect: sqlite }` on a route: its JSON body field `field` holds SQL. */

@@ -20,10 +20,14 @@ import { DEFAULT_APPROVAL_TTL_MS, SAFE_METHODS, type Agent, type ApprovalPolicy,
 import type { ApprovalUse, Store } from '../state/store.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { checkSql } from './aggregate-sql.js';
+import { readBounded } from './read-body.js';
+import { checkBodyPresence, declaresBody } from './request-rules.js';
 import { parseStrictJson } from './strict-json.js';
 
 export interface AuthorizeOptions {
   readonly maxBodyBytes: number;
+  /** Longest pause between two pieces of a body authorize reads (limits.bodyIdleTimeout); default 10 s. */
+  readonly bodyIdleMs?: number;
   /** Needed for approvals; without it a route that needs approval is always refused. */
   readonly store?: Store;
   readonly clock?: Clock;
@@ -40,6 +44,7 @@ const APPROVAL_ID = /^apr_[0-9a-f-]{36}$/;
 
 export function createAuthorize(options: AuthorizeOptions): Stage {
   const { maxBodyBytes, store, metrics } = options;
+  const bodyIdleMs = options.bodyIdleMs ?? 10_000;
   const clock = options.clock ?? { now: () => Date.now() };
   const trustedProxies = options.trustedProxies ?? null;
   const dryRun = options.dryRun === true;
@@ -87,6 +92,7 @@ export function createAuthorize(options: AuthorizeOptions): Stage {
           reasonDetail: `route "${match.routes[0]?.template ?? ''}" needs ${match.routes.map((r) => r.scope).join(' or ')}`,
         });
       }
+      checkBodyPresence(ctx.request, target, route);
       const mask = role.mask.size === 0 ? null : (role.mask.get(backend.name) ?? null);
       const approval = route.approval ?? (role.approval.has(route.scope) ? { ttlMs: DEFAULT_APPROVAL_TTL_MS } : null);
       const checksQuery = route.query !== null && role.query !== null;
@@ -111,7 +117,7 @@ export function createAuthorize(options: AuthorizeOptions): Stage {
     refusals: Refusals,
   ): Promise<void> {
     const json = route.body !== null || (route.query !== null && role.query !== null);
-    const body = await readBody(ctx, route.template, json, maxBodyBytes);
+    const body = await readBody(ctx, route.template, json, maxBodyBytes, bodyIdleMs);
     if (json) checkBodyConstraints(`${target.method} ${target.path}`, route, role, jsonObject(body), refusals);
     let approvalId: string | null = null;
     // Last: a request other checks refuse never waits for a person.
@@ -125,12 +131,14 @@ export function createAuthorize(options: AuthorizeOptions): Stage {
     const mask = role.mask.size === 0 ? null : (role.mask.get(backend) ?? null);
     if (kind !== 'messages') {
       ctx.mcp = { kind, batch: false, messages: [], pending: new Map(), view, mask };
+      // A GET or DELETE body would reach the server unchecked.
+      if (declaresBody(ctx.request, target)) throw new GatewayError('body_unexpected', `${target.method} ${mcp.path} takes no request body; send JSON-RPC messages with POST`, { closeConnection: true });
       if (!holdsAny(backend, principal.scopes, role.grants)) throw new GatewayError('out_of_scope', `this token holds no scope of backend "${backend}"`);
       // grant.mask stays null: MCP results are masked inside their JSON-RPC messages (mcp/filter.ts).
       ctx.grant = { backend, scope: '', route: `${target.method} ${mcp.path}`, params: {}, body: null, mask: null, shadow: refusals.shadow ?? NO_SHADOW, approvalId: null };
       return;
     }
-    const body = await readBody(ctx, `POST ${mcp.path}`, true, maxBodyBytes);
+    const body = await readBody(ctx, `POST ${mcp.path}`, true, maxBodyBytes, bodyIdleMs);
     const parsed = parseRequestBody(body);
     const plan = planMessagesAudited(ctx, parsed, mcp, view, mask, principal, role, kind);
     let approvalId: string | null = null;
@@ -295,7 +303,7 @@ function checkNetwork(ctx: RequestContext, role: Role, agent: Agent | undefined,
 }
 
 /** Buffer the body a constraint must read (bounded): what is checked is exactly what is forwarded. */
-async function readBody(ctx: RequestContext, template: string, json: boolean, maxBodyBytes: number): Promise<Buffer> {
+async function readBody(ctx: RequestContext, template: string, json: boolean, maxBodyBytes: number, bodyIdleMs: number): Promise<Buffer> {
   if (json) {
     const contentType = ctx.request.headers['content-type'] ?? '';
     if (!isJsonContentType(contentType)) {
@@ -307,7 +315,7 @@ async function readBody(ctx: RequestContext, template: string, json: boolean, ma
   if (ctx.request.headers['content-encoding'] !== undefined) {
     throw new GatewayError('body_invalid', 'a checked body must not be content-encoded');
   }
-  return ctx.request.body === null ? Buffer.alloc(0) : readBounded(ctx.request.body, maxBodyBytes, ctx.signal);
+  return ctx.request.body === null ? Buffer.alloc(0) : readBounded(ctx.request.body, { maxBytes: maxBodyBytes, idleMs: bodyIdleMs }, ctx.signal);
 }
 
 function jsonObject(body: Buffer): Readonly<Record<string, unknown>> {
@@ -349,43 +357,4 @@ function isJsonContentType(value: string): boolean {
   const semi = value.indexOf(';');
   const type = (semi === -1 ? value : value.slice(0, semi)).trim().toLowerCase();
   return type === 'application/json';
-}
-
-function readBounded(stream: Readable, limit: number, signal: AbortSignal): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const cleanup = (): void => {
-      stream.off('data', onData);
-      stream.off('end', onEnd);
-      stream.off('error', onError);
-      signal.removeEventListener('abort', onAbort);
-    };
-    const onData = (chunk: Buffer): void => {
-      size += chunk.length;
-      if (size > limit) {
-        cleanup();
-        stream.pause();
-        reject(new GatewayError('body_too_large', `the request body exceeds ${limit} bytes`));
-        return;
-      }
-      chunks.push(chunk);
-    };
-    const onEnd = (): void => {
-      cleanup();
-      resolve(Buffer.concat(chunks, size));
-    };
-    const onError = (error: Error): void => {
-      cleanup();
-      reject(error);
-    };
-    const onAbort = (): void => {
-      cleanup();
-      reject(signal.reason instanceof Error ? signal.reason : new Error('request aborted'));
-    };
-    stream.on('data', onData);
-    stream.on('end', onEnd);
-    stream.on('error', onError);
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
 }

@@ -6,11 +6,16 @@ import { Pool, errors as undiciErrors } from 'undici';
 import type { RequestContext, Stage, UpstreamResult } from '../context.js';
 import { GatewayError } from '../errors.js';
 import { upstreamHeaders } from '../headers.js';
+import { readBounded } from './read-body.js';
 import type { Backend } from '../policy/types.js';
 import type { Metrics, UpstreamErrorKind } from '../telemetry/metrics.js';
 
 export interface ForwardOptions {
   readonly metrics: Metrics;
+  /** Largest chunked request body framed before forwarding (limits.maxBodyBytes); default 1 MiB. */
+  readonly maxBodyBytes?: number;
+  /** Longest pause inside a chunked request body (limits.bodyIdleTimeout); default 10 s. */
+  readonly bodyIdleMs?: number;
   /** Connections per upstream origin. */
   readonly connections?: number;
 }
@@ -29,6 +34,7 @@ const STRIP_RESPONSE = new Set([
 
 export function createForward(options: ForwardOptions): ForwardStage {
   const { metrics } = options;
+  const bodyLimits = { maxBytes: options.maxBodyBytes ?? 1_048_576, idleMs: options.bodyIdleMs ?? 10_000 };
   const pools = new Map<string, Pool>();
 
   function poolFor(backend: Backend): Pool {
@@ -65,9 +71,16 @@ export function createForward(options: ForwardOptions): ForwardStage {
       body = grant.body;
       headers['content-length'] = String(grant.body.length);
     } else if (request.body !== null && hasBody(request.headers)) {
-      body = request.body;
-      // The length normalize validated; without one (chunked) undici frames the stream itself.
-      if (target.contentLength !== null) headers['content-length'] = String(target.contentLength);
+      if (target.contentLength !== null) {
+        // Streamed, under the length normalize validated.
+        body = request.body;
+        headers['content-length'] = String(target.contentLength);
+      } else {
+        // Chunked: framed here, once, before any upstream byte. A malformed or stalled body fails
+        // the request with nothing of it delivered; the backend gets one Content-Length body.
+        body = await readBounded(request.body, bodyLimits, ctx.signal);
+        headers['content-length'] = String(body.length);
+      }
     }
 
     const started = performance.now();
