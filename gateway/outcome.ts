@@ -5,6 +5,7 @@
 // when the audit log is behind, `backpressure()` tells the runner to hold new work.
 import type { RequestContext } from './context.js';
 import { GatewayError, type ReasonCode } from './errors.js';
+import { toolLabels } from './mcp/outcome.js';
 import { countingPolicy } from './state/breaker.js';
 import type { Intent } from './state/view.js';
 import type { AuditLog } from './telemetry/audit-log.js';
@@ -80,6 +81,7 @@ export function createOutcomeWriter(deps: OutcomeDeps): OutcomeWriter {
       const upstreamMs = ctx.upstream?.latencyMs ?? 0;
       const headersMs = totalMs - (end - headersAt);
       metrics.observeRequest(backendLabel, reason === null ? 'allow' : 'deny', reason ?? NO_REASON, totalMs / 1000, Math.max(0, headersMs - upstreamMs) / 1000);
+      if (ctx.mcp !== null) for (const tool of toolLabels(ctx)) metrics.toolCall(backendLabel, tool, reason === null ? 'allow' : 'deny');
 
       const principal = ctx.principal;
       const target = ctx.target;
@@ -102,6 +104,8 @@ export function createOutcomeWriter(deps: OutcomeDeps): OutcomeWriter {
         // Role constraints: what shadow mode let through, and the human approval a call used.
         ...(ctx.grant !== null && ctx.grant.shadow.length > 0 ? { shadow: ctx.grant.shadow } : {}),
         ...(ctx.grant?.approvalId ? { approvalId: ctx.grant.approvalId } : {}),
+        // MCP: the JSON-RPC id, method and tool of every message of the body.
+        ...(ctx.mcp !== null && ctx.mcp.messages.length > 0 ? { rpc: ctx.mcp.messages } : {}),
         status,
         upstreamStatus: ctx.upstream?.status ?? null,
         durationMs: Math.round(totalMs * 1000) / 1000,

@@ -12,6 +12,7 @@ import type { Clock } from './clock.js';
 import type { Abort, Admission } from './admission/admission.js';
 import { GatewayError, REASONS } from './errors.js';
 import { abortReason, type OutcomeWriter } from './outcome.js';
+import { renderMcpRefusal } from './mcp/refusal.js';
 import { renderProblem, renderReason } from './problem.js';
 import type { PolicySnapshot } from './policy/types.js';
 import type { Logger } from './telemetry/log.js';
@@ -48,6 +49,8 @@ export interface PipelineDeps {
   readonly log: Logger;
   readonly clock: Clock;
   currentPolicy(): PolicySnapshot;
+  /** The gateway's public URL (the issuer's), for MCP resource metadata in challenges. */
+  readonly publicUrl?: string;
 }
 
 export interface Pipeline {
@@ -172,7 +175,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     }
     const rendered =
       caught instanceof GatewayError
-        ? renderProblem(caught, ctx.requestId)
+        ? renderMcpRefusal(ctx, caught, renderProblem(caught, ctx.requestId), deps.publicUrl ?? null)
         : renderReason('internal', 'the gateway failed to handle this request', ctx.requestId);
     if (!(caught instanceof GatewayError)) {
       log.error('request failed', { requestId: ctx.requestId, error: caught });
