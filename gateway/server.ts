@@ -24,6 +24,7 @@ import { createAdminHandler } from './admin/routes.js';
 import { openAdminSocket, type AdminSocket } from './admin/socket.js';
 import type { RequestContext } from './context.js';
 import { openAuditLog, type AuditLog } from './telemetry/audit-log.js';
+import { openAuditSigner } from './telemetry/audit-key.js';
 import { createLogger, type Logger } from './telemetry/log.js';
 import { createMetrics, type Metrics } from './telemetry/metrics.js';
 import { openKeyStore, type KeyStore } from './tokens/keys.js';
@@ -127,8 +128,10 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
       if (aborted > 0) log.warn('calls in flight aborted by a kill or revoke from another instance', { agent, aborted });
     },
   });
+  let auditStatus: { readonly available: boolean; readonly writeErrors: number } | null = null;
   const metrics = createMetrics({
     defaults: options.defaultMetrics ?? true,
+    audit: () => auditStatus ?? { available: true, writeErrors: 0 },
     *agents() {
       const now = clock.now();
       for (const [id, agent] of policy.agents) {
@@ -190,10 +193,22 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
     log.info('policies reloaded', { version, files: next.files.length });
     return next;
   }
+  const auditFile = settings.audit.file;
   const audit = await openAuditLog({
-    file: settings.audit.file,
+    file: auditFile,
+    fsync: settings.audit.fsync,
+    checkpointLines: settings.audit.checkpointLines,
+    checkpointIntervalMs: settings.audit.checkpointIntervalMs,
+    signer: await openAuditSigner(settings.issuer.keys),
+    checkpoints: { load: () => store.auditCheckpoint(auditFile), save: (checkpoint) => store.saveAuditCheckpoint(checkpoint) },
     onError: (error) => log.error('audit write failed; retrying', { error }),
+    onAvailability: (available, why) =>
+      available
+        ? log.info('audit trail writable again; serving resumes', { file: auditFile })
+        : log.error('audit trail unwritable; refusing requests (503 audit_unavailable) until it recovers', { file: auditFile, why }),
+    onWarning: (message, fields) => log.warn(message, fields),
   });
+  auditStatus = audit;
 
   const verifier = createTokenVerifier({ keys, issuer: settings.issuer.url, clock });
   const credentials = createCredentialManager({ store, clock, policy: () => policy });
@@ -214,9 +229,8 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
     policy: () => policy,
     onIssued: (role, grantType) => metrics.tokenIssued(role, grantType),
     onRevoked: () => metrics.tokenRevoked(),
-    audit: (record) => {
-      audit.write({ time: new Date(clock.now()).toISOString(), kind: 'broker', ...record });
-    },
+    audit: (record) => audit.append({ time: new Date(clock.now()).toISOString(), kind: 'broker', ...record }),
+    auditAvailable: () => audit.available,
     onError: (error) => log.error('token broker failed', { error }),
   });
   const forward: ForwardStage = createForward({ metrics });
@@ -260,6 +274,7 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
       metrics: bound === null ? null : `${bound.metrics.address}:${bound.metrics.port}`,
       inFlight: pipeline.inFlight,
       auditLines: audit.written,
+      audit: audit.available ? 'ok' : `unavailable: ${audit.unavailableReason ?? ''}`,
     }),
   });
   let adminSocket: AdminSocket | null = null;
@@ -297,8 +312,11 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
     const status = tooLarge ? 431 : 400;
     let head = `HTTP/1.1 ${status} ${tooLarge ? 'Request Header Fields Too Large' : 'Bad Request'}\r\n`;
     for (const [name, value] of Object.entries(problem.headers)) head += `${name}: ${value}\r\n`;
-    socket.end(`${head}connection: close\r\n\r\n${problem.body}`);
-    pipeline.finish(ctx, refusal, status);
+    // Write-ahead like every answer: sent once its audit line is written, else the socket closes.
+    pipeline.finish(ctx, refusal, status).then(
+      () => socket.end(`${head}connection: close\r\n\r\n${problem.body}`),
+      () => socket.destroy(),
+    );
   });
 
   const metricsServer: Server = createServer((req, res) => {
@@ -321,10 +339,18 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
       // Policies are loaded before the listeners open; state and keys can go missing later.
       const stateOk = store.isHealthy();
       const keyCount = keys.publicJwks().keys.length;
-      const ready = stateOk && keyCount > 0;
-      res
-        .writeHead(ready ? 200 : 503, { 'content-type': 'application/json' })
-        .end(JSON.stringify({ status: ready ? 'ready' : 'not_ready', policyVersion: policy.version, state: stateOk ? 'ok' : 'unavailable', keys: keyCount }));
+      const auditOk = audit.available;
+      const ready = stateOk && keyCount > 0 && auditOk;
+      res.writeHead(ready ? 200 : 503, { 'content-type': 'application/json' }).end(
+        JSON.stringify({
+          status: ready ? 'ready' : 'not_ready',
+          policyVersion: policy.version,
+          state: stateOk ? 'ok' : 'unavailable',
+          keys: keyCount,
+          audit: auditOk ? 'ok' : 'unavailable',
+          ...(auditOk ? {} : { auditReason: audit.unavailableReason }),
+        }),
+      );
     } else {
       res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not found"}');
     }

@@ -12,6 +12,7 @@
 //   agentgate:live:<agent>     hash sid -> exp (seconds) of the agent's live sessions
 //   agentgate:once:<key>       SET NX, expiring at exp: single-use assertion jtis
 //   agentgate:uses:<jti>       counter, incremented by a script only while below maxUses
+//   agentgate:audit-checkpoints hash audit file -> its last AuditCheckpointRecord (JSON)
 //   agentgate:events           channel: {"kind": ..., "key": ...}; receivers re-read the key
 //
 // The local view is trusted only while both connections are up and a full load has finished since
@@ -20,7 +21,7 @@ import { createClient } from 'redis';
 import type { Clock } from '../context.js';
 import { addViolation, type BreakerRecord } from './breaker.js';
 import { approvalDigest } from './memory.js';
-import type { Activity, ApprovalRecord, ApprovalUse, ClientSecretRecord, KillRecord, SessionState, Store, ViolationOutcome } from './store.js';
+import { asAuditCheckpoint, type Activity, type ApprovalRecord, type ApprovalUse, type ClientSecretRecord, type KillRecord, type SessionState, type Store, type ViolationOutcome } from './store.js';
 
 export interface RedisStoreOptions {
   readonly clock: Clock;
@@ -50,6 +51,7 @@ const K = {
   once: `${P}once:`,
   uses: `${P}uses:`,
   channel: `${P}events`,
+  auditCheckpoints: `${P}audit-checkpoints`,
 } as const;
 
 type EventKind = 'kill' | 'agent-rev' | 'rev' | 'breaker' | 'secret' | 'approval' | 'ended' | 'uses';
@@ -660,6 +662,13 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
       const before = view.agentRevoked.get(agent);
       for (const [jti, exp] of entry.tokens) if (exp > nowSeconds && !view.revoked.has(jti) && before === undefined) live++;
       return { lastSeen: entry.lastSeen, liveTokens: live };
+    },
+    async auditCheckpoint(auditFile) {
+      const json = await client.hGet(K.auditCheckpoints, auditFile);
+      return json === null || json === undefined ? null : asAuditCheckpoint(parse<unknown>(json));
+    },
+    async saveAuditCheckpoint(checkpoint) {
+      await client.hSet(K.auditCheckpoints, checkpoint.file, JSON.stringify(checkpoint));
     },
     async close() {
       // Not reported through onHealth: a shutdown is not an outage.

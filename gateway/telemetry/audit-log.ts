@@ -156,7 +156,7 @@ export async function openAuditLog(options: AuditLogOptions): Promise<AuditLog> 
   const signer = options.signer ?? null;
   const warn = options.onWarning ?? (() => undefined);
 
-  let handle: FileHandle = await open(file, 'a', 0o600);
+  let handle: FileHandle = await open(file, 'a+', 0o600);
   // A batch cut short by a crash while the disk was full leaves a torn last line. No client was
   // answered on it (answers wait for the whole batch), so it is dropped like a torn WAL record.
   await dropTornTail(handle, file, warn);
