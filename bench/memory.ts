@@ -11,7 +11,7 @@ import { AGENTS, BACKEND, PATHS, extraAgentId, writeBenchFiles, type StateOption
 import { peakRssBytes, resetPeakRss, rssBytes } from './procs.js';
 import { prepareKeys, startGatewayRig, type GatewayRig, type LoadWorker, SERVER_CORE } from './rig.js';
 import { issueAgentToken, planAgentToken } from '../gateway/broker/issue.js';
-import { systemClock } from '../gateway/context.js';
+import { systemClock } from '../gateway/clock.js';
 import { loadPolicy } from '../gateway/server.js';
 import { loadSettings } from '../gateway/config.js';
 

@@ -4,7 +4,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { issueAgentToken, planAgentToken } from '../gateway/broker/issue.js';
-import { systemClock } from '../gateway/context.js';
+import { systemClock } from '../gateway/clock.js';
 import { loadPolicy } from '../gateway/server.js';
 import { loadSettings } from '../gateway/config.js';
 import { openKeyStore, type KeyStore } from '../gateway/tokens/keys.js';

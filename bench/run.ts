@@ -4,7 +4,7 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { systemClock } from '../gateway/context.js';
+import { systemClock } from '../gateway/clock.js';
 import { loadSettings } from '../gateway/config.js';
 import { loadPolicy } from '../gateway/server.js';
 import { AGENTS, writeBenchFiles } from './config.js';

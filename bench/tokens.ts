@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { SignJWT, type CryptoKey } from 'jose';
 import { Pool } from 'undici';
 import { issueAgentToken, planAgentToken } from '../gateway/broker/issue.js';
-import { systemClock } from '../gateway/context.js';
+import { systemClock } from '../gateway/clock.js';
 import type { PolicySnapshot } from '../gateway/policy/types.js';
 import type { KeyStore } from '../gateway/tokens/keys.js';
 import { SampleBuffer, latencyPercentiles, type LatencyPercentiles } from './stats.js';

@@ -5,13 +5,8 @@ import type { Readable } from 'node:stream';
 import type { ReasonCode } from './errors.js';
 import type { MaskPlan, PolicySnapshot } from './policy/types.js';
 import type { Logger } from './telemetry/log.js';
-
-/** Milliseconds since the epoch; injected so tests control time without patching Date. */
-export interface Clock {
-  now(): number;
-}
-
-export const systemClock: Clock = { now: () => Date.now() };
+import type { Clock } from './clock.js';
+import type { Principal } from './tokens/claims.js';
 
 /**
  * The inbound request as data. A live request wraps node's IncomingMessage; `agentgate explain`
@@ -46,31 +41,6 @@ export interface Target {
   readonly invalid: string | null;
   /** Declared request body length, or null when chunked/absent. */
   readonly contentLength: number | null;
-}
-
-/** Delegation chain entry (RFC 8693 `act`). */
-export interface Actor {
-  readonly sub: string;
-  readonly act?: Actor;
-}
-
-/** Who is calling, established by authenticate from a verified token. No raw token here. */
-export interface Principal {
-  /** The agent: `client_id` of the token. */
-  readonly agent: string;
-  readonly role: string;
-  /** Token `sub`: the agent itself, or the user it acts for. */
-  readonly subject: string;
-  /** The user the agent acts for, when the token is delegated; else null. */
-  readonly onBehalfOf: string | null;
-  readonly actor: Actor | null;
-  readonly jti: string;
-  readonly sid: string;
-  readonly scopes: ReadonlySet<string>;
-  readonly audience: ReadonlySet<string>;
-  /** Seconds since the epoch. */
-  readonly issuedAt: number;
-  readonly expiresAt: number;
 }
 
 /** What authorize granted. */

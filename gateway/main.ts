@@ -3,7 +3,7 @@
 // (1 failure, 2 usage).
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { loadSettings, type Settings } from './config.js';
-import { systemClock } from './context.js';
+import { systemClock } from './clock.js';
 import { ConfigError, GatewayError } from './errors.js';
 import { runChecks } from './pipeline.js';
 import { parseDuration } from './policy/units.js';

@@ -3,7 +3,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Settings } from './config.js';
-import { systemClock, type Clock } from './context.js';
+import { systemClock, type Clock } from './clock.js';
 import { GatewayError } from './errors.js';
 import { createPipeline, type Pipeline } from './pipeline.js';
 import { loadPolicySnapshot } from './policy/index.js';

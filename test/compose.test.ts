@@ -11,7 +11,7 @@ import { request } from 'undici';
 import { loadSettings } from '../gateway/config.js';
 import { COMMANDS } from '../gateway/main.js';
 import { loadPolicy } from '../gateway/server.js';
-import { systemClock } from '../gateway/context.js';
+import { systemClock } from '../gateway/clock.js';
 import { ROOT, startGateway } from './helpers/gateway.js';
 import { parseExposition } from './helpers/prom.js';
 

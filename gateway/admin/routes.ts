@@ -1,7 +1,7 @@
 // The admin API: JSON in, JSON out, problem documents for every bad input. Each handler makes
 // its change durable (store write) before answering, so an answered kill is a kill in force.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Clock } from '../context.js';
+import type { Clock } from '../clock.js';
 import { ConfigError } from '../errors.js';
 import type { PolicySnapshot } from '../policy/types.js';
 import { viewBreaker } from '../state/breaker.js';

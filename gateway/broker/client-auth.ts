@@ -1,7 +1,7 @@
 // Client authentication at the broker's endpoints: client_secret_basic (RFC 6749 §2.3.1) or
 // private_key_jwt (RFC 7523 §2.2), exactly one of them. Failed attempts are counted per client and
 // a client past the limit is refused for the rest of the window, whatever it sends.
-import type { Clock } from '../context.js';
+import type { Clock } from '../clock.js';
 import type { Agent, PolicySnapshot } from '../policy/types.js';
 import type { Store } from '../state/store.js';
 import { AssertionError, assertionSubject, verifyClientAssertion, type VerifiedAssertion } from '../tokens/assertion.js';

@@ -2,7 +2,7 @@
 // in the state store only as SHA-256 hashes. Rotation adds a new secret and lets the old ones run
 // out after an overlap window. Used by the admin API, the CLI (offline) and the demo.
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import type { Clock } from '../context.js';
+import type { Clock } from '../clock.js';
 import type { PolicySnapshot } from '../policy/types.js';
 import type { ClientSecretRecord, Store } from '../state/store.js';
 

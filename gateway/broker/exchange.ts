@@ -3,7 +3,7 @@
 // gives a token with sub = user, act.sub = agent, client_id = agent, and scopes = the role's
 // grants ∩ the user's rights: never wider than either. An existing `act` chain is kept, up to the
 // role's maxDelegationDepth.
-import type { Actor } from '../context.js';
+import type { Actor } from '../tokens/claims.js';
 import type { PolicySnapshot, UserRights } from '../policy/types.js';
 import { TrustError, type TrustedIssuers } from '../tokens/trusted.js';
 import type { AuthenticatedClient } from './client-auth.js';
@@ -100,11 +100,11 @@ async function actingAgent(params: FormParams, client: AuthenticatedClient | nul
   if (found === null || found.state !== 'active') throw new BrokerError('invalid_grant', 'the actor_token is not a valid access token of this issuer', { reasonDetail: `actor_${found?.state ?? 'invalid'}` });
   const { claims } = found;
   // The actor acts as itself: a delegated token cannot stand in for its agent.
-  if (claims.act !== null || claims.sub !== claims.clientId) throw new BrokerError('invalid_grant', 'the actor_token must be the agent\'s own token, not a delegated one', { reasonDetail: 'actor_delegated' });
-  if (client !== null && client.agent.id !== claims.clientId) {
+  if (claims.act !== null || claims.subject !== claims.agent) throw new BrokerError('invalid_grant', 'the actor_token must be the agent\'s own token, not a delegated one', { reasonDetail: 'actor_delegated' });
+  if (client !== null && client.agent.id !== claims.agent) {
     throw new BrokerError('invalid_request', 'the actor_token belongs to another client', { reasonDetail: 'actor_mismatch' });
   }
-  return claims.clientId;
+  return claims.agent;
 }
 
 async function subjectOf(token: string, deps: ExchangeDeps, policy: PolicySnapshot): Promise<Subject> {
@@ -114,7 +114,7 @@ async function subjectOf(token: string, deps: ExchangeDeps, policy: PolicySnapsh
     // within that user's rights.
     if (own.state !== 'active') throw new BrokerError('invalid_grant', 'the subject_token is no longer active', { reasonDetail: `subject_${own.state}` });
     if (own.claims.act === null) throw new BrokerError('invalid_grant', 'the subject_token must be a user\'s token', { reasonDetail: 'subject_not_user' });
-    return { user: own.claims.sub, rights: own.claims.scopes, chain: own.claims.act, exp: own.claims.exp };
+    return { user: own.claims.subject, rights: own.claims.scopes, chain: own.claims.act, exp: own.claims.expiresAt };
   }
   try {
     const user = await deps.trusted.verify(token);

@@ -1,7 +1,7 @@
 // POST /oauth/introspect (RFC 7662): `{ "active": false }` for anything unusable (forged, expired,
 // revoked, spent, session ended, agent unknown or killed, or issued to another client), the
 // token's claims otherwise. Introspection never counts as a use.
-import type { Clock } from '../context.js';
+import type { Clock } from '../clock.js';
 import type { PolicySnapshot } from '../policy/types.js';
 import type { Store } from '../state/store.js';
 import { TokenError, type TokenVerifier, type VerifiedClaims } from '../tokens/verify.js';
@@ -29,14 +29,14 @@ export async function inspectOwnToken(token: string, deps: OwnTokenDeps, policy:
     throw error;
   }
   const { store } = deps;
-  const agent = policy.agents.get(claims.clientId);
+  const agent = policy.agents.get(claims.agent);
   const role = agent === undefined ? undefined : policy.roles.get(agent.role);
   const state = ((): OwnTokenState => {
-    if (store.isRevoked(claims.jti, claims.clientId, claims.iat)) return 'revoked';
+    if (store.isRevoked(claims.jti, claims.agent, claims.issuedAt)) return 'revoked';
     if (agent === undefined || role === undefined) return 'agent_unknown';
     if (store.killRecord(agent.id) !== undefined) return 'agent_killed';
     const idle = role.token.idleTimeoutSeconds ?? (role.token.session === 'single' ? DEFAULT_SINGLE_IDLE_SECONDS : null);
-    if (store.checkSession(claims.sid, agent.id, claims.exp, idle === null ? null : idle * 1000, false) !== 'live') return 'session_ended';
+    if (store.checkSession(claims.sid, agent.id, claims.expiresAt, idle === null ? null : idle * 1000, false) !== 'live') return 'session_ended';
     if (role.token.maxUses !== null && store.usesOf(claims.jti) >= role.token.maxUses) return 'spent';
     return 'active';
   })();
@@ -58,7 +58,7 @@ export async function introspect(params: FormParams, client: AuthenticatedClient
   const { claims, state } = found;
   note.jti = claims.jti;
   // RFC 7662 §2.1: the server may limit what a client learns; an agent learns about its own tokens only.
-  if (claims.clientId !== client.agent.id) {
+  if (claims.agent !== client.agent.id) {
     note.active = false;
     note.inactive = 'other_client';
     return { active: false };
@@ -72,12 +72,12 @@ export async function introspect(params: FormParams, client: AuthenticatedClient
   return {
     active: true,
     iss: deps.issuer,
-    sub: claims.sub,
-    client_id: claims.clientId,
-    aud: [...claims.aud],
+    sub: claims.subject,
+    client_id: claims.agent,
+    aud: [...claims.audience],
     scope: [...claims.scopes].join(' '),
-    iat: claims.iat,
-    exp: claims.exp,
+    iat: claims.issuedAt,
+    exp: claims.expiresAt,
     jti: claims.jti,
     sid: claims.sid,
     token_type: 'Bearer',

@@ -2,7 +2,8 @@
 // touch, TTL never above the role's) and the minting itself. Refusals are BrokerErrors in OAuth
 // terms (RFC 6749 §5.2). Used by the CLI `token` verb, the demo and the OAuth token endpoint.
 import { randomUUID } from 'node:crypto';
-import type { Actor, Clock } from '../context.js';
+import type { Clock } from '../clock.js';
+import type { TokenPlan } from '../tokens/claims.js';
 import type { PolicySnapshot } from '../policy/types.js';
 import type { KeyStore } from '../tokens/keys.js';
 import { mintAccessToken, type MintedToken } from '../tokens/mint.js';
@@ -44,20 +45,7 @@ export class BrokerError extends Error {
   }
 }
 
-export interface TokenPlan {
-  readonly agent: string;
-  readonly role: string;
-  /** Granted scope ids, sorted. */
-  readonly scopes: readonly string[];
-  /** Backends the scopes touch, sorted: the token's `aud`. */
-  readonly audience: readonly string[];
-  readonly ttlSeconds: number;
-  /** `sub`: the agent itself here; the user for a delegated token (then `act` names the agent). */
-  readonly subject: string;
-  /** The session this token opens. */
-  readonly sid: string;
-  readonly act?: Actor;
-}
+export type { TokenPlan };
 
 export interface TokenRequest {
   /** Narrow to these scopes (a subset of the role's grants); absent or empty: all of them. */
@@ -88,24 +76,11 @@ export function planAgentToken(policy: PolicySnapshot, agentId: string, request:
     throw new BrokerError('invalid_request', `the requested lifetime must be at least 1 second, got ${String(requested)}`);
   }
   const ttlSeconds = Math.max(1, Math.floor(Math.min(requested ?? role.token.ttlSeconds, role.token.ttlSeconds)));
-  return { agent: agent.id, role: role.name, scopes, audience, ttlSeconds, subject: agent.id, sid: randomUUID() };
+  return { agent: agent.id, role: role.name, scopes, audience, ttlSeconds, subject: agent.id, act: null, sid: randomUUID() };
 }
 
 export function issueAgentToken(keys: KeyStore, issuer: string, plan: TokenPlan, clock: Clock): Promise<MintedToken> {
-  return mintAccessToken(
-    keys,
-    {
-      issuer,
-      clientId: plan.agent,
-      subject: plan.subject,
-      audience: plan.audience,
-      scopes: plan.scopes,
-      ttlSeconds: plan.ttlSeconds,
-      sid: plan.sid,
-      ...(plan.act === undefined ? {} : { act: plan.act }),
-    },
-    clock,
-  );
+  return mintAccessToken(keys, { issuer, agent: plan.agent, subject: plan.subject, audience: plan.audience, scopes: plan.scopes, ttlSeconds: plan.ttlSeconds, sid: plan.sid, act: plan.act }, clock);
 }
 
 function scopeBackends(policy: PolicySnapshot): Map<string, string> {

@@ -2,7 +2,7 @@
 // JWKS a while before it signs (verifiers that cache the JWKS know it first), the old public key
 // kept until every token it signed has expired, and keys added by another process (`agentgate keys
 // rotate` without a running gateway, a second instance) picked up on each tick.
-import type { Clock } from '../context.js';
+import type { Clock } from '../clock.js';
 import type { KeyStore } from '../tokens/keys.js';
 
 /** Longest token lifetime policy allows (24 h) plus the verifier's skew: how long a superseded key stays. */

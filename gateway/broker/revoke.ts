@@ -24,11 +24,11 @@ export async function revoke(params: FormParams, client: AuthenticatedClient, de
   note.jti = claims.jti;
   note.sid = claims.sid;
   // RFC 7009 §2.1: a client revokes only tokens issued to it.
-  if (claims.clientId !== client.agent.id) {
+  if (claims.agent !== client.agent.id) {
     throw new BrokerError('unauthorized_client', 'this token was not issued to you', { reasonDetail: 'other_client' });
   }
-  await deps.store.revoke(claims.jti, claims.exp);
-  await deps.store.endSession(claims.sid, claims.exp);
+  await deps.store.revoke(claims.jti, claims.expiresAt);
+  await deps.store.endSession(claims.sid, claims.expiresAt);
   deps.onRevoked();
   note.revoked = true;
   return null;

@@ -3,7 +3,7 @@
 // one audit line; only a bug becomes a 500, and even that is a JSON `server_error`.
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Clock } from '../context.js';
+import type { Clock } from '../clock.js';
 import type { PolicySnapshot } from '../policy/types.js';
 import type { Store } from '../state/store.js';
 import type { KeyStore } from '../tokens/keys.js';

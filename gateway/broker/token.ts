@@ -1,7 +1,7 @@
 // POST /oauth/token, grant client_credentials (RFC 6749 §4.4) and the issuance shared with token
 // exchange: scopes narrowed to what was asked (a subset of the role's grants), aud = the backends
 // they touch, TTL = min(asked, role's), a session opened where the role's token policy needs one.
-import type { Clock } from '../context.js';
+import type { Clock } from '../clock.js';
 import type { PolicySnapshot } from '../policy/types.js';
 import type { Store } from '../state/store.js';
 import type { KeyStore } from '../tokens/keys.js';

@@ -1,6 +1,6 @@
 // The policy module's entry: read a folder of policy files and return a validated, compiled,
 // frozen snapshot, or throw ConfigError with every problem found.
-import type { Clock } from '../context.js';
+import type { Clock } from '../clock.js';
 import { loadPolicyDir } from './load.js';
 import type { PolicySnapshot } from './types.js';
 import { validatePolicy } from './validate.js';

@@ -1,7 +1,7 @@
 // Raw policy trees -> a typed, compiled, frozen PolicySnapshot. Collects every problem before
 // failing; each names file, line, path, what is wrong and what is allowed. Unknown keys are
 // errors: a typo must never silently switch a constraint off.
-import type { Clock } from '../context.js';
+import type { Clock } from '../clock.js';
 import { ConfigError } from '../errors.js';
 import { RouteTableBuilder, buildNetworkSet, parseCidr, parseMaskPath, parseRoute, type ParsedCidr, type ParsedRoute } from './compile.js';
 import { problemAt, type Position, type RawEntry, type RawNode, type RawPolicy } from './load.js';

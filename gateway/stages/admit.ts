@@ -1,6 +1,7 @@
 // Admission: the operator's kill switch, then the agent's circuit breaker, before any grant is
 // looked at. Fails closed: when the state store cannot be trusted, nobody is admitted.
-import type { Clock, RequestContext, Stage } from '../context.js';
+import type { RequestContext, Stage } from '../context.js';
+import type { Clock } from '../clock.js';
 import { GatewayError } from '../errors.js';
 import { viewBreaker } from '../state/breaker.js';
 import type { Store } from '../state/store.js';

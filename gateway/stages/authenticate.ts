@@ -1,7 +1,8 @@
 // Authentication: exactly one `Authorization: Bearer <jwt>` -> Principal. Fails closed: a token that
 // cannot be verified, a revoked one or one for an agent the policy does not know is token_invalid;
 // when the state store cannot be trusted (revocations unknown) the call is refused (state_unavailable).
-import type { Principal, RequestContext, Stage } from '../context.js';
+import type { RequestContext, Stage } from '../context.js';
+import type { Principal } from '../tokens/claims.js';
 import { GatewayError } from '../errors.js';
 import type { Store } from '../state/store.js';
 import { TokenError, type TokenVerifier, type VerifiedClaims } from '../tokens/verify.js';
@@ -28,7 +29,7 @@ export function createAuthenticate(options: AuthenticateOptions): Stage {
     let revoked: boolean;
     try {
       if (!store.isHealthy()) throw new Error(`store ${store.driver} unhealthy`);
-      revoked = store.isRevoked(claims.jti, claims.clientId, claims.iat);
+      revoked = store.isRevoked(claims.jti, claims.agent, claims.issuedAt);
     } catch (error) {
       throw new GatewayError('state_unavailable', 'the gateway cannot check token revocation right now; retry shortly', {
         reasonDetail: `revocation check failed: ${(error as Error).message}`,
@@ -38,14 +39,14 @@ export function createAuthenticate(options: AuthenticateOptions): Stage {
     if (revoked) throw new GatewayError('token_invalid', INVALID, { reasonDetail: 'revoked' });
 
     // The role comes from the policy in force, never from the token.
-    const agent = ctx.policy.agents.get(claims.clientId);
+    const agent = ctx.policy.agents.get(claims.agent);
     if (agent === undefined || !ctx.policy.roles.has(agent.role)) {
       throw new GatewayError('token_invalid', INVALID, { reasonDetail: 'agent_unknown' });
     }
     // RFC 8693 §4.1: in a delegated token `sub` is the user and `act.sub` the agent acting now;
     // otherwise the agent is its own subject. Anything else is a token we never issue.
     const delegated = claims.act !== null;
-    if (delegated ? claims.act?.sub !== claims.clientId : claims.sub !== claims.clientId) {
+    if (delegated ? claims.act?.sub !== claims.agent : claims.subject !== claims.agent) {
       throw new GatewayError('token_invalid', INVALID, { reasonDetail: 'subject_mismatch' });
     }
     // Role token policy, from the policy in force: session (single, idle timeout), then usage
@@ -55,22 +56,22 @@ export function createAuthenticate(options: AuthenticateOptions): Stage {
     if (tokenPolicy !== undefined) {
       const idleSeconds = tokenPolicy.idleTimeoutSeconds ?? (tokenPolicy.session === 'single' ? DEFAULT_SINGLE_IDLE_SECONDS : null);
       const tracked = tokenPolicy.session === 'single' || idleSeconds !== null;
-      const session = store.checkSession(claims.sid, agent.id, claims.exp, idleSeconds === null ? null : idleSeconds * 1000, tracked);
+      const session = store.checkSession(claims.sid, agent.id, claims.expiresAt, idleSeconds === null ? null : idleSeconds * 1000, tracked);
       if (session !== 'live') throw new GatewayError('token_invalid', INVALID, { reasonDetail: session === 'idle' ? 'session_idle' : 'session_ended' });
-      if (tokenPolicy.maxUses !== null) spend = store.consumeUse(claims.jti, tokenPolicy.maxUses, claims.exp);
+      if (tokenPolicy.maxUses !== null) spend = store.consumeUse(claims.jti, tokenPolicy.maxUses, claims.expiresAt);
     }
     const principal: Principal = {
       agent: agent.id,
       role: agent.role,
-      subject: claims.sub,
-      onBehalfOf: delegated ? claims.sub : null,
-      actor: claims.act,
+      subject: claims.subject,
+      onBehalfOf: delegated ? claims.subject : null,
+      act: claims.act,
       jti: claims.jti,
       sid: claims.sid,
       scopes: claims.scopes,
-      audience: claims.aud,
-      issuedAt: claims.iat,
-      expiresAt: claims.exp,
+      audience: claims.audience,
+      issuedAt: claims.issuedAt,
+      expiresAt: claims.expiresAt,
     };
     if (spend === null) {
       ctx.principal = principal;

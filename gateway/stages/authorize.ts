@@ -7,7 +7,9 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { isIP } from 'node:net';
 import type { Readable } from 'node:stream';
-import type { Clock, Principal, RequestContext, ShadowRefusal, Stage, Target } from '../context.js';
+import type { RequestContext, ShadowRefusal, Stage, Target } from '../context.js';
+import type { Principal } from '../tokens/claims.js';
+import type { Clock } from '../clock.js';
 import { GatewayError } from '../errors.js';
 import { DEFAULT_APPROVAL_TTL_MS, SAFE_METHODS, type Agent, type ApprovalPolicy, type MaskPlan, type NetworkSet, type Role, type Route } from '../policy/types.js';
 import type { ApprovalUse, Store } from '../state/store.js';

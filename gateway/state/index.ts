@@ -1,7 +1,7 @@
 // Opens the store `state.driver` names: the embedded memory store (one instance, state file) or
 // the Redis store (many instances sharing one Redis).
 import type { StateSettings } from '../config.js';
-import type { Clock } from '../context.js';
+import type { Clock } from '../clock.js';
 import { openMemoryStore } from './memory.js';
 import { openRedisStore } from './redis.js';
 import { readFile } from 'node:fs/promises';

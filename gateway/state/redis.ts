@@ -18,7 +18,7 @@
 // The local view is trusted only while both connections are up and a full load has finished since
 // the last (re)connect: `isHealthy()` is false otherwise, and admit fails closed.
 import { createClient } from 'redis';
-import type { Clock } from '../context.js';
+import type { Clock } from '../clock.js';
 import { addViolation, type BreakerRecord } from './breaker.js';
 import { approvalDigest } from './memory.js';
 import { asAuditCheckpoint, type Activity, type ApprovalRecord, type ApprovalUse, type ClientSecretRecord, type KillRecord, type SessionState, type Store, type ViolationOutcome } from './store.js';

@@ -2,7 +2,7 @@
 // authenticate at the token endpoint. Verified against the public JWKs its policy pins; jose's
 // errors become AssertionError codes here. Single use of `jti` is the caller's (it owns the store).
 import { decodeJwt, decodeProtectedHeader, errors as joseErrors, importJWK, jwtVerify, type CryptoKey, type JWK, type JWTPayload } from 'jose';
-import type { Clock } from '../context.js';
+import type { Clock } from '../clock.js';
 import { MAX_TOKEN_BYTES } from './verify.js';
 
 export type AssertionErrorCode = 'malformed' | 'header_forbidden' | 'alg' | 'no_key' | 'signature' | 'iss_sub' | 'aud' | 'expired' | 'lifetime' | 'not_yet_valid' | 'claims';

@@ -6,7 +6,7 @@ import { constants } from 'node:fs';
 import { link, mkdir, open, readdir, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { calculateJwkThumbprint, compactVerify, CompactSign, exportJWK, generateKeyPair, importJWK, type CryptoKey, type JWK } from 'jose';
-import type { Clock } from '../context.js';
+import type { Clock } from '../clock.js';
 
 export type SigningAlg = 'EdDSA' | 'ES256';
 

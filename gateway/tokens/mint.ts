@@ -3,23 +3,12 @@
 // when delegated (RFC 8693 §4.1). Bad input is a bug in the caller and throws a TypeError.
 import { randomUUID } from 'node:crypto';
 import { SignJWT, type JWTPayload } from 'jose';
-import type { Actor, Clock } from '../context.js';
+import type { Clock } from '../clock.js';
+import type { TokenPlan } from './claims.js';
 import type { KeyStore } from './keys.js';
 
-export interface AccessTokenClaimsInput {
-  readonly issuer: string;
-  /** The agent (`client_id`). */
-  readonly clientId: string;
-  /** Token `sub`: the agent itself, or the user it acts for (then `act` names the agent). */
-  readonly subject: string;
-  /** Backend names; always written as an array. */
-  readonly audience: readonly string[];
-  /** Scope ids (`backend:name`); written space-separated (RFC 9068 §2.2.3). */
-  readonly scopes: readonly string[];
-  readonly ttlSeconds: number;
-  readonly sid: string;
-  readonly act?: Actor;
-}
+/** A token plan (tokens/claims.ts) with the issuer that signs it; `role` is not a claim. */
+export type MintRequest = Omit<TokenPlan, 'role' | 'act'> & { readonly issuer: string; readonly act?: TokenPlan['act'] | undefined };
 
 export interface MintedToken {
   readonly token: string;
@@ -33,7 +22,7 @@ export interface MintedToken {
 
 const NO_SPACE = /^[\x21-\x7e]+$/;
 
-export async function mintAccessToken(keys: KeyStore, claims: AccessTokenClaimsInput, clock: Clock): Promise<MintedToken> {
+export async function mintAccessToken(keys: KeyStore, claims: MintRequest, clock: Clock): Promise<MintedToken> {
   checkInput(claims);
   const key = keys.current();
   const issuedAt = Math.floor(clock.now() / 1000);
@@ -42,7 +31,7 @@ export async function mintAccessToken(keys: KeyStore, claims: AccessTokenClaimsI
   const payload: JWTPayload = {
     iss: claims.issuer,
     sub: claims.subject,
-    client_id: claims.clientId,
+    client_id: claims.agent,
     aud: [...claims.audience],
     scope: claims.scopes.join(' '),
     iat: issuedAt,
@@ -50,16 +39,16 @@ export async function mintAccessToken(keys: KeyStore, claims: AccessTokenClaimsI
     jti,
     sid: claims.sid,
   };
-  if (claims.act !== undefined) payload.act = claims.act;
+  if (claims.act !== undefined && claims.act !== null) payload.act = claims.act;
   const token = await new SignJWT(payload).setProtectedHeader({ alg: key.alg, typ: 'at+jwt', kid: key.kid }).sign(key.privateKey);
   return { token, jti, sid: claims.sid, issuedAt, expiresAt, kid: key.kid };
 }
 
-function checkInput(claims: AccessTokenClaimsInput): void {
+function checkInput(claims: MintRequest): void {
   const fail = (what: string): never => {
     throw new TypeError(`mintAccessToken: ${what}`);
   };
-  for (const [name, value] of [['issuer', claims.issuer], ['clientId', claims.clientId], ['subject', claims.subject], ['sid', claims.sid]] as const) {
+  for (const [name, value] of [['issuer', claims.issuer], ['agent', claims.agent], ['subject', claims.subject], ['sid', claims.sid]] as const) {
     if (typeof value !== 'string' || value === '') fail(`${name} must be a non-empty string`);
   }
   if (!Number.isSafeInteger(claims.ttlSeconds) || claims.ttlSeconds < 1) fail(`ttlSeconds must be a positive integer, got ${String(claims.ttlSeconds)}`);

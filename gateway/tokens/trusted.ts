@@ -3,7 +3,8 @@
 // we have not seen (the issuer rotated). Fails closed: no keys, no delegation.
 import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JSONWebKeySet, type JWTPayload } from 'jose';
 import { request } from 'undici';
-import type { Actor, Clock } from '../context.js';
+import type { Clock } from '../clock.js';
+import type { Actor } from './claims.js';
 import { MAX_TOKEN_BYTES } from './verify.js';
 
 export interface TrustedIssuerConfig {

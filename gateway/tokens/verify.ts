@@ -4,7 +4,8 @@
 import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTPayload, type ProtectedHeaderParameters } from 'jose';
-import type { Actor, Clock } from '../context.js';
+import type { Clock } from '../clock.js';
+import type { Actor, VerifiedClaims } from './claims.js';
 import type { KeyStore, VerificationKey } from './keys.js';
 
 export type TokenErrorCode =
@@ -36,20 +37,7 @@ export class TokenError extends Error {
   }
 }
 
-/** The claims of a verified token, shaped for the hot path (sets built once, shared by cache hits). */
-export interface VerifiedClaims {
-  readonly sub: string;
-  readonly clientId: string;
-  readonly aud: ReadonlySet<string>;
-  readonly scopes: ReadonlySet<string>;
-  readonly jti: string;
-  readonly sid: string;
-  /** Seconds since the epoch. */
-  readonly iat: number;
-  readonly exp: number;
-  readonly act: Actor | null;
-  readonly kid: string;
-}
+export type { VerifiedClaims };
 
 export interface TokenVerifier {
   /** A verified token still before its `exp`, or undefined. Synchronous: the hot path. */
@@ -110,7 +98,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
       const hit = cache.get(token);
       if (hit === undefined) return undefined;
       // Past exp the token goes back through full verification (which applies the skew once more).
-      if (clock.now() >= hit.exp * 1000 || keys.resolve(hit.kid) === undefined) {
+      if (clock.now() >= hit.expiresAt * 1000 || keys.resolve(hit.kid) === undefined) {
         cache.delete(token);
         return undefined;
       }
@@ -141,8 +129,8 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
       }
       const claims = toClaims(payload, key.kid);
       // jose leaves iat unchecked; a token issued in the future was not issued by our clock.
-      if (claims.iat * 1000 > clock.now() + skew * 1000) throw new TokenError('not_yet_valid');
-      if (clock.now() < claims.exp * 1000) cache.set(token, claims);
+      if (claims.issuedAt * 1000 > clock.now() + skew * 1000) throw new TokenError('not_yet_valid');
+      if (clock.now() < claims.expiresAt * 1000) cache.set(token, claims);
       return claims;
     },
   };
@@ -184,15 +172,16 @@ function toClaims(payload: JWTPayload, kid: string): VerifiedClaims {
   }
   const scopes = (scope as string).split(' ').filter((s) => s !== '');
   if (scopes.length === 0) throw new TokenError('claims');
+  // Sets built once here, shared by every cache hit on the hot path.
   return Object.freeze({
-    sub: sub as string,
-    clientId: clientId as string,
-    aud: new Set(audience),
+    agent: clientId as string,
+    subject: sub as string,
+    audience: new Set(audience),
     scopes: new Set(scopes),
     jti: jti as string,
     sid: sid as string,
-    iat,
-    exp,
+    issuedAt: iat,
+    expiresAt: exp,
     act: payload.act === undefined ? null : toActor(payload.act, 0),
     kid,
   });

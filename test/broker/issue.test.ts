@@ -37,7 +37,7 @@ t.test('plans', async (t) => {
       t.same(plan.scopes, c.expect.scopes);
       t.same(plan.audience, c.expect.audience);
       t.match(plan.sid, /^[0-9a-f-]{36}$/);
-      t.equal(plan.act, undefined);
+      t.equal(plan.act, null, 'not delegated');
     });
   }
   t.not(planAgentToken(policy, 'data-agent-01').sid, planAgentToken(policy, 'data-agent-01').sid, 'a new session per plan');
@@ -81,7 +81,7 @@ t.test('issue mints exactly the plan, and the token verifies', async (t) => {
   t.equal(minted.sid, plan.sid);
   const claims = await verifier.verify(minted.token);
   t.same(claims, {
-    sub: 'support-agent-01', clientId: 'support-agent-01', aud: new Set(['kb']), scopes: new Set(['kb:articles.read']),
-    jti: minted.jti, sid: plan.sid, iat: minted.issuedAt, exp: minted.expiresAt, act: null, kid: keys.current().kid,
+    agent: 'support-agent-01', subject: 'support-agent-01', audience: new Set(['kb']), scopes: new Set(['kb:articles.read']),
+    jti: minted.jti, sid: plan.sid, issuedAt: minted.issuedAt, expiresAt: minted.expiresAt, act: null, kid: keys.current().kid,
   });
 });

@@ -145,7 +145,7 @@ t.test('metrics', async (t) => {
       let token: string;
       switch (i % 4) {
         case 0: // validly signed by the gateway's own key, for an agent no policy names
-          token = (await issueAgentToken(gw.gateway.keys, 'http://agentgate.test', { agent, role: 'reader', scopes: ['crm:read'], audience: ['crm'], ttlSeconds: 60, subject: agent, sid: randomUUID() }, { now: () => Date.now() })).token;
+          token = (await issueAgentToken(gw.gateway.keys, 'http://agentgate.test', { agent, role: 'reader', scopes: ['crm:read'], audience: ['crm'], ttlSeconds: 60, subject: agent, act: null, sid: randomUUID() }, { now: () => Date.now() })).token;
           break;
         case 1: // forged: unknown key, random agent
           token = `${b64({ alg: 'EdDSA', typ: 'at+jwt', kid: randomUUID() })}.${b64({ sub: agent, client_id: agent, iss: 'http://agentgate.test' })}.${randomBytes(64).toString('base64url')}`;

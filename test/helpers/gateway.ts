@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { loadSettings } from '../../gateway/config.js';
 import { createGateway, type Gateway } from '../../gateway/server.js';
 import { createLogger } from '../../gateway/telemetry/log.js';
-import type { Clock } from '../../gateway/context.js';
+import type { Clock } from '../../gateway/clock.js';
 import type { Test } from 'tap';
 import { issueAgentToken, planAgentToken } from '../../gateway/broker/issue.js';
 

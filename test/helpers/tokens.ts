@@ -2,7 +2,8 @@
 // tokens minted through the broker's own planning, a hand-driven clock, and synthetic contexts.
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createContext, systemClock, type Clock, type RequestContext } from '../../gateway/context.js';
+import { createContext, type RequestContext } from '../../gateway/context.js';
+import { systemClock, type Clock } from '../../gateway/clock.js';
 import { issueAgentToken, planAgentToken } from '../../gateway/broker/issue.js';
 import { loadPolicySnapshot } from '../../gateway/policy/index.js';
 import type { PolicySnapshot } from '../../gateway/policy/types.js';

@@ -184,7 +184,7 @@ t.test('a token in the query string is misplaced, matched as a real parameter na
 t.test('a cache hit completes synchronously; revocation still applies on the hot path', async (t) => {
   const { keys, policy, clock, store, run, settle, verifier } = await setup(t);
   const minted = await mintAccessToken(keys, {
-    issuer: ISSUER, clientId: 'support-agent-01', subject: 'support-agent-01', audience: ['kb', 'tickets'],
+    issuer: ISSUER, agent: 'support-agent-01', subject: 'support-agent-01', audience: ['kb', 'tickets'],
     scopes: ['kb:articles.read', 'tickets:tickets.read'], ttlSeconds: 3600, sid: 'sid-1',
   }, clock);
   const authorization = [`Bearer ${minted.token}`];
@@ -198,7 +198,7 @@ t.test('a cache hit completes synchronously; revocation still applies on the hot
   t.equal(second.returned, undefined, 'a hit returns undefined: no promise, no await');
   t.equal(second.thrown, null);
   t.same(second.ctx.principal, {
-    agent: 'support-agent-01', role: 'support', subject: 'support-agent-01', onBehalfOf: null, actor: null,
+    agent: 'support-agent-01', role: 'support', subject: 'support-agent-01', onBehalfOf: null, act: null,
     jti: minted.jti, sid: 'sid-1', scopes: new Set(['kb:articles.read', 'tickets:tickets.read']), audience: new Set(['kb', 'tickets']),
     issuedAt: minted.issuedAt, expiresAt: minted.expiresAt,
   });
@@ -237,7 +237,7 @@ t.test('the stage never authenticates with a token past its exp', async (t) => {
 t.test('the role comes from the policy in force, never from the token', async (t) => {
   const { keys, clock, run, settle, policy } = await setup(t);
   const minted = await mintAccessToken(keys, {
-    issuer: ISSUER, clientId: 'data-agent-01', subject: 'data-agent-01', audience: ['crm'], scopes: ['crm:export'], ttlSeconds: 60, sid: 's',
+    issuer: ISSUER, agent: 'data-agent-01', subject: 'data-agent-01', audience: ['crm'], scopes: ['crm:export'], ttlSeconds: 60, sid: 's',
   }, clock);
   const r = run({ url: '/crm/export', authorization: [`Bearer ${minted.token}`] });
   t.equal(await settle(r), null, 'authenticated (authorize refuses the grant later)');
@@ -246,12 +246,12 @@ t.test('the role comes from the policy in force, never from the token', async (t
 
 t.test('delegated tokens: sub is the user, act.sub the agent', async (t) => {
   const { keys, clock, run, settle } = await setup(t);
-  const base = { issuer: ISSUER, clientId: 'marketing-agent-03', audience: ['crm'], scopes: ['crm:contacts.read'], ttlSeconds: 60, sid: 's' };
+  const base = { issuer: ISSUER, agent: 'marketing-agent-03', audience: ['crm'], scopes: ['crm:contacts.read'], ttlSeconds: 60, sid: 's' };
   const good = await mintAccessToken(keys, { ...base, subject: 'alice@example.com', act: { sub: 'marketing-agent-03', act: { sub: 'orchestrator' } } }, clock);
   const r = run({ authorization: [`Bearer ${good.token}`] });
   t.equal(await settle(r), null);
   t.match(r.ctx.principal, { agent: 'marketing-agent-03', role: 'marketing', subject: 'alice@example.com', onBehalfOf: 'alice@example.com' });
-  t.same(r.ctx.principal?.actor, { sub: 'marketing-agent-03', act: { sub: 'orchestrator' } });
+  t.same(r.ctx.principal?.act, { sub: 'marketing-agent-03', act: { sub: 'orchestrator' } });
 
   const wrongActor = await mintAccessToken(keys, { ...base, subject: 'alice@example.com', act: { sub: 'support-agent-01' } }, clock);
   t.match(await settle(run({ authorization: [`Bearer ${wrongActor.token}`] })), { reason: 'token_invalid', reasonDetail: 'subject_mismatch' });

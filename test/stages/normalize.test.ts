@@ -1,7 +1,8 @@
 // normalize on synthetic requests: every hostile target is refused (or names another backend),
 // every plain target canonicalises exactly, and declared body sizes are enforced or distrusted.
 import t from 'tap';
-import { createContext, systemClock, type InboundRequest, type Target } from '../../gateway/context.js';
+import { createContext, type InboundRequest, type Target } from '../../gateway/context.js';
+import { systemClock } from '../../gateway/clock.js';
 import { GatewayError } from '../../gateway/errors.js';
 import type { PolicySnapshot } from '../../gateway/policy/types.js';
 import { createNormalize } from '../../gateway/stages/normalize.js';

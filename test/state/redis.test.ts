@@ -7,7 +7,7 @@ import { openRedisStore, RedisUnavailableError } from '../../gateway/state/redis
 import { approvalDigest } from '../../gateway/state/memory.js';
 import type { ApprovalRecord, Store } from '../../gateway/state/store.js';
 import type { BreakerPolicy } from '../../gateway/policy/types.js';
-import { systemClock } from '../../gateway/context.js';
+import { systemClock } from '../../gateway/clock.js';
 import { freePort } from '../helpers/gateway.js';
 import { redisServerPath, startRedis, type RedisServer } from '../helpers/redis.js';
 

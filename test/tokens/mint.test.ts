@@ -2,12 +2,12 @@
 // would produce an ambiguous token.
 import t from 'tap';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
-import { mintAccessToken, type AccessTokenClaimsInput } from '../../gateway/tokens/mint.js';
+import { mintAccessToken, type MintRequest } from '../../gateway/tokens/mint.js';
 import { ISSUER, makeTestKeys, manualClock } from '../helpers/tokens.js';
 
-const input: AccessTokenClaimsInput = {
+const input: MintRequest = {
   issuer: ISSUER,
-  clientId: 'marketing-agent-03',
+  agent: 'marketing-agent-03',
   subject: 'marketing-agent-03',
   audience: ['content', 'crm'],
   scopes: ['content:assets.read', 'crm:contacts.read'],
@@ -49,7 +49,7 @@ t.test('one audience is still an array; act is carried for delegation', async (t
 t.test('input that would make an ambiguous token is a bug', async (t) => {
   const clock = manualClock();
   const keys = await makeTestKeys(t.testdir({}), 'EdDSA', clock);
-  const cases: Array<{ name: string; input: AccessTokenClaimsInput; message: RegExp }> = [
+  const cases: Array<{ name: string; input: MintRequest; message: RegExp }> = [
     { name: 'zero ttl', input: { ...input, ttlSeconds: 0 }, message: /ttlSeconds/ },
     { name: 'fractional ttl', input: { ...input, ttlSeconds: 1.5 }, message: /ttlSeconds/ },
     { name: 'no audience', input: { ...input, audience: [] }, message: /audience/ },

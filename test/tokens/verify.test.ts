@@ -41,17 +41,17 @@ t.test('round trip', async (t) => {
   const keys = await makeTestKeys(t.testdir({}), 'EdDSA', clock);
   const verifier = createTokenVerifier({ keys, issuer: ISSUER, clock });
   const minted = await mintAccessToken(keys, {
-    issuer: ISSUER, clientId: AGENT, subject: AGENT, audience: ['bi'], scopes: ['bi:query.aggregate', 'bi:reports.read'], ttlSeconds: 600, sid: 's-1',
+    issuer: ISSUER, agent: AGENT, subject: AGENT, audience: ['bi'], scopes: ['bi:query.aggregate', 'bi:reports.read'], ttlSeconds: 600, sid: 's-1',
   }, clock);
   const claims = await verifier.verify(minted.token);
   t.same(claims, {
-    sub: AGENT, clientId: AGENT, aud: new Set(['bi']), scopes: new Set(['bi:query.aggregate', 'bi:reports.read']),
-    jti: minted.jti, sid: 's-1', iat: minted.issuedAt, exp: minted.expiresAt, act: null, kid: keys.current().kid,
+    agent: AGENT, subject: AGENT, audience: new Set(['bi']), scopes: new Set(['bi:query.aggregate', 'bi:reports.read']),
+    jti: minted.jti, sid: 's-1', issuedAt: minted.issuedAt, expiresAt: minted.expiresAt, act: null, kid: keys.current().kid,
   });
   t.ok(Object.isFrozen(claims));
 
   const delegated = await mintAccessToken(keys, {
-    issuer: ISSUER, clientId: AGENT, subject: 'alice', audience: ['bi'], scopes: ['bi:reports.read'], ttlSeconds: 60, sid: 's-2', act: { sub: AGENT },
+    issuer: ISSUER, agent: AGENT, subject: 'alice', audience: ['bi'], scopes: ['bi:reports.read'], ttlSeconds: 60, sid: 's-2', act: { sub: AGENT },
   }, clock);
   t.same((await verifier.verify(delegated.token)).act, { sub: AGENT });
 });
@@ -61,7 +61,7 @@ t.test('ES256 keys verify their own tokens', async (t) => {
   const keys = await makeTestKeys(t.testdir({}), 'ES256', clock);
   const verifier = createTokenVerifier({ keys, issuer: ISSUER, clock });
   const token = await signer(keys, Math.floor(clock.now() / 1000)).sign();
-  t.equal((await verifier.verify(token)).clientId, AGENT);
+  t.equal((await verifier.verify(token)).agent, AGENT);
 });
 
 t.test('each refusal carries a precise code', async (t) => {
@@ -218,6 +218,6 @@ t.test('refused tokens: a final refusal is repeated, a curable one is not rememb
   const early = await sign({ nbf: now + 60 });
   await t.rejects(verifier.verify(early), { code: 'not_yet_valid' });
   clock.advance(61_000);
-  t.equal((await verifier.verify(early)).sub, AGENT, 'verified once nbf has passed');
-  t.equal((await verifier.verify(good)).sub, AGENT, 'the genuine token still verifies beside its forgery');
+  t.equal((await verifier.verify(early)).subject, AGENT, 'verified once nbf has passed');
+  t.equal((await verifier.verify(good)).subject, AGENT, 'the genuine token still verifies beside its forgery');
 });
