@@ -421,7 +421,7 @@ function describe(error: unknown): string {
   if (error instanceof AuditUnavailableError) return error.why;
   if (error instanceof Error) {
     const code = (error as { code?: unknown }).code;
-    return typeof code === 'string' ? `${code}: ${error.message}` : error.message;
+    return typeof code === 'string' && !error.message.startsWith(code) ? `${code}: ${error.message}` : error.message;
   }
   return String(error);
 }
