@@ -19,11 +19,16 @@ export interface ReasonSpec {
  */
 export const REASONS = {
   target_invalid: { status: 400, title: 'Ambiguous or malformed request target', bearer: 'none', violation: true },
+  header_forbidden: { status: 400, title: 'Request header not accepted', bearer: 'none', violation: true },
+  method_override: { status: 400, title: 'Method override not accepted', bearer: 'none', violation: true },
+  body_unexpected: { status: 400, title: 'Request body not accepted on this route', bearer: 'none', violation: true },
   token_misplaced: { status: 400, title: 'Token sent outside the Authorization header', bearer: 'invalid_request', violation: false },
   token_missing: { status: 401, title: 'Bearer token required', bearer: 'challenge', violation: false },
   token_invalid: { status: 401, title: 'Token not accepted', bearer: 'invalid_token', violation: false },
   agent_killed: { status: 403, title: 'Agent disabled by an operator', bearer: 'none', violation: false },
   agent_suspended: { status: 403, title: 'Agent suspended by its circuit breaker', bearer: 'none', violation: false },
+  agent_expired: { status: 403, title: 'Agent expired', bearer: 'none', violation: false },
+  rate_limited: { status: 429, title: 'Too many calls', bearer: 'none', violation: false },
   cross_domain: { status: 403, title: 'Token not issued for this backend', bearer: 'insufficient_scope', violation: true },
   out_of_scope: { status: 403, title: 'Route not granted to this token', bearer: 'insufficient_scope', violation: true },
   unknown_route: { status: 403, title: 'Route not defined for this backend', bearer: 'insufficient_scope', violation: true },
@@ -33,6 +38,8 @@ export const REASONS = {
   approval_required: { status: 403, title: 'Human approval required', bearer: 'none', violation: false },
   approval_invalid: { status: 403, title: 'Approval does not cover this request', bearer: 'none', violation: false },
   backend_unknown: { status: 404, title: 'No such backend', bearer: 'none', violation: false },
+  request_timeout: { status: 408, title: 'Request not received in time', bearer: 'none', violation: false },
+  headers_too_large: { status: 431, title: 'Request header fields too large', bearer: 'none', violation: false },
   body_too_large: { status: 413, title: 'Request body too large', bearer: 'none', violation: false },
   body_invalid: { status: 400, title: 'Request body cannot be checked', bearer: 'none', violation: true },
   upstream_unavailable: { status: 502, title: 'Backend unavailable', bearer: 'none', violation: false },
@@ -60,6 +67,11 @@ export interface GatewayErrorOptions {
   readonly cause?: unknown;
   /** Extra problem members the agent needs (RFC 9457 §3.2), e.g. `approvalId`. Never secrets. */
   readonly extensions?: Readonly<Record<string, string>>;
+  /**
+   * Close the client connection after the answer: the request's framing cannot be trusted, or
+   * its body was not read, so no byte after this head may be parsed as a next request.
+   */
+  readonly closeConnection?: boolean;
 }
 
 /**
@@ -74,6 +86,7 @@ export class GatewayError extends Error {
   readonly reasonDetail: string;
   readonly retryAfterSeconds: number | undefined;
   readonly extensions: Readonly<Record<string, string>> | undefined;
+  readonly closeConnection: boolean;
 
   constructor(reason: ReasonCode, detail: string, options: GatewayErrorOptions = {}) {
     // A refusal is control flow: its stack is never rendered or logged, and capturing one cost
@@ -89,6 +102,7 @@ export class GatewayError extends Error {
     this.reasonDetail = options.reasonDetail ?? detail;
     this.retryAfterSeconds = options.retryAfterSeconds;
     this.extensions = options.extensions;
+    this.closeConnection = options.closeConnection === true;
   }
 
   get spec(): ReasonSpec {

@@ -190,6 +190,8 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
         return { status: REASONS.client_closed.status, line };
       }
     }
+    // A head whose framing cannot be trusted: nothing after it on this connection is read.
+    if (caught instanceof GatewayError && caught.closeConnection) headers.connection = 'close';
     res.writeHead(rendered.status, headers);
     res.end(rendered.body);
     return { status: rendered.status, line };

@@ -1,22 +1,18 @@
 // WebSocket upgrades: the same checks as any request (normalize..authorize), then the socket is
-// handed to http-proxy with the same header hygiene as forward. A refused upgrade gets a problem
+// handed to http-proxy with the same header allowlist as forward (headers.ts). A refused upgrade gets a problem
 // document on the raw socket; an unreachable backend gets 502.
 import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import httpProxy from 'http-proxy';
 import type { RequestContext } from './context.js';
 import { GatewayError } from './errors.js';
+import { upstreamHeaders } from './headers.js';
 import type { Pipeline } from './pipeline.js';
 import { inboundFrom } from './pipeline.js';
 import { renderProblem, renderReason, type RenderedProblem } from './problem.js';
 import type { Logger } from './telemetry/log.js';
 import type { Metrics } from './telemetry/metrics.js';
 
-/** Client headers that never reach the backend on an upgrade. */
-const STRIP = [
-  'authorization', 'proxy-authorization', 'forwarded', 'x-forwarded-for', 'x-forwarded-proto',
-  'x-forwarded-host', 'x-forwarded-port', 'x-real-ip', 'x-request-id', 'cookie2',
-];
 
 export interface UpgradeHandler {
   handle(req: IncomingMessage, socket: Duplex, head: Buffer): void;
@@ -67,17 +63,9 @@ export function createUpgradeHandler(options: UpgradeOptions): UpgradeHandler {
     if (grant === null || principal === null || target === null || backend === undefined) {
       throw new Error('upgrade checks passed without a grant');
     }
-    for (const name of STRIP) delete req.headers[name];
-    for (const name of Object.keys(req.headers)) {
-      if (name.startsWith('x-agentgate-')) delete req.headers[name];
-    }
-    req.headers['x-agentgate-agent'] = principal.agent;
-    req.headers['x-agentgate-role'] = principal.role;
-    if (principal.onBehalfOf !== null) req.headers['x-agentgate-on-behalf-of'] = principal.onBehalfOf;
-    req.headers['x-request-id'] = ctx.requestId;
-    req.headers['x-forwarded-for'] = ctx.request.remoteAddress;
-    req.headers['x-forwarded-proto'] = ctx.request.encrypted ? 'https' : 'http';
-    if (ctx.request.headers.host !== undefined) req.headers['x-forwarded-host'] = ctx.request.headers.host;
+    // The same allowlist as any forwarded request (headers.ts), plus the WebSocket handshake; the
+    // backend sees this set and nothing else the client sent (http-proxy copies req.headers).
+    req.headers = upstreamHeaders({ request: ctx.request, principal, requestId: ctx.requestId, backend, websocket: true });
     // Forward exactly the path that was checked.
     req.url = backend.basePath + target.path + target.query;
 

@@ -18,22 +18,25 @@ export const IMPORT_TABLE: ReadonlyArray<readonly [string, readonly string[]]> =
   ['clock.ts', []],
   ['errors.ts', []],
   ['tokens/claims.ts', []],
+  ['version.ts', []],
   ['problem.ts', ['errors.ts']],
+  // Which request headers reach a backend: read by policy (validation), stages and upgrades.
+  ['headers.ts', ['errors.ts', 'type:context.ts', 'type:tokens/claims.ts', 'type:policy/types.ts']],
   ['context.ts', ['errors.ts', 'clock.ts', 'tokens/claims.ts', 'type:policy/types.ts', 'type:telemetry/log.ts']],
   // Composition roots build everything.
   ['main.ts', ['*']],
   ['server.ts', ['*']],
   ['cli/', ['*']],
   // The request path.
-  ['stages/', ['stages/', 'context.ts', 'errors.ts', 'clock.ts', 'tokens/', 'telemetry/', 'policy/types.ts', 'type:state/store.ts', 'state/view.ts', 'state/breaker.ts', 'state/rules/']],
+  ['stages/', ['stages/', 'headers.ts', 'context.ts', 'errors.ts', 'clock.ts', 'tokens/', 'telemetry/', 'policy/types.ts', 'type:state/store.ts', 'state/view.ts', 'state/breaker.ts', 'state/rules/']],
   ['admission/', ['admission/', 'context.ts', 'errors.ts', 'clock.ts', 'tokens/claims.ts', 'telemetry/', 'policy/types.ts', 'state/store.ts', 'state/view.ts', 'state/breaker.ts', 'state/rules/']],
   ['outcome.ts', ['context.ts', 'errors.ts', 'clock.ts', 'tokens/claims.ts', 'telemetry/', 'policy/types.ts', 'state/view.ts']],
   ['pipeline.ts', ['stages/', 'admission/', 'outcome.ts', 'context.ts', 'errors.ts', 'problem.ts', 'clock.ts', 'tokens/claims.ts', 'telemetry/', 'policy/types.ts', 'type:state/store.ts', 'state/view.ts']],
-  ['upgrade.ts', ['pipeline.ts', 'outcome.ts', 'context.ts', 'errors.ts', 'problem.ts', 'clock.ts', 'telemetry/', 'type:policy/types.ts']],
+  ['upgrade.ts', ['pipeline.ts', 'headers.ts', 'outcome.ts', 'context.ts', 'errors.ts', 'problem.ts', 'clock.ts', 'telemetry/', 'type:policy/types.ts']],
   // Around it.
   ['tokens/', ['tokens/', 'clock.ts', 'errors.ts', 'type:state/store.ts']],
   ['broker/', ['broker/', 'tokens/', 'state/store.ts', 'state/breaker.ts', 'state/rules/', 'errors.ts', 'problem.ts', 'clock.ts', 'policy/types.ts', 'telemetry/']],
-  ['policy/', ['policy/', 'errors.ts', 'clock.ts']],
+  ['policy/', ['policy/', 'headers.ts', 'errors.ts', 'clock.ts']],
   ['config.ts', ['policy/', 'errors.ts', 'clock.ts']],
   ['state/', ['state/', 'clock.ts', 'type:policy/types.ts', 'type:config.ts']],
   ['admin/', ['admin/', 'admission/', 'policy/', 'state/', 'tokens/', 'telemetry/', 'errors.ts', 'problem.ts', 'clock.ts']],

@@ -2,6 +2,7 @@
 // first (literal, listed values, parameter, `*`) with backtracking; per request it allocates only
 // the match and its params.
 import { BlockList, isIP } from 'node:net';
+import { DEFAULT_FORWARD_HEADERS } from '../headers.js';
 import type { MaskRule, NetworkSet, Route, RouteMatch, RouteMethod, RouteTable } from './types.js';
 
 export type Segment =
@@ -330,4 +331,12 @@ export function buildNetworkSet(cidrs: readonly { text: string; parsed: ParsedCi
   const list = new BlockList();
   for (const { parsed } of cidrs) list.addSubnet(parsed.address, parsed.prefix, parsed.family);
   return Object.freeze({ cidrs: Object.freeze(cidrs.map((c) => c.text)), list });
+}
+
+/**
+ * One backend's request-header allowlist: the safe defaults plus its validated `forwardHeaders`,
+ * as one frozen set of exact lower-case names, so forwarding does one lookup per header.
+ */
+export function compileForwardHeaders(extra: readonly string[]): ReadonlySet<string> {
+  return Object.freeze(new Set([...DEFAULT_FORWARD_HEADERS, ...extra]));
 }

@@ -11,14 +11,19 @@ import type { RequestContext, ShadowRefusal, Stage, Target } from '../context.js
 import type { Principal } from '../tokens/claims.js';
 import type { Clock } from '../clock.js';
 import { GatewayError } from '../errors.js';
+import { checkRequestHead } from '../headers.js';
 import { DEFAULT_APPROVAL_TTL_MS, SAFE_METHODS, type Agent, type ApprovalPolicy, type MaskPlan, type NetworkSet, type Role, type Route } from '../policy/types.js';
 import type { ApprovalUse, Store } from '../state/store.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { checkSql } from './aggregate-sql.js';
+import { readBounded } from './read-body.js';
+import { checkBodyPresence } from './request-rules.js';
 import { parseStrictJson } from './strict-json.js';
 
 export interface AuthorizeOptions {
   readonly maxBodyBytes: number;
+  /** Longest pause between two pieces of a body authorize reads (limits.bodyIdleTimeout); default 10 s. */
+  readonly bodyIdleMs?: number;
   /** Needed for approvals; without it a route that needs approval is always refused. */
   readonly store?: Store;
   readonly clock?: Clock;
@@ -35,6 +40,7 @@ const APPROVAL_ID = /^apr_[0-9a-f-]{36}$/;
 
 export function createAuthorize(options: AuthorizeOptions): Stage {
   const { maxBodyBytes, store, metrics } = options;
+  const bodyIdleMs = options.bodyIdleMs ?? 10_000;
   const clock = options.clock ?? { now: () => Date.now() };
   const trustedProxies = options.trustedProxies ?? null;
   const dryRun = options.dryRun === true;
@@ -51,6 +57,8 @@ export function createAuthorize(options: AuthorizeOptions): Stage {
           reasonDetail: target.invalid,
         });
       }
+      // Framing lookalikes, method overrides, URL rewrites: refused before anything else is decided.
+      checkRequestHead(ctx.request, target.query);
       const backend = ctx.policy.backends.get(target.backend);
       if (backend === undefined) {
         throw new GatewayError('backend_unknown', 'no backend is published under this path');
@@ -78,6 +86,7 @@ export function createAuthorize(options: AuthorizeOptions): Stage {
           reasonDetail: `route "${match.routes[0]?.template ?? ''}" needs ${match.routes.map((r) => r.scope).join(' or ')}`,
         });
       }
+      checkBodyPresence(ctx.request, target, route);
       const mask = role.mask.size === 0 ? null : (role.mask.get(backend.name) ?? null);
       const approval = route.approval ?? (role.approval.has(route.scope) ? { ttlMs: DEFAULT_APPROVAL_TTL_MS } : null);
       const checksQuery = route.query !== null && role.query !== null;
@@ -102,7 +111,7 @@ export function createAuthorize(options: AuthorizeOptions): Stage {
     refusals: Refusals,
   ): Promise<void> {
     const json = route.body !== null || (route.query !== null && role.query !== null);
-    const body = await readBody(ctx, route, json, maxBodyBytes);
+    const body = await readBody(ctx, route, json, maxBodyBytes, bodyIdleMs);
     if (json) checkBodyConstraints(target, route, role, body, refusals);
     let approvalId: string | null = null;
     // Last: a request other checks refuse never waits for a person.
@@ -245,7 +254,7 @@ function checkNetwork(ctx: RequestContext, role: Role, agent: Agent | undefined,
 }
 
 /** Buffer the body a constraint must read (bounded): what is checked is exactly what is forwarded. */
-async function readBody(ctx: RequestContext, route: Route, json: boolean, maxBodyBytes: number): Promise<Buffer> {
+async function readBody(ctx: RequestContext, route: Route, json: boolean, maxBodyBytes: number, bodyIdleMs: number): Promise<Buffer> {
   if (json) {
     const contentType = ctx.request.headers['content-type'] ?? '';
     if (!isJsonContentType(contentType)) {
@@ -257,7 +266,7 @@ async function readBody(ctx: RequestContext, route: Route, json: boolean, maxBod
   if (ctx.request.headers['content-encoding'] !== undefined) {
     throw new GatewayError('body_invalid', 'a checked body must not be content-encoded');
   }
-  return ctx.request.body === null ? Buffer.alloc(0) : readBounded(ctx.request.body, maxBodyBytes, ctx.signal);
+  return ctx.request.body === null ? Buffer.alloc(0) : readBounded(ctx.request.body, { maxBytes: maxBodyBytes, idleMs: bodyIdleMs }, ctx.signal);
 }
 
 function checkBodyConstraints(target: Target, route: Route, role: Role, body: Buffer, refusals: Refusals): void {
@@ -295,43 +304,4 @@ function isJsonContentType(value: string): boolean {
   const semi = value.indexOf(';');
   const type = (semi === -1 ? value : value.slice(0, semi)).trim().toLowerCase();
   return type === 'application/json';
-}
-
-function readBounded(stream: Readable, limit: number, signal: AbortSignal): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const cleanup = (): void => {
-      stream.off('data', onData);
-      stream.off('end', onEnd);
-      stream.off('error', onError);
-      signal.removeEventListener('abort', onAbort);
-    };
-    const onData = (chunk: Buffer): void => {
-      size += chunk.length;
-      if (size > limit) {
-        cleanup();
-        stream.pause();
-        reject(new GatewayError('body_too_large', `the request body exceeds ${limit} bytes`));
-        return;
-      }
-      chunks.push(chunk);
-    };
-    const onEnd = (): void => {
-      cleanup();
-      resolve(Buffer.concat(chunks, size));
-    };
-    const onError = (error: Error): void => {
-      cleanup();
-      reject(error);
-    };
-    const onAbort = (): void => {
-      cleanup();
-      reject(signal.reason instanceof Error ? signal.reason : new Error('request aborted'));
-    };
-    stream.on('data', onData);
-    stream.on('end', onEnd);
-    stream.on('error', onError);
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
 }

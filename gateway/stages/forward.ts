@@ -1,16 +1,21 @@
 // Forwarding: one undici keep-alive pool per upstream origin, bodies streamed both ways, header
-// hygiene on the way out and in, and every upstream failure mapped to 502/504. When the upstream
+// hygiene on the way out (the allowlist of headers.ts) and in, and every upstream failure mapped to 502/504. When the upstream
 // is down or slow the request fails with upstream_unavailable / upstream_timeout; nothing retries.
-import { randomFillSync } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import { Pool, errors as undiciErrors } from 'undici';
 import type { RequestContext, Stage, UpstreamResult } from '../context.js';
 import { GatewayError } from '../errors.js';
+import { upstreamHeaders } from '../headers.js';
+import { readBounded } from './read-body.js';
 import type { Backend } from '../policy/types.js';
 import type { Metrics, UpstreamErrorKind } from '../telemetry/metrics.js';
 
 export interface ForwardOptions {
   readonly metrics: Metrics;
+  /** Largest chunked request body framed before forwarding (limits.maxBodyBytes); default 1 MiB. */
+  readonly maxBodyBytes?: number;
+  /** Longest pause inside a chunked request body (limits.bodyIdleTimeout); default 10 s. */
+  readonly bodyIdleMs?: number;
   /** Connections per upstream origin. */
   readonly connections?: number;
 }
@@ -20,27 +25,16 @@ export interface ForwardStage extends Stage {
   close(): Promise<void>;
 }
 
-/** Hop-by-hop headers (RFC 9110 §7.6.1) and headers only the gateway may set. */
-const STRIP_REQUEST = new Set([
-  'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade',
-  'proxy-authorization', 'proxy-authenticate', 'host', 'expect', 'http2-settings',
-  // The agent's credential never reaches a backend.
-  'authorization',
-  // Identity and provenance are the gateway's to state, never the client's.
-  'forwarded', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'x-real-ip',
-  'x-request-id', 'traceparent', 'tracestate',
-]);
-
+/** Hop-by-hop response headers (RFC 9110 §7.6.1); request headers are chosen by headers.ts. */
 const STRIP_RESPONSE = new Set([
   'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade',
   'proxy-authenticate', 'proxy-authorization',
 ]);
 
-const IDENTITY_PREFIX = 'x-agentgate-';
-const TRACEPARENT = /^00-([0-9a-f]{32})-[0-9a-f]{16}-([0-9a-f]{2})$/;
 
 export function createForward(options: ForwardOptions): ForwardStage {
   const { metrics } = options;
+  const bodyLimits = { maxBytes: options.maxBodyBytes ?? 1_048_576, idleMs: options.bodyIdleMs ?? 10_000 };
   const pools = new Map<string, Pool>();
 
   function poolFor(backend: Backend): Pool {
@@ -67,16 +61,7 @@ export function createForward(options: ForwardOptions): ForwardStage {
     if (backend === undefined) throw new Error(`granted backend ${grant.backend} missing from pinned policy`);
 
     const request = ctx.request;
-    const headers = outgoingHeaders(request.headers);
-    headers['x-agentgate-agent'] = principal.agent;
-    headers['x-agentgate-role'] = principal.role;
-    if (principal.onBehalfOf !== null) headers['x-agentgate-on-behalf-of'] = principal.onBehalfOf;
-    headers['x-request-id'] = ctx.requestId;
-    headers['x-forwarded-for'] = request.remoteAddress;
-    headers['x-forwarded-proto'] = request.encrypted ? 'https' : 'http';
-    const host = request.headers.host;
-    if (host !== undefined) headers['x-forwarded-host'] = host;
-    setTrace(headers, request.headers.traceparent, request.headers.tracestate, ctx.requestId);
+    const headers = upstreamHeaders({ request, principal, requestId: ctx.requestId, backend });
     // A masked response must be read by the gateway: ask for it uncompressed (gzip, deflate and br
     // are still decoded when the backend ignores this).
     if (grant.mask !== null) headers['accept-encoding'] = 'identity';
@@ -86,7 +71,16 @@ export function createForward(options: ForwardOptions): ForwardStage {
       body = grant.body;
       headers['content-length'] = String(grant.body.length);
     } else if (request.body !== null && hasBody(request.headers)) {
-      body = request.body;
+      if (target.contentLength !== null) {
+        // Streamed, under the length normalize validated.
+        body = request.body;
+        headers['content-length'] = String(target.contentLength);
+      } else {
+        // Chunked: framed here, once, before any upstream byte. A malformed or stalled body fails
+        // the request with nothing of it delivered; the backend gets one Content-Length body.
+        body = await readBounded(request.body, bodyLimits, ctx.signal);
+        headers['content-length'] = String(body.length);
+      }
     }
 
     const started = performance.now();
@@ -148,19 +142,6 @@ function hasBody(headers: IncomingHttpHeaders): boolean {
   return headers['transfer-encoding'] !== undefined;
 }
 
-/** Copies the client's headers minus hop-by-hop, Connection-named and gateway-owned ones. */
-function outgoingHeaders(incoming: IncomingHttpHeaders): Record<string, string | string[]> {
-  const named = connectionTokens(incoming.connection);
-  const out: Record<string, string | string[]> = {};
-  for (const name in incoming) {
-    if (STRIP_REQUEST.has(name) || name.startsWith(IDENTITY_PREFIX)) continue;
-    if (named !== null && named.has(name)) continue;
-    const value = incoming[name];
-    if (value !== undefined) out[name] = value;
-  }
-  return out;
-}
-
 function incomingHeaders(incoming: Record<string, string | string[] | undefined>): Record<string, string | string[]> {
   const named = connectionTokens(incoming.connection);
   const out: Record<string, string | string[]> = {};
@@ -182,37 +163,6 @@ function connectionTokens(value: string | string[] | undefined): Set<string> | n
     if (t !== '' && t !== 'close' && t !== 'keep-alive') tokens.add(t);
   }
   return tokens.size === 0 ? null : tokens;
-}
-
-/** Random bytes drawn 8 at a time: one randomFillSync per 512 span ids, not one per request. */
-const spanPool = Buffer.alloc(4096);
-let spanOffset = spanPool.length;
-function nextSpanId(): string {
-  if (spanOffset === spanPool.length) {
-    randomFillSync(spanPool);
-    spanOffset = 0;
-  }
-  const id = spanPool.toString('hex', spanOffset, spanOffset + 8);
-  spanOffset += 8;
-  return id;
-}
-
-/** W3C Trace Context: continue the caller's trace with a new parent id, or start one. */
-function setTrace(
-  headers: Record<string, string | string[]>,
-  traceparent: string | string[] | undefined,
-  tracestate: string | string[] | undefined,
-  requestId: string,
-): void {
-  const spanId = nextSpanId();
-  const match = typeof traceparent === 'string' ? TRACEPARENT.exec(traceparent) : null;
-  const traceId = match?.[1];
-  if (match !== null && traceId !== undefined && traceId !== '00000000000000000000000000000000') {
-    headers.traceparent = `00-${traceId}-${spanId}-${match[2] ?? '01'}`;
-    if (typeof tracestate === 'string') headers.tracestate = tracestate;
-  } else {
-    headers.traceparent = `00-${requestId.replaceAll('-', '')}-${spanId}-01`;
-  }
 }
 
 /**

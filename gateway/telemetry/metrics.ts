@@ -22,6 +22,10 @@ export interface Metrics {
   tokenIssued(role: string, grantType: string): void;
   tokenRevoked(): void;
   breakerTripped(agent: string): void;
+  /** The state store stopped being trusted (`cause`: connection, timeout, data_lost). */
+  stateOutage(cause: 'connection' | 'timeout' | 'data_lost'): void;
+  /** This instance reseeded Redis (`reseed`) or merged its snapshot into a reseeded one (`merge`). */
+  stateReseeded(kind: 'reseed' | 'merge'): void;
   exposition(): Promise<string>;
   readonly contentType: string;
 }
@@ -44,6 +48,8 @@ export interface MetricsOptions {
   readonly agents?: () => Iterable<AgentGauge>;
   /** The audit trail's state, read at scrape time. */
   readonly audit?: () => { readonly available: boolean; readonly writeErrors: number };
+  /** The state store's health and its changes not yet shared, read at scrape time. */
+  readonly state?: () => { readonly healthy: boolean; readonly unshared: number };
 }
 
 export function createMetrics(options: MetricsOptions = {}): Metrics {
@@ -144,6 +150,36 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     registers: [registry],
   });
 
+  const state = options.state;
+  new Gauge({
+    name: 'agentgate_state_available',
+    help: '1 while the state store can be trusted (connected, answering in time, its data intact); 0 while requests fail closed.',
+    registers: [registry],
+    collect() {
+      this.set(state === undefined || state().healthy ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'agentgate_state_unshared_changes',
+    help: 'Kills and revocations applied on this instance while Redis was unreachable, not yet pushed to it.',
+    registers: [registry],
+    collect() {
+      this.set(state === undefined ? 0 : state().unshared);
+    },
+  });
+  const outages = new Counter({
+    name: 'agentgate_state_outages_total',
+    help: 'Times the state store stopped being trusted, by cause (connection, timeout, data_lost).',
+    labelNames: ['cause'] as const,
+    registers: [registry],
+  });
+  const reseeds = new Counter({
+    name: 'agentgate_state_reseeds_total',
+    help: 'Times this instance wrote its snapshot back into a Redis that lost its data (reseed) or into one another instance reseeded (merge).',
+    labelNames: ['kind'] as const,
+    registers: [registry],
+  });
+
   // Children are resolved once per label combination and reused: prom-client hashes the label
   // object on every inc() otherwise, which shows on the hot path.
   const requestChildren = new Map<string, Map<string, ReturnType<typeof requests.labels>>>();
@@ -202,6 +238,12 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     },
     breakerTripped(agent) {
       trips.labels(agent).inc();
+    },
+    stateOutage(cause) {
+      outages.labels(cause).inc();
+    },
+    stateReseeded(kind) {
+      reseeds.labels(kind).inc();
     },
     exposition: () => registry.metrics(),
   };

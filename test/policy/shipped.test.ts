@@ -41,28 +41,43 @@ t.test('shipped policies/ load cleanly and hold the demo fixture', async (t) => 
 
   const role = (name: string) => {
     const r = snapshot.roles.get(name);
-    return { grants: [...(r?.grants ?? [])], backends: [...(r?.backends ?? [])], readOnly: r?.readOnly, token: r?.token, breaker: r?.breaker };
+    const rate = r?.rateLimit ?? null;
+    return {
+      grants: [...(r?.grants ?? [])],
+      backends: [...(r?.backends ?? [])],
+      readOnly: r?.readOnly,
+      token: r?.token,
+      breaker: r?.breaker,
+      rateLimit: rate === null ? null : { rps: rate.rps, burst: rate.burst, violation: rate.violation, scopes: Object.fromEntries(rate.scopes) },
+    };
   };
+  // DESIGN §2 secure defaults: every demo role inherits the breaker (5 violations in 1 min, cooldown
+  // 5 min doubling to 1 h) and the rate limit; support adds a stricter limit on replies.
+  const breaker = { violations: 5, windowMs: 60_000, cooldownMs: 300_000, maxCooldownMs: 3_600_000, revokeTokens: false };
+  const rateLimit = { rps: 20, burst: 40, violation: false, scopes: {} };
   t.same(role('marketing'), {
     grants: ['crm:contacts.read', 'content:assets.read'],
     backends: ['crm', 'content'],
     readOnly: true,
     token: { ttlSeconds: 1800, session: 'single', idleTimeoutSeconds: null, maxUses: null, rotateSeconds: null, maxDelegationDepth: 1 },
-    breaker: null,
+    breaker,
+    rateLimit,
   });
   t.same(role('support'), {
     grants: ['tickets:tickets.read', 'tickets:tickets.reply', 'kb:articles.read'],
     backends: ['tickets', 'kb'],
     readOnly: false,
     token: { ttlSeconds: 3600, session: 'multi', idleTimeoutSeconds: null, maxUses: null, rotateSeconds: 86_400, maxDelegationDepth: 1 },
-    breaker: null,
+    breaker,
+    rateLimit: { ...rateLimit, scopes: { 'tickets:tickets.reply': { rps: 0.5, burst: 5 } } },
   });
   t.same(role('data'), {
     grants: ['bi:reports.read', 'bi:query.aggregate'],
     backends: ['bi'],
     readOnly: false,
     token: { ttlSeconds: 600, session: 'multi', idleTimeoutSeconds: null, maxUses: null, rotateSeconds: null, maxDelegationDepth: 1 },
-    breaker: null,
+    breaker,
+    rateLimit,
   });
   // DESIGN §2: the constraints of the three roles of the problem statement.
   const constraints = (name: string) => {
@@ -89,6 +104,7 @@ t.test('shipped policies/ load cleanly and hold the demo fixture', async (t) => 
       ['data-agent-01', 'data', 'analytics', 0],
     ],
   );
+  t.same(snapshot.warnings, [], 'no role of the demo runs without a breaker');
 });
 
 for (const name of ['minimal', 'overlap']) {

@@ -1,0 +1,143 @@
+// `agentgate check` and `agentgate explain`: validate the configuration, and ask what a token may
+// do with one request. Both read files only; neither needs a running gateway.
+import { GatewayError } from '../errors.js';
+import { systemClock } from '../clock.js';
+import { createContext } from '../context.js';
+import { runChecks } from '../pipeline.js';
+import { loadPolicy } from '../server.js';
+import { createAdmit } from '../stages/admit.js';
+import { createAuthenticate } from '../stages/authenticate.js';
+import { createAuthorize } from '../stages/authorize.js';
+import { createNormalize } from '../stages/normalize.js';
+import { openStore } from '../state/index.js';
+import { createLogger } from '../telemetry/log.js';
+import { openKeyStore } from '../tokens/keys.js';
+import { createTokenVerifier } from '../tokens/verify.js';
+import { CliError, parse, settingsFrom, type Out, type Verb } from './common.js';
+
+export const checkVerbs: readonly Verb[] = [
+  {
+    name: 'check',
+    section: 'gateway',
+    usage: [['check', 'validate agentgate.yaml and policies, then exit (0 valid, 1 invalid)']],
+    takes: ['json'],
+    notes: 'Every problem is listed with file:line, in one run. Roles without a breaker (breaker: off) and expired agents are printed as warnings on stderr; the exit code stays 0.',
+    run: check,
+  },
+  {
+    name: 'explain',
+    section: 'gateway',
+    usage: [['explain --token T METHOD PATH', 'what would this token be allowed to do with this request, and why']],
+    options: [['--token T', 'the access token to judge (nothing is sent; no use of it is spent)']],
+    takes: ['json'],
+    notes: 'Kill switches and breakers are read from the state file (or the shared Redis); body constraints are checked on the live request only.',
+    run: explain,
+  },
+];
+
+async function check(args: readonly string[], out: Out): Promise<number> {
+  const { values } = parse(args, {});
+  const settings = await settingsFrom(values.config);
+  const policy = await loadPolicy(settings, { clock: systemClock, version: 1 });
+  const summary = {
+    config: settings.configFile,
+    policies: policy.files,
+    backends: policy.backends.size,
+    roles: policy.roles.size,
+    agents: policy.agents.size,
+  };
+  // Valid but weaker than the defaults (a role with its breaker off, an expired agent): said, not refused.
+  const warnings = policy.warnings ?? [];
+  if (values.json) out.stdout(JSON.stringify({ valid: true, ...summary, warnings }));
+  else {
+    for (const warning of warnings) out.stderr(`warning: ${warning}`);
+    out.stdout(`${settings.configFile}: ok (${summary.backends} backends, ${summary.roles} roles, ${summary.agents} agents from ${summary.policies.length} policy files${warnings.length > 0 ? `, ${warnings.length} warning${warnings.length === 1 ? '' : 's'}` : ''})`);
+  }
+  return 0;
+}
+
+async function explain(args: readonly string[], out: Out): Promise<number> {
+  const { values, positionals } = parse(args, { token: { type: 'string' } }, true);
+  if (values.token === undefined) throw new CliError('explain needs --token T', 2);
+  const [method, path, ...extra] = positionals;
+  if (method === undefined || path === undefined || extra.length > 0) throw new CliError('explain needs METHOD PATH, e.g. explain --token T GET /crm/contacts', 2);
+  const settings = await settingsFrom(values.config);
+  const clock = systemClock;
+  const policy = await loadPolicy(settings, { clock, version: 1 });
+  const keys = await openKeyStore({ dir: settings.issuer.keys, alg: settings.issuer.alg, clock });
+  // Read-only use of the gateway's state (file, or the shared Redis): kills and open breakers count.
+  const store = await openStore(settings.state, clock);
+  const verifier = createTokenVerifier({ keys, issuer: settings.issuer.url, clock });
+  const checks = [
+    createNormalize({ maxBodyBytes: settings.limits.maxBodyBytes }),
+    createAuthenticate({ verifier, store }),
+    createAdmit({ store, clock }),
+    createAuthorize({ maxBodyBytes: settings.limits.maxBodyBytes, trustedProxies: settings.trustedProxies, dryRun: true }),
+  ];
+  const upperMethod = method.toUpperCase();
+  const ctx = createContext({
+    requestId: 'explain',
+    clock,
+    policy,
+    request: {
+      method: upperMethod,
+      url: path,
+      headers: { host: `${settings.listen.host}:${settings.listen.port}`, authorization: `Bearer ${values.token}` },
+      rawHeaders: ['Authorization', `Bearer ${values.token}`],
+      remoteAddress: '127.0.0.1',
+      remotePort: 0,
+      encrypted: false,
+      body: null,
+    },
+    signal: new AbortController().signal,
+    log: createLogger({ level: 'silent' }),
+  });
+  let refusal: GatewayError | null = null;
+  try {
+    await runChecks(checks, ctx);
+  } catch (error) {
+    if (!(error instanceof GatewayError)) throw error;
+    refusal = error;
+  } finally {
+    await store.close();
+  }
+  const principal = ctx.principal;
+  const result = {
+    decision: refusal === null ? 'allow' : 'deny',
+    status: refusal?.status ?? null,
+    reason: refusal?.reason ?? null,
+    detail: refusal?.detail ?? null,
+    why: refusal?.reasonDetail ?? null,
+    agent: principal?.agent ?? null,
+    role: principal?.role ?? null,
+    onBehalfOf: principal?.onBehalfOf ?? null,
+    scopes: principal === null ? [] : [...principal.scopes],
+    audience: principal === null ? [] : [...principal.audience],
+    expiresAt: principal === null ? null : new Date(principal.expiresAt * 1000).toISOString(),
+    backend: ctx.target?.backend || null,
+    path: ctx.target?.invalid === null ? ctx.target.path : null,
+    route: ctx.grant?.route ?? null,
+    scope: ctx.grant?.scope ?? null,
+    note: `kill switches and breakers come from ${settings.state.driver === 'redis' ? 'the shared Redis' : 'the state file'}; body constraints are checked on the live request`,
+  };
+  if (values.json) {
+    out.stdout(JSON.stringify(result));
+    return 0;
+  }
+  const lines: string[] = [];
+  if (refusal === null) {
+    lines.push(`ALLOW  ${upperMethod} ${path}`);
+    lines.push(`  rule:   route "${result.route}" of scope ${result.scope}`);
+  } else {
+    lines.push(`DENY   ${upperMethod} ${path}  -> ${refusal.status} ${refusal.reason}`);
+    lines.push(`  answer: ${refusal.detail}`);
+    if (refusal.reasonDetail !== refusal.detail) lines.push(`  why:    ${refusal.reasonDetail}`);
+  }
+  if (principal !== null) {
+    lines.push(`  agent:  ${principal.agent} (role ${principal.role})${principal.onBehalfOf === null ? '' : ` on behalf of ${principal.onBehalfOf}`}`);
+    lines.push(`  token:  scopes ${[...principal.scopes].join(' ')}; aud ${[...principal.audience].join(' ')}; expires ${result.expiresAt}`);
+  }
+  out.stdout(lines.join('\n'));
+  return 0;
+}
+

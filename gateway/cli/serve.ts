@@ -1,0 +1,120 @@
+// `agentgate serve`, `demo` and `demo-backends`: the long-running verbs. They start listeners,
+// print where they listen, and run until SIGINT/SIGTERM (SIGHUP reloads the policies).
+import { ConfigError } from '../errors.js';
+import { systemClock } from '../clock.js';
+import { createGateway, loadPolicy, type Gateway } from '../server.js';
+import { createLogger } from '../telemetry/log.js';
+import { CliError, hostFor, parse, settingsFrom, type Out, type Verb } from './common.js';
+
+const serveOptions: NonNullable<Verb['options']> = [['--reset-state', 'move an unreadable state file aside and start empty']];
+
+export const serveVerbs: readonly Verb[] = [
+  {
+    name: 'serve',
+    section: 'gateway',
+    usage: [['serve', 'run the gateway']],
+    options: serveOptions,
+    notes: 'Runs until SIGINT or SIGTERM; SIGHUP reloads the policies.',
+    run: (args, out) => serve(args, out, false),
+  },
+  {
+    name: 'demo',
+    section: 'gateway',
+    usage: [['demo', 'run the gateway in front of the demo backends, print tokens and curl lines']],
+    options: serveOptions,
+    notes: 'What `npm start` runs. The demo backends listen on free loopback ports.',
+    run: (args, out) => serve(args, out, true),
+  },
+  {
+    name: 'demo-backends',
+    section: 'gateway',
+    usage: [['demo-backends [--host H]', 'run only the demo backends, on the ports their policies name (docker compose)']],
+    options: [['--host H', 'address to listen on (default 127.0.0.1)']],
+    run: demoBackends,
+  },
+];
+
+async function serve(args: readonly string[], out: Out, demo: boolean): Promise<number> {
+  const { values } = parse(args, { 'reset-state': { type: 'boolean', default: false } });
+  const settings = await settingsFrom(values.config);
+  const log = createLogger();
+  let backends: { urls: Record<string, string>; close(): Promise<void> } | null = null;
+  if (demo) {
+    const { startDemoBackends } = await import('../../demo/backends.js');
+    backends = await startDemoBackends({ host: '127.0.0.1' });
+  }
+  let gateway: Gateway;
+  try {
+    gateway = await createGateway(settings, { log, upstreams: backends?.urls, resetState: values['reset-state'] });
+  } catch (error) {
+    await backends?.close();
+    throw error;
+  }
+  const ports = await gateway.start().catch(async (error: unknown) => {
+    await gateway.close(0);
+    await backends?.close();
+    const code = (error as { code?: unknown }).code;
+    if (code === 'EADDRINUSE') throw new CliError(`${describeEndpoint(error)} is already in use (set AGENTGATE_LISTEN_PORT / AGENTGATE_METRICS_PORT, 0 picks a free port)`);
+    throw error;
+  });
+  out.stdout(`agentgate listening on http://${hostFor(ports.agent.address)}:${ports.agent.port} (metrics on http://${hostFor(ports.metrics.address)}:${ports.metrics.port}/metrics)`);
+  if (demo && backends !== null) {
+    const { demoBanner } = await import('../../demo/banner.js');
+    out.stdout(await demoBanner({ gateway, agentUrl: `http://${hostFor(ports.agent.address)}:${ports.agent.port}`, metricsUrl: `http://${hostFor(ports.metrics.address)}:${ports.metrics.port}`, backends: backends.urls }));
+  }
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string): void => {
+      log.info('shutting down', { signal });
+      resolve();
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGHUP', () => {
+      if (!gateway.audit.available) {
+        log.error('reload refused: the audit trail cannot be written, so the change could not be recorded', { why: gateway.audit.unavailableReason });
+        return;
+      }
+      const record = (decision: 'allow' | 'deny', fields: Record<string, unknown>): void => {
+        gateway.audit.write({ time: new Date().toISOString(), kind: 'admin', requestId: `sighup-${Date.now()}`, decision, reason: decision === 'allow' ? 'none' : 'policy_invalid', action: 'reload', agent: null, by: 'SIGHUP', ...fields });
+      };
+      gateway.reload().then(
+        (snapshot) => record('allow', { version: snapshot.version, files: snapshot.files }),
+        (error: unknown) => {
+          const problems = error instanceof ConfigError ? error.problems : [String(error)];
+          record('deny', { problems: problems.length });
+          log.error('reload refused; the current policies stay in force', { problems });
+        },
+      );
+    });
+  });
+  await gateway.close();
+  await backends?.close();
+  return 0;
+}
+
+async function demoBackends(args: readonly string[], out: Out): Promise<number> {
+  const { values } = parse(args, { host: { type: 'string', default: '127.0.0.1' } });
+  const settings = await settingsFrom(values.config);
+  const policy = await loadPolicy(settings, { clock: systemClock, version: 1 });
+  const { DEMO_BACKENDS, startDemoBackends } = await import('../../demo/backends.js');
+  // Each demo backend listens on the port its policy's upstream URL names.
+  const ports: Partial<Record<(typeof DEMO_BACKENDS)[number], number>> = {};
+  for (const name of DEMO_BACKENDS) {
+    const upstream = policy.backends.get(name)?.upstream;
+    if (upstream === undefined) throw new CliError(`the policies define no backend "${name}"; demo-backends serves ${DEMO_BACKENDS.join(', ')}`);
+    ports[name] = Number(upstream.port || (upstream.protocol === 'https:' ? 443 : 80));
+  }
+  const backends = await startDemoBackends({ host: values.host, ports });
+  out.stdout(`demo backends listening: ${DEMO_BACKENDS.map((n) => `${n} ${backends.urls[n]}`).join(', ')}`);
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', () => resolve());
+    process.once('SIGTERM', () => resolve());
+  });
+  await backends.close();
+  return 0;
+}
+
+function describeEndpoint(error: unknown): string {
+  const e = error as { address?: unknown; port?: unknown };
+  return typeof e.address === 'string' ? `${e.address}:${String(e.port)}` : 'the address';
+}

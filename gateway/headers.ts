@@ -1,0 +1,255 @@
+// The one place that decides which request headers reach a backend, for plain requests (forward)
+// and WebSocket upgrades alike: an allowlist per backend, compiled at policy load, plus what the
+// gateway states itself. Names are compared normalised (lower-case, `_` and `.` read as `-`, the
+// way CGI, WSGI, PHP and several proxies map them). Pure; no dependency can fail here.
+import { randomFillSync } from 'node:crypto';
+import type { IncomingHttpHeaders } from 'node:http';
+import type { InboundRequest } from './context.js';
+import type { Principal } from './tokens/claims.js';
+import { GatewayError } from './errors.js';
+import type { Backend } from './policy/types.js';
+
+/**
+ * End-to-end headers every backend receives when the agent sends them: content negotiation,
+ * caching validators, content type and encoding, the user agent. Tracing and the request id are
+ * stated by the gateway itself (a continued `traceparent`, its own `x-request-id`).
+ */
+export const DEFAULT_FORWARD_HEADERS: readonly string[] = Object.freeze([
+  'accept', 'accept-charset', 'accept-encoding', 'accept-language',
+  'cache-control', 'if-match', 'if-none-match', 'if-modified-since', 'if-unmodified-since', 'if-range', 'range',
+  'content-type', 'content-encoding', 'content-language',
+  'user-agent',
+]);
+
+/** Handshake headers a WebSocket backend needs beside the backend's allowlist (RFC 6455 §4.1). */
+const WEBSOCKET_HEADERS: readonly string[] = ['sec-websocket-key', 'sec-websocket-version', 'sec-websocket-protocol', 'sec-websocket-extensions'];
+
+/**
+ * Names no agent may set and no backend may widen its allowlist with. A normalised name equal to
+ * one of these, or starting with one followed by `-`, is reserved.
+ */
+const RESERVED: readonly string[] = [
+  // The gateway's identity, provenance and tracing statements.
+  'x-agentgate', 'forwarded', 'x-forwarded', 'x-real-ip', 'x-client-ip', 'x-cluster-client-ip', 'true-client-ip',
+  'client-ip', 'x-originating-ip', 'x-remote-ip', 'x-remote-addr', 'x-host', 'x-original-host', 'via',
+  'x-request-id', 'traceparent', 'tracestate',
+  // Credentials: the agent's token never reaches a backend; cookies have their own list.
+  'authorization', 'proxy-authorization', 'proxy-authenticate', 'cookie', 'cookie2',
+  // Hop-by-hop and framing (RFC 9110 §7.6.1, RFC 9112 §6).
+  'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'content-length', 'host',
+  'upgrade', 'expect', 'http2-settings',
+  // Instructions to a framework or proxy behind the gateway.
+  'x-http-method-override', 'x-http-method', 'x-method-override', 'x-original-url', 'x-original-uri',
+  'x-rewrite-url', 'x-envoy', 'x-middleware-subrequest', 'sec-websocket',
+];
+
+/** Refused whatever their spelling: they turn an allowed call into another method. */
+const METHOD_OVERRIDE = new Set(['x-http-method-override', 'x-http-method', 'x-method-override']);
+/** Refused whatever their spelling: they turn an allowed path into another one. */
+const URL_REWRITE = new Set(['x-original-url', 'x-original-uri', 'x-rewrite-url']);
+/** Framing and routing fields: a lookalike spelling (`Transfer_Encoding`) is a smuggling attempt. */
+const FRAMING = new Set(['transfer-encoding', 'content-length', 'host']);
+/** Query parameter names (normalised: lower-case, `-` and `.` read as `_`) that override the method. */
+const METHOD_PARAMS = new Set(['_method', 'x_http_method_override', 'x_http_method', 'x_method_override']);
+
+/** `Name_With.Seps` -> `name-with-seps`. Allocates only when the name is not already normal. */
+export function normaliseHeaderName(name: string): string {
+  let out = name;
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if ((c >= 0x41 && c <= 0x5a) || c === 0x5f || c === 0x2e) {
+      out = name.toLowerCase().replace(/[_.]/g, '-');
+      break;
+    }
+  }
+  return out;
+}
+
+/** The reserved name a (normalised) header name falls under, or null. */
+export function reservedHeader(normalised: string): string | null {
+  for (const reserved of RESERVED) {
+    if (normalised === reserved) return reserved;
+    if (normalised.length > reserved.length && normalised.charCodeAt(reserved.length) === 0x2d && normalised.startsWith(reserved)) return reserved;
+  }
+  return null;
+}
+
+/**
+ * Refuse a request head that would make a backend do something other than what was checked:
+ * framing-field lookalikes and a repeated Host (smuggling; the connection is closed),
+ * method-override and URL-rewrite headers, and a method-override query parameter. One pass over
+ * the raw header names; everything else not allowlisted is simply not forwarded.
+ */
+export function checkRequestHead(request: InboundRequest, query: string): void {
+  const raw = request.rawHeaders;
+  let hosts = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] ?? '';
+    const normalised = normaliseHeaderName(name);
+    if (FRAMING.has(normalised)) {
+      if (normalised === 'host') hosts++;
+      // The parser read only the exact spelling; a backend that maps `_` and `.` reads this one too.
+      if (name.toLowerCase() !== normalised) {
+        throw new GatewayError('header_forbidden', `header "${name}" looks like ${normalised}; send framing headers only under their own names`, {
+          reasonDetail: `framing lookalike ${JSON.stringify(name.slice(0, 64))}`,
+          closeConnection: true,
+        });
+      }
+      if (hosts > 1) {
+        throw new GatewayError('header_forbidden', 'send exactly one Host header', { reasonDetail: 'repeated Host', closeConnection: true });
+      }
+    } else if (METHOD_OVERRIDE.has(normalised)) {
+      throw new GatewayError('method_override', 'method-override headers are not accepted; send the method you mean', {
+        reasonDetail: `header ${JSON.stringify(name.slice(0, 64))}`,
+      });
+    } else if (URL_REWRITE.has(normalised)) {
+      throw new GatewayError('header_forbidden', `header "${name}" would rewrite the checked path; it is not accepted`, {
+        reasonDetail: `URL-rewrite header ${JSON.stringify(name.slice(0, 64))}`,
+      });
+    }
+  }
+  if (query.length > 1 && mayNameMethod(query)) {
+    const param = methodParam(query);
+    if (param !== null) {
+      throw new GatewayError('method_override', 'a method-override query parameter is not accepted; send the method you mean', {
+        reasonDetail: `query parameter ${JSON.stringify(param.slice(0, 64))}`,
+      });
+    }
+  }
+}
+
+/** Cheap pre-check: the query could name a method-override parameter (as text, or escaped). */
+function mayNameMethod(query: string): boolean {
+  return query.includes('%') || /method/i.test(query);
+}
+
+/** The first query parameter whose decoded, normalised name overrides the method, or null. */
+function methodParam(query: string): string | null {
+  for (const part of query.slice(1).split(/[&;]/)) {
+    const eq = part.indexOf('=');
+    const raw = eq === -1 ? part : part.slice(0, eq);
+    let name: string;
+    try {
+      name = decodeURIComponent(raw.replaceAll('+', ' '));
+    } catch {
+      name = raw;
+    }
+    if (METHOD_PARAMS.has(name.toLowerCase().replace(/[-.]/g, '_'))) return raw;
+  }
+  return null;
+}
+
+export interface UpstreamHeaderInput {
+  readonly request: InboundRequest;
+  readonly principal: Principal;
+  readonly requestId: string;
+  readonly backend: Backend;
+  /** A WebSocket upgrade: the handshake headers pass too. */
+  readonly websocket?: boolean;
+}
+
+/**
+ * The complete header set sent upstream: the agent's allowlisted headers byte-exact (minus any
+ * the Connection header names), the cookies the backend lists, then the gateway's own statements.
+ */
+export function upstreamHeaders(input: UpstreamHeaderInput): Record<string, string | string[]> {
+  const { request, principal, backend } = input;
+  const incoming = request.headers;
+  const allowed = backend.forwardHeaders;
+  const named = connectionTokens(incoming.connection);
+  const out: Record<string, string | string[]> = {};
+  for (const name in incoming) {
+    if (!allowed.has(name) || (named !== null && named.has(name))) continue;
+    const value = incoming[name];
+    if (value !== undefined) out[name] = value;
+  }
+  if (backend.forwardCookies.size > 0 && incoming.cookie !== undefined) {
+    const cookie = filterCookies(incoming.cookie, backend.forwardCookies);
+    if (cookie !== '') out.cookie = cookie;
+  }
+  if (input.websocket === true) {
+    for (const name of WEBSOCKET_HEADERS) {
+      const value = incoming[name];
+      if (value !== undefined) out[name] = value;
+    }
+    out.connection = 'Upgrade';
+    out.upgrade = 'websocket';
+  }
+  out['x-agentgate-agent'] = principal.agent;
+  out['x-agentgate-role'] = principal.role;
+  if (principal.onBehalfOf !== null) out['x-agentgate-on-behalf-of'] = principal.onBehalfOf;
+  out['x-request-id'] = input.requestId;
+  out['x-forwarded-for'] = request.remoteAddress;
+  out['x-forwarded-proto'] = request.encrypted ? 'https' : 'http';
+  const host = incoming.host;
+  if (host !== undefined) out['x-forwarded-host'] = host;
+  setTrace(out, incoming.traceparent, incoming.tracestate, input.requestId);
+  return out;
+}
+
+/** Names listed in a Connection header (RFC 9110 §7.6.1), or null when it lists none. */
+function connectionTokens(value: string | string[] | undefined): Set<string> | null {
+  if (value === undefined) return null;
+  const joined = Array.isArray(value) ? value.join(',') : value;
+  let tokens: Set<string> | null = null;
+  for (const token of joined.split(',')) {
+    const t = token.trim().toLowerCase();
+    if (t !== '' && t !== 'close' && t !== 'keep-alive') (tokens ??= new Set()).add(t);
+  }
+  return tokens;
+}
+
+/** A base64url JWS/JWE (`eyJ...` header, dot, more): a bearer credential, never forwarded. */
+const JWT_SHAPED = /eyJ[A-Za-z0-9_-]*(?:\.|%2[eE])[A-Za-z0-9_-]/;
+
+/**
+ * Keep the listed cookies (RFC 6265 §5.4 `name=value; ...`), byte-exact and in order; drop any
+ * whose value looks like a token or says Bearer, whatever its name.
+ */
+export function filterCookies(header: IncomingHttpHeaders['cookie'], names: ReadonlySet<string>): string {
+  if (header === undefined) return '';
+  let out = '';
+  for (const pair of header.split(';')) {
+    const trimmed = pair.trim();
+    const eq = trimmed.indexOf('=');
+    if (eq <= 0) continue;
+    if (!names.has(trimmed.slice(0, eq))) continue;
+    const value = trimmed.slice(eq + 1);
+    if (JWT_SHAPED.test(value) || /^"?bearer[\s+%]/i.test(value)) continue;
+    out = out === '' ? trimmed : `${out}; ${trimmed}`;
+  }
+  return out;
+}
+
+const TRACEPARENT = /^00-([0-9a-f]{32})-[0-9a-f]{16}-([0-9a-f]{2})$/;
+
+/** Random bytes drawn 8 at a time: one randomFillSync per 512 span ids, not one per request. */
+const spanPool = Buffer.alloc(4096);
+let spanOffset = spanPool.length;
+function nextSpanId(): string {
+  if (spanOffset === spanPool.length) {
+    randomFillSync(spanPool);
+    spanOffset = 0;
+  }
+  const id = spanPool.toString('hex', spanOffset, spanOffset + 8);
+  spanOffset += 8;
+  return id;
+}
+
+/** W3C Trace Context: continue the caller's trace with a new parent id, or start one. */
+function setTrace(
+  headers: Record<string, string | string[]>,
+  traceparent: string | string[] | undefined,
+  tracestate: string | string[] | undefined,
+  requestId: string,
+): void {
+  const spanId = nextSpanId();
+  const match = typeof traceparent === 'string' ? TRACEPARENT.exec(traceparent) : null;
+  const traceId = match?.[1];
+  if (match !== null && traceId !== undefined && traceId !== '00000000000000000000000000000000') {
+    headers.traceparent = `00-${traceId}-${spanId}-${match[2] ?? '01'}`;
+    if (typeof tracestate === 'string') headers.tracestate = tracestate;
+  } else {
+    headers.traceparent = `00-${requestId.replaceAll('-', '')}-${spanId}-01`;
+  }
+}
