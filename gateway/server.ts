@@ -14,6 +14,7 @@ import { createAuthenticate } from './stages/authenticate.js';
 import { createAuthorize } from './stages/authorize.js';
 import { createForward, type ForwardStage } from './stages/forward.js';
 import { createMaskFilter } from './stages/filters/mask.js';
+import { createMcpFilter } from './mcp/filter.js';
 import { preloadSqlDialect } from './stages/aggregate-sql.js';
 import { createNormalize } from './stages/normalize.js';
 import { openStore } from './state/index.js';
@@ -254,7 +255,8 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
       createAuthorize({ maxBodyBytes: settings.limits.maxBodyBytes, bodyIdleMs: settings.limits.bodyIdleTimeoutMs, store, clock, metrics, trustedProxies: settings.trustedProxies }),
       forward,
     ],
-    filters: [createMaskFilter({ maxBytes: settings.limits.maxMaskedBodyBytes })],
+    filters: [createMcpFilter({ maxBytes: settings.limits.maxMaskedBodyBytes }), createMaskFilter({ maxBytes: settings.limits.maxMaskedBodyBytes })],
+    publicUrl: settings.issuer.url,
     metrics,
     audit,
     log,
