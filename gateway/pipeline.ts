@@ -11,7 +11,8 @@ import { createContext, type InboundRequest, type RequestContext, type Stage } f
 import type { Clock } from './clock.js';
 import type { Abort, Admission } from './admission/admission.js';
 import { GatewayError, REASONS } from './errors.js';
-import { abortReason, type OutcomeWriter } from './outcome.js';
+import { abortReason, type OutcomeWriter, type Written } from './outcome.js';
+import { AuditUnavailableError } from './telemetry/audit-log.js';
 import { renderMcpRefusal } from './mcp/refusal.js';
 import { renderProblem, renderReason } from './problem.js';
 import type { PolicySnapshot } from './policy/types.js';
@@ -67,8 +68,12 @@ export interface Pipeline {
   track(ctx: RequestContext, abort: Abort): () => void;
   /** Build a context for a live or synthetic request. */
   context(request: InboundRequest, signal: AbortSignal): RequestContext;
-  /** Account for a finished request that did not go through `handle` (upgrades, parser errors). */
-  finish(ctx: RequestContext, error: unknown, status: number): void;
+  /**
+   * Account for a request that did not go through `handle` (upgrades, parser errors): metrics and
+   * its audit line. Resolves once the line is written; the caller answers only then. Rejects with
+   * AuditUnavailableError when it cannot be (the caller then closes without answering).
+   */
+  finish(ctx: RequestContext, error: unknown, status: number): Promise<void>;
   /**
    * Answer a request node's HTTP parser refused (bad bytes, oversized headers, a slow client) with
    * a problem document on the raw socket, and account for it like any refusal.
@@ -118,14 +123,15 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
   }
 
   async function serve(ctx: RequestContext, res: ServerResponse, controller: AbortController): Promise<void> {
-    // The audit writer is behind: hold new work until it catches up rather than drop lines.
-    const behind = outcome.backpressure();
-    if (behind !== null) await behind;
     let status = 0;
     let headersAt = 0;
     let error: unknown = null;
     let untrack: (() => void) | undefined;
+    // What the request's audit line (written before any answer) said, or null while it has none.
+    let line: Written | null = null;
     try {
+      // Write-ahead audit: no answer without its line, so with an unwritable file nothing is served.
+      if (!outcome.available) throw outcome.unavailable();
       await admit(ctx);
       untrack = admission.track(ctx, (reason) => controller.abort(reason));
       if (ctx.signal.aborted) throw ctx.signal.reason;
@@ -140,6 +146,8 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       const headers = upstream.headers;
       headers['x-request-id'] = ctx.requestId;
       status = upstream.status;
+      line = { reason: null, status, reasonDetail: '' };
+      await outcome.writeAhead(ctx, null, status);
       res.writeHead(status, headers);
       headersAt = performance.now();
       if (upstream.body !== null) await relay(upstream.body, res);
@@ -147,31 +155,39 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     } catch (caught) {
       error = caught;
       headersAt = performance.now();
-      status = refuse(ctx, res, caught);
+      const refused = await refuse(ctx, res, caught, line);
+      status = refused.status;
+      line = refused.line;
     } finally {
       untrack?.();
       done();
-      outcome.finish(ctx, error, status, { headersAt });
+      outcome.finish(ctx, error, status, headersAt, line);
     }
   }
 
-  function refuse(ctx: RequestContext, res: ServerResponse, caught: unknown): number {
+  async function refuse(ctx: RequestContext, res: ServerResponse, caught: unknown, line: Written | null): Promise<{ status: number; line: Written | null }> {
+    if (caught instanceof AuditUnavailableError) {
+      // The line is queued (it reaches the file when the disk recovers) but is not written: the
+      // answer must not go out without it, so the connection is cut instead.
+      res.destroy();
+      return { status: REASONS.audit_unavailable.status, line };
+    }
     const killed = abortReason(ctx);
     if (killed !== null && res.headersSent) {
       // Killed mid-stream: cut the connection; the agent must not take a truncated body as whole.
       res.destroy();
-      return res.statusCode;
+      return { status: res.statusCode, line };
     }
     if (killed !== null) caught = killed;
     if (ctx.signal.aborted && !(caught instanceof GatewayError)) {
       res.destroy();
-      return REASONS.client_closed.status;
+      return { status: REASONS.client_closed.status, line };
     }
     if (res.headersSent) {
       // Mid-stream failure (upstream reset or timed out after the head went out): the only honest
       // signal left is to cut the connection so the agent cannot mistake a truncated body for a whole one.
       res.destroy();
-      return res.statusCode;
+      return { status: res.statusCode, line };
     }
     const rendered =
       caught instanceof GatewayError
@@ -186,11 +202,27 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     if (ctx.request.body !== null && !ctx.request.body.readableEnded && hasDeclaredBody(ctx.request)) {
       headers.connection = 'close';
     }
+    // Refused at the door because the audit is down: the one answer sent without a line (it
+    // could not be written), counted in the metrics.
+    if (!(caught instanceof GatewayError && caught.reason === 'audit_unavailable' && line === null)) {
+      line = { ...outcome.outcomeOf(ctx, caught), status: rendered.status };
+      try {
+        await outcome.writeAhead(ctx, caught, rendered.status);
+      } catch (error) {
+        if (!(error instanceof AuditUnavailableError)) throw error;
+        res.destroy();
+        return { status: REASONS.audit_unavailable.status, line };
+      }
+      if (ctx.signal.aborted && abortReason(ctx) === null) {
+        res.destroy();
+        return { status: REASONS.client_closed.status, line };
+      }
+    }
     // A head whose framing cannot be trusted: nothing after it on this connection is read.
     if (caught instanceof GatewayError && caught.closeConnection) headers.connection = 'close';
     res.writeHead(rendered.status, headers);
     res.end(rendered.body);
-    return rendered.status;
+    return { status: rendered.status, line };
   }
 
   return {
@@ -211,9 +243,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
         log.error('request accounting failed', { requestId: ctx.requestId, error });
       });
     },
-    finish(ctx, error, status) {
-      outcome.finish(ctx, error, status);
-    },
+    finish: (ctx, error, status) => outcome.settle(ctx, error, status),
     clientError(error, socket) {
       if (!socket.writable || error.code === 'ECONNRESET') {
         socket.destroy();
@@ -227,8 +257,11 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       const problem = renderProblem(refusal, ctx.requestId);
       let head = `HTTP/1.1 ${problem.status} ${STATUS_CODES[problem.status] ?? 'Error'}\r\n`;
       for (const [name, value] of Object.entries(problem.headers)) head += `${name}: ${value}\r\n`;
-      socket.end(`${head}connection: close\r\n\r\n${problem.body}`);
-      outcome.finish(ctx, refusal, problem.status);
+      // Write-ahead audit: the refusal goes out once its line is written, else the socket closes.
+      outcome.settle(ctx, refusal, problem.status).then(
+        () => socket.end(`${head}connection: close\r\n\r\n${problem.body}`),
+        () => socket.destroy(),
+      );
     },
     drained(graceMs) {
       if (inFlight === 0) return Promise.resolve();

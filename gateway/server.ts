@@ -25,6 +25,7 @@ import type { Store } from './state/store.js';
 import { createAdminHandler } from './admin/routes.js';
 import { openAdminSocket, type AdminSocket } from './admin/socket.js';
 import { openAuditLog, type AuditLog } from './telemetry/audit-log.js';
+import { openAuditSigner } from './telemetry/audit-key.js';
 import { createLogger, type Logger } from './telemetry/log.js';
 import { createMetrics, type Metrics } from './telemetry/metrics.js';
 import { openKeyStore, type KeyStore } from './tokens/keys.js';
@@ -123,8 +124,10 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
   // Read at scrape time: the store and admission are made just below.
   let storeRef: Store | null = null;
   let admissionRef: Admission | null = null;
+  let auditStatus: { readonly available: boolean; readonly writeErrors: number } | null = null;
   const metrics = createMetrics({
     defaults: options.defaultMetrics ?? true,
+    audit: () => auditStatus ?? { available: true, writeErrors: 0 },
     agents: () => admissionRef?.gauges(policy) ?? [],
     state: () => storeRef?.status() ?? { healthy: false, unshared: 0 },
   });
@@ -155,10 +158,22 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
     log.info('policies reloaded', { version, files: next.files.length });
     return next;
   }
+  const auditFile = settings.audit.file;
   const audit = await openAuditLog({
-    file: settings.audit.file,
+    file: auditFile,
+    fsync: settings.audit.fsync,
+    checkpointLines: settings.audit.checkpointLines,
+    checkpointIntervalMs: settings.audit.checkpointIntervalMs,
+    signer: await openAuditSigner(settings.issuer.keys),
+    checkpoints: { load: () => store.auditCheckpoint(auditFile), save: (checkpoint) => store.saveAuditCheckpoint(checkpoint) },
     onError: (error) => log.error('audit write failed; retrying', { error }),
+    onAvailability: (available, why) =>
+      available
+        ? log.info('audit trail writable again; serving resumes', { file: auditFile })
+        : log.error('audit trail unwritable; refusing requests (503 audit_unavailable) until it recovers', { file: auditFile, why }),
+    onWarning: (message, fields) => log.warn(message, fields),
   });
+  auditStatus = audit;
 
   const verifier = createTokenVerifier({ keys, issuer: settings.issuer.url, clock });
   const credentials = createCredentialManager({ store, clock, policy: () => policy });
@@ -179,9 +194,8 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
     policy: () => policy,
     onIssued: (role, grantType) => metrics.tokenIssued(role, grantType),
     onRevoked: () => metrics.tokenRevoked(),
-    audit: (record) => {
-      audit.write({ time: new Date(clock.now()).toISOString(), kind: 'broker', ...record });
-    },
+    audit: (record) => audit.append({ time: new Date(clock.now()).toISOString(), kind: 'broker', ...record }),
+    auditAvailable: () => audit.available,
     onError: (error) => log.error('token broker failed', { error }),
   });
   const forward: ForwardStage = createForward({ metrics, maxBodyBytes: settings.limits.maxBodyBytes, bodyIdleMs: settings.limits.bodyIdleTimeoutMs });
@@ -225,6 +239,7 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
       metrics: bound === null ? null : `${bound.metrics.address}:${bound.metrics.port}`,
       inFlight: pipeline.inFlight,
       auditLines: audit.written,
+      audit: audit.available ? 'ok' : `unavailable: ${audit.unavailableReason ?? ''}`,
     }),
   });
   let adminSocket: AdminSocket | null = null;
@@ -269,14 +284,17 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
       readiness() {
         const state = store.status();
         const keyCount = keys.publicJwks().keys.length;
+        const auditOk = audit.available;
         return {
-          ready: state.healthy && keyCount > 0,
+          ready: state.healthy && keyCount > 0 && auditOk,
           detail: {
             policyVersion: policy.version,
             state: state.healthy ? 'ok' : 'unavailable',
             ...(state.healthy ? {} : { stateDetail: state.detail }),
             unsharedChanges: state.unshared,
             keys: keyCount,
+            audit: auditOk ? 'ok' : 'unavailable',
+            ...(auditOk ? {} : { auditReason: audit.unavailableReason }),
           },
         };
       },
