@@ -97,6 +97,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
   const { admission, outcome, log, clock, filters } = deps;
   let inFlight = 0;
   let idle: Array<() => void> = [];
+  const refusedSockets = new WeakSet<Socket>();
   function done(): void {
     inFlight--;
     if (inFlight > 0 || idle.length === 0) return;
@@ -249,6 +250,10 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
         socket.destroy();
         return;
       }
+      // One refusal per connection: the answer waits for its audit line, and the bytes still
+      // arriving meanwhile must not raise (and audit) a second one.
+      if (refusedSockets.has(socket)) return;
+      refusedSockets.add(socket);
       const ctx = context(
         { method: '-', url: '', headers: {}, rawHeaders: [], remoteAddress: socket.remoteAddress ?? '', remotePort: socket.remotePort ?? 0, encrypted: false, body: null },
         AbortSignal.abort(),

@@ -18,13 +18,15 @@ t.test('explain never commits: a maxUses 1 token is still whole after two explai
   const backends = join(policies, 'backends.yaml');
   await writeFile(backends, (await readFile(backends, 'utf8')).replace('upstream: http://127.0.0.1:9101', `upstream: ${crm.url}`));
   const config = await writeConfig(dir, policies);
-  const gw = await serveCli(t, ['serve', '--config', config]);
+  let gw = await serveCli(t, ['serve', '--config', config]);
   const stateFile = join(dir, 'run', 'state.json');
   // A kill written by the live gateway: explain must neither spend nor overwrite it.
   const killed = await runCli(['kill', 'keyed-agent-01', '--reason', 'issue 12', '--config', config]);
   t.equal(killed.code, 0, killed.stderr);
-  const before = await readFile(stateFile);
   const token = (await runCli(['token', '--agent', 'metered-agent-01', '--config', config])).stdout.trim();
+  // The gateway itself keeps writing the file (audit checkpoints); stopped, only explain could.
+  await gw.stop();
+  const before = await readFile(stateFile);
 
   for (const attempt of [1, 2]) {
     const explained = await runCli(['explain', '--token', token, '--json', 'GET', '/crm/contacts', '--config', config]);
@@ -32,6 +34,7 @@ t.test('explain never commits: a maxUses 1 token is still whole after two explai
     t.match(JSON.parse(explained.stdout), { decision: 'allow', agent: 'metered-agent-01', route: 'GET /contacts' }, `explain ${attempt} allows`);
     t.same(await readFile(stateFile), before, `the state file is byte-identical after explain ${attempt}`);
   }
+  gw = await serveCli(t, ['serve', '--config', config]);
   const call = async (path: string): Promise<{ status: number; body: string }> => {
     const res = await request(`${gw.url}${path}`, { headers: { authorization: `Bearer ${token}` } });
     return { status: res.statusCode, body: await res.body.text() };
