@@ -48,7 +48,8 @@ t.test('shipped policies/ load cleanly and hold the demo fixture', async (t) => 
     backends: ['crm', 'content'],
     readOnly: true,
     token: { ttlSeconds: 1800, session: 'single', idleTimeoutSeconds: null, maxUses: null, rotateSeconds: null, maxDelegationDepth: 1 },
-    breaker: null,
+    // Above the README tour's five deliberate violations (test/e2e/tour.test.ts runs them).
+    breaker: { violations: 10, windowMs: 300_000, cooldownMs: 60_000, maxCooldownMs: 86_400_000, revokeTokens: false },
   });
   t.same(role('support'), {
     grants: ['tickets:tickets.read', 'tickets:tickets.reply', 'kb:articles.read'],
