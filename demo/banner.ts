@@ -64,6 +64,8 @@ export async function demoBanner(options: BannerOptions): Promise<string> {
     ...curl('introspect, then revoke: the next call with the token is 401', 'curl -s -u "data-agent-01:$DATA_SECRET" -d "token=$DATA_TOKEN"', `${agentUrl}/oauth/introspect`),
     ...shellLines(['curl -s -u "data-agent-01:$DATA_SECRET" -d "token=$DATA_TOKEN"', `${agentUrl}/oauth/revoke`]),
     ...shellLines(['curl -i -H "Authorization: Bearer $DATA_TOKEN"', `${agentUrl}/bi/reports`]),
+    ...curl('the breaker: 5 violations within a minute suspend the agent (403 agent_suspended, Retry-After)', 'for i in 1 2 3 4 5 6; do', 'curl -s -H "Authorization: Bearer $MARKETING_TOKEN"', `${agentUrl}/crm/export | grep -o 'problem:[a-z_]*'; done`),
+    '  npx agentgate agents; npx agentgate revive marketing-agent-03',
     '',
     `Metrics: ${options.metricsUrl}/metrics   Audit: ${gateway.settings.audit.file}`,
     'Stop with Ctrl-C.',

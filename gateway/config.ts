@@ -1,5 +1,6 @@
 // agentgate.yaml plus environment overrides -> validated, frozen Settings. Relative paths in the
 // file resolve against the file's folder; relative paths in env overrides against the cwd.
+import { accessSync, constants } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { ConfigError } from './errors.js';
 import { loadYamlFile, type RawEntry } from './policy/load.js';
@@ -18,9 +19,31 @@ export interface TrustedIssuer {
   readonly audience: string | null;
 }
 
-export type StateSettings =
-  | { readonly driver: 'memory'; readonly file: string | null }
-  | { readonly driver: 'redis'; readonly url: string };
+export type StateSettings = { readonly driver: 'memory'; readonly file: string | null } | RedisStateSettings;
+
+/** PEM files for `rediss://` (and Sentinel over TLS), read at start. */
+export interface RedisTlsSettings {
+  /** Absolute path of the CA bundle the server's certificate must chain to; null: the system's. */
+  readonly ca: string | null;
+  /** Absolute paths of the client certificate and key (mutual TLS), both or neither. */
+  readonly cert: string | null;
+  readonly key: string | null;
+}
+
+export interface RedisStateSettings {
+  readonly driver: 'redis';
+  /** redis:// or rediss:// URL; null when Sentinel names the master. */
+  readonly url: string | null;
+  /** Deadline of every Redis command and health probe (`state.timeout`). */
+  readonly timeoutMs: number;
+  /** Absolute path of the local snapshot and journal of changes not yet shared (`state.journal`). */
+  readonly journal: string;
+  /** What happens when Redis lost its data: reseed it from the snapshot at once, or wait for `agentgate state reseed`. */
+  readonly reseed: 'auto' | 'manual';
+  readonly tls: RedisTlsSettings | null;
+  /** Sentinel addresses and the master's name; null: connect to `url` directly. */
+  readonly sentinel: { readonly nodes: readonly Endpoint[]; readonly masterName: string } | null;
+}
 
 export interface Settings {
   /** Absolute path of the config file read (or the path that would have been read). */
@@ -54,6 +77,12 @@ export interface Settings {
     readonly maxHeaderBytes: number;
     /** Largest response body a mask applies to (after decoding); larger is refused. */
     readonly maxMaskedBodyBytes: number;
+    /** Longest pause inside a request body the gateway reads itself (checked or chunked); 408 after. */
+    readonly bodyIdleTimeoutMs: number;
+    /** Longest time to receive a whole request, head and body (node's requestTimeout); 408 after. */
+    readonly requestTimeoutMs: number;
+    /** Longest time to receive a request head (node's headersTimeout); 408 after. */
+    readonly headersTimeoutMs: number;
   };
   /** Proxies whose `X-Forwarded-For` names the caller for network allowlists; null: none. */
   readonly trustedProxies: NetworkSet | null;
@@ -79,10 +108,15 @@ const DEFAULTS = {
   keys: './run/keys',
   rotateMs: 24 * 3_600_000,
   stateFile: './run/state.json',
+  stateJournal: './run/state-journal.json',
+  stateTimeoutMs: 250,
   auditFile: './run/audit.jsonl',
   maxBodyBytes: 1_048_576,
   upstreamTimeoutMs: 30_000,
   maxHeaderBytes: 16_384,
+  bodyIdleTimeoutMs: 10_000,
+  requestTimeoutMs: 300_000,
+  headersTimeoutMs: 15_000,
   maxMaskedBodyBytes: 8 * 1_048_576,
 } as const;
 
@@ -176,7 +210,13 @@ export async function loadSettings(options: LoadSettingsOptions = {}): Promise<S
   const auditKeys = section('audit', ['file']);
   const auditFile = c.string(auditKeys?.get('file'), 'audit.file') ?? DEFAULTS.auditFile;
 
-  const limitKeys = section('limits', ['maxBodyBytes', 'upstreamTimeout', 'maxHeaderBytes', 'maxMaskedBodyBytes']);
+  const limitKeys = section('limits', ['maxBodyBytes', 'upstreamTimeout', 'maxHeaderBytes', 'maxMaskedBodyBytes', 'bodyIdleTimeout', 'requestTimeout', 'headersTimeout']);
+  const bodyIdleTimeoutMs = limitKeys?.has('bodyIdleTimeout') ? c.duration(limitKeys.get('bodyIdleTimeout'), 'limits.bodyIdleTimeout', { minMs: 100, maxMs: 600_000 }) : DEFAULTS.bodyIdleTimeoutMs;
+  const headersTimeoutMs = limitKeys?.has('headersTimeout') ? c.duration(limitKeys.get('headersTimeout'), 'limits.headersTimeout', { minMs: 1000, maxMs: 600_000 }) : DEFAULTS.headersTimeoutMs;
+  const requestTimeoutMs = limitKeys?.has('requestTimeout') ? c.duration(limitKeys.get('requestTimeout'), 'limits.requestTimeout', { minMs: 1000, maxMs: 86_400_000 }) : DEFAULTS.requestTimeoutMs;
+  if (headersTimeoutMs !== null && requestTimeoutMs !== null && requestTimeoutMs < headersTimeoutMs) {
+    c.add(limitKeys?.get('requestTimeout')?.value.at ?? limitKeys?.get('headersTimeout')?.value.at ?? { file: '', line: 0 }, 'limits.requestTimeout', `must be at least limits.headersTimeout (${headersTimeoutMs / 1000}s): the head is part of the request`);
+  }
   const maxBodyBytes = limitKeys?.has('maxBodyBytes') ? c.size(limitKeys.get('maxBodyBytes'), 'limits.maxBodyBytes') : DEFAULTS.maxBodyBytes;
   const upstreamTimeoutMs = limitKeys?.has('upstreamTimeout')
     ? c.duration(limitKeys.get('upstreamTimeout'), 'limits.upstreamTimeout', { minMs: 1, maxMs: 3_600_000 })
@@ -195,7 +235,7 @@ export async function loadSettings(options: LoadSettingsOptions = {}): Promise<S
   }
 
   c.fail();
-  if (logLevel === null || listen === null || metrics === null || state === null || rotateMs === null || maxBodyBytes === null || upstreamTimeoutMs === null || maxHeaderBytes === null || maxMaskedBodyBytes === null) {
+  if (logLevel === null || listen === null || metrics === null || state === null || rotateMs === null || maxBodyBytes === null || upstreamTimeoutMs === null || maxHeaderBytes === null || maxMaskedBodyBytes === null || bodyIdleTimeoutMs === null || headersTimeoutMs === null || requestTimeoutMs === null) {
     // Every null above records a problem, so c.fail() has thrown; this keeps the types honest.
     throw new ConfigError([`${loaded.file}: invalid configuration`]);
   }
@@ -210,7 +250,7 @@ export async function loadSettings(options: LoadSettingsOptions = {}): Promise<S
     trust: Object.freeze(trust),
     state,
     audit: Object.freeze({ file: resolvePath(baseDir, auditFile) }),
-    limits: Object.freeze({ maxBodyBytes, upstreamTimeoutMs, maxHeaderBytes, maxMaskedBodyBytes }),
+    limits: Object.freeze({ maxBodyBytes, upstreamTimeoutMs, maxHeaderBytes, maxMaskedBodyBytes, bodyIdleTimeoutMs, requestTimeoutMs, headersTimeoutMs }),
     trustedProxies,
     log: Object.freeze({ level: logLevel }),
   });
@@ -218,7 +258,8 @@ export async function loadSettings(options: LoadSettingsOptions = {}): Promise<S
 
 /**
  * `state`: `{ driver: memory, file }` (file defaults to ./run/state.json; an empty `file:` keeps
- * state in memory only) or `{ driver: redis, url }`. AGENTGATE_REDIS_URL switches to redis.
+ * state in memory only) or `{ driver: redis, url | sentinels + masterName, timeout, journal,
+ * reseed, tls }`. AGENTGATE_REDIS_URL switches to redis (and replaces `url`).
  */
 function stateSettings(
   c: Checker,
@@ -227,23 +268,23 @@ function stateSettings(
   cwd: string,
   fromEnv: (name: string) => string | null,
 ): StateSettings | null {
-  const keys = c.map(entry?.value, 'state', ['driver', 'file', 'url']);
+  const keys = c.map(entry?.value, 'state', ['driver', 'file', ...REDIS_KEYS]);
   const driver = keys?.has('driver') ? c.oneOf(keys.get('driver'), 'state.driver', ['memory', 'redis'], 'a state driver') : 'memory';
   const redisFromEnv = fromEnv('AGENTGATE_REDIS_URL');
-  if (redisFromEnv !== null) {
-    if (!REDIS_URL.test(redisFromEnv)) {
-      c.problems.push(`AGENTGATE_REDIS_URL: "${redisFromEnv}" is not a redis:// or rediss:// URL`);
-      return null;
-    }
-    return Object.freeze({ driver: 'redis', url: redisFromEnv });
+  if (redisFromEnv !== null && !REDIS_URL.test(redisFromEnv)) {
+    c.problems.push(`AGENTGATE_REDIS_URL: "${redisFromEnv}" is not a redis:// or rediss:// URL`);
+    return null;
   }
+  if (redisFromEnv !== null) return redisSettings(c, keys, entry, baseDir, redisFromEnv);
   if (driver === null) return null;
-  const misplaced = driver === 'memory' ? 'url' : 'file';
-  const stray = keys?.get(misplaced);
-  if (stray !== undefined) c.add(stray.at, `state.${misplaced}`, `is not used by driver ${driver} (${driver} takes ${driver === 'memory' ? 'file' : 'url'})`);
   if (driver === 'redis') {
-    const url = c.string(keys === null || entry === undefined ? undefined : c.required(keys, 'url', 'state', entry.at), 'state.url', { pattern: REDIS_URL, patternHelp: 'is not a redis:// or rediss:// URL' });
-    return url === null ? null : Object.freeze({ driver: 'redis', url });
+    const stray = keys?.get('file');
+    if (stray !== undefined) c.add(stray.at, 'state.file', 'is not used by driver redis (redis takes url, or sentinels and masterName)');
+    return redisSettings(c, keys, entry, baseDir, null);
+  }
+  for (const key of REDIS_KEYS) {
+    const stray = keys?.get(key);
+    if (stray !== undefined) c.add(stray.at, `state.${key}`, 'is not used by driver memory (memory takes file)');
   }
   const fileFromEnv = fromEnv('AGENTGATE_STATE_FILE');
   if (fileFromEnv !== null) return Object.freeze({ driver: 'memory', file: resolvePath(cwd, fileFromEnv) });
@@ -289,6 +330,100 @@ export function settingsWarnings(settings: Settings): string[] {
     }
   }
   return warnings;
+}
+
+const REDIS_KEYS = ['url', 'timeout', 'journal', 'reseed', 'tls', 'sentinels', 'masterName'] as const;
+const MASTER_NAME = /^[A-Za-z0-9._-]{1,64}$/;
+const SENTINEL = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/;
+
+function redisSettings(c: Checker, keys: ReadonlyMap<string, RawEntry> | null, entry: RawEntry | undefined, baseDir: string, urlFromEnv: string | null): RedisStateSettings | null {
+  const at = entry?.at ?? { file: '', line: 0 };
+  const timeoutMs = keys?.has('timeout') ? c.duration(keys.get('timeout'), 'state.timeout', { minMs: 10, maxMs: 10_000 }) : DEFAULTS.stateTimeoutMs;
+  const journal = keys?.has('journal') ? c.string(keys.get('journal'), 'state.journal') : DEFAULTS.stateJournal;
+  const reseed = keys?.has('reseed') ? c.oneOf(keys.get('reseed'), 'state.reseed', ['auto', 'manual'], 'a reseed mode') : 'auto';
+  const tls = keys?.has('tls') ? tlsSettings(c, keys.get('tls'), baseDir) : null;
+
+  const sentinelsEntry = keys?.get('sentinels');
+  const masterEntry = keys?.get('masterName');
+  let sentinel: RedisStateSettings['sentinel'] = null;
+  let sentinelOk = true;
+  if (sentinelsEntry !== undefined || masterEntry !== undefined) {
+    const nodes: Endpoint[] = [];
+    const items = sentinelsEntry === undefined ? null : c.list(sentinelsEntry, 'state.sentinels');
+    if (sentinelsEntry === undefined) {
+      c.add(masterEntry?.at ?? at, 'state.sentinels', 'is required with state.masterName (a list of host:port)');
+      sentinelOk = false;
+    } else if (items !== null && items.length === 0) {
+      c.add(sentinelsEntry.at, 'state.sentinels', 'must name at least one sentinel (host:port)');
+      sentinelOk = false;
+    }
+    for (const [i, item] of (items ?? []).entries()) {
+      const text = item.kind === 'scalar' && typeof item.value === 'string' ? item.value : null;
+      const m = text === null ? null : SENTINEL.exec(text);
+      const port = m === null ? NaN : Number(m[3]);
+      if (m === null || !(port >= 1 && port <= 65535)) {
+        c.add(item.at, `state.sentinels[${i}]`, `${text === null ? 'expected a string' : `"${text}" is not host:port`} (e.g. "sentinel-1:26379")`);
+        sentinelOk = false;
+      } else nodes.push(Object.freeze({ host: m[1] ?? m[2] ?? '', port }));
+    }
+    const masterName = masterEntry === undefined ? null : c.string(masterEntry, 'state.masterName', { pattern: MASTER_NAME, patternHelp: 'is not a Sentinel master name (letters, digits, . _ -)' });
+    if (masterEntry === undefined) {
+      c.add(sentinelsEntry?.at ?? at, 'state.masterName', 'is required with state.sentinels (the name Sentinel monitors)');
+      sentinelOk = false;
+    }
+    if (sentinelOk && masterName !== null) sentinel = Object.freeze({ nodes: Object.freeze(nodes), masterName });
+    else sentinelOk = false;
+  }
+  let url: string | null = null;
+  const urlEntry = keys?.get('url');
+  if (urlFromEnv !== null) url = urlFromEnv;
+  else if (urlEntry !== undefined) url = c.string(urlEntry, 'state.url', { pattern: REDIS_URL, patternHelp: 'is not a redis:// or rediss:// URL' });
+  else if (sentinelsEntry === undefined && masterEntry === undefined) {
+    c.required(keys, 'url', 'state', at);
+    return null;
+  }
+  if (url !== null && (sentinelsEntry !== undefined || masterEntry !== undefined)) {
+    c.add(urlEntry?.at ?? at, urlFromEnv !== null ? 'AGENTGATE_REDIS_URL' : 'state.url', 'cannot be combined with state.sentinels (Sentinel names the master; use state.tls for TLS)');
+    return null;
+  }
+  if (url !== null && tls !== null && url.startsWith('redis://')) {
+    c.add(keys?.get('tls')?.at ?? at, 'state.tls', 'is set but state.url is redis:// (use rediss:// for TLS)');
+    return null;
+  }
+  if (timeoutMs === null || journal === null || reseed === null || !sentinelOk || (url === null && sentinel === null)) return null;
+  if (keys?.has('tls') && tls === null) return null;
+  return Object.freeze({ driver: 'redis', url, timeoutMs, journal: resolvePath(baseDir, journal), reseed, tls, sentinel });
+}
+
+function tlsSettings(c: Checker, entry: RawEntry | undefined, baseDir: string): RedisTlsSettings | null {
+  const keys = c.map(entry?.value, 'state.tls', ['ca', 'cert', 'key']);
+  if (keys === null) return null;
+  let ok = true;
+  const file = (key: 'ca' | 'cert' | 'key'): string | null => {
+    const item = keys.get(key);
+    if (item === undefined) return null;
+    const text = c.string(item, `state.tls.${key}`);
+    if (text === null) {
+      ok = false;
+      return null;
+    }
+    const path = resolvePath(baseDir, text);
+    try {
+      accessSync(path, constants.R_OK);
+    } catch {
+      c.add(item.at, `state.tls.${key}`, `cannot read ${path} (a PEM file)`);
+      ok = false;
+    }
+    return path;
+  };
+  const ca = file('ca');
+  const cert = file('cert');
+  const key = file('key');
+  if ((cert === null) !== (key === null) && ok) {
+    c.add(entry?.at ?? { file: '', line: 0 }, 'state.tls', 'cert and key go together (client certificate and its private key)');
+    ok = false;
+  }
+  return ok ? Object.freeze({ ca, cert, key }) : null;
 }
 
 function isHttpUrl(text: string): boolean {

@@ -1,10 +1,10 @@
 // Composition root: builds every module from Settings, opens the agent and metrics listeners,
 // and owns start, reload and shutdown. Nothing else constructs stages or stores.
-import { createServer, type Server } from 'node:http';
+import { STATUS_CODES, createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { isLoopbackHost, issuerForAddress, settingsWarnings, type Settings } from './config.js';
 import { systemClock, type Clock } from './clock.js';
-import { GatewayError } from './errors.js';
+import { GatewayError, type ReasonCode } from './errors.js';
 import { createPipeline, type Pipeline } from './pipeline.js';
 import { loadPolicySnapshot } from './policy/index.js';
 import type { Backend, PolicySnapshot } from './policy/types.js';
@@ -14,11 +14,13 @@ import { createAuthenticate } from './stages/authenticate.js';
 import { createAuthorize } from './stages/authorize.js';
 import { createForward, type ForwardStage } from './stages/forward.js';
 import { createMaskFilter } from './stages/filters/mask.js';
+import { createMcpFilter } from './mcp/filter.js';
 import { preloadSqlDialect } from './stages/aggregate-sql.js';
 import { createNormalize } from './stages/normalize.js';
 import { openStore } from './state/index.js';
+import { moveJournalAside } from './state/journal.js';
 import { resetStateFile } from './state/memory.js';
-import { viewBreaker } from './state/breaker.js';
+import { countingPolicy, viewBreaker } from './state/breaker.js';
 import type { Store } from './state/store.js';
 import { createAdminHandler } from './admin/routes.js';
 import { openAdminSocket, type AdminSocket } from './admin/socket.js';
@@ -124,27 +126,37 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
     if (aside !== null) log.warn('state file moved aside; starting with empty state', { file: stateFile, movedTo: aside });
   }
   if (settings.state.driver === 'redis' && options.resetState === true) {
-    throw new Error('--reset-state moves an unreadable state file aside; it does nothing for state.driver redis (the state is in Redis)');
+    const aside = await moveJournalAside(settings.state.journal, clock.now());
+    if (aside !== null) log.warn('state journal moved aside; starting from what Redis holds', { file: settings.state.journal, movedTo: aside });
   }
-  // Redis: unhealthy while the connection is lost; admit and authenticate then fail closed (503).
+  // Read at scrape time: the store is opened just below.
+  let storeRef: Store | null = null;
+  const metrics = createMetrics({
+    defaults: options.defaultMetrics ?? true,
+    *agents() {
+      if (storeRef === null) return;
+      const now = clock.now();
+      for (const [id, agent] of policy.agents) {
+        const view = viewBreaker(storeRef.breaker(id), policy.roles.get(agent.role)?.breaker ?? null, now);
+        yield { agent: id, breaker: view.state === 'open' ? 2 : view.state === 'half_open' ? 1 : 0, killed: storeRef.killRecord(id) !== undefined };
+      }
+    },
+    state: () => storeRef?.status() ?? { healthy: false, unshared: 0 },
+  });
+  // Redis: unhealthy while the connection is lost, a command or probe misses `state.timeout`, or
+  // Redis lost its data; admit and authenticate then fail closed (503).
   const store: Store = await openStore(settings.state, clock, {
     onHealth: (healthy, why) => (healthy ? log.info('state store available', { driver: 'redis', why }) : log.error('state store unavailable; refusing requests', { driver: 'redis', why })),
+    onOutage: (cause) => metrics.stateOutage(cause),
+    onReseed: (kind) => metrics.stateReseeded(kind),
+    onNotice: (level, message, fields) => log[level](message, { driver: 'redis', ...fields }),
     // A kill or revoke made on another instance also cuts this instance's calls in flight.
     onRemoteStop: (agent, reason) => {
       const aborted = abortAgent(agent, reason);
       if (aborted > 0) log.warn('calls in flight aborted by a kill or revoke from another instance', { agent, aborted });
     },
   });
-  const metrics = createMetrics({
-    defaults: options.defaultMetrics ?? true,
-    *agents() {
-      const now = clock.now();
-      for (const [id, agent] of policy.agents) {
-        const view = viewBreaker(store.breaker(id), policy.roles.get(agent.role)?.breaker ?? null, now);
-        yield { agent: id, breaker: view.state === 'open' ? 2 : view.state === 'half_open' ? 1 : 0, killed: store.killRecord(id) !== undefined };
-      }
-    },
-  });
+  storeRef = store;
 
   // Admitted requests and WebSockets by agent, so a kill can abort them.
   const inFlight = new Map<string, Set<(reason: GatewayError) => void>>();
@@ -176,8 +188,9 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
   }
   function onViolation(ctx: RequestContext): void {
     const principal = ctx.principal;
-    const breaker = principal === null ? null : (ctx.policy.roles.get(principal.role)?.breaker ?? null);
-    if (principal === null || breaker === null) return;
+    if (principal === null) return;
+    // A role without a breaker is still counted (never tripped), so `agents` shows its violations.
+    const breaker = countingPolicy(ctx.policy.roles.get(principal.role)?.breaker ?? null);
     const agent = principal.agent;
     store.recordViolation(agent, breaker).then(
       async (outcome) => {
@@ -230,16 +243,17 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
     },
     onError: (error) => log.error('token broker failed', { error }),
   });
-  const forward: ForwardStage = createForward({ metrics });
+  const forward: ForwardStage = createForward({ metrics, maxBodyBytes: settings.limits.maxBodyBytes, bodyIdleMs: settings.limits.bodyIdleTimeoutMs });
   const pipeline: Pipeline = createPipeline({
     stages: [
       createNormalize({ maxBodyBytes: settings.limits.maxBodyBytes }),
       createAuthenticate({ verifier, store }),
       createAdmit({ store, clock }),
-      createAuthorize({ maxBodyBytes: settings.limits.maxBodyBytes, store, clock, metrics, trustedProxies: settings.trustedProxies }),
+      createAuthorize({ maxBodyBytes: settings.limits.maxBodyBytes, bodyIdleMs: settings.limits.bodyIdleTimeoutMs, store, clock, metrics, trustedProxies: settings.trustedProxies }),
       forward,
     ],
-    filters: [createMaskFilter({ maxBytes: settings.limits.maxMaskedBodyBytes })],
+    filters: [createMcpFilter({ maxBytes: settings.limits.maxMaskedBodyBytes }), createMaskFilter({ maxBytes: settings.limits.maxMaskedBodyBytes })],
+    publicUrl: settings.issuer.url,
     metrics,
     audit,
     log,
@@ -279,13 +293,23 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
   const agentServer: Server = createServer({
     maxHeaderSize: settings.limits.maxHeaderBytes,
     keepAliveTimeout: 5_000,
-    headersTimeout: 15_000,
-    // Uploads and downloads stream for as long as they need; idle sockets are bounded below.
-    requestTimeout: 0,
+    // A request head, and a whole request, must arrive in time (answered 408 below); once the
+    // request is in, the response streams for as long as it needs. Checked every second (node's
+    // default of 30 s would let a slow client hold a socket well past its deadline).
+    headersTimeout: settings.limits.headersTimeoutMs,
+    requestTimeout: settings.limits.requestTimeoutMs,
+    connectionsCheckingInterval: Math.min(1000, settings.limits.headersTimeoutMs),
     joinDuplicateHeaders: false,
   });
+  // The response in progress on each connection: a parser error in the middle of a request body
+  // must not write a second answer into a response already under way.
+  const serving = new WeakMap<Socket, ServerResponse>();
   // The broker's paths (/oauth/*, /.well-known/*) can never be a backend, so they go first.
   agentServer.on('request', (req, res) => {
+    serving.set(req.socket, res);
+    res.once('close', () => {
+      if (serving.get(req.socket) === res) serving.delete(req.socket);
+    });
     if (broker.owns(req.url ?? '')) broker.handle(req, res);
     else pipeline.handle(req, res);
   });
@@ -297,17 +321,27 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
       socket.destroy();
       return;
     }
+    if (serving.get(socket)?.headersSent === true) {
+      socket.destroy();
+      return;
+    }
     const ctx = pipeline.context(
       { method: '-', url: '', headers: {}, rawHeaders: [], remoteAddress: socket.remoteAddress ?? '', remotePort: socket.remotePort ?? 0, encrypted: false, body: null },
       AbortSignal.abort(),
     );
-    const tooLarge = error.code === 'HPE_HEADER_OVERFLOW';
-    const refusal = new GatewayError('target_invalid', tooLarge ? 'request headers too large' : 'the request could not be parsed as HTTP/1.1', {
-      reasonDetail: String(error.code ?? error.message),
-    });
-    const problem = renderReason('target_invalid', refusal.detail, ctx.requestId);
-    const status = tooLarge ? 431 : 400;
-    let head = `HTTP/1.1 ${status} ${tooLarge ? 'Request Header Fields Too Large' : 'Bad Request'}\r\n`;
+    const code = String(error.code ?? '');
+    // Node's headersTimeout and requestTimeout both arrive as ERR_HTTP_REQUEST_TIMEOUT.
+    const reason: ReasonCode = code === 'HPE_HEADER_OVERFLOW' ? 'headers_too_large' : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'request_timeout' : 'target_invalid';
+    const detail =
+      reason === 'headers_too_large'
+        ? `the request headers exceed ${settings.limits.maxHeaderBytes} bytes`
+        : reason === 'request_timeout'
+          ? 'the request was not received in time'
+          : 'the request could not be parsed as HTTP/1.1';
+    const refusal = new GatewayError(reason, detail, { reasonDetail: code === '' ? error.message : code });
+    const problem = renderReason(reason, refusal.detail, ctx.requestId);
+    const status = refusal.status;
+    let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Bad Request'}\r\n`;
     for (const [name, value] of Object.entries(problem.headers)) head += `${name}: ${value}\r\n`;
     socket.end(`${head}connection: close\r\n\r\n${problem.body}`);
     pipeline.finish(ctx, refusal, status);
@@ -331,12 +365,19 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
       res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
     } else if (path === '/readyz') {
       // Policies are loaded before the listeners open; state and keys can go missing later.
-      const stateOk = store.isHealthy();
+      const state = store.status();
       const keyCount = keys.publicJwks().keys.length;
-      const ready = stateOk && keyCount > 0;
-      res
-        .writeHead(ready ? 200 : 503, { 'content-type': 'application/json' })
-        .end(JSON.stringify({ status: ready ? 'ready' : 'not_ready', policyVersion: policy.version, state: stateOk ? 'ok' : 'unavailable', keys: keyCount }));
+      const ready = state.healthy && keyCount > 0;
+      res.writeHead(ready ? 200 : 503, { 'content-type': 'application/json' }).end(
+        JSON.stringify({
+          status: ready ? 'ready' : 'not_ready',
+          policyVersion: policy.version,
+          state: state.healthy ? 'ok' : 'unavailable',
+          ...(state.healthy ? {} : { stateDetail: state.detail }),
+          unsharedChanges: state.unshared,
+          keys: keyCount,
+        }),
+      );
     } else {
       res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not found"}');
     }

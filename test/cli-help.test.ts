@@ -91,7 +91,7 @@ t.test('check warns when issuer.url names a loopback address the gateway does no
   };
   const mismatch = capture();
   t.equal(await main(['check', '--config', await write('mismatch', 'issuer: { url: "http://127.0.0.1:8080" }')], mismatch.out), 0, 'still valid');
-  t.match(mismatch.stderr, [/^agentgate: warning: issuer\.url http:\/\/127\.0\.0\.1:8080 does not match listen 127\.0\.0\.1:9000/]);
+  t.match(mismatch.stderr, [/^warning: issuer\.url http:\/\/127\.0\.0\.1:8080 does not match listen 127\.0\.0\.1:9000/]);
   t.match(mismatch.stdout, [/: ok \(/]);
   const json = capture();
   t.equal(await main(['check', '--json', '--config', await write('mismatch-json', 'issuer: { url: "http://localhost:8080" }')], json.out), 0);

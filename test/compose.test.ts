@@ -88,7 +88,7 @@ t.test('gateway: real CLI verb, container config and policies valid, ports and R
   t.equal(settings.metrics.host, '0.0.0.0');
   t.ok(settings.admin.socket.startsWith(`${root}/app/run/`), 'the admin socket lives in the persistent run volume');
   t.equal(settings.state.driver, 'redis', 'state shared through the Redis service');
-  if (settings.state.driver === 'redis') t.equal(new URL(settings.state.url).hostname, 'redis');
+  if (settings.state.driver === 'redis') t.equal(new URL(settings.state.url ?? '').hostname, 'redis');
   t.ok(Array.isArray(gateway.depends_on) ? gateway.depends_on.includes('redis') : gateway.depends_on?.redis !== undefined, 'waits for Redis');
   for (const backend of policy.backends.values()) {
     t.equal(backend.upstream.hostname, 'backends', `${backend.name} is reached on the backends service`);

@@ -37,7 +37,7 @@ function designSettings(dir: string, urlFrom: Settings['issuer']['urlFrom'] = 'l
     trust: [],
     state: { driver: 'memory', file: join(dir, 'run/state.json') },
     audit: { file: join(dir, 'run/audit.jsonl') },
-    limits: { maxBodyBytes: 1_048_576, upstreamTimeoutMs: 30_000, maxHeaderBytes: 16_384, maxMaskedBodyBytes: 8_388_608 },
+    limits: { maxBodyBytes: 1_048_576, upstreamTimeoutMs: 30_000, maxHeaderBytes: 16_384, maxMaskedBodyBytes: 8_388_608, bodyIdleTimeoutMs: 10_000, requestTimeoutMs: 300_000, headersTimeoutMs: 15_000 },
     trustedProxies: null,
     log: { level: 'info' },
   };
@@ -106,7 +106,7 @@ t.test('environment overrides', async (t) => {
     { name: 'admin socket, relative to cwd', env: { AGENTGATE_ADMIN_SOCKET: 'gw.sock' }, expect: { admin: { socket: join(cwd, 'gw.sock') } } },
     { name: 'admin socket, absolute', env: { AGENTGATE_ADMIN_SOCKET: '/tmp/x.sock' }, expect: { admin: { socket: '/tmp/x.sock' } } },
     { name: 'state file', env: { AGENTGATE_STATE_FILE: 'state.json' }, expect: { state: { driver: 'memory', file: join(cwd, 'state.json') } } },
-    { name: 'redis url switches the driver', env: { AGENTGATE_REDIS_URL: 'redis://127.0.0.1:6379/2', AGENTGATE_STATE_FILE: 'ignored.json' }, expect: { state: { driver: 'redis', url: 'redis://127.0.0.1:6379/2' } } },
+    { name: 'redis url switches the driver', env: { AGENTGATE_REDIS_URL: 'redis://127.0.0.1:6379/2', AGENTGATE_STATE_FILE: 'ignored.json' }, expect: { state: { driver: 'redis', url: 'redis://127.0.0.1:6379/2', timeoutMs: 250, journal: join(dir, 'run/state-journal.json'), reseed: 'auto', tls: null, sentinel: null } } },
     { name: 'empty variables count as unset', env: { AGENTGATE_LISTEN_PORT: '', AGENTGATE_REDIS_URL: '', AGENTGATE_ADMIN_SOCKET: '', AGENTGATE_ISSUER_URL: '' }, expect: designSettings(dir, 'config') },
     { name: 'log level', env: { AGENTGATE_LOG_LEVEL: 'warn' }, expect: { log: { level: 'warn' } } },
     { name: 'issuer url', env: { AGENTGATE_ISSUER_URL: 'https://gw.example.com' }, expect: { issuer: { ...designSettings(dir).issuer, url: 'https://gw.example.com', urlFrom: 'env' } } },
@@ -181,6 +181,19 @@ const broken: ReadonlyArray<{ name: string; file: string; env?: NodeJS.ProcessEn
     ],
   },
   {
+    name: 'request timeouts (issue 10): units, bounds, and a request at least as long as its head',
+    file: y('limits:', '  bodyIdleTimeout: 10', '  headersTimeout: 20s', '  requestTimeout: 5s'),
+    expect: [
+      '{dir}/agentgate.yaml:2  limits.bodyIdleTimeout: "10" has no unit (use e.g. 10s)',
+      '{dir}/agentgate.yaml:4  limits.requestTimeout: must be at least limits.headersTimeout (20s): the head is part of the request',
+    ],
+  },
+  {
+    name: 'a body idle timeout out of bounds',
+    file: y('limits: { bodyIdleTimeout: 1h }'),
+    expect: ['{dir}/agentgate.yaml:1  limits.bodyIdleTimeout: must be at most 10m'],
+  },
+  {
     name: 'redis without a url',
     file: y('state:', '  driver: redis'),
     expect: ['{dir}/agentgate.yaml:1  state.url: is required'],
@@ -189,7 +202,7 @@ const broken: ReadonlyArray<{ name: string; file: string; env?: NodeJS.ProcessEn
     name: 'keys of the other driver',
     file: y('state: { driver: redis, url: "http://cache:6379", file: ./s.json }'),
     expect: [
-      '{dir}/agentgate.yaml:1  state.file: is not used by driver redis (redis takes url)',
+      '{dir}/agentgate.yaml:1  state.file: is not used by driver redis (redis takes url, or sentinels and masterName)',
       '{dir}/agentgate.yaml:1  state.url: "http://cache:6379" is not a redis:// or rediss:// URL',
     ],
   },
@@ -202,7 +215,7 @@ const broken: ReadonlyArray<{ name: string; file: string; env?: NodeJS.ProcessEn
     name: 'sections of the wrong kind',
     file: y('state: memory', 'trust: {}', 'listen: [127.0.0.1, 8080]'),
     expect: [
-      '{dir}/agentgate.yaml:1  state: expected a map with keys driver, file, url, got "memory"',
+      '{dir}/agentgate.yaml:1  state: expected a map with keys driver, file, url, timeout, journal, reseed, tls, sentinels, masterName, got "memory"',
       '{dir}/agentgate.yaml:2  trust: expected a list, got a map',
       '{dir}/agentgate.yaml:3  listen: expected a map with keys host, port, got a list',
     ],
@@ -237,7 +250,7 @@ t.test('values with units and optional keys', async (t) => {
       'state:',
       '  driver: memory',
       '  file:',
-      'limits: { maxBodyBytes: 200MiB, upstreamTimeout: 1500ms, maxHeaderBytes: 32KiB }',
+      'limits: { maxBodyBytes: 200MiB, upstreamTimeout: 1500ms, maxHeaderBytes: 32KiB, bodyIdleTimeout: 2s, headersTimeout: 5s, requestTimeout: 1m }',
       'policies: /srv/policies',
     ),
   });
@@ -249,7 +262,7 @@ t.test('values with units and optional keys', async (t) => {
     { issuer: 'https://other.example', jwksUri: 'http://127.0.0.1:9/jwks', audience: null },
   ]);
   t.same(settings.state, { driver: 'memory', file: null }, 'an empty file: keeps state in memory only');
-  t.same(settings.limits, { maxBodyBytes: 209_715_200, upstreamTimeoutMs: 1500, maxHeaderBytes: 32_768, maxMaskedBodyBytes: 8_388_608 });
+  t.same(settings.limits, { maxBodyBytes: 209_715_200, upstreamTimeoutMs: 1500, maxHeaderBytes: 32_768, maxMaskedBodyBytes: 8_388_608, bodyIdleTimeoutMs: 2000, headersTimeoutMs: 5000, requestTimeoutMs: 60_000 });
   t.equal(settings.policies, '/srv/policies', 'absolute paths stay');
 });
 

@@ -5,7 +5,7 @@ import type { Clock } from '../clock.js';
 import { ConfigError } from '../errors.js';
 import type { PolicySnapshot } from '../policy/types.js';
 import { viewBreaker } from '../state/breaker.js';
-import type { ApprovalRecord, KillRecord, Store } from '../state/store.js';
+import { StateUnavailableError, type ApprovalRecord, type KillRecord, type Sharing, type Store } from '../state/store.js';
 import type { AuditLog } from '../telemetry/audit-log.js';
 import { peerCredentials, type PeerCredentials } from './peer.js';
 
@@ -124,14 +124,15 @@ export function createAdminHandler(deps: AdminDeps) {
     return reason.trim();
   }
 
-  async function kill(peer: Peer, id: string, reason: string, by: string): Promise<{ agent: string; aborted: number }> {
+  async function kill(peer: Peer, id: string, reason: string, by: string): Promise<{ agent: string; aborted: number } & SharingView> {
     const record: KillRecord = { agent: id, reason, at: clock.now(), by };
-    // Durable first: the next request is refused, and a restart keeps the kill.
-    await store.kill(record);
+    // Durable first: the next request is refused, and a restart keeps the kill. With Redis away
+    // it is in force here and in the journal only, and the answer says so.
+    const sharing = await store.kill(record);
     deps.onAgentChange(id);
     const aborted = deps.abortAgent(id, reason);
-    audit(peer, 'kill', id, { detail: reason, by, aborted });
-    return { agent: id, aborted };
+    audit(peer, 'kill', id, { detail: reason, by, aborted, shared: sharing === 'shared' });
+    return { agent: id, aborted, ...sharingView(sharing) };
   }
 
   async function revive(peer: Peer, id: string, by: string): Promise<{ agent: string; revived: boolean }> {
@@ -161,7 +162,8 @@ export function createAdminHandler(deps: AdminDeps) {
       const policy = deps.policy();
       let open = 0;
       for (const id of policy.agents.keys()) if (agentView(id)?.breaker === 'open') open++;
-      return [200, { ...deps.status(), agents: policy.agents.size, killed: store.kills().length, breakersOpen: open, stateDriver: store.driver, stateHealthy: store.isHealthy() }];
+      const state = store.status();
+      return [200, { ...deps.status(), agents: policy.agents.size, killed: store.kills().length, breakersOpen: open, stateDriver: store.driver, stateHealthy: state.healthy, stateDetail: state.detail, unsharedChanges: state.unshared }];
     }
     if (path === '/agents') {
       allow(method, 'GET');
@@ -254,7 +256,8 @@ export function createAdminHandler(deps: AdminDeps) {
       const by = operator(body);
       const results = [];
       for (const id of deps.policy().agents.keys()) results.push(await kill(peer, id, reason, by));
-      return [200, { killed: results.length, aborted: results.reduce((n, r) => n + r.aborted, 0) }];
+      const local = results.some((r) => !r.shared);
+      return [200, { killed: results.length, aborted: results.reduce((n, r) => n + r.aborted, 0), ...sharingView(local ? 'local' : 'shared') }];
     }
     if (path === '/revive') {
       allow(method, 'POST');
@@ -270,18 +273,24 @@ export function createAdminHandler(deps: AdminDeps) {
       if (typeof body.jti === 'string' && body.jti !== '') {
         // Unknown expiry: keep the revocation for the longest a token can live (24 h).
         const exp = typeof body.exp === 'number' ? body.exp : Math.floor(clock.now() / 1000) + 86_400;
-        await store.revoke(body.jti, exp);
-        audit(peer, 'revoke', null, { jti: body.jti, by });
-        return [200, { revoked: 'jti', jti: body.jti }];
+        const sharing = await store.revoke(body.jti, exp);
+        audit(peer, 'revoke', null, { jti: body.jti, by, shared: sharing === 'shared' });
+        return [200, { revoked: 'jti', jti: body.jti, ...sharingView(sharing) }];
       }
       if (typeof body.agent === 'string' && body.agent !== '') {
         requireAgent(body.agent);
-        await store.revokeAgent(body.agent, Math.floor(clock.now() / 1000));
+        const sharing = await store.revokeAgent(body.agent, Math.floor(clock.now() / 1000));
         const aborted = deps.abortAgent(body.agent, 'tokens revoked');
-        audit(peer, 'revoke', body.agent, { scope: 'all tokens', by, aborted });
-        return [200, { revoked: 'agent', agent: body.agent, aborted }];
+        audit(peer, 'revoke', body.agent, { scope: 'all tokens', by, aborted, shared: sharing === 'shared' });
+        return [200, { revoked: 'agent', agent: body.agent, aborted, ...sharingView(sharing) }];
       }
       throw new AdminError(400, 'invalid_request', 'send {"jti": "..."} or {"agent": "..."}');
+    }
+    if (path === '/state/reseed') {
+      allow(method, 'POST');
+      const outcome = await store.reseed();
+      audit(peer, 'state.reseed', null, { by: operator(body), ...outcome });
+      return [200, outcome];
     }
     if (path === '/policies/reload') {
       allow(method, 'POST');
@@ -320,6 +329,15 @@ export function createAdminHandler(deps: AdminDeps) {
         send(res, error.status, 'application/problem+json', { type: `urn:agentgate:problem:${error.code}`, title: error.code.replaceAll('_', ' '), status: error.status, detail: error.detail, ...error.extra });
         return;
       }
+      if (error instanceof StateUnavailableError) {
+        // Not a bug: the shared state cannot take the change now. Say so, and what to do.
+        if (req.method === 'POST') {
+          audit(peer, 'refused', null, { path: (req.url ?? '/').split('?')[0], decision: 'deny', reason: 'state_unavailable', detail: error.message });
+          await settled(peer, PEER_WAIT_MS);
+        }
+        send(res, 503, 'application/problem+json', { type: 'urn:agentgate:problem:state_unavailable', title: 'state unavailable', status: 503, detail: error.message });
+        return;
+      }
       send(res, 500, 'application/problem+json', { type: 'urn:agentgate:problem:internal', title: 'internal', status: 500, detail: 'the admin call failed; see the gateway log' });
       throw error;
     }
@@ -331,6 +349,22 @@ export function createAdminHandler(deps: AdminDeps) {
     async settle(): Promise<void> {
       while (pending.size > 0) await Promise.all([...pending]);
     },
+  };
+}
+
+/** What a kill or revocation answer says about where it is in force. */
+interface SharingView {
+  readonly shared: boolean;
+  readonly sharing: 'shared' | 'applied here, not yet shared';
+  readonly note?: string;
+}
+
+function sharingView(sharing: Sharing): SharingView {
+  if (sharing === 'shared') return { shared: true, sharing: 'shared' };
+  return {
+    shared: false,
+    sharing: 'applied here, not yet shared',
+    note: 'Redis is unreachable: this instance refuses at once and keeps the change in its journal; the other instances fail closed meanwhile and learn of it when Redis answers and it is pushed',
   };
 }
 

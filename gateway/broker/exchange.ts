@@ -78,7 +78,7 @@ export async function tokenExchange(params: FormParams, client: AuthenticatedCli
 
   const remaining = subject.exp - Math.floor(deps.clock.now() / 1000);
   if (remaining < 1) throw new BrokerError('invalid_grant', 'the subject token has expired', { reasonDetail: 'subject_expired' });
-  const plan = planAgentToken(policy, agent.id, { scopes, ttlSeconds: Math.min(remaining, role.token.ttlSeconds) });
+  const plan = planAgentToken(policy, agent.id, { scopes, ttlSeconds: Math.min(remaining, role.token.ttlSeconds) }, deps.clock.now());
   const answer = await issue({ ...plan, subject: subject.user, act: chain }, 'token_exchange', deps, note, policy);
   return { ...answer, issued_token_type: TOKEN_TYPE.accessToken };
 }

@@ -54,9 +54,14 @@ export interface TokenRequest {
   readonly ttlSeconds?: number;
 }
 
-export function planAgentToken(policy: PolicySnapshot, agentId: string, request: TokenRequest = {}): TokenPlan {
+/** `nowMs`: the issuing moment; an expired agent gets nothing and no token outlives the agent. */
+export function planAgentToken(policy: PolicySnapshot, agentId: string, request: TokenRequest = {}, nowMs: number = Date.now()): TokenPlan {
   const agent = policy.agents.get(agentId);
   if (agent === undefined) throw new BrokerError('invalid_client', `unknown agent "${agentId}"`);
+  const untilExpiry = agent.expiresAt === null ? Infinity : Math.floor((agent.expiresAt - nowMs) / 1000);
+  if (untilExpiry < 1) {
+    throw new BrokerError('unauthorized_client', `agent "${agentId}" expired at ${new Date(agent.expiresAt ?? 0).toISOString()}; its owner must renew it in the policy`, { reasonDetail: 'agent_expired' });
+  }
   const role = policy.roles.get(agent.role);
   if (role === undefined) throw new BrokerError('invalid_client', `agent "${agentId}" is bound to role "${agent.role}", which is not defined`);
 
@@ -75,7 +80,7 @@ export function planAgentToken(policy: PolicySnapshot, agentId: string, request:
   if (requested !== undefined && (typeof requested !== 'number' || !Number.isFinite(requested) || requested < 1)) {
     throw new BrokerError('invalid_request', `the requested lifetime must be at least 1 second, got ${String(requested)}`);
   }
-  const ttlSeconds = Math.max(1, Math.floor(Math.min(requested ?? role.token.ttlSeconds, role.token.ttlSeconds)));
+  const ttlSeconds = Math.max(1, Math.floor(Math.min(requested ?? role.token.ttlSeconds, role.token.ttlSeconds, untilExpiry)));
   return { agent: agent.id, role: role.name, scopes, audience, ttlSeconds, subject: agent.id, act: null, sid: randomUUID() };
 }
 

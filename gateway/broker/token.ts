@@ -54,7 +54,7 @@ export async function issue(plan: TokenPlan, grantType: string, deps: IssueDeps,
 
 export async function clientCredentials(params: FormParams, client: AuthenticatedClient, deps: IssueDeps, note: BrokerNote, policy: PolicySnapshot): Promise<Record<string, unknown>> {
   const scopes = parseScope(params.get('scope'));
-  const plan = planAgentToken(policy, client.agent.id, scopes === undefined ? {} : { scopes });
+  const plan = planAgentToken(policy, client.agent.id, scopes === undefined ? {} : { scopes }, deps.clock.now());
   note.role = plan.role;
   return issue(plan, 'client_credentials', deps, note, policy);
 }

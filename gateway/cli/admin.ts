@@ -1,4 +1,4 @@
-// The operator verbs: status, agents, kill, revive, revoke, reload, approvals, approve, deny. Each
+// The operator verbs: status, agents, kill, revive, revoke, reload, approvals, approve, deny, state. Each
 // is one call to the running gateway's admin socket (HTTP over a Unix socket, peer-checked), printed
 // as a table or line, or as the JSON body with --json.
 import { adminCall } from '../admin/client.js';
@@ -51,6 +51,12 @@ export const adminVerbs: readonly Verb[] = [
   operator('approvals', [['approvals [ID]', 'calls waiting for (or given) a person\'s approval']]),
   operator('approve', [['approve ID [--reason R]', 'approve one call; the agent repeats it with X-AgentGate-Approval: ID']], [['--reason R', 'recorded with the decision']]),
   operator('deny', [['deny ID --reason R', 'deny one call']], [['--reason R', 'why (required; recorded with the decision)']]),
+  operator(
+    'state',
+    [['state reseed', 'write this instance\'s snapshot back into a Redis that lost its data (state.reseed: manual)']],
+    undefined,
+    'Redis driver only. A Redis that lost its data (generation marker missing or older) is an outage: every instance refuses with 503 until it is reseeded. With state.reseed: auto that happens at once; with manual, run this on any instance. Kills, revocations and open breakers are written back by union (nothing in Redis is overwritten); the other instances merge their own snapshots.',
+  ),
 ];
 
 async function adminVerb(command: string, args: readonly string[], out: Out): Promise<number> {
@@ -103,6 +109,10 @@ async function adminVerb(command: string, args: readonly string[], out: Out): Pr
       if (values.reason === undefined || values.reason.trim() === '') throw new CliError('deny needs --reason R (it is recorded with the decision)', 2);
       call = ['POST', `/approvals/${encodeURIComponent(agent)}/deny`, { operator, reason: values.reason }];
       break;
+    case 'state':
+      if (agent !== 'reseed') throw new CliError('state needs a subcommand: state reseed', 2);
+      call = ['POST', '/state/reseed', { operator }];
+      break;
     default:
       call = ['POST', '/policies/reload', { operator }];
   }
@@ -122,13 +132,20 @@ function humanize(command: string, body: Record<string, unknown>): string {
   if (command === 'agents' && Array.isArray(body.agents)) return table(body.agents as Array<Record<string, unknown>>);
   if (command === 'agents') return table([body]);
   if (command === 'status') return Object.entries(body).map(([k, v]) => `${k.padEnd(15)} ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`).join('\n');
-  if (command === 'kill') return body.agent === undefined ? `killed ${String(body.killed)} agents (${String(body.aborted)} in-flight calls aborted)` : `killed ${String(body.agent)} (${String(body.aborted)} in-flight calls aborted)`;
+  if (command === 'kill') return (body.agent === undefined ? `killed ${String(body.killed)} agents (${String(body.aborted)} in-flight calls aborted)` : `killed ${String(body.agent)} (${String(body.aborted)} in-flight calls aborted)`) + sharingLine(body);
   if (command === 'revive') return body.agent === undefined ? `revived ${String(body.revived)} agents` : body.revived === true ? `revived ${String(body.agent)}` : `${String(body.agent)} was neither killed nor suspended`;
   if (command === 'approvals' && Array.isArray(body.approvals)) return approvalTable(body.approvals as Array<Record<string, unknown>>);
   if (command === 'approvals') return approvalTable([body]);
   if (command === 'approve' || command === 'deny') return `${String(body.status)} ${String(body.id)}: ${String(body.agent)} ${String(body.method)} ${String(body.path)} (until ${String(body.expiresAt)})`;
-  if (command === 'revoke') return body.revoked === 'jti' ? `revoked token ${String(body.jti)}` : `revoked every token of ${String(body.agent)} issued until now`;
+  if (command === 'revoke') return (body.revoked === 'jti' ? `revoked token ${String(body.jti)}` : `revoked every token of ${String(body.agent)} issued until now`) + sharingLine(body);
+  if (command === 'state') return body.reseeded === true ? `Redis reseeded: ${String(body.kills)} kills, ${String(body.revocations)} revocations, ${String(body.breakers)} open breakers written back (union)` : `not reseeded: ${String(body.detail)}`;
   return `policies reloaded (version ${String(body.version)}, ${Array.isArray(body.files) ? body.files.length : 0} files)`;
+}
+
+/** A kill or revocation Redis could not take: say plainly that only this instance has it yet. */
+function sharingLine(body: Record<string, unknown>): string {
+  if (body.shared !== false) return '';
+  return `\nAPPLIED HERE, NOT YET SHARED: ${typeof body.note === 'string' ? body.note : 'Redis is unreachable; it is pushed when Redis answers'}`;
 }
 
 function approvalTable(rows: ReadonlyArray<Record<string, unknown>>): string {

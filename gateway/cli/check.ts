@@ -22,7 +22,7 @@ export const checkVerbs: readonly Verb[] = [
     section: 'gateway',
     usage: [['check', 'validate agentgate.yaml and policies, then exit (0 valid, 1 invalid)']],
     takes: ['json'],
-    notes: 'Every problem is listed with file:line, in one run. Warnings (the configuration still loads, exit 0) go to stderr: an issuer.url naming a loopback address the gateway does not listen on.',
+    notes: 'Every problem is listed with file:line, in one run. Warnings (the configuration still loads, exit 0) go to stderr: roles without a breaker (breaker: off), expired agents, and an issuer.url naming a loopback address the gateway does not listen on.',
     run: check,
   },
   {
@@ -47,10 +47,14 @@ async function check(args: readonly string[], out: Out): Promise<number> {
     roles: policy.roles.size,
     agents: policy.agents.size,
   };
-  const warnings = settingsWarnings(settings);
+  // Valid but weaker or likely wrong (a role with its breaker off, an expired agent, an issuer on
+  // a loopback port nobody listens on): said, not refused.
+  const warnings = [...settingsWarnings(settings), ...(policy.warnings ?? [])];
   if (values.json) out.stdout(JSON.stringify({ valid: true, ...summary, warnings }));
-  else for (const warning of warnings) out.stderr(`agentgate: warning: ${warning}`);
-  if (!values.json) out.stdout(`${settings.configFile}: ok (${summary.backends} backends, ${summary.roles} roles, ${summary.agents} agents from ${summary.policies.length} policy files)`);
+  else {
+    for (const warning of warnings) out.stderr(`warning: ${warning}`);
+    out.stdout(`${settings.configFile}: ok (${summary.backends} backends, ${summary.roles} roles, ${summary.agents} agents from ${summary.policies.length} policy files${warnings.length > 0 ? `, ${warnings.length} warning${warnings.length === 1 ? '' : 's'}` : ''})`);
+  }
   return 0;
 }
 

@@ -34,7 +34,8 @@ export interface LoadedFile {
   readonly parsed: boolean;
 }
 
-export const POLICY_SECTIONS = ['backends', 'roles', 'agents', 'users'] as const;
+/** Top-level keys of a policy file. `defaults` maps its keys (breaker, rateLimit, token) like a section maps names. */
+export const POLICY_SECTIONS = ['defaults', 'backends', 'roles', 'agents', 'users'] as const;
 export type PolicySection = (typeof POLICY_SECTIONS)[number];
 
 /** A policy folder's files merged: each section maps a name to its entry, wherever it was written. */
@@ -176,7 +177,7 @@ export async function loadPolicyFiles(dir: string, problems: string[]): Promise<
  * places is reported at the second, naming the first; the first definition is kept.
  */
 export function mergePolicyFiles(files: readonly LoadedFile[], problems: string[]): RawPolicy {
-  const sections: Record<PolicySection, Map<string, RawEntry>> = { backends: new Map(), roles: new Map(), agents: new Map(), users: new Map() };
+  const sections: Record<PolicySection, Map<string, RawEntry>> = { defaults: new Map(), backends: new Map(), roles: new Map(), agents: new Map(), users: new Map() };
   for (const f of files) {
     const root = f.root;
     if (root === null) continue;

@@ -33,6 +33,11 @@ export interface Route {
   /** Full scope id, `backend:name`. */
   readonly scope: string;
   readonly body: BodyConstraint | null;
+  /**
+   * The route takes a request body even with GET, HEAD, DELETE, OPTIONS or TRACE (`body: true`,
+   * or a body it checks). Without it such a request with a body is refused (body_unexpected).
+   */
+  readonly acceptsBody: boolean;
   /** Set when the route's body is SQL that roles with a `query` constraint must have checked. */
   readonly query: QueryRoute | null;
   /** Set when each call needs a human's approval (from the route or its scope). */
@@ -67,8 +72,35 @@ export interface Scope {
   readonly routes: readonly Route[];
 }
 
+/**
+ * An RFC 6570 level-1 URI template of an MCP resource grant (`tickets://{id}`): literal text and
+ * `{name}` variables, each matching one or more characters other than `/`, `?` and `#`.
+ */
+export interface UriTemplate {
+  /** The template as written in policy (list filtering keeps resource templates equal to it). */
+  readonly text: string;
+  readonly pattern: RegExp;
+}
+
+/**
+ * What an MCP backend (`kind: mcp`) publishes, compiled at load. Every tool is a Route (method
+ * POST, template `tools/call NAME`) so the REST constraints apply to its `params.arguments`.
+ */
+export interface McpBackend {
+  /** The Streamable HTTP endpoint, at the gateway (`/{backend}{path}`) and at the upstream. */
+  readonly path: string;
+  /** Tool name -> one Route per scope that lists it. */
+  readonly tools: ReadonlyMap<string, readonly Route[]>;
+  /** Prompt name -> the scopes that list it. */
+  readonly prompts: ReadonlyMap<string, readonly string[]>;
+  readonly resources: ReadonlyArray<{ readonly template: UriTemplate; readonly scope: string }>;
+}
+
 export interface Backend {
   readonly name: string;
+  /** `rest` (routes) or `mcp` (Model Context Protocol over Streamable HTTP; then `mcp` is set). */
+  readonly kind: 'rest' | 'mcp';
+  readonly mcp: McpBackend | null;
   /** Upstream base URL; its path (without trailing slash) prefixes every forwarded path. */
   readonly upstream: URL;
   readonly origin: string;
@@ -108,6 +140,22 @@ export interface BreakerPolicy {
   readonly maxCooldownMs: number;
   /** End the agent's live tokens when the breaker trips. */
   readonly revokeTokens: boolean;
+}
+
+/** One rate: `rps` calls per second sustained, `burst` at once (GCRA; see admission/rate-limit.ts). */
+export interface RateLimitRule {
+  /** Sustained calls per second (may be fractional: 0.5 is one call every 2 s). */
+  readonly rps: number;
+  /** Calls admitted at once after a quiet spell (the bucket's capacity), at least 1. */
+  readonly burst: number;
+}
+
+/** Per-agent rate limit of a role (`rateLimit: { rps, burst, scopes, violation }`). */
+export interface RateLimitPolicy extends RateLimitRule {
+  /** Stricter limits for calls granted by one scope (`backend:scope`), on top of the agent's. */
+  readonly scopes: ReadonlyMap<string, RateLimitRule>;
+  /** true: a `rate_limited` refusal counts as a violation (breaker). Default false. */
+  readonly violation: boolean;
 }
 
 /**
@@ -156,8 +204,10 @@ export interface Role {
   readonly backends: ReadonlySet<string>;
   readonly readOnly: boolean;
   readonly token: TokenPolicy;
-  /** null: the role has no breaker. */
+  /** null: the role has no breaker (`breaker: off`, or no breaker in the role or `defaults`). */
   readonly breaker: BreakerPolicy | null;
+  /** null: calls are not rate limited (`rateLimit: off`, or none in the role or `defaults`). */
+  readonly rateLimit: RateLimitPolicy | null;
   /** Backend name -> fields masked in that backend's JSON responses. */
   readonly mask: ReadonlyMap<string, MaskPlan>;
   /** Checked on routes marked `query`; null: no query constraint. */
@@ -182,6 +232,8 @@ export interface Agent {
   readonly credentials: readonly AgentCredential[];
   /** Narrows the role's network further; null: the role's alone. */
   readonly network: NetworkPolicy | null;
+  /** ms since the epoch from which the agent is refused (`agent_expired`); null: no expiry. */
+  readonly expiresAt: number | null;
 }
 
 /**
@@ -201,6 +253,11 @@ export interface PolicySnapshot {
   readonly agents: ReadonlyMap<string, Agent>;
   /** Absent in snapshots built by hand (tests); empty when the policies have no `users:` section. */
   readonly users?: UserRights;
+  /**
+   * What the policy files do that is valid but weakens a control (a role with its breaker off),
+   * formatted like problems (`file:line  path: message`). `agentgate check` prints them.
+   */
+  readonly warnings?: readonly string[];
 }
 
 /** How long an approval waits and stays usable when a policy names no `ttl`. */

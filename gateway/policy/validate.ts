@@ -3,7 +3,7 @@
 // errors: a typo must never silently switch a constraint off.
 import type { Clock } from '../clock.js';
 import { ConfigError } from '../errors.js';
-import { RouteTableBuilder, buildNetworkSet, compileForwardHeaders, parseCidr, parseMaskPath, parseRoute, type ParsedCidr, type ParsedRoute } from './compile.js';
+import { RouteTableBuilder, buildNetworkSet, compileForwardHeaders, parseCidr, parseMaskPath, parseRoute, parseUriTemplate, type ParsedCidr, type ParsedRoute } from './compile.js';
 import { DEFAULT_FORWARD_HEADERS, normaliseHeaderName, reservedHeader } from '../headers.js';
 import { problemAt, type Position, type RawEntry, type RawNode, type RawPolicy } from './load.js';
 import type {
@@ -19,12 +19,15 @@ import type {
   NetworkSet,
   PolicySnapshot,
   QueryConstraint,
+  RateLimitPolicy,
+  RateLimitRule,
   QueryRoute,
   Role,
   Route,
   Scope,
   SqlDialect,
   TokenPolicy,
+  UriTemplate,
   UserRights,
 } from './types.js';
 import { DEFAULT_APPROVAL_TTL_MS } from './types.js';
@@ -186,7 +189,7 @@ const ROLE_NAME = /^[a-z][a-z0-9_-]{0,63}$/;
 const AGENT_ID = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 /** The token broker answers /oauth/* on the agent port (/.well-known/* cannot be a backend name). */
 const RESERVED_BACKENDS = new Set(['oauth']);
-const ROLE_KEYS = ['description', 'grants', 'readOnly', 'token', 'breaker', 'mask', 'query', 'network', 'enforce', 'approval'];
+const ROLE_KEYS = ['description', 'grants', 'readOnly', 'token', 'breaker', 'rateLimit', 'mask', 'query', 'network', 'enforce', 'approval'];
 const SQL_DIALECTS: readonly SqlDialect[] = ['sqlite', 'postgresql', 'mysql', 'mariadb', 'bigquery', 'transactsql'];
 const MAX_APPROVAL_TTL_MS = 7 * 86_400_000;
 /** Names in `query.tables`: plain SQL identifiers. */
@@ -200,6 +203,25 @@ const DEFAULT_TTL_MS = 15 * 60_000;
 const MAX_DELEGATION_DEPTH = 7;
 const CLAIM_NAME = /^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$/;
 const MAX_TTL_MS = 24 * 3_600_000;
+const DEFAULTS_KEYS = ['breaker', 'rateLimit', 'token'];
+const BREAKER_KEYS = ['violations', 'window', 'cooldown', 'maxCooldown', 'revokeTokens'];
+const TOKEN_KEYS = ['ttl', 'session', 'idleTimeout', 'maxUses', 'rotate', 'maxDelegationDepth'];
+const RATE_LIMIT_KEYS = ['rps', 'burst', 'scopes', 'violation'];
+const MAX_RPS = 1_000_000;
+/** `expires: 2027-03-31` (the agent works through that day, UTC) or an RFC 3339 instant. */
+const DATE_ONLY = /^(\d{4})-(\d{2})-(\d{2})$/;
+const INSTANT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})$/;
+
+/**
+ * The `defaults:` section: a breaker, rate limit and token policy every role inherits. A role
+ * that sets the key overrides it key by key (`breaker: { violations: 3 }` keeps the default
+ * window and cooldown), or switches it off explicitly (`breaker: off`, `rateLimit: off`).
+ */
+interface PolicyDefaults {
+  readonly breaker: { readonly raw: RawEntry; readonly policy: BreakerPolicy } | null;
+  readonly rateLimit: { readonly raw: RawEntry; readonly policy: RateLimitPolicy } | null;
+  readonly token: { readonly raw: RawEntry; readonly policy: TokenPolicy } | null;
+}
 
 export interface ValidateOptions {
   readonly version: number;
@@ -212,6 +234,8 @@ export function validatePolicy(raw: RawPolicy, options: ValidateOptions, earlier
   const c = new Checker();
   c.problems.push(...earlier);
   const sections = raw.sections;
+  const warnings: string[] = [];
+  const defaults = validateDefaults(c, sections.defaults);
   const backends = new Map<string, Backend>();
   for (const [name, entry] of sections.backends) {
     const backend = validateBackend(c, name, entry, options.defaultTimeoutMs);
@@ -219,12 +243,12 @@ export function validatePolicy(raw: RawPolicy, options: ValidateOptions, earlier
   }
   const roles = new Map<string, Role>();
   for (const [name, entry] of sections.roles) {
-    const role = validateRole(c, name, entry, backends, sections.backends, raw.complete);
+    const role = validateRole(c, name, entry, backends, sections.backends, raw.complete, defaults, warnings);
     if (role !== null) roles.set(name, role);
   }
   const agents = new Map<string, Agent>();
   for (const [name, entry] of sections.agents) {
-    const agent = validateAgent(c, name, entry, sections.roles, raw.complete);
+    const agent = validateAgent(c, name, entry, sections.roles, raw.complete, warnings, options.clock.now());
     if (agent !== null) agents.set(name, agent);
   }
   const users = validateUsers(c, sections.users, backends, sections.backends, raw.complete);
@@ -237,7 +261,117 @@ export function validatePolicy(raw: RawPolicy, options: ValidateOptions, earlier
     roles,
     agents,
     users,
+    warnings: Object.freeze(warnings),
   });
+}
+
+function validateDefaults(c: Checker, entries: ReadonlyMap<string, RawEntry>): PolicyDefaults {
+  let breaker: PolicyDefaults['breaker'] = null;
+  let rateLimit: PolicyDefaults['rateLimit'] = null;
+  let token: PolicyDefaults['token'] = null;
+  for (const [key, entry] of entries) {
+    const path = `defaults.${key}`;
+    if (!DEFAULTS_KEYS.includes(key)) {
+      c.add(entry.at, path, unknownKeyMessage(key, DEFAULTS_KEYS));
+      continue;
+    }
+    if (isOff(entry)) {
+      c.add(entry.value.at, path, `"off" belongs on a role; leave ${key} out of defaults for none`);
+      continue;
+    }
+    if (entry.value.kind !== 'map') {
+      c.add(entry.value.at, path, `expected a map, got ${kindOf(entry.value)}`);
+      continue;
+    }
+    if (key === 'breaker') {
+      const policy = validateBreaker(c, entry, path);
+      if (policy !== null) breaker = { raw: entry, policy };
+    } else if (key === 'rateLimit') {
+      if (entry.value.entries.has('scopes')) {
+        c.add(entry.value.entries.get('scopes')?.at ?? entry.at, `${path}.scopes`, 'per-scope limits go on a role (roles.NAME.rateLimit.scopes)');
+        continue;
+      }
+      const policy = validateRateLimit(c, entry, path, new Set());
+      if (policy !== null) rateLimit = { raw: entry, policy };
+    } else {
+      const policy = validateTokenPolicy(c, entry, path);
+      if (policy !== null) token = { raw: entry, policy };
+    }
+  }
+  return { breaker, rateLimit, token };
+}
+
+/** `key: off` (YAML 1.2 reads it as the string "off"). */
+function isOff(entry: RawEntry): boolean {
+  return entry.value.kind === 'scalar' && entry.value.value === 'off';
+}
+
+/**
+ * A role's map laid over the default's, key by key: the role's keys win, the others come from
+ * `defaults`. Positions stay where each key was written, so a problem points at the right file.
+ */
+function overlay(base: RawEntry | undefined, entry: RawEntry): RawEntry {
+  if (base === undefined || base.value.kind !== 'map' || entry.value.kind !== 'map') return entry;
+  return { at: entry.at, value: { kind: 'map', at: entry.value.at, entries: new Map([...base.value.entries, ...entry.value.entries]) } };
+}
+
+/** `rateLimit: { rps, burst?, scopes?: { "backend:scope": { rps, burst? } }, violation? }`. */
+function validateRateLimit(c: Checker, entry: RawEntry, path: string, grants: ReadonlySet<string>): RateLimitPolicy | null {
+  const keys = c.map(entry.value, path, RATE_LIMIT_KEYS);
+  if (keys === null) return null;
+  const rule = validateRateRule(c, entry, keys, path);
+  const violation = c.boolean(keys.get('violation'), `${path}.violation`) ?? false;
+  const scopes = new Map<string, RateLimitRule>();
+  let ok = rule !== null;
+  const scopesEntry = keys.get('scopes');
+  const scopeNodes = c.names(scopesEntry?.value, `${path}.scopes`, 'grants to their rate limits');
+  for (const [scope, scopeEntry] of scopeNodes ?? []) {
+    const sPath = `${path}.scopes.${scope}`;
+    if (!grants.has(scope)) {
+      c.add(scopeEntry.at, sPath, `"${scope}" is not granted to this role (grants: ${[...grants].join(', ') || 'none'})`);
+      ok = false;
+      continue;
+    }
+    const sk = c.map(scopeEntry.value, sPath, ['rps', 'burst']);
+    const scopeRule = sk === null ? null : validateRateRule(c, scopeEntry, sk, sPath);
+    if (scopeRule === null) ok = false;
+    else scopes.set(scope, scopeRule);
+  }
+  if (scopesEntry !== undefined && scopeNodes === null) ok = false;
+  if (!ok || rule === null) return null;
+  return Object.freeze({ rps: rule.rps, burst: rule.burst, scopes, violation });
+}
+
+function validateRateRule(c: Checker, entry: RawEntry, keys: ReadonlyMap<string, RawEntry>, path: string): RateLimitRule | null {
+  const rpsEntry = c.required(keys, 'rps', path, entry.at);
+  let rps: number | null = null;
+  if (rpsEntry !== undefined) {
+    const node = rpsEntry.value;
+    if (node.kind === 'scalar' && typeof node.value === 'number' && Number.isFinite(node.value) && node.value > 0 && node.value <= MAX_RPS) rps = node.value;
+    else c.add(node.at, `${path}.rps`, `expected calls per second, a number above 0 and at most ${MAX_RPS} (e.g. 20 or 0.5), got ${node.kind === 'scalar' ? describe(node.value) : kindOf(node)}`);
+  }
+  const burst = keys.has('burst') ? c.integer(keys.get('burst'), `${path}.burst`, 1, MAX_RPS) : rps === null ? null : Math.max(1, Math.ceil(rps));
+  if (rps === null || burst === null) return null;
+  return Object.freeze({ rps, burst });
+}
+
+/** `expires: 2027-03-31` (refused from the next day, 00:00 UTC) or `2027-03-31T18:00:00Z`. */
+function parseExpiry(input: unknown): Parsed<number> {
+  const text = input instanceof Date ? input.toISOString() : input;
+  if (typeof text !== 'string') return { ok: false, error: `expected a date such as 2027-03-31, got ${describe(input)}` };
+  const day = DATE_ONLY.exec(text);
+  if (day !== null) {
+    const [y, m, d] = [Number(day[1]), Number(day[2]), Number(day[3])];
+    const at = Date.UTC(y, m - 1, d);
+    const back = new Date(at);
+    if (back.getUTCFullYear() !== y || back.getUTCMonth() !== m - 1 || back.getUTCDate() !== d) return { ok: false, error: `"${text}" is not a calendar date` };
+    return { ok: true, value: at + 86_400_000 };
+  }
+  if (INSTANT.test(text)) {
+    const at = Date.parse(text);
+    if (Number.isFinite(at)) return { ok: true, value: at };
+  }
+  return { ok: false, error: `"${text}" is not a date (use 2027-03-31, or an RFC 3339 time such as 2027-03-31T18:00:00Z)` };
 }
 
 function validateBackend(c: Checker, name: string, entry: RawEntry, defaultTimeoutMs: number): Backend | null {
@@ -250,8 +384,12 @@ function validateBackend(c: Checker, name: string, entry: RawEntry, defaultTimeo
     c.add(entry.at, path, `"${name}" is reserved for the gateway's own endpoints`);
     ok = false;
   }
-  const keys = c.map(entry.value, path, ['upstream', 'timeout', 'scopes', 'description', 'forwardHeaders', 'forwardCookies']);
+  const keys = c.map(entry.value, path, ['kind', 'upstream', 'path', 'timeout', 'scopes', 'description', 'forwardHeaders', 'forwardCookies']);
   if (keys === null) return null;
+  const kind = keys.has('kind') ? c.oneOf(keys.get('kind'), `${path}.kind`, ['rest', 'mcp'] as const, 'a backend kind') : 'rest';
+  if (kind === null) return null;
+  if (kind === 'mcp') return validateMcpBackend(c, name, entry, keys, defaultTimeoutMs, ok);
+  if (keys.has('path')) c.add(keys.get('path')?.at ?? entry.at, `${path}.path`, 'only a backend with kind: mcp has an endpoint path (REST backends publish routes in scopes)');
   const forwardHeaders = validateForwardHeaders(c, keys.get('forwardHeaders'), `${path}.forwardHeaders`);
   const forwardCookies = validateForwardCookies(c, keys.get('forwardCookies'), `${path}.forwardCookies`);
   const upstreamText = c.string(c.required(keys, 'upstream', path, entry.at), `${path}.upstream`);
@@ -279,7 +417,7 @@ function validateBackend(c: Checker, name: string, entry: RawEntry, defaultTimeo
     let routesPath = scopePath;
     let scopeApproval: ApprovalPolicy | null = null;
     if (scopeEntry.value.kind === 'map') {
-      const sk = c.map(scopeEntry.value, scopePath, ['routes', 'approval', 'description']);
+      const sk = c.map(scopeEntry.value, scopePath, ['routes', 'approval', 'description'], MCP_ONLY_SCOPE_KEYS);
       routesEntry = c.required(sk, 'routes', scopePath, scopeEntry.at);
       routesPath = `${scopePath}.routes`;
       c.string(sk?.get('description'), `${scopePath}.description`);
@@ -303,6 +441,8 @@ function validateBackend(c: Checker, name: string, entry: RawEntry, defaultTimeo
   if (!ok || upstream === null || timeoutMs === null || forwardHeaders === null || forwardCookies === null) return null;
   return Object.freeze({
     name,
+    kind: 'rest',
+    mcp: null,
     upstream,
     origin: upstream.origin,
     basePath: upstream.pathname.replace(/\/+$/, ''),
@@ -312,6 +452,178 @@ function validateBackend(c: Checker, name: string, entry: RawEntry, defaultTimeo
     forwardHeaders: compileForwardHeaders(forwardHeaders),
     forwardCookies: Object.freeze(new Set(forwardCookies)),
   });
+}
+
+const MCP_ONLY_SCOPE_KEYS: Readonly<Record<string, string>> = {
+  tools: 'tools are granted on a backend with kind: mcp',
+  resources: 'resources are granted on a backend with kind: mcp',
+  prompts: 'prompts are granted on a backend with kind: mcp',
+};
+/** MCP tool and prompt names (the MCP spec's tool naming: 1 to 128 of A-Z a-z 0-9 _ - .). */
+const MCP_NAME = /^[A-Za-z0-9_.-]{1,128}$/;
+const MCP_NAME_HELP = 'names use 1 to 128 of A-Z a-z 0-9 _ - . (compared exactly: no look-alike letters, no case folding)';
+/** Request headers of the Streamable HTTP transport (Last-Event-ID is refused: no resumption). */
+const MCP_FORWARD_HEADERS = ['mcp-session-id', 'mcp-protocol-version'];
+const MCP_PATH = /^(?:\/[A-Za-z0-9._~-]+)+$/;
+
+/**
+ * `kind: mcp`: an MCP server over Streamable HTTP at `path` (default /mcp). Its scopes grant
+ * tools, resources (URI templates) and prompts instead of routes.
+ */
+function validateMcpBackend(c: Checker, name: string, entry: RawEntry, keys: ReadonlyMap<string, RawEntry>, defaultTimeoutMs: number, nameOk: boolean): Backend | null {
+  const path = `backends.${name}`;
+  let ok = nameOk;
+  const upstreamText = c.string(c.required(keys, 'upstream', path, entry.at), `${path}.upstream`);
+  const upstream = upstreamText === null ? null : checkUpstream(c, upstreamText, keys.get('upstream')?.value.at ?? entry.at, `${path}.upstream`);
+  const endpoint = keys.has('path') ? c.string(keys.get('path'), `${path}.path`, { pattern: MCP_PATH, patternHelp: 'is not an endpoint path (e.g. /mcp: "/" then A-Z a-z 0-9 . _ ~ - segments, no trailing "/")' }) : '/mcp';
+  if (endpoint !== null && endpoint.split('/').some((s) => s === '.' || s === '..')) {
+    c.add(keys.get('path')?.value.at ?? entry.at, `${path}.path`, 'dot segments are not allowed');
+    ok = false;
+  }
+  const timeoutMs = keys.has('timeout') ? c.duration(keys.get('timeout'), `${path}.timeout`, { minMs: 1, maxMs: 3_600_000 }) : defaultTimeoutMs;
+  c.string(keys.get('description'), `${path}.description`);
+  const forwardHeaders = validateForwardHeaders(c, keys.get('forwardHeaders'), `${path}.forwardHeaders`);
+  const forwardCookies = validateForwardCookies(c, keys.get('forwardCookies'), `${path}.forwardCookies`);
+  const scopesEntry = c.required(keys, 'scopes', path, entry.at);
+  const scopeNodes = c.names(scopesEntry?.value, `${path}.scopes`, 'scopes');
+  if (scopeNodes !== null && scopeNodes.size === 0 && scopesEntry !== undefined) c.add(scopesEntry.at, `${path}.scopes`, 'needs at least one scope');
+  const scopes = new Map<string, Scope>();
+  const tools = new Map<string, Route[]>();
+  const prompts = new Map<string, string[]>();
+  const resources: Array<{ template: UriTemplate; scope: string }> = [];
+  for (const [scopeName, scopeEntry] of scopeNodes ?? []) {
+    const scopePath = `${path}.scopes.${scopeName}`;
+    if (!SCOPE_NAME.test(scopeName)) {
+      c.add(scopeEntry.at, scopePath, 'scope names use letters, digits, . _ -, start with a lower-case letter');
+      ok = false;
+      continue;
+    }
+    const id = `${name}:${scopeName}`;
+    if (scopeEntry.value.kind !== 'map') {
+      c.add(scopeEntry.value.at, scopePath, `an MCP scope is a map such as { tools: [search_tickets] } (keys: tools, resources, prompts, approval, description), got ${kindOf(scopeEntry.value)}`);
+      ok = false;
+      continue;
+    }
+    const sk = c.map(scopeEntry.value, scopePath, ['tools', 'resources', 'prompts', 'approval', 'description'], { routes: 'an MCP backend grants tools, resources and prompts, not HTTP routes' });
+    if (sk === null) continue;
+    c.string(sk.get('description'), `${scopePath}.description`);
+    const approvalEntry = sk.get('approval');
+    const scopeApproval = approvalEntry === undefined ? null : validateApproval(c, approvalEntry, `${scopePath}.approval`);
+    if (!sk.has('tools') && !sk.has('resources') && !sk.has('prompts')) {
+      c.add(scopeEntry.at, scopePath, 'grants nothing: list tools, resources or prompts');
+      ok = false;
+    }
+    const routes: Route[] = [];
+    (c.list(sk.get('tools'), `${scopePath}.tools`) ?? []).forEach((item, i) => {
+      const tool = validateTool(c, item, `${scopePath}.tools[${i}]`, id, scopeApproval);
+      if (tool === null) {
+        ok = false;
+        return;
+      }
+      const same = tools.get(tool.name) ?? [];
+      if (same.some((r) => r.scope === id)) {
+        c.add(item.at, `${scopePath}.tools[${i}]`, `tool "${tool.name}" is listed twice in ${id}`);
+        ok = false;
+        return;
+      }
+      same.push(tool.route);
+      tools.set(tool.name, same);
+      routes.push(tool.route);
+    });
+    (c.list(sk.get('prompts'), `${scopePath}.prompts`) ?? []).forEach((item, i) => {
+      const iPath = `${scopePath}.prompts[${i}]`;
+      if (item.kind !== 'scalar' || typeof item.value !== 'string' || !MCP_NAME.test(item.value)) {
+        c.add(item.at, iPath, `expected a prompt name: ${MCP_NAME_HELP}, got ${item.kind === 'scalar' ? describe(item.value) : kindOf(item)}`);
+        ok = false;
+        return;
+      }
+      const same = prompts.get(item.value) ?? [];
+      if (!same.includes(id)) same.push(id);
+      prompts.set(item.value, same);
+    });
+    (c.list(sk.get('resources'), `${scopePath}.resources`) ?? []).forEach((item, i) => {
+      const iPath = `${scopePath}.resources[${i}]`;
+      if (item.kind !== 'scalar' || typeof item.value !== 'string') {
+        c.add(item.at, iPath, `expected a URI template such as "tickets://{id}", got ${item.kind === 'scalar' ? describe(item.value) : kindOf(item)}`);
+        ok = false;
+        return;
+      }
+      const template = parseUriTemplate(item.value);
+      if (typeof template === 'string') {
+        c.add(item.at, iPath, template);
+        ok = false;
+        return;
+      }
+      resources.push(Object.freeze({ template, scope: id }));
+    });
+    scopes.set(scopeName, Object.freeze({ id, backend: name, name: scopeName, routes: Object.freeze(routes) }));
+  }
+  if (!ok || upstream === null || timeoutMs === null || endpoint === null || forwardHeaders === null || forwardCookies === null) return null;
+  for (const [tool, list] of tools) tools.set(tool, Object.freeze(list) as Route[]);
+  for (const [prompt, list] of prompts) prompts.set(prompt, Object.freeze(list) as string[]);
+  return Object.freeze({
+    name,
+    kind: 'mcp',
+    mcp: Object.freeze({ path: endpoint, tools, prompts, resources: Object.freeze(resources) }),
+    upstream,
+    origin: upstream.origin,
+    basePath: upstream.pathname.replace(/\/+$/, ''),
+    timeoutMs,
+    // The Streamable HTTP headers (RFC-less, MCP 2025-11-25 §Transports) ride beside the defaults.
+    forwardHeaders: compileForwardHeaders([...MCP_FORWARD_HEADERS, ...forwardHeaders]),
+    forwardCookies: Object.freeze(new Set(forwardCookies)),
+    scopes,
+    // Never matched: an MCP backend is authorized per JSON-RPC message, not per route.
+    routes: new RouteTableBuilder().build(),
+  });
+}
+
+/** A tool grant: `name`, or `{ name, arguments: { field: [values] }, query: { argument, dialect }, approval }`. */
+function validateTool(c: Checker, item: RawNode, path: string, scope: string, scopeApproval: ApprovalPolicy | null): { name: string; route: Route } | null {
+  let name: string | null = null;
+  let namePath = path;
+  let nameAt = item.at;
+  let body: BodyConstraint | null = null;
+  let query: QueryRoute | null = null;
+  let approval = scopeApproval;
+  let ok = true;
+  if (item.kind === 'scalar') {
+    name = typeof item.value === 'string' ? item.value : null;
+  } else if (item.kind === 'map') {
+    const keys = c.map(item, path, ['name', 'arguments', 'query', 'approval']);
+    const nameEntry = c.required(keys, 'name', path, item.at);
+    namePath = `${path}.name`;
+    nameAt = nameEntry?.value.at ?? item.at;
+    if (nameEntry === undefined) return null;
+    name = nameEntry.value.kind === 'scalar' && typeof nameEntry.value.value === 'string' ? nameEntry.value.value : null;
+    const argsEntry = keys?.get('arguments');
+    if (argsEntry !== undefined) {
+      body = validateBody(c, argsEntry, `${path}.arguments`);
+      ok &&= body !== null;
+    }
+    const queryEntry = keys?.get('query');
+    if (queryEntry !== undefined) {
+      const qk = c.map(queryEntry.value, `${path}.query`, ['argument', 'dialect']);
+      const field = c.string(c.required(qk, 'argument', `${path}.query`, queryEntry.at), `${path}.query.argument`);
+      const dialect = qk?.has('dialect') === true ? c.oneOf(qk.get('dialect'), `${path}.query.dialect`, SQL_DIALECTS, 'a SQL dialect') : 'sqlite';
+      query = field === null || dialect === null ? null : Object.freeze({ field, dialect });
+      ok &&= query !== null;
+    }
+    const approvalEntry = keys?.get('approval');
+    if (approvalEntry !== undefined) {
+      approval = validateApproval(c, approvalEntry, `${path}.approval`);
+      ok &&= approval !== null;
+    }
+  } else {
+    c.add(item.at, path, 'expected a tool name, or { name, arguments, query, approval }, got a list');
+    return null;
+  }
+  if (name === null || !MCP_NAME.test(name)) {
+    c.add(nameAt, namePath, `expected a tool name: ${MCP_NAME_HELP}, got ${name === null ? 'something else' : JSON.stringify(name)}`);
+    return null;
+  }
+  if (!ok) return null;
+  return { name, route: Object.freeze({ method: 'POST', template: `tools/call ${name}`, scope, body, acceptsBody: true, query, approval }) };
 }
 
 /** A header field name (RFC 9110 §5.1 token), written the way the gateway forwards it. */
@@ -401,6 +713,7 @@ function validateRouteItem(c: Checker, item: RawNode, path: string, scope: strin
   let body: BodyConstraint | null = null;
   let bodyOk = true;
   let query: QueryRoute | null = null;
+  let acceptsBody = false;
   let approval = scopeApproval;
   if (item.kind === 'scalar') {
     if (typeof item.value !== 'string') {
@@ -415,9 +728,13 @@ function validateRouteItem(c: Checker, item: RawNode, path: string, scope: strin
     textAt = routeEntry?.value.at ?? item.at;
     text = c.string(routeEntry, textPath);
     const bodyEntry = keys?.get('body');
-    if (bodyEntry !== undefined) {
+    if (bodyEntry !== undefined && bodyEntry.value.kind === 'scalar' && typeof bodyEntry.value.value === 'boolean') {
+      // `body: true`: this route takes a body even on a method that normally carries none.
+      acceptsBody = bodyEntry.value.value;
+    } else if (bodyEntry !== undefined) {
       body = validateBody(c, bodyEntry, `${path}.body`);
       bodyOk = body !== null;
+      acceptsBody = true;
     }
     const queryEntry = keys?.get('query');
     if (queryEntry !== undefined) {
@@ -448,7 +765,8 @@ function validateRouteItem(c: Checker, item: RawNode, path: string, scope: strin
     return null;
   }
   if (!bodyOk) return null;
-  return { route: Object.freeze({ method: parsed.method, template: `${parsed.method} ${parsed.path}`, scope, body, query, approval }), parsed };
+  if (query !== null) acceptsBody = true;
+  return { route: Object.freeze({ method: parsed.method, template: `${parsed.method} ${parsed.path}`, scope, body, acceptsBody, query, approval }), parsed };
 }
 
 /** `query: { field: sql, dialect: sqlite }` on a route: its JSON body field `field` holds SQL. */
@@ -514,6 +832,8 @@ function validateRole(
   backends: ReadonlyMap<string, Backend>,
   rawBackends: ReadonlyMap<string, RawEntry>,
   complete: boolean,
+  defaults: PolicyDefaults,
+  warnings: string[],
 ): Role | null {
   const path = `roles.${name}`;
   if (!ROLE_NAME.test(name)) c.add(entry.at, path, 'role names use a-z, 0-9, _ and -, start with a letter');
@@ -554,9 +874,29 @@ function validateRole(
     grants.add(grant);
     reached.add(backendName);
   });
-  const token = validateTokenPolicy(c, keys.get('token'), `${path}.token`);
+  const tokenEntry = keys.get('token');
+  const token = tokenEntry === undefined && defaults.token !== null ? defaults.token.policy : validateTokenPolicy(c, tokenEntry === undefined ? undefined : overlay(defaults.token?.raw, tokenEntry), `${path}.token`);
+  // The breaker and the rate limit: inherited from defaults, overridden key by key, or `off`.
   const breakerEntry = keys.get('breaker');
-  const breaker = breakerEntry === undefined ? null : validateBreaker(c, breakerEntry, `${path}.breaker`);
+  let breaker: BreakerPolicy | null = null;
+  let breakerOk = true;
+  if (breakerEntry === undefined) {
+    breaker = defaults.breaker?.policy ?? null;
+    if (breaker === null) warnings.push(problemAt(entry.at, path, 'has no breaker (no roles.' + name + '.breaker and no defaults.breaker): this agent is never suspended for calls outside its grant'));
+  } else if (isOff(breakerEntry)) {
+    warnings.push(problemAt(breakerEntry.value.at, `${path}.breaker`, 'the breaker is off: agents of this role are never suspended for calls outside their grant'));
+  } else {
+    breaker = validateBreaker(c, overlay(defaults.breaker?.raw, breakerEntry), `${path}.breaker`);
+    breakerOk = breaker !== null;
+  }
+  const rateEntry = keys.get('rateLimit');
+  let rateLimit: RateLimitPolicy | null = null;
+  let rateOk = true;
+  if (rateEntry === undefined) rateLimit = defaults.rateLimit?.policy ?? null;
+  else if (!isOff(rateEntry)) {
+    rateLimit = validateRateLimit(c, overlay(defaults.rateLimit?.raw, rateEntry), `${path}.rateLimit`, grants);
+    rateOk = rateLimit !== null;
+  }
   const maskEntry = keys.get('mask');
   const mask = maskEntry === undefined ? new Map<string, MaskPlan>() : validateMask(c, maskEntry, `${path}.mask`, reached, rawBackends);
   const queryEntry = keys.get('query');
@@ -580,9 +920,17 @@ function validateRole(
   if (approvalEntry !== undefined && approvalNodes.length === 0 && approvalEntry.value.kind === 'seq') {
     c.add(approvalEntry.value.at, `${path}.approval`, 'lists the grants that need approval; leave the key out for none');
   }
-  if (token === null || (breakerEntry !== undefined && breaker === null)) return null;
+  if (readOnly) {
+    const mcp = [...reached].filter((b) => backends.get(b)?.kind === 'mcp');
+    if (mcp.length > 0) {
+      // readOnly is about HTTP methods, and every MCP message is a POST: grant read tools instead.
+      c.add(keys.get('readOnly')?.at ?? entry.at, `${path}.readOnly`, `cannot apply to MCP backend ${mcp.map((b) => `"${b}"`).join(', ')} (every MCP call is a POST); grant only its reading tools instead`);
+      return null;
+    }
+  }
+  if (token === null || !breakerOk || !rateOk) return null;
   if (mask === null || (queryEntry !== undefined && query === null) || (networkEntry !== undefined && network === null)) return null;
-  return Object.freeze({ name, description, grants, backends: reached, readOnly, token, breaker, mask, query, network, approval, enforce });
+  return Object.freeze({ name, description, grants, backends: reached, readOnly, token, breaker, rateLimit, mask, query, network, approval, enforce });
 }
 
 /** `mask: { backend: [field paths] }`: the backends must be ones the role reaches. */
@@ -721,7 +1069,7 @@ export function validateCidrs(c: Checker, entry: RawEntry, path: string): Networ
 
 /** `breaker: { violations, window, cooldown (duration or manual), maxCooldown?, revokeTokens? }`. */
 function validateBreaker(c: Checker, entry: RawEntry, path: string): BreakerPolicy | null {
-  const keys = c.map(entry.value, path, ['violations', 'window', 'cooldown', 'maxCooldown', 'revokeTokens']);
+  const keys = c.map(entry.value, path, BREAKER_KEYS);
   if (keys === null) return null;
   const at = entry.at;
   const violations = c.integer(c.required(keys, 'violations', path, at), `${path}.violations`, 1, 1_000_000);
@@ -740,7 +1088,7 @@ function validateBreaker(c: Checker, entry: RawEntry, path: string): BreakerPoli
 function validateTokenPolicy(c: Checker, entry: RawEntry | undefined, path: string): TokenPolicy | null {
   const defaults: TokenPolicy = { ttlSeconds: DEFAULT_TTL_MS / 1000, session: 'multi', idleTimeoutSeconds: null, maxUses: null, rotateSeconds: null, maxDelegationDepth: 1 };
   if (entry === undefined) return Object.freeze(defaults);
-  const keys = c.map(entry.value, path, ['ttl', 'session', 'idleTimeout', 'maxUses', 'rotate', 'maxDelegationDepth']);
+  const keys = c.map(entry.value, path, TOKEN_KEYS);
   if (keys === null) return null;
   const ttl = keys.has('ttl') ? c.duration(keys.get('ttl'), `${path}.ttl`, { minMs: 1000, maxMs: MAX_TTL_MS }) : DEFAULT_TTL_MS;
   const session = c.oneOf(keys.get('session'), `${path}.session`, ['single', 'multi'], 'a session mode') ?? 'multi';
@@ -759,14 +1107,14 @@ function validateTokenPolicy(c: Checker, entry: RawEntry | undefined, path: stri
   });
 }
 
-function validateAgent(c: Checker, id: string, entry: RawEntry, roles: ReadonlyMap<string, RawEntry>, complete: boolean): Agent | null {
+function validateAgent(c: Checker, id: string, entry: RawEntry, roles: ReadonlyMap<string, RawEntry>, complete: boolean, warnings: string[], now: number): Agent | null {
   const path = `agents.${id}`;
   let ok = true;
   if (!AGENT_ID.test(id)) {
     c.add(entry.at, path, 'agent ids use a-z, 0-9, . _ -, start with a letter or digit, at most 63 characters');
     ok = false;
   }
-  const keys = c.map(entry.value, path, ['role', 'owner', 'description', 'credentials', 'network']);
+  const keys = c.map(entry.value, path, ['role', 'owner', 'description', 'credentials', 'network', 'expires']);
   if (keys === null) return null;
   const roleEntry = c.required(keys, 'role', path, entry.at);
   const role = c.string(roleEntry, `${path}.role`);
@@ -793,8 +1141,13 @@ function validateAgent(c: Checker, id: string, entry: RawEntry, roles: ReadonlyM
   });
   const networkEntry = keys.get('network');
   const network = networkEntry === undefined ? null : validateNetwork(c, networkEntry, `${path}.network`);
-  if (!ok || role === null || owner === null || (networkEntry !== undefined && network === null)) return null;
-  return Object.freeze({ id, role, owner, description, credentials: Object.freeze(credentials), network });
+  const expiresEntry = keys.get('expires');
+  const expiresAt = c.parsed(expiresEntry, `${path}.expires`, parseExpiry);
+  if (expiresEntry !== undefined && expiresAt !== null && expiresAt <= now) {
+    warnings.push(problemAt(expiresEntry.value.at, `${path}.expires`, `expired on ${new Date(expiresAt).toISOString()}: the agent is refused (agent_expired); remove it or extend the date`));
+  }
+  if (!ok || role === null || owner === null || (networkEntry !== undefined && network === null) || (expiresEntry !== undefined && expiresAt === null)) return null;
+  return Object.freeze({ id, role, owner, description, credentials: Object.freeze(credentials), network, expiresAt });
 }
 
 function validateJwk(c: Checker, entry: RawEntry, path: string): Readonly<Record<string, unknown>> | null {

@@ -1,5 +1,5 @@
-// Admission: the operator's kill switch, then the agent's circuit breaker, before any grant is
-// looked at. Fails closed: when the state store cannot be trusted, nobody is admitted.
+// Admission: the agent's expiry, the operator's kill switch, then the agent's circuit breaker,
+// before any grant is looked at. Fails closed: when the state store cannot be trusted, nobody is admitted.
 import type { RequestContext, Stage } from '../context.js';
 import type { Clock } from '../clock.js';
 import { GatewayError } from '../errors.js';
@@ -21,6 +21,13 @@ export function createAdmit(options: AdmitOptions): Stage {
       if (!store.isHealthy()) {
         throw new GatewayError('state_unavailable', 'the gateway cannot check agent state right now; retry shortly', {
           reasonDetail: `store ${store.driver} unhealthy`,
+        });
+      }
+      // An agent past its policy's `expires` is refused whatever tokens it still holds.
+      const expiresAt = ctx.policy.agents.get(principal.agent)?.expiresAt ?? null;
+      if (expiresAt !== null && clock.now() >= expiresAt) {
+        throw new GatewayError('agent_expired', 'this agent has expired; its owner must renew it in the policy', {
+          reasonDetail: `agent expired at ${new Date(expiresAt).toISOString()}`,
         });
       }
       const kill = store.killRecord(principal.agent);

@@ -12,7 +12,7 @@ export type { BreakerPolicy };
 export type BreakerState = 'closed' | 'half_open' | 'open';
 
 export interface BreakerRecord {
-  /** Violation times (ms) still inside the window; only kept while closed. */
+  /** Violation times (ms) inside the window; those that tripped it are kept while it is open. */
   readonly violations: readonly number[];
   /** When the breaker last opened (ms), or null while it has never tripped. */
   readonly openedAt: number | null;
@@ -23,6 +23,17 @@ export interface BreakerRecord {
   /** True while open (until reopenAt passes) or half-open (until a clean window passes). */
   readonly tripped: boolean;
   readonly trips: number;
+}
+
+/**
+ * What a role without a breaker (`breaker: off`) is still counted with, so the inventory shows its
+ * violations in a window like any other agent's: the shipped default window, never trips.
+ */
+export const COUNT_ONLY: BreakerPolicy = Object.freeze({ violations: Number.MAX_SAFE_INTEGER, windowMs: 60_000, cooldownMs: null, maxCooldownMs: 0, revokeTokens: false });
+
+/** The policy violations of a role are counted under: its breaker, or COUNT_ONLY. */
+export function countingPolicy(policy: BreakerPolicy | null): BreakerPolicy {
+  return policy ?? COUNT_ONLY;
 }
 
 export const CLOSED: BreakerRecord = Object.freeze({ violations: [], openedAt: null, reopenAt: null, cooldownMs: null, tripped: false, trips: 0 });
@@ -36,16 +47,16 @@ export interface BreakerView {
 
 /** The state at `now`: open turns half-open after the cooldown; half-open closes after a clean window. */
 export function viewBreaker(record: BreakerRecord | undefined, policy: BreakerPolicy | null, now: number): BreakerView {
+  const windowMs = countingPolicy(policy).windowMs;
+  let inWindow = 0;
+  if (record !== undefined) for (const t of record.violations) if (now - t < windowMs) inWindow++;
   if (record === undefined || !record.tripped) {
-    const windowMs = policy?.windowMs ?? 0;
-    const inWindow = record === undefined ? 0 : record.violations.filter((t) => now - t < windowMs).length;
     return { state: 'closed', retryAfterSeconds: null, violationsInWindow: inWindow };
   }
-  if (record.reopenAt === null) return { state: 'open', retryAfterSeconds: null, violationsInWindow: 0 };
-  if (now < record.reopenAt) return { state: 'open', retryAfterSeconds: Math.ceil((record.reopenAt - now) / 1000), violationsInWindow: 0 };
-  const windowMs = policy?.windowMs ?? 0;
-  if (now - record.reopenAt >= windowMs) return { state: 'closed', retryAfterSeconds: null, violationsInWindow: 0 };
-  return { state: 'half_open', retryAfterSeconds: null, violationsInWindow: 0 };
+  if (record.reopenAt === null) return { state: 'open', retryAfterSeconds: null, violationsInWindow: inWindow };
+  if (now < record.reopenAt) return { state: 'open', retryAfterSeconds: Math.ceil((record.reopenAt - now) / 1000), violationsInWindow: inWindow };
+  if (now - record.reopenAt >= windowMs) return { state: 'closed', retryAfterSeconds: null, violationsInWindow: inWindow };
+  return { state: 'half_open', retryAfterSeconds: null, violationsInWindow: inWindow };
 }
 
 export interface ViolationResult {
@@ -64,8 +75,10 @@ export function addViolation(record: BreakerRecord | undefined, policy: BreakerP
   if (view.state === 'open') return { record: current, tripped: false };
   if (view.state === 'half_open') {
     const doubled = current.cooldownMs === null ? null : Math.min(current.cooldownMs * 2, policy.maxCooldownMs);
+    const kept = current.violations.filter((t) => now - t < policy.windowMs);
+    kept.push(now);
     return {
-      record: { violations: [], openedAt: now, reopenAt: doubled === null ? null : now + doubled, cooldownMs: doubled, tripped: true, trips: current.trips + 1 },
+      record: { violations: kept, openedAt: now, reopenAt: doubled === null ? null : now + doubled, cooldownMs: doubled, tripped: true, trips: current.trips + 1 },
       tripped: true,
     };
   }
@@ -81,7 +94,8 @@ export function addViolation(record: BreakerRecord | undefined, policy: BreakerP
   recent.push(now);
   if (recent.length >= policy.violations) {
     return {
-      record: { violations: [], openedAt: now, reopenAt: policy.cooldownMs === null ? null : now + policy.cooldownMs, cooldownMs: policy.cooldownMs, tripped: true, trips: current.trips + 1 },
+      // The violations that tripped it stay on the record: the inventory shows them while it is open.
+      record: { violations: recent, openedAt: now, reopenAt: policy.cooldownMs === null ? null : now + policy.cooldownMs, cooldownMs: policy.cooldownMs, tripped: true, trips: current.trips + 1 },
       tripped: true,
     };
   }

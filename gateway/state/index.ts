@@ -1,9 +1,10 @@
 // Opens the store `state.driver` names: the embedded memory store (one instance, state file) or
 // the Redis store (many instances sharing one Redis).
+import { readFile } from 'node:fs/promises';
 import type { StateSettings } from '../config.js';
 import type { Clock } from '../clock.js';
 import { openMemoryStore } from './memory.js';
-import { openRedisStore } from './redis.js';
+import { openRedisStore, type OutageCause } from './redis.js';
 import type { Store } from './store.js';
 
 export interface OpenStoreOptions {
@@ -11,9 +12,28 @@ export interface OpenStoreOptions {
   readonly onHealth?: (healthy: boolean, why: string) => void;
   /** Told when another instance kills an agent or revokes its tokens (Redis only). */
   readonly onRemoteStop?: (agent: string, reason: string) => void;
+  /** Told when a Redis store stops being trusted, and why. */
+  readonly onOutage?: (cause: OutageCause) => void;
+  /** Told when this instance reseeded Redis, or merged its snapshot into a reseeded Redis. */
+  readonly onReseed?: (kind: 'reseed' | 'merge') => void;
+  /** Log lines about changes kept locally, pushed late, lost data and reseeds. */
+  readonly onNotice?: (level: 'info' | 'warn' | 'error', message: string, fields: Record<string, unknown>) => void;
 }
 
-export function openStore(settings: StateSettings, clock: Clock, options: OpenStoreOptions = {}): Promise<Store> {
-  if (settings.driver === 'redis') return openRedisStore({ clock, url: settings.url, onHealth: options.onHealth, onRemoteStop: options.onRemoteStop });
+export async function openStore(settings: StateSettings, clock: Clock, options: OpenStoreOptions = {}): Promise<Store> {
+  if (settings.driver === 'redis') {
+    const pem = async (file: string | null): Promise<string | undefined> => (file === null ? undefined : readFile(file, 'utf8'));
+    const tls = settings.tls === null ? null : { ca: await pem(settings.tls.ca), cert: await pem(settings.tls.cert), key: await pem(settings.tls.key) };
+    return openRedisStore({
+      clock,
+      url: settings.url,
+      tls: tls ?? (settings.url?.startsWith('rediss://') === true ? {} : null),
+      sentinel: settings.sentinel,
+      commandTimeoutMs: settings.timeoutMs,
+      journal: settings.journal,
+      reseed: settings.reseed,
+      ...options,
+    });
+  }
   return openMemoryStore({ clock, file: settings.file });
 }

@@ -169,6 +169,8 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
     driver: 'memory',
     replayHorizon,
     isHealthy: () => true,
+    status: () => ({ healthy: true, detail: file === null ? 'in memory' : 'state file', unshared: 0 }),
+    reseed: () => Promise.resolve({ reseeded: false, detail: 'the memory driver keeps its state in its own file; there is no shared store to reseed', kills: 0, revocations: 0, breakers: 0 }),
     isRevoked(jti, agent, issuedAt) {
       if (agent !== undefined && issuedAt !== undefined) {
         const before = agentRevoked.get(agent);
@@ -182,19 +184,22 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
       }
       return true;
     },
-    revoke(jti, expiresAt) {
+    async revoke(jti, expiresAt) {
       revoked.set(jti, expiresAt);
-      return persist();
+      await persist();
+      return 'shared';
     },
-    revokeAgent(agent, at) {
+    async revokeAgent(agent, at) {
       agentRevoked.set(agent, Math.max(at, agentRevoked.get(agent) ?? 0));
-      return persist();
+      await persist();
+      return 'shared';
     },
     killRecord: (agent) => kills.get(agent),
     kills: () => [...kills.values()],
-    kill(record) {
+    async kill(record) {
       kills.set(record.agent, record);
-      return persist();
+      await persist();
+      return 'shared';
     },
     async revive(agent) {
       const killed = kills.delete(agent);

@@ -12,24 +12,72 @@
 //   agentgate:live:<agent>     hash sid -> exp (seconds) of the agent's live sessions
 //   agentgate:once:<key>       SET NX, expiring at exp: single-use assertion jtis
 //   agentgate:uses:<jti>       counter, incremented by a script only while below maxUses
+//   agentgate:marker           hash epoch, gen, origin: the generation marker (see below)
 //   agentgate:events           channel: {"kind": ..., "key": ...}; receivers re-read the key
+//   agentgate:probe:<id>       channel of one instance's health probe (it publishes to itself)
 //
-// The local view is trusted only while both connections are up and a full load has finished since
-// the last (re)connect: `isHealthy()` is false otherwise, and admit fails closed.
-import { createClient } from 'redis';
+// The local view is trusted only while both connections are up, every command and the health
+// probe (every `probeIntervalMs`) answer within `commandTimeoutMs`, the generation marker is as
+// expected, and a full load has finished since the last outage: `isHealthy()` is false otherwise,
+// and admit fails closed. A kill or revocation made while Redis cannot be written is in force
+// here at once, kept in the journal, and pushed (with a log line) when Redis answers again.
+//
+// The marker tells an emptied or rolled-back Redis from a live one: every change of a kill,
+// revocation or breaker raises `gen`; an instance remembers the (epoch, gen) it saw (in its
+// journal too). Marker missing, or `gen` below what was seen: Redis lost data. That is an outage;
+// the instance writes its snapshot back (union: HSETNX, max) and starts a new epoch (`reseed`),
+// at once or when an operator says so. An instance that meets a new epoch made by a reseed merges
+// its own snapshot into it the same way, so diverging snapshots end up as their union.
+import { randomUUID } from 'node:crypto';
+import { createClient, createSentinel } from 'redis';
 import type { Clock } from '../clock.js';
 import { addViolation, type BreakerRecord } from './breaker.js';
+import { deadline, withDeadlines } from './deadline.js';
+import { createJournalWriter, readJournal, type JournalWriter, type Marker, type Snapshot, type UnsharedChange } from './journal.js';
 import { approvalDigest } from './memory.js';
-import type { Activity, ApprovalRecord, ApprovalUse, ClientSecretRecord, KillRecord, SessionState, Store, ViolationOutcome } from './store.js';
+import {
+  StateUnavailableError,
+  type Activity,
+  type ApprovalRecord,
+  type ApprovalUse,
+  type ClientSecretRecord,
+  type KillRecord,
+  type ReseedOutcome,
+  type SessionState,
+  type Sharing,
+  type Store,
+  type ViolationOutcome,
+} from './store.js';
+
+/** Why the store stopped being trusted (the `cause` label of agentgate_state_outages_total). */
+export type OutageCause = 'connection' | 'timeout' | 'data_lost';
 
 export interface RedisStoreOptions {
   readonly clock: Clock;
-  /** redis:// or rediss:// URL (may hold a password: never logged). */
-  readonly url: string;
+  /** redis:// or rediss:// URL (may hold a password: never logged); null with `sentinel`. */
+  readonly url: string | null;
+  /** PEM contents for TLS (`rediss://`, or Sentinel over TLS): CA, client certificate and key. */
+  readonly tls?: { readonly ca?: string; readonly cert?: string; readonly key?: string } | null;
+  /** Ask these Sentinels for the master `masterName` and follow its failovers. */
+  readonly sentinel?: { readonly nodes: readonly { readonly host: string; readonly port: number }[]; readonly masterName: string } | null;
   /** How long `openRedisStore` waits for the first connection and load. */
   readonly connectTimeoutMs?: number;
+  /** Deadline of every command and of each health probe (`state.timeout`, default 250 ms). */
+  readonly commandTimeoutMs?: number;
+  /** How often the health probe runs (default: the command timeout, at least 100 ms). */
+  readonly probeIntervalMs?: number;
+  /** The local snapshot and journal (`state.journal`); null keeps it in memory only (tests). */
+  readonly journal?: string | null;
+  /** Redis lost its data: reseed it at once (`auto`, default) or wait for `reseed()` (`manual`). */
+  readonly reseed?: 'auto' | 'manual';
   /** Told when the store turns healthy or unhealthy (no URL, no secrets). */
   readonly onHealth?: (healthy: boolean, why: string) => void;
+  /** Told when the store stops being trusted, and why (metrics). */
+  readonly onOutage?: (cause: OutageCause) => void;
+  /** Told when this instance reseeded Redis or merged its snapshot into a reseeded one (metrics). */
+  readonly onReseed?: (kind: 'reseed' | 'merge') => void;
+  /** Log lines the operator must see (changes kept locally, pushed late, data lost, reseeds). */
+  readonly onNotice?: (level: 'info' | 'warn' | 'error', message: string, fields: Record<string, unknown>) => void;
   /**
    * Told when another instance kills an agent or revokes all its tokens, so this one can abort the
    * agent's calls in flight here too (the next call is refused either way).
@@ -49,11 +97,23 @@ const K = {
   live: `${P}live:`,
   once: `${P}once:`,
   uses: `${P}uses:`,
+  marker: `${P}marker`,
   channel: `${P}events`,
+  probe: `${P}probe:`,
 } as const;
 
-type EventKind = 'kill' | 'agent-rev' | 'rev' | 'breaker' | 'secret' | 'approval' | 'ended' | 'uses';
-const EVENT_KINDS: ReadonlySet<string> = new Set<EventKind>(['kill', 'agent-rev', 'rev', 'breaker', 'secret', 'approval', 'ended', 'uses']);
+type EventKind = 'kill' | 'agent-rev' | 'rev' | 'breaker' | 'secret' | 'approval' | 'ended' | 'uses' | 'reseed';
+const EVENT_KINDS: ReadonlySet<string> = new Set<EventKind>(['kill', 'agent-rev', 'rev', 'breaker', 'secret', 'approval', 'ended', 'uses', 'reseed']);
+
+/** Create the marker of a Redis that never had one (ARGV[1]: the new epoch). */
+const INIT_MARKER = `
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'gen', '0', 'origin', 'fresh')
+return 1`;
+/** Raise the marker's gen after a change; -1 when the marker is gone (Redis lost its data). */
+const BUMP_MARKER = `
+if redis.call('HEXISTS', KEYS[1], 'epoch') == 0 then return -1 end
+return redis.call('HINCRBY', KEYS[1], 'gen', 1)`;
 
 /** Replace a hash field only if it still holds what the caller read (empty string: absent). */
 const HASH_CAS = `
@@ -136,13 +196,61 @@ export class RedisUnavailableError extends Error {
 export async function openRedisStore(options: RedisStoreOptions): Promise<Store> {
   const { clock, url } = options;
   const onHealth = options.onHealth ?? (() => undefined);
+  const onOutage = options.onOutage ?? (() => undefined);
+  const onReseed = options.onReseed ?? (() => undefined);
+  const notice = options.onNotice ?? (() => undefined);
   const onRemoteStop = options.onRemoteStop ?? (() => undefined);
-  const socket = { reconnectStrategy: (retries: number) => Math.min(50 + retries * 50, 500), connectTimeout: 2000 };
-  // No offline queue: a write while Redis is away fails at once instead of waiting unseen.
-  const client = createClient({ url, socket, disableOfflineQueue: true, pingInterval: 5000 });
-  const subscriber = client.duplicate();
+  const timeoutMs = options.commandTimeoutMs ?? 250;
+  const probeIntervalMs = options.probeIntervalMs ?? Math.max(timeoutMs, 100);
+  const reseedMode = options.reseed ?? 'auto';
+  const tls = options.tls ?? null;
+  const tlsSocket = tls === null ? {} : { tls: true as const, ...(tls.ca === undefined ? {} : { ca: tls.ca }), ...(tls.cert === undefined ? {} : { cert: tls.cert }), ...(tls.key === undefined ? {} : { key: tls.key }) };
+  const socket = { reconnectStrategy: (retries: number) => Math.min(50 + retries * 50, 500), connectTimeout: 2000, ...tlsSocket };
+  const sentinelOptions = options.sentinel ?? null;
+  // Sentinel: node-redis asks the sentinels for the master, follows failovers, and keeps its own
+  // pub/sub connection; it answers the same commands as a client. Without Sentinel, one client
+  // for commands and a duplicate for the subscription. No offline queue either way: a write while
+  // Redis is away fails at once instead of waiting unseen.
+  const viaSentinel =
+    sentinelOptions === null
+      ? null
+      : createSentinel({
+          name: sentinelOptions.masterName,
+          sentinelRootNodes: sentinelOptions.nodes.map((node) => ({ host: node.host, port: node.port })),
+          nodeClientOptions: { socket, disableOfflineQueue: true },
+          sentinelClientOptions: { socket },
+          masterPoolSize: 1,
+          passthroughClientErrorEvents: true,
+        });
+  if (viaSentinel === null && url === null) throw new RedisUnavailableError('neither a URL nor sentinels were given');
+  // The Sentinel object has the command surface of a client (hGet, eval, publish, subscribe...),
+  // which is all this driver uses of it; the connection events below are a client's only.
+  const raw = viaSentinel === null ? createClient({ url: url ?? undefined, socket, disableOfflineQueue: true }) : (viaSentinel as unknown as ReturnType<typeof createClient>);
+  const subscriber = viaSentinel === null ? raw.duplicate() : raw;
+  // Every command through `client` has the deadline; a command past it is an outage.
+  const client = withDeadlines(raw, timeoutMs, (command) => stall(`redis did not answer ${command} within ${timeoutMs} ms`));
+  const instanceId = randomUUID();
+  const probeChannel = `${K.probe}${instanceId}`;
 
+  // The journal: the snapshot this instance starts from (Redis may have lost what it holds).
+  const journalFile = options.journal ?? null;
+  const saved: Snapshot | null = journalFile === null ? null : await readJournal(journalFile);
   let view = emptyView();
+  /** The marker this instance last saw; null before it ever met one. */
+  let known: Marker | null = saved?.marker ?? null;
+  /** Kills and revocations made here while Redis could not be written, oldest first. */
+  const unshared: UnsharedChange[] = [...(saved?.unshared ?? [])];
+  if (saved !== null) {
+    for (const record of saved.kills) view.kills.set(record.agent, record);
+    for (const [agent, at] of Object.entries(saved.agentRevocations)) view.agentRevoked.set(agent, at);
+    for (const [jti, exp] of Object.entries(saved.revocations)) view.revoked.set(jti, exp);
+    for (const [sid, exp] of Object.entries(saved.endedSessions)) view.ended.set(sid, exp);
+    for (const [agent, record] of Object.entries(saved.breakers)) view.breakers.set(agent, record);
+    overlay(view);
+  }
+  const journal: JournalWriter | null = journalFile === null ? null : createJournalWriter(journalFile, snapshot, () => clock.now());
+  let saveTimer: NodeJS.Timeout | null = null;
+
   const sessions = new Map<string, Session>();
   const liveSessions = new Map<string, Set<string>>();
   /** Token uses seen by this instance (introspection): jti -> count and exp (ms). */
@@ -150,12 +258,18 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
   const activity = new Map<string, { lastSeen: number; tokens: Map<string, number> }>();
   let insertions = 0;
 
-  // Health: both connections ready, subscribed, and a full load done since.
+  // Health: both connections ready, subscribed, answering in time, marker as expected, and a
+  // full load done since.
   let commandReady = false;
   let subscribed = false;
   let loaded = false;
   let healthy = false;
   let closing = false;
+  /** A command or probe missed its deadline; cleared by the next probe that answers in time. */
+  let stalled: string | null = null;
+  /** Redis lost data (marker missing or older); cleared by a reseed, or a merge into a newer epoch. */
+  let lostData: string | null = null;
+  let detail = 'connecting';
   let loadGeneration = 0;
   /** Until the store is handed out nothing is in flight: changes only fill the view. */
   let opened = false;
@@ -168,83 +282,148 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
   /** The channel listener is registered (node-redis then resubscribes by itself on reconnect). */
   let listening = false;
 
-  function setHealth(why: string): void {
-    const now = commandReady && subscribed && loaded && !closing;
+  function setHealth(why: string, cause: OutageCause = 'connection'): void {
+    const now = commandReady && subscribed && loaded && !closing && stalled === null && lostData === null;
+    detail = now ? 'ok' : (lostData ?? stalled ?? why);
     if (now !== healthy) {
       healthy = now;
-      onHealth(now, why);
+      if (!now && opened && !closing) onOutage(cause);
+      onHealth(now, now ? why : detail);
     }
   }
   function lost(why: string): void {
     loaded = false;
     setHealth(why);
   }
+  function stall(why: string): void {
+    if (closing || stalled !== null) return;
+    stalled = why;
+    loaded = false;
+    setHealth(why, 'timeout');
+  }
+  function dataLost(why: string): void {
+    if (lostData === null) {
+      lostData = why;
+      loaded = false;
+      setHealth(why, 'data_lost');
+      notice('error', 'Redis lost its data; refusing requests until it is reseeded from the local snapshot', {
+        why,
+        reseed: reseedMode,
+        kills: view.kills.size,
+        revocations: view.revoked.size + view.agentRevoked.size,
+        ...(reseedMode === 'manual' ? { action: 'run `agentgate state reseed` on any instance' } : {}),
+      });
+    }
+    if (reseedMode === 'auto') void reseed().catch(() => undefined);
+  }
 
-  client.on('error', (error: Error) => {
-    lastError = error.message;
-    commandReady = false;
-    lost('redis connection error');
-  });
-  client.on('reconnecting', () => {
-    commandReady = false;
-    lost('redis reconnecting');
-  });
-  subscriber.on('reconnecting', () => {
-    subscribed = false;
-    lost('redis subscriber reconnecting');
-  });
-  client.on('end', () => {
-    commandReady = false;
-    lost('redis connection closed');
-  });
-  client.on('ready', () => {
-    commandReady = true;
-    void reload();
-  });
-  subscriber.on('error', (error: Error) => {
-    lastError = error.message;
-    subscribed = false;
-    lost('redis subscriber error');
-  });
-  subscriber.on('end', () => {
-    subscribed = false;
-    lost('redis subscriber closed');
-  });
-  subscriber.on('ready', () => {
-    if (!listening) return;
-    // node-redis resubscribes on reconnect; events published while it was away were missed, so
-    // the whole view is loaded again.
-    subscribed = true;
-    void reload();
-  });
+  if (viaSentinel !== null) {
+    // The probe decides health; a failover or a connection error forces a full reload (events
+    // may have been missed, and the new master may lack the latest writes: the marker says).
+    viaSentinel.on('error', (error: unknown) => {
+      lastError = error instanceof Error ? error.message : String(error);
+    });
+    viaSentinel.on('topology-change', (event: { type?: string }) => {
+      if (event.type !== 'MASTER_CHANGE' || !listening) return;
+      lost('sentinel switched to a new master');
+      void reload();
+    });
+  } else {
+    registerClientEvents();
+  }
+  function registerClientEvents(): void {
+    client.on('error', (error: Error) => {
+      lastError = error.message;
+      commandReady = false;
+      lost('redis connection error');
+    });
+    client.on('reconnecting', () => {
+      commandReady = false;
+      lost('redis reconnecting');
+    });
+    subscriber.on('reconnecting', () => {
+      subscribed = false;
+      lost('redis subscriber reconnecting');
+    });
+    client.on('end', () => {
+      commandReady = false;
+      lost('redis connection closed');
+    });
+    client.on('ready', () => {
+      commandReady = true;
+      void reload();
+    });
+    subscriber.on('error', (error: Error) => {
+      lastError = error.message;
+      subscribed = false;
+      lost('redis subscriber error');
+    });
+    subscriber.on('end', () => {
+      subscribed = false;
+      lost('redis subscriber closed');
+    });
+    subscriber.on('ready', () => {
+      if (!listening) return;
+      // node-redis resubscribes on reconnect; events published while it was away were missed, so
+      // the whole view is loaded again.
+      subscribed = true;
+      void reload();
+    });
+  }
 
   async function reload(): Promise<void> {
-    if (!commandReady || !subscribed || closing) return;
+    if (!commandReady || !subscribed || closing || stalled !== null || lostData !== null) return;
     const generation = ++loadGeneration;
     loaded = false;
     setHealth('reloading');
     pending = [];
     try {
+      // The marker first: a Redis that lost its data must not replace the view (the snapshot
+      // a reseed writes back).
+      let before = await readMarker();
+      if (before === null && known === null) before = await initMarker();
+      const verdict = judge(before);
+      if (verdict !== 'ok') {
+        pending = null;
+        if (generation === loadGeneration) onVerdict(verdict, before);
+        return;
+      }
+      await flushUnshared();
       const next = await loadAll();
+      const after = await readMarker();
+      if (after === null || before === null || after.epoch !== before.epoch || after.gen < before.gen) throw new Error('the marker changed during the load');
       if (generation !== loadGeneration) return;
-      const before = view;
+      known = after;
+      overlay(next);
+      const previous = view;
       view = next;
       // Kills made while this instance was away from Redis stop its calls in flight as well.
-      for (const [agent, record] of next.kills) if (!before.kills.has(agent)) remoteStop(agent, record.reason);
+      for (const [agent, record] of next.kills) if (!previous.kills.has(agent)) remoteStop(agent, record.reason);
       const queued = pending;
       pending = null;
       for (const event of queued) await apply(event.kind, event.key);
       if (generation !== loadGeneration || !commandReady || !subscribed) return;
       loaded = true;
       setHealth('loaded');
+      scheduleSave();
     } catch (error) {
       lastError = (error as Error).message;
       if (generation === loadGeneration) {
         pending = null;
         lost('load failed');
-        // Retry while connected; a lost connection retries on its next 'ready'.
+        // Retry while connected and answering; a lost connection retries on its next 'ready', a
+        // stalled one when the probe answers again.
         setTimeout(() => void reload(), 200).unref();
       }
+    }
+  }
+
+  /** Put the changes not yet shared over a view loaded from Redis: they are in force here. */
+  function overlay(target: View): void {
+    for (const change of unshared) {
+      if (change.op === 'kill') target.kills.set(change.record.agent, change.record);
+      else if (change.op === 'revoke') target.revoked.set(change.jti, Math.max(change.expiresAt, target.revoked.get(change.jti) ?? 0));
+      else target.agentRevoked.set(change.agent, Math.max(change.at, target.agentRevoked.get(change.agent) ?? 0));
     }
   }
 
@@ -274,15 +453,273 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
       else expired.push(sid);
     }
     if (expired.length > 0) await client.hDel(K.ended, expired);
-    for await (const keys of client.scanIterator({ MATCH: `${K.rev}*`, COUNT: 1000 })) {
-      if (keys.length === 0) continue;
-      const values = await client.mGet(keys);
-      keys.forEach((key, i) => {
+    // SCAN step by step through the client with deadlines (scanIterator would bypass them).
+    let cursor = '0';
+    do {
+      const page = await client.scan(cursor, { MATCH: `${K.rev}*`, COUNT: 1000 });
+      cursor = String(page.cursor);
+      if (page.keys.length === 0) continue;
+      const values = await client.mGet(page.keys);
+      page.keys.forEach((key, i) => {
         const exp = values[i];
         if (exp !== null && exp !== undefined) next.revoked.set(key.slice(K.rev.length), Number(exp));
       });
-    }
+    } while (cursor !== '0');
     return next;
+  }
+
+  // ---- generation marker, probe, journal, reseed ----
+
+  async function readMarker(): Promise<(Marker & { origin: string }) | null> {
+    const fields = await client.hGetAll(K.marker);
+    const epoch = fields.epoch;
+    const gen = Number(fields.gen);
+    if (epoch === undefined || epoch === '' || !Number.isFinite(gen)) return null;
+    return { epoch, gen, origin: fields.origin ?? 'fresh' };
+  }
+
+  /** First contact with a Redis that never had a marker (a new deployment): start epoch 1. */
+  async function initMarker(): Promise<(Marker & { origin: string }) | null> {
+    await client.eval(INIT_MARKER, { keys: [K.marker], arguments: [randomUUID()] });
+    return readMarker();
+  }
+
+  type Verdict = 'ok' | 'lost' | 'merge';
+  function judge(current: (Marker & { origin: string }) | null): Verdict {
+    if (current === null) return 'lost';
+    if (known === null || current.epoch === known.epoch) return known !== null && current.gen < known.gen ? 'lost' : 'ok';
+    // A new epoch made by a reseed elsewhere: add what this instance knows (union). A new epoch
+    // made fresh (someone met an empty Redis first) is a loss like an absent marker.
+    return current.origin === 'reseed' ? 'merge' : 'lost';
+  }
+
+  function onVerdict(verdict: Verdict, current: (Marker & { origin: string }) | null): void {
+    if (verdict === 'lost') {
+      dataLost(current === null ? 'the generation marker is missing (Redis was emptied or restarted without its data)' : current.epoch === known?.epoch ? `the generation marker went back from ${known.gen} to ${current.gen} (Redis restored older data)` : 'the generation marker is new (Redis was emptied and met by an instance without a snapshot)');
+    } else if (verdict === 'merge' && current !== null) {
+      void merge(current).catch(() => undefined);
+    }
+  }
+
+  /** Before a re-read's "absent" removes a kill or an open breaker: is Redis's data intact? */
+  async function intact(): Promise<boolean> {
+    const current = await readMarker();
+    const verdict = judge(current);
+    if (verdict === 'ok') return true;
+    onVerdict(verdict, current);
+    return false;
+  }
+
+  /** Raise the marker after a change; a missing or older marker means Redis lost data meanwhile. */
+  async function bump(): Promise<void> {
+    const gen = Number(await client.eval(BUMP_MARKER, { keys: [K.marker] }));
+    if (gen < 0) dataLost('the generation marker is missing (Redis was emptied or restarted without its data)');
+    else if (known !== null && gen <= known.gen) dataLost(`the generation marker went back to ${gen} below ${known.gen} (Redis restored older data)`);
+    else if (known !== null) known = { epoch: known.epoch, gen };
+  }
+
+  let probing = false;
+  let probeSeq = 0;
+  let heard: { nonce: string; resolve: () => void } | null = null;
+  function onProbe(message: string): void {
+    if (heard !== null && heard.nonce === message) heard.resolve();
+  }
+  /**
+   * One round trip through both connections and the marker check, within the deadline. A stall
+   * ends here: a probe that answers in time starts the full reload that makes the store healthy.
+   */
+  async function probe(): Promise<void> {
+    if (probing || closing || !commandReady || !subscribed) return;
+    probing = true;
+    try {
+      const nonce = `${++probeSeq}`;
+      const echo = new Promise<void>((resolve) => {
+        heard = { nonce, resolve };
+      });
+      await client.publish(probeChannel, nonce);
+      await deadline(echo, timeoutMs, 'the probe through the subscriber', (what) => stall(`redis did not deliver ${what} within ${timeoutMs} ms`));
+      const current = await readMarker();
+      if (stalled !== null) {
+        notice('info', 'Redis answers in time again; reloading the shared state', { after: stalled });
+        stalled = null;
+        void reload();
+        return;
+      }
+      const verdict = judge(current);
+      if (verdict !== 'ok') {
+        onVerdict(verdict, current);
+        return;
+      }
+      if (lostData !== null) return;
+      if (current !== null && known !== null && current.gen > known.gen) known = { epoch: known.epoch, gen: current.gen };
+      if (unshared.length > 0 && healthy) await flushUnshared();
+    } catch {
+      // A deadline reported the stall; a dropped connection reports itself.
+    } finally {
+      heard = null;
+      probing = false;
+    }
+  }
+  const probeTimer = setInterval(() => void probe(), probeIntervalMs);
+  probeTimer.unref();
+
+  function snapshot(): Snapshot {
+    const nowSeconds = clock.now() / 1000;
+    const live = (map: Map<string, number>): Record<string, number> => {
+      const out: Record<string, number> = {};
+      for (const [key, exp] of map) if (exp > nowSeconds) out[key] = exp;
+      return out;
+    };
+    const breakers: Record<string, BreakerRecord> = {};
+    for (const [agent, record] of view.breakers) if (record.tripped) breakers[agent] = record;
+    return {
+      marker: known,
+      kills: [...view.kills.values()],
+      agentRevocations: Object.fromEntries(view.agentRevoked),
+      revocations: live(view.revoked),
+      endedSessions: live(view.ended),
+      breakers,
+      unshared: [...unshared],
+    };
+  }
+  /** Write the snapshot soon (coalesced): what is in Redis already is only a copy here. */
+  function scheduleSave(): void {
+    if (journal === null || saveTimer !== null || closing) return;
+    saveTimer = setTimeout(() => {
+      saveTimer = null;
+      journal.save().catch((error: unknown) => notice('error', 'the state journal could not be written', { file: journalFile, error: (error as Error).message }));
+    }, 50);
+    saveTimer.unref();
+  }
+
+  /** A kill or revocation Redis could not take: in force here, in the journal, pushed later. */
+  async function keepLocal(change: UnsharedChange, why: string): Promise<Sharing> {
+    unshared.push(change);
+    overlay(view);
+    notice('warn', `${change.op} applied on this instance only, not yet shared: Redis is unreachable; it is kept in the journal and pushed when Redis answers`, { ...describe(change), why });
+    if (journal !== null) {
+      try {
+        await journal.save();
+      } catch (error) {
+        throw new StateUnavailableError(`Redis is unreachable and the journal ${journalFile ?? ''} could not be written (${(error as Error).message}); the ${change.op} is in force on this instance until it restarts`, { cause: error });
+      }
+    }
+    return 'local';
+  }
+
+  async function push(change: UnsharedChange): Promise<void> {
+    if (change.op === 'kill') {
+      await client.hSet(K.kills, change.record.agent, JSON.stringify(change.record));
+      await bump();
+      await publish('kill', change.record.agent);
+    } else if (change.op === 'revoke') {
+      // Kept at least a minute even for an already expired token, so the record is seen.
+      const until = Math.max(change.expiresAt * 1000, clock.now() + 60_000);
+      await client.set(`${K.rev}${change.jti}`, String(change.expiresAt), { expiration: { type: 'PXAT', value: Math.ceil(until) } });
+      await bump();
+      await publish('rev', change.jti);
+    } else {
+      await client.eval(HASH_MAX, { keys: [K.agentRev], arguments: [change.agent, String(change.at)] });
+      await bump();
+      await publish('agent-rev', change.agent);
+    }
+  }
+
+  let flushing: Promise<void> | null = null;
+  /** Push the changes kept locally, oldest first; each one pushed is logged with its delay. */
+  function flushUnshared(): Promise<void> {
+    if (unshared.length === 0) return Promise.resolve();
+    flushing ??= (async () => {
+      try {
+        while (unshared.length > 0) {
+          const change = unshared[0] as UnsharedChange;
+          await push(change);
+          unshared.shift();
+          notice('warn', `${change.op} made while Redis was unreachable is now shared with every instance`, { ...describe(change), delayMs: clock.now() - madeAt(change) });
+        }
+        scheduleSave();
+      } finally {
+        flushing = null;
+      }
+    })();
+    return flushing;
+  }
+
+  /** Write this instance's snapshot into Redis without overwriting anything there (union). */
+  async function writeUnion(): Promise<{ kills: number; revocations: number; breakers: number }> {
+    await flushUnshared();
+    const nowMs = clock.now();
+    const jobs: (() => Promise<unknown>)[] = [];
+    for (const record of view.kills.values()) jobs.push(() => client.hSetNX(K.kills, record.agent, JSON.stringify(record)));
+    for (const [agent, at] of view.agentRevoked) jobs.push(() => client.eval(HASH_MAX, { keys: [K.agentRev], arguments: [agent, String(at)] }));
+    let revocations = view.agentRevoked.size;
+    for (const [jti, exp] of view.revoked) {
+      if (exp * 1000 <= nowMs) continue;
+      revocations++;
+      jobs.push(() => client.set(`${K.rev}${jti}`, String(exp), { condition: 'NX', expiration: { type: 'PXAT', value: Math.ceil(exp * 1000) } }));
+    }
+    for (const [sid, exp] of view.ended) if (exp * 1000 > nowMs) jobs.push(() => client.eval(HASH_MAX, { keys: [K.ended], arguments: [sid, String(exp)] }));
+    let breakers = 0;
+    for (const [agent, record] of view.breakers) {
+      if (!record.tripped) continue;
+      breakers++;
+      jobs.push(() => client.hSetNX(K.breakers, agent, JSON.stringify(record)));
+    }
+    // Pipelined in slices (node-redis sends concurrent commands in one write).
+    for (let i = 0; i < jobs.length; i += 500) await Promise.all(jobs.slice(i, i + 500).map((job) => job()));
+    return { kills: view.kills.size, revocations, breakers };
+  }
+
+  let reseeding: Promise<ReseedOutcome> | null = null;
+  /** Write the snapshot back into a Redis that lost its data and start a new epoch. */
+  function reseed(): Promise<ReseedOutcome> {
+    if (lostData === null) {
+      return Promise.resolve({ reseeded: false, detail: 'Redis holds its data (the generation marker is as expected); nothing to reseed', kills: 0, revocations: 0, breakers: 0 });
+    }
+    if (!commandReady || stalled !== null) return Promise.reject(new StateUnavailableError('Redis is unreachable; it can be reseeded once it answers'));
+    reseeding ??= (async () => {
+      try {
+        const counts = await writeUnion();
+        const current = await readMarker();
+        const epoch = randomUUID();
+        const gen = Math.max(known?.gen ?? 0, current?.gen ?? 0) + 1;
+        await client.hSet(K.marker, { epoch, gen: String(gen), origin: 'reseed' });
+        known = { epoch, gen };
+        lostData = null;
+        onReseed('reseed');
+        notice('warn', 'Redis reseeded from this instance\'s snapshot (union with what it held); the other instances merge theirs', { mode: reseedMode, ...counts, epoch });
+        await publish('reseed', epoch);
+        scheduleSave();
+        void reload();
+        return { reseeded: true, detail: 'Redis reseeded from this instance\'s snapshot', ...counts };
+      } finally {
+        reseeding = null;
+      }
+    })();
+    return reseeding;
+  }
+
+  let merging = false;
+  /** Another instance reseeded Redis: add this instance's snapshot (union), then load. */
+  async function merge(current: Marker): Promise<void> {
+    if (merging) return;
+    merging = true;
+    try {
+      if (lostData === null) {
+        lostData = 'merging this instance\'s snapshot into a reseeded Redis';
+        loaded = false;
+        setHealth(lostData, 'data_lost');
+      }
+      const counts = await writeUnion();
+      known = { epoch: current.epoch, gen: current.gen };
+      lostData = null;
+      onReseed('merge');
+      notice('warn', 'merged this instance\'s snapshot into Redis after another instance reseeded it', { ...counts, epoch: current.epoch });
+      scheduleSave();
+      void reload();
+    } finally {
+      merging = false;
+    }
   }
 
   /** Re-read one key after an event and put it in the local view. */
@@ -291,20 +728,24 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
       case 'kill': {
         const json = await client.hGet(K.kills, key);
         const record = json === null || json === undefined ? null : parse<KillRecord>(json);
-        if (record === null) view.kills.delete(key);
-        else {
-          const known = view.kills.has(key);
+        if (record === null) {
+          // Absent is a revive, or a Redis that lost its data: only the marker tells them apart.
+          if (view.kills.has(key) && !(await intact())) return;
+          view.kills.delete(key);
+        } else {
+          const seen = view.kills.has(key);
           view.kills.set(key, record);
-          if (!known) remoteStop(key, record.reason);
+          if (!seen) remoteStop(key, record.reason);
         }
+        overlay(view);
         return;
       }
       case 'agent-rev': {
         const at = await client.hGet(K.agentRev, key);
-        if (at === null || at === undefined) view.agentRevoked.delete(key);
-        else {
+        // Agent revocations only ever move forward: an absent or lower value is lost data, not a change.
+        if (at !== null && at !== undefined) {
           const previous = view.agentRevoked.get(key);
-          view.agentRevoked.set(key, Number(at));
+          view.agentRevoked.set(key, Math.max(Number(at), previous ?? 0));
           if (previous === undefined || Number(at) > previous) remoteStop(key, 'tokens revoked');
         }
         return;
@@ -317,8 +758,10 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
       case 'breaker': {
         const json = await client.hGet(K.breakers, key);
         const record = json === null || json === undefined ? null : parse<BreakerRecord>(json);
-        if (record === null) view.breakers.delete(key);
-        else view.breakers.set(key, record);
+        if (record === null) {
+          if (view.breakers.get(key)?.tripped === true && !(await intact())) return;
+          view.breakers.delete(key);
+        } else view.breakers.set(key, record);
         return;
       }
       case 'secret': {
@@ -364,11 +807,20 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
     }
     if (typeof event.kind !== 'string' || !EVENT_KINDS.has(event.kind) || typeof event.key !== 'string') return;
     const kind = event.kind as EventKind;
+    if (kind === 'reseed') {
+      // Another instance reseeded Redis: the probe sees the new epoch and merges this snapshot.
+      void probe();
+      return;
+    }
+    // A Redis that lost its data answers re-reads with nothing: the view stays as it is.
+    if (lostData !== null) return;
     if (pending !== null) {
       pending.push({ kind, key: event.key });
       return;
     }
-    apply(kind, event.key).catch(() => {
+    apply(kind, event.key).then(() => {
+      if (kind !== 'secret' && kind !== 'approval' && kind !== 'uses') scheduleSave();
+    }, () => {
       // The change is in Redis but not in this view: the view cannot be trusted until reloaded.
       lost('event re-read failed');
       setTimeout(() => void reload(), 200).unref();
@@ -442,12 +894,37 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
     await publish('ended', sid);
   }
 
+  /** Push a kill or revocation already in force here; kept locally when Redis cannot take it now. */
+  async function share(change: UnsharedChange): Promise<Sharing> {
+    if (!commandReady || stalled !== null || unshared.length > 0) return keepLocal(change, commandReady ? (stalled ?? 'earlier changes are still waiting') : detail);
+    try {
+      await push(change);
+      scheduleSave();
+      return 'shared';
+    } catch (error) {
+      if (error instanceof StateUnavailableError) return keepLocal(change, error.message);
+      throw error;
+    }
+  }
+
   // Connect both, and wait for the first full load (bounded): a gateway must not start on an
-  // empty view of a state that holds kill switches.
-  const timeoutMs = options.connectTimeoutMs ?? 5000;
+  // empty view of a state that holds kill switches. With `reseed: manual` a Redis that lost its
+  // data is handed out unhealthy, so the operator can reseed it through the admin socket.
+  const connectMs = options.connectTimeoutMs ?? 5000;
   const start = async (): Promise<void> => {
-    await Promise.all([client.connect(), subscriber.connect()]);
+    if (viaSentinel !== null) {
+      await viaSentinel.connect();
+      await viaSentinel.subscribe(K.channel, onMessage);
+      await viaSentinel.subscribe(probeChannel, onProbe);
+      commandReady = true;
+      listening = true;
+      subscribed = true;
+      await reload();
+      return;
+    }
+    await Promise.all([raw.connect(), subscriber.connect()]);
     await subscriber.subscribe(K.channel, onMessage);
+    await subscriber.subscribe(probeChannel, onProbe);
     listening = true;
     subscribed = subscriber.isReady;
     await reload();
@@ -455,19 +932,27 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
   start().catch((error: unknown) => {
     lastError = (error as Error).message;
   });
-  const deadline = Date.now() + timeoutMs;
-  while (!healthy && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
-  if (!healthy) {
+  const until = Date.now() + connectMs;
+  const waiting = (): boolean => !healthy && !(lostData !== null && reseedMode === 'manual');
+  while (waiting() && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 20));
+  if (waiting()) {
     closing = true;
-    client.destroy();
-    subscriber.destroy();
-    throw new RedisUnavailableError(lastError === '' ? `no answer within ${timeoutMs} ms` : lastError.replace(/\/\/[^@/]*@/g, '//***@'));
+    clearInterval(probeTimer);
+    if (viaSentinel !== null) void viaSentinel.destroy().catch(() => undefined);
+    else {
+      raw.destroy();
+      subscriber.destroy();
+    }
+    const why = lostData ?? stalled ?? (lastError === '' ? `no answer within ${connectMs} ms` : lastError.replace(/\/\/[^@/]*@/g, '//***@'));
+    throw new RedisUnavailableError(why);
   }
 
   opened = true;
   return {
     driver: 'redis',
     isHealthy: () => healthy,
+    status: () => ({ healthy, detail, unshared: unshared.length }),
+    reseed,
     replayHorizon: 0,
     isRevoked(jti, agent, issuedAt) {
       const exp = view.revoked.get(jti);
@@ -479,30 +964,31 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
       return false;
     },
     async revoke(jti, expiresAt) {
-      // Kept at least a minute even for an already expired token, so the record is seen.
-      const until = Math.max(expiresAt * 1000, clock.now() + 60_000);
-      await client.set(`${K.rev}${jti}`, String(expiresAt), { expiration: { type: 'PXAT', value: Math.ceil(until) } });
-      view.revoked.set(jti, expiresAt);
+      // In force here at once; shared when Redis takes it within the deadline, else kept locally.
+      view.revoked.set(jti, Math.max(expiresAt, view.revoked.get(jti) ?? 0));
       sweep();
-      await publish('rev', jti);
+      return share({ op: 'revoke', jti, expiresAt, madeAt: clock.now() });
     },
     async revokeAgent(agent, at) {
-      await client.eval(HASH_MAX, { keys: [K.agentRev], arguments: [agent, String(at)] });
       view.agentRevoked.set(agent, Math.max(at, view.agentRevoked.get(agent) ?? 0));
-      await publish('agent-rev', agent);
+      return share({ op: 'revoke-agent', agent, at, madeAt: clock.now() });
     },
     killRecord: (agent) => view.kills.get(agent),
     kills: () => [...view.kills.values()],
     async kill(record) {
-      await client.hSet(K.kills, record.agent, JSON.stringify(record));
       view.kills.set(record.agent, record);
-      await publish('kill', record.agent);
+      return share({ op: 'kill', record });
     },
     async revive(agent) {
+      // Lifting a kill only through the shared state: a revive kept on one instance would let the
+      // agent in there while every other instance refuses it (fail closed instead).
+      if (!healthy) throw new StateUnavailableError(`the shared state is unavailable (${detail}); a revive is applied only through Redis, try again when it answers`);
       const [killed, hadBreaker] = await Promise.all([client.hDel(K.kills, agent), client.hDel(K.breakers, agent)]);
       view.kills.delete(agent);
       view.breakers.delete(agent);
+      await bump();
       await Promise.all([publish('kill', agent), publish('breaker', agent)]);
+      scheduleSave();
       return killed > 0 || hadBreaker > 0;
     },
     breaker: (agent) => view.breakers.get(agent),
@@ -513,6 +999,10 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
         return { next: result.record === current ? null : result.record, result };
       });
       view.breakers.set(agent, outcome.record);
+      if (outcome.tripped) {
+        await bump();
+        scheduleSave();
+      }
       await publish('breaker', agent);
       return outcome;
     },
@@ -665,7 +1155,11 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
       // Not reported through onHealth: a shutdown is not an outage.
       closing = true;
       healthy = false;
-      await Promise.allSettled([subscriber.close(), client.close()]);
+      clearInterval(probeTimer);
+      if (saveTimer !== null) clearTimeout(saveTimer);
+      // The last snapshot (and any change not yet shared) is on disk before the process exits.
+      await journal?.save().catch((error: unknown) => notice('error', 'the state journal could not be written', { file: journalFile, error: (error as Error).message }));
+      await (viaSentinel !== null ? viaSentinel.close().catch(() => undefined) : Promise.allSettled([subscriber.close(), raw.close()]));
     },
   };
 }
@@ -685,4 +1179,14 @@ function pruneApprovals(approvals: Map<string, ApprovalRecord>, now: number): vo
 
 function prune(tokens: Map<string, number>, nowSeconds: number): void {
   for (const [jti, exp] of tokens) if (exp <= nowSeconds) tokens.delete(jti);
+}
+
+function describe(change: UnsharedChange): Record<string, unknown> {
+  if (change.op === 'kill') return { agent: change.record.agent, reason: change.record.reason, madeAt: new Date(change.record.at).toISOString() };
+  if (change.op === 'revoke') return { jti: change.jti, madeAt: new Date(change.madeAt).toISOString() };
+  return { agent: change.agent, madeAt: new Date(change.madeAt).toISOString() };
+}
+
+function madeAt(change: UnsharedChange): number {
+  return change.op === 'kill' ? change.record.at : change.madeAt;
 }

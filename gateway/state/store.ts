@@ -3,6 +3,39 @@
 // view the driver keeps current; writes are durable (state file, or Redis) before they resolve.
 import type { BreakerPolicy, BreakerRecord } from './breaker.js';
 
+/**
+ * Where a kill or revocation stands once the call resolves: `shared` is in the store every
+ * instance reads (Redis, or the memory driver's state file); `local` is in force on this instance
+ * and in its journal only, because Redis could not be reached; it is pushed when Redis returns.
+ */
+export type Sharing = 'shared' | 'local';
+
+/** The state store cannot be read or written right now (Redis unreachable, too slow, or lost its data). */
+export class StateUnavailableError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'StateUnavailableError';
+  }
+}
+
+/** What `/readyz`, `status` and the metrics say about the store. */
+export interface StateStatus {
+  readonly healthy: boolean;
+  /** Why it is (not) healthy, in words (no addresses, no secrets). */
+  readonly detail: string;
+  /** Kills and revocations made here while Redis was unreachable, not yet pushed. */
+  readonly unshared: number;
+}
+
+/** What a reseed did (`agentgate state reseed`). */
+export interface ReseedOutcome {
+  readonly reseeded: boolean;
+  readonly detail: string;
+  readonly kills: number;
+  readonly revocations: number;
+  readonly breakers: number;
+}
+
 /** An operator's kill switch on one agent. */
 export interface KillRecord {
   readonly agent: string;
@@ -85,17 +118,21 @@ export interface Store {
   readonly driver: 'memory' | 'redis';
   /** False when the backing store cannot be trusted (e.g. Redis unreachable): admit fails closed. */
   isHealthy(): boolean;
+  status(): StateStatus;
+  /** Write this instance's snapshot back into a store that lost its data (Redis); memory: nothing to do. */
+  reseed(): Promise<ReseedOutcome>;
 
   /** True when `jti` was revoked, or the agent's tokens issued at or before `issuedAt` were. */
   isRevoked(jti: string, agent?: string, issuedAt?: number): boolean;
   /** Revoke one token until `expiresAt` (seconds since the epoch). */
-  revoke(jti: string, expiresAt: number): Promise<void>;
+  revoke(jti: string, expiresAt: number): Promise<Sharing>;
   /** Revoke every token of `agent` issued at or before `at` (seconds since the epoch). */
-  revokeAgent(agent: string, at: number): Promise<void>;
+  revokeAgent(agent: string, at: number): Promise<Sharing>;
 
   killRecord(agent: string): KillRecord | undefined;
   kills(): readonly KillRecord[];
-  kill(record: KillRecord): Promise<void>;
+  /** In force on this instance before it resolves, even when Redis is unreachable (then `local`). */
+  kill(record: KillRecord): Promise<Sharing>;
   /** Lift a kill switch and reset the breaker; resolves false when there was neither. */
   revive(agent: string): Promise<boolean>;
 

@@ -19,9 +19,15 @@ export interface Metrics {
   /** A refusal a role in shadow mode (`enforce: false`) let through. */
   shadowRefusal(agent: string, reason: ReasonCode): void;
   upstreamError(backend: string, kind: UpstreamErrorKind): void;
+  /** One tools/call message on an MCP backend; `tool` from the policy's names, else `unknown`. */
+  toolCall(backend: string, tool: string, decision: 'allow' | 'deny'): void;
   tokenIssued(role: string, grantType: string): void;
   tokenRevoked(): void;
   breakerTripped(agent: string): void;
+  /** The state store stopped being trusted (`cause`: connection, timeout, data_lost). */
+  stateOutage(cause: 'connection' | 'timeout' | 'data_lost'): void;
+  /** This instance reseeded Redis (`reseed`) or merged its snapshot into a reseeded one (`merge`). */
+  stateReseeded(kind: 'reseed' | 'merge'): void;
   exposition(): Promise<string>;
   readonly contentType: string;
 }
@@ -42,6 +48,8 @@ export interface MetricsOptions {
   readonly defaults?: boolean;
   /** Read at scrape time, so gauges never drift from the store (a breaker turns half-open by time alone). */
   readonly agents?: () => Iterable<AgentGauge>;
+  /** The state store's health and its changes not yet shared, read at scrape time. */
+  readonly state?: () => { readonly healthy: boolean; readonly unshared: number };
 }
 
 export function createMetrics(options: MetricsOptions = {}): Metrics {
@@ -85,6 +93,12 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     labelNames: ['backend', 'kind'] as const,
     registers: [registry],
   });
+  const toolCalls = new Counter({
+    name: 'agentgate_tool_calls_total',
+    help: 'MCP tools/call messages, by backend, tool (from the policy; others are unknown) and decision.',
+    labelNames: ['backend', 'tool', 'decision'] as const,
+    registers: [registry],
+  });
   const tokensIssued = new Counter({
     name: 'agentgate_tokens_issued_total',
     help: 'Access tokens issued, by role and grant type.',
@@ -121,6 +135,36 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     name: 'agentgate_breaker_trips_total',
     help: 'Times an agent\'s circuit breaker opened.',
     labelNames: ['agent'] as const,
+    registers: [registry],
+  });
+
+  const state = options.state;
+  new Gauge({
+    name: 'agentgate_state_available',
+    help: '1 while the state store can be trusted (connected, answering in time, its data intact); 0 while requests fail closed.',
+    registers: [registry],
+    collect() {
+      this.set(state === undefined || state().healthy ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'agentgate_state_unshared_changes',
+    help: 'Kills and revocations applied on this instance while Redis was unreachable, not yet pushed to it.',
+    registers: [registry],
+    collect() {
+      this.set(state === undefined ? 0 : state().unshared);
+    },
+  });
+  const outages = new Counter({
+    name: 'agentgate_state_outages_total',
+    help: 'Times the state store stopped being trusted, by cause (connection, timeout, data_lost).',
+    labelNames: ['cause'] as const,
+    registers: [registry],
+  });
+  const reseeds = new Counter({
+    name: 'agentgate_state_reseeds_total',
+    help: 'Times this instance wrote its snapshot back into a Redis that lost its data (reseed) or into one another instance reseeded (merge).',
+    labelNames: ['kind'] as const,
     registers: [registry],
   });
 
@@ -174,6 +218,9 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     upstreamError(backend, kind) {
       upstreamErrors.labels(backend, kind).inc();
     },
+    toolCall(backend, tool, decision) {
+      toolCalls.labels(backend, tool, decision).inc();
+    },
     tokenIssued(role, grantType) {
       tokensIssued.labels(role, grantType).inc();
     },
@@ -182,6 +229,12 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     },
     breakerTripped(agent) {
       trips.labels(agent).inc();
+    },
+    stateOutage(cause) {
+      outages.labels(cause).inc();
+    },
+    stateReseeded(kind) {
+      reseeds.labels(kind).inc();
     },
     exposition: () => registry.metrics(),
   };

@@ -60,7 +60,9 @@ t.test('the shipped roles in front of the demo backends', async (t) => {
   await t.test('data: refused queries never reach the BI backend', async (t) => {
     const before = await metric(gw.metricsUrl, 'agentgate_violations_total{agent="data-agent-01",role="data",reason="not_aggregate"}');
     for (const c of REFUSED_QUERIES) {
-      // A fresh token per case: the breaker does not matter here, each refusal does.
+      // The shipped breaker (5 violations a minute) would suspend the agent part-way: each row is
+      // about its own refusal, so each starts with a closed breaker (tripping: tour.test.ts).
+      await gw.gateway.store.revive('data-agent-01');
       const res = await request(`${gw.url}/bi/query`, { method: 'POST', headers: { ...bearer(data), ...json }, body: JSON.stringify({ sql: c.sql }) });
       const problem = (await res.body.json()) as { type: string; detail: string };
       t.equal(res.statusCode, 403, c.name);
@@ -83,6 +85,7 @@ t.test('the shipped roles in front of the demo backends', async (t) => {
       { name: 'no sql', headers: json, body: '{"query":"SELECT * FROM sales"}', reason: 'not_aggregate' },
     ];
     for (const c of cases) {
+      await gw.gateway.store.revive('data-agent-01');
       const res = await request(`${gw.url}/bi/query`, { method: 'POST', headers: { ...bearer(data), ...c.headers }, body: c.body });
       t.equal(res.statusCode, c.reason === 'body_invalid' ? 400 : 403, c.name);
       t.match(await res.body.json(), { type: `urn:agentgate:problem:${c.reason}` }, c.name);
@@ -101,6 +104,7 @@ t.test('the shipped roles in front of the demo backends', async (t) => {
       { name: 'a JSON array', body: '[{"script":"greeting"}]', status: 400, reason: 'body_invalid' },
     ];
     for (const c of cases) {
+      await gw.gateway.store.revive('support-agent-01');
       const res = await request(`${gw.url}/tickets/tickets/1/replies`, { method: 'POST', headers: { ...bearer(support), 'content-type': c.type ?? 'application/json' }, body: c.body });
       t.equal(res.statusCode, c.status, c.name);
       if (c.reason === null) await res.body.dump();

@@ -65,6 +65,11 @@ t.test('refusal table', async (t) => {
 
   for (const c of cases) {
     await t.test(c.name, async (t) => {
+      // The shipped breaker (5 violations a minute) would suspend marketing and support part-way
+      // through this table; each row is about its own refusal, so each starts with closed breakers.
+      // Tripping is tested in operator.test.ts and tour.test.ts.
+      await gw.gateway.store.revive('marketing-agent-03');
+      await gw.gateway.store.revive('support-agent-01');
       const before = upstream.seen.length;
       // Raw bytes on the wire: client libraries resolve %2e%2e and fix up lengths before sending.
       const res = await rawRequest(gw.port, buildRequest(c.method ?? 'GET', c.path, c.headers ?? {}, c.body ?? ''));

@@ -19,6 +19,12 @@ export interface RedisServer {
   restart(): Promise<void>;
   /** Run redis-cli-free commands: FLUSHALL between cases. */
   flush(): Promise<void>;
+  /** SIGSTOP the server: it keeps its sockets open and answers nothing (a hung Redis). */
+  pause(): void;
+  /** SIGCONT it. */
+  resume(): void;
+  /** Send one inline command; resolves the raw reply (first line). */
+  command(text: string): Promise<string>;
 }
 
 export async function startRedis(t: { teardown(fn: () => unknown): void }): Promise<RedisServer> {
@@ -41,7 +47,9 @@ export async function startRedis(t: { teardown(fn: () => unknown): void }): Prom
     throw new Error(`redis-server did not start on ${port}: ${out}`);
   };
   const stop = async (): Promise<void> => {
-    const proc = child;
+    const proc = child as ChildProcess | null;
+    // A stopped server cannot exit until it is continued.
+    proc?.kill('SIGCONT');
     child = null;
     if (proc === null || proc.exitCode !== null || proc.signalCode !== null) return;
     const gone = new Promise((resolve) => proc.once('exit', resolve));
@@ -58,6 +66,13 @@ export async function startRedis(t: { teardown(fn: () => unknown): void }): Prom
     async flush() {
       if (!(await answers(port, 'FLUSHALL'))) throw new Error('FLUSHALL failed');
     },
+    pause() {
+      (child as ChildProcess | null)?.kill('SIGSTOP');
+    },
+    resume() {
+      (child as ChildProcess | null)?.kill('SIGCONT');
+    },
+    command: (text) => reply(port, text),
   };
 }
 
@@ -77,5 +92,26 @@ function answers(port: number, command: string): Promise<boolean> {
     });
     socket.on('error', () => resolve(false));
     socket.on('close', () => resolve(data.startsWith('+')));
+  });
+}
+
+/** Send one inline command; resolves everything the server answered within the first reply line. */
+function reply(port: number, command: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = createConnection({ host: '127.0.0.1', port });
+    let data = '';
+    socket.setTimeout(2000, () => socket.destroy(new Error(`no answer to ${command}`)));
+    socket.on('connect', () => socket.write(`${command}\r\n`));
+    socket.on('data', (d) => {
+      data += d.toString();
+      const end = data.indexOf('\r\n');
+      if (end < 0) return;
+      // A bulk string ($len) is answered with its value; anything else with its first line.
+      const bulk = /^\$(\d+)$/.exec(data.slice(0, end));
+      if (bulk !== null && data.length < end + 2 + Number(bulk[1]) + 2) return;
+      socket.end();
+      resolve(bulk === null ? data.slice(0, end) : data.slice(end + 2, end + 2 + Number(bulk[1])));
+    });
+    socket.on('error', reject);
   });
 }

@@ -18,6 +18,7 @@ t.test('shipped policies/ load cleanly and hold the demo fixture', async (t) => 
       ['crm', 'http://127.0.0.1:9101/', 30_000],
       ['content', 'http://127.0.0.1:9102/', 30_000],
       ['tickets', 'http://127.0.0.1:9103/', 30_000],
+      ['tickets-mcp', 'http://127.0.0.1:9106/', 30_000],
       ['kb', 'http://127.0.0.1:9104/', 30_000],
       ['bi', 'http://127.0.0.1:9105/', 30_000],
     ],
@@ -33,6 +34,16 @@ t.test('shipped policies/ load cleanly and hold the demo fixture', async (t) => 
     'tickets.reply': ['POST /tickets/:id/replies'],
     'config.write': ['PUT /config'],
   });
+  t.same(routes('tickets-mcp'), {
+    'tickets.read': ['tools/call search_tickets', 'tools/call get_ticket'],
+    'tickets.reply': ['tools/call reply_with_script'],
+    'config.write': ['tools/call change_config'],
+  });
+  const mcp = snapshot.backends.get('tickets-mcp')?.mcp;
+  t.equal(mcp?.path, '/mcp');
+  t.same([...(mcp?.tools.get('reply_with_script')?.[0]?.body?.fields.get('script') ?? [])], ['greeting', 'refund-status', 'escalate']);
+  t.same(mcp?.tools.get('change_config')?.[0]?.approval, { ttlMs: 900_000 });
+  t.same(mcp?.resources.map((r) => [r.template.text, r.scope]), [['tickets://{id}', 'tickets-mcp:tickets.read'], ['config://tickets/queues', 'tickets-mcp:config.write']]);
   t.same(routes('kb'), { 'articles.read': ['GET /articles', 'GET /articles/:id'] });
   t.same(routes('bi'), { 'reports.read': ['GET /reports', 'GET /reports/:id'], 'query.aggregate': ['POST /query'] });
   const reply = snapshot.backends.get('tickets')?.routes.match('POST', ['tickets', '42', 'replies']);
@@ -41,29 +52,43 @@ t.test('shipped policies/ load cleanly and hold the demo fixture', async (t) => 
 
   const role = (name: string) => {
     const r = snapshot.roles.get(name);
-    return { grants: [...(r?.grants ?? [])], backends: [...(r?.backends ?? [])], readOnly: r?.readOnly, token: r?.token, breaker: r?.breaker };
+    const rate = r?.rateLimit ?? null;
+    return {
+      grants: [...(r?.grants ?? [])],
+      backends: [...(r?.backends ?? [])],
+      readOnly: r?.readOnly,
+      token: r?.token,
+      breaker: r?.breaker,
+      rateLimit: rate === null ? null : { rps: rate.rps, burst: rate.burst, violation: rate.violation, scopes: Object.fromEntries(rate.scopes) },
+    };
   };
+  // DESIGN §2 secure defaults: every demo role inherits the breaker (5 violations in 1 min, cooldown
+  // 5 min doubling to 1 h) and the rate limit; support adds a stricter limit on replies.
+  const breaker = { violations: 5, windowMs: 60_000, cooldownMs: 300_000, maxCooldownMs: 3_600_000, revokeTokens: false };
+  const rateLimit = { rps: 20, burst: 40, violation: false, scopes: {} };
   t.same(role('marketing'), {
     grants: ['crm:contacts.read', 'content:assets.read'],
     backends: ['crm', 'content'],
     readOnly: true,
     token: { ttlSeconds: 1800, session: 'single', idleTimeoutSeconds: null, maxUses: null, rotateSeconds: null, maxDelegationDepth: 1 },
-    // Above the README tour's five deliberate violations (test/e2e/tour.test.ts runs them).
-    breaker: { violations: 10, windowMs: 300_000, cooldownMs: 60_000, maxCooldownMs: 86_400_000, revokeTokens: false },
+    breaker,
+    rateLimit,
   });
   t.same(role('support'), {
-    grants: ['tickets:tickets.read', 'tickets:tickets.reply', 'kb:articles.read'],
-    backends: ['tickets', 'kb'],
+    grants: ['tickets:tickets.read', 'tickets:tickets.reply', 'kb:articles.read', 'tickets-mcp:tickets.read', 'tickets-mcp:tickets.reply'],
+    backends: ['tickets', 'kb', 'tickets-mcp'],
     readOnly: false,
     token: { ttlSeconds: 3600, session: 'multi', idleTimeoutSeconds: null, maxUses: null, rotateSeconds: 86_400, maxDelegationDepth: 1 },
-    breaker: null,
+    breaker,
+    rateLimit: { ...rateLimit, scopes: { 'tickets:tickets.reply': { rps: 0.5, burst: 5 } } },
   });
   t.same(role('data'), {
     grants: ['bi:reports.read', 'bi:query.aggregate'],
     backends: ['bi'],
     readOnly: false,
     token: { ttlSeconds: 600, session: 'multi', idleTimeoutSeconds: null, maxUses: null, rotateSeconds: null, maxDelegationDepth: 1 },
-    breaker: null,
+    breaker,
+    rateLimit,
   });
   // DESIGN §2: the constraints of the three roles of the problem statement.
   const constraints = (name: string) => {
@@ -90,6 +115,7 @@ t.test('shipped policies/ load cleanly and hold the demo fixture', async (t) => 
       ['data-agent-01', 'data', 'analytics', 0],
     ],
   );
+  t.same(snapshot.warnings, [], 'no role of the demo runs without a breaker');
 });
 
 for (const name of ['minimal', 'overlap']) {

@@ -114,9 +114,9 @@ const cases: readonly Case[] = [
       ),
     },
     expect: [
-      '{dir}/roles.yaml:4  roles.marketing.readonly: unknown key (allowed: description, grants, readOnly, token, breaker, mask, query, network, enforce, approval); did you mean "readOnly"?',
-      '{dir}/roles.yaml:5  roles.marketing.masks: unknown key (allowed: description, grants, readOnly, token, breaker, mask, query, network, enforce, approval); did you mean "mask"?',
-      '{dir}/roles.yaml:6  roles.marketing.colour: unknown key (allowed: description, grants, readOnly, token, breaker, mask, query, network, enforce, approval)',
+      '{dir}/roles.yaml:4  roles.marketing.readonly: unknown key (allowed: description, grants, readOnly, token, breaker, rateLimit, mask, query, network, enforce, approval); did you mean "readOnly"?',
+      '{dir}/roles.yaml:5  roles.marketing.masks: unknown key (allowed: description, grants, readOnly, token, breaker, rateLimit, mask, query, network, enforce, approval); did you mean "mask"?',
+      '{dir}/roles.yaml:6  roles.marketing.colour: unknown key (allowed: description, grants, readOnly, token, breaker, rateLimit, mask, query, network, enforce, approval)',
       '{dir}/roles.yaml:7  roles.marketing.token.sesion: unknown key (allowed: ttl, session, idleTimeout, maxUses, rotate, maxDelegationDepth); did you mean "session"?',
       '{dir}/roles.yaml:10  roles.data.breaker.cooldwn: unknown key (allowed: violations, window, cooldown, maxCooldown, revokeTokens); did you mean "cooldown"?',
     ],
@@ -414,7 +414,7 @@ const cases: readonly Case[] = [
       '{dir}/agents.yaml:20  agents.keyed.credentials[6].jwk.crv: "X25519" is not supported with kty OKP (allowed: Ed25519)',
       '{dir}/agents.yaml:21  agents.keyed.credentials[7].jwk: is required',
       '{dir}/agents.yaml:25  agents.unkeyed.credentials: expected a list, got a map',
-      '{dir}/agents.yaml:26  agents.unkeyed.roles: unknown key (allowed: role, owner, description, credentials, network); did you mean "role"?',
+      '{dir}/agents.yaml:26  agents.unkeyed.roles: unknown key (allowed: role, owner, description, credentials, network, expires); did you mean "role"?',
       '{dir}/agents.yaml:31  agents.jwks.credentials[0].jwk: expected a public JWK map, got "abc"',
       '{dir}/agents.yaml:33  agents.jwks.credentials[2].jwk.ext: JWK members are plain values or lists of them',
     ],
@@ -437,8 +437,8 @@ const cases: readonly Case[] = [
       'sub.yaml': { 'inner.yaml': ': : :' },
     },
     expect: [
-      '{dir}/a.yaml:1  role: unknown key (allowed: backends, roles, agents, users); did you mean "roles"?',
-      '{dir}/b.yaml:1  (top level): expected a map with keys backends, roles, agents, users',
+      '{dir}/a.yaml:1  role: unknown key (allowed: defaults, backends, roles, agents, users); did you mean "roles"?',
+      '{dir}/b.yaml:1  (top level): expected a map with keys defaults, backends, roles, agents, users',
       '{dir}/c.yaml:1  agents: expected a map of agents by name, got a list',
       '{dir}/d.yml:4  YAML syntax: Nested mappings are not allowed in compact mappings',
       '{dir}/g.yaml:6  backends.crm2.upstream: anchors and aliases are not supported (write the value out)',
@@ -621,9 +621,10 @@ t.test('a valid set compiles to the typed snapshot', async (t) => {
       { type: 'private_key_jwt', jwk: { kty: 'EC', crv: 'P-256', x: X, y: Y } },
     ],
     network: null,
+    expiresAt: null,
   });
   const first = agent?.credentials[0];
   t.ok(first?.type === 'private_key_jwt' && Object.isFrozen(first.jwk), 'the JWK is frozen');
-  t.same(snapshot.agents.get('watcher-01'), { id: 'watcher-01', role: 'watcher', owner: 'ops', description: '', credentials: [], network: null });
+  t.same(snapshot.agents.get('watcher-01'), { id: 'watcher-01', role: 'watcher', owner: 'ops', description: '', credentials: [], network: null, expiresAt: null });
   t.equal(snapshot.roles.get('watcher')?.breaker?.cooldownMs, null);
 });

@@ -210,7 +210,7 @@ t.test('redis driver, two instances on one redis-server', { skip: missing ? 'red
     t.equal(b.breaker('bot')?.violations.length, 1);
   });
 
-  await t.test('Redis lost: unhealthy and writes fail; back: healthy with the state reloaded', async (t) => {
+  await t.test('Redis lost: unhealthy; a kill meanwhile is in force here and kept; back empty: reseeded and shared', async (t) => {
     await redis.flush();
     const changes: boolean[] = [];
     const a = await openRedisStore({ clock, url: redis.url, onHealth: (healthy) => changes.push(healthy) });
@@ -221,13 +221,17 @@ t.test('redis driver, two instances on one redis-server', { skip: missing ? 'red
     });
     await redis.kill();
     t.ok(await eventually(() => !a.isHealthy() && !b.isHealthy(), 2000), 'both turn unhealthy');
-    await t.rejects(a.kill({ agent: 'bot', reason: 'r', at: 1, by: 'x' }), 'a write with Redis away fails instead of pretending');
+    t.equal(await a.kill({ agent: 'bot', reason: 'r', at: 1, by: 'x' }), 'local', 'a kill with Redis away is applied here, not yet shared');
+    t.equal(a.killRecord('bot')?.reason, 'r', 'in force here at once');
+    t.equal(a.status().unshared, 1);
+    await t.rejects(a.revive('bot'), { name: 'StateUnavailableError' }, 'a revive is never applied on one instance alone');
     await redis.restart();
     t.ok(await eventually(() => a.isHealthy() && b.isHealthy(), 5000), 'both recover');
+    t.ok(await eventually(() => b.killRecord('bot')?.reason === 'r', 2000), 'the kill kept on A reached B once Redis answered');
+    t.equal(a.status().unshared, 0, 'nothing left to push');
     t.same([changes[0], changes.includes(false), changes.at(-1)], [true, true, true], 'the health changes were told: healthy, lost, healthy again');
-    // The restarted server is empty (no persistence in this test): a kill made now is shared again.
-    await a.kill({ agent: 'bot', reason: 'again', at: 2, by: 'x' });
-    t.ok(await eventually(() => b.killRecord('bot')?.reason === 'again'), 'pub/sub works after the reconnect');
+    await a.kill({ agent: 'bot2', reason: 'again', at: 2, by: 'x' });
+    t.ok(await eventually(() => b.killRecord('bot2')?.reason === 'again'), 'pub/sub works after the reconnect');
   });
 
   await t.test('no Redis at start: the store refuses to open, with a clear error and no URL secret', async (t) => {
