@@ -8,6 +8,7 @@ import type { Readable } from 'node:stream';
 import { createContext, type InboundRequest, type RequestContext, type Stage } from './context.js';
 import type { Clock } from './clock.js';
 import { GatewayError, REASONS, type ReasonCode } from './errors.js';
+import type { RateLimiter } from './admission/rate-limiter.js';
 import { renderProblem, renderReason } from './problem.js';
 import type { PolicySnapshot } from './policy/types.js';
 import type { AuditLog } from './telemetry/audit-log.js';
@@ -51,6 +52,8 @@ export interface PipelineDeps {
    * Called after the checks, so it must itself refuse (call `abort`) an agent killed meanwhile.
    */
   track?(ctx: RequestContext, abort: (reason: GatewayError) => void): () => void;
+  /** Per-agent rate limits, charged after the checks; absent: none. */
+  readonly rateLimiter?: RateLimiter;
 }
 
 export interface Pipeline {
@@ -58,6 +61,11 @@ export interface Pipeline {
   handle(req: IncomingMessage, res: ServerResponse): void;
   /** Run the checks (every stage before `forward`) on a context; throws the refusal. */
   check(ctx: RequestContext): Promise<void>;
+  /**
+   * Charge a call that passed the checks against its rate limits (never for `explain`); throws
+   * 429 rate_limited. Resolves the RateLimit header fields to send, or null.
+   */
+  charge(ctx: RequestContext): Promise<Readonly<Record<string, string>> | null>;
   /** Build a context for a live or synthetic request. */
   context(request: InboundRequest, signal: AbortSignal): RequestContext;
   /** Account for a finished request that did not go through `handle` (upgrades, parser errors). */
@@ -90,6 +98,10 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     }
   }
 
+  function charge(ctx: RequestContext): Promise<Readonly<Record<string, string>> | null> {
+    return deps.rateLimiter === undefined ? Promise.resolve(null) : deps.rateLimiter.charge(ctx);
+  }
+
   async function serve(ctx: RequestContext, res: ServerResponse, controller: AbortController): Promise<void> {
     if (auditPressure) {
       // The audit writer is behind: hold new work until it catches up rather than drop lines.
@@ -102,6 +114,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     let untrack: (() => void) | undefined;
     try {
       await check(ctx);
+      const rateHeaders = await charge(ctx);
       untrack = deps.track?.(ctx, (reason) => controller.abort(reason));
       if (ctx.signal.aborted) throw ctx.signal.reason;
       const pending = forward.run(ctx);
@@ -114,6 +127,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       if (upstream === null) throw new Error('forward produced no upstream result');
       const headers = upstream.headers;
       headers['x-request-id'] = ctx.requestId;
+      if (rateHeaders !== null) Object.assign(headers, rateHeaders);
       status = upstream.status;
       res.writeHead(status, headers);
       headersAt = performance.now();
@@ -179,7 +193,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       reason = error.reason;
       reasonDetail = error.reasonDetail;
       const principal = ctx.principal;
-      if (error.spec.violation && principal !== null) {
+      if (error.violation && principal !== null) {
         metrics.violation(principal.agent, principal.role, error.reason);
         deps.onViolation?.(ctx, error);
       }
@@ -247,6 +261,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     },
     context,
     check,
+    charge,
     handle(req, res) {
       inFlight++;
       const controller = new AbortController();
