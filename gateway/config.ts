@@ -71,6 +71,12 @@ export interface Settings {
     readonly maxHeaderBytes: number;
     /** Largest response body a mask applies to (after decoding); larger is refused. */
     readonly maxMaskedBodyBytes: number;
+    /** Longest pause inside a request body the gateway reads itself (checked or chunked); 408 after. */
+    readonly bodyIdleTimeoutMs: number;
+    /** Longest time to receive a whole request, head and body (node's requestTimeout); 408 after. */
+    readonly requestTimeoutMs: number;
+    /** Longest time to receive a request head (node's headersTimeout); 408 after. */
+    readonly headersTimeoutMs: number;
   };
   /** Proxies whose `X-Forwarded-For` names the caller for network allowlists; null: none. */
   readonly trustedProxies: NetworkSet | null;
@@ -98,6 +104,9 @@ const DEFAULTS = {
   maxBodyBytes: 1_048_576,
   upstreamTimeoutMs: 30_000,
   maxHeaderBytes: 16_384,
+  bodyIdleTimeoutMs: 10_000,
+  requestTimeoutMs: 300_000,
+  headersTimeoutMs: 15_000,
   maxMaskedBodyBytes: 8 * 1_048_576,
 } as const;
 
@@ -187,7 +196,13 @@ export async function loadSettings(options: LoadSettingsOptions = {}): Promise<S
   const auditKeys = section('audit', ['file']);
   const auditFile = c.string(auditKeys?.get('file'), 'audit.file') ?? DEFAULTS.auditFile;
 
-  const limitKeys = section('limits', ['maxBodyBytes', 'upstreamTimeout', 'maxHeaderBytes', 'maxMaskedBodyBytes']);
+  const limitKeys = section('limits', ['maxBodyBytes', 'upstreamTimeout', 'maxHeaderBytes', 'maxMaskedBodyBytes', 'bodyIdleTimeout', 'requestTimeout', 'headersTimeout']);
+  const bodyIdleTimeoutMs = limitKeys?.has('bodyIdleTimeout') ? c.duration(limitKeys.get('bodyIdleTimeout'), 'limits.bodyIdleTimeout', { minMs: 100, maxMs: 600_000 }) : DEFAULTS.bodyIdleTimeoutMs;
+  const headersTimeoutMs = limitKeys?.has('headersTimeout') ? c.duration(limitKeys.get('headersTimeout'), 'limits.headersTimeout', { minMs: 1000, maxMs: 600_000 }) : DEFAULTS.headersTimeoutMs;
+  const requestTimeoutMs = limitKeys?.has('requestTimeout') ? c.duration(limitKeys.get('requestTimeout'), 'limits.requestTimeout', { minMs: 1000, maxMs: 86_400_000 }) : DEFAULTS.requestTimeoutMs;
+  if (headersTimeoutMs !== null && requestTimeoutMs !== null && requestTimeoutMs < headersTimeoutMs) {
+    c.add(limitKeys?.get('requestTimeout')?.value.at ?? limitKeys?.get('headersTimeout')?.value.at ?? { file: '', line: 0 }, 'limits.requestTimeout', `must be at least limits.headersTimeout (${headersTimeoutMs / 1000}s): the head is part of the request`);
+  }
   const maxBodyBytes = limitKeys?.has('maxBodyBytes') ? c.size(limitKeys.get('maxBodyBytes'), 'limits.maxBodyBytes') : DEFAULTS.maxBodyBytes;
   const upstreamTimeoutMs = limitKeys?.has('upstreamTimeout')
     ? c.duration(limitKeys.get('upstreamTimeout'), 'limits.upstreamTimeout', { minMs: 1, maxMs: 3_600_000 })
@@ -198,7 +213,7 @@ export async function loadSettings(options: LoadSettingsOptions = {}): Promise<S
   const trustedProxies = proxiesEntry === undefined || (proxiesEntry.value.kind === 'seq' && proxiesEntry.value.items.length === 0) ? null : validateCidrs(c, proxiesEntry, 'trustedProxies');
 
   c.fail();
-  if (listen === null || metrics === null || state === null || rotateMs === null || maxBodyBytes === null || upstreamTimeoutMs === null || maxHeaderBytes === null || maxMaskedBodyBytes === null) {
+  if (listen === null || metrics === null || state === null || rotateMs === null || maxBodyBytes === null || upstreamTimeoutMs === null || maxHeaderBytes === null || maxMaskedBodyBytes === null || bodyIdleTimeoutMs === null || headersTimeoutMs === null || requestTimeoutMs === null) {
     // Every null above records a problem, so c.fail() has thrown; this keeps the types honest.
     throw new ConfigError([`${loaded.file}: invalid configuration`]);
   }
@@ -213,7 +228,7 @@ export async function loadSettings(options: LoadSettingsOptions = {}): Promise<S
     trust: Object.freeze(trust),
     state,
     audit: Object.freeze({ file: resolvePath(baseDir, auditFile) }),
-    limits: Object.freeze({ maxBodyBytes, upstreamTimeoutMs, maxHeaderBytes, maxMaskedBodyBytes }),
+    limits: Object.freeze({ maxBodyBytes, upstreamTimeoutMs, maxHeaderBytes, maxMaskedBodyBytes, bodyIdleTimeoutMs, requestTimeoutMs, headersTimeoutMs }),
     trustedProxies,
   });
 }

@@ -9,6 +9,8 @@ import { createContext, type InboundRequest, type RequestContext, type Stage } f
 import type { Clock } from './clock.js';
 import { GatewayError, REASONS, type ReasonCode } from './errors.js';
 import type { RateLimiter } from './admission/rate-limiter.js';
+import { toolLabels } from './mcp/outcome.js';
+import { renderMcpRefusal } from './mcp/refusal.js';
 import { renderProblem, renderReason } from './problem.js';
 import type { PolicySnapshot } from './policy/types.js';
 import type { AuditLog } from './telemetry/audit-log.js';
@@ -45,6 +47,8 @@ export interface PipelineDeps {
   readonly log: Logger;
   readonly clock: Clock;
   currentPolicy(): PolicySnapshot;
+  /** The gateway's public URL (the issuer's), for MCP resource metadata in challenges. */
+  readonly publicUrl?: string;
   /** Called once per violation made with a valid token (breaker accounting). */
   onViolation?(ctx: RequestContext, error: GatewayError): void;
   /**
@@ -164,7 +168,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     }
     const rendered =
       caught instanceof GatewayError
-        ? renderProblem(caught, ctx.requestId)
+        ? renderMcpRefusal(ctx, caught, renderProblem(caught, ctx.requestId), deps.publicUrl ?? null)
         : renderReason('internal', 'the gateway failed to handle this request', ctx.requestId);
     if (!(caught instanceof GatewayError)) {
       log.error('request failed', { requestId: ctx.requestId, error: caught });
@@ -226,6 +230,8 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       Math.max(0, headersMs - upstreamMs) / 1000,
     );
 
+    if (ctx.mcp !== null) for (const tool of toolLabels(ctx)) metrics.toolCall(backendLabel, tool, reason === null ? 'allow' : 'deny');
+
     const principal = ctx.principal;
     const target = ctx.target;
     const accepted = audit.write({
@@ -247,6 +253,8 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       // Role constraints: what shadow mode let through, and the human approval a call used.
       ...(ctx.grant !== null && ctx.grant.shadow.length > 0 ? { shadow: ctx.grant.shadow } : {}),
       ...(ctx.grant?.approvalId ? { approvalId: ctx.grant.approvalId } : {}),
+      // MCP: the JSON-RPC id, method and tool of every message of the body.
+      ...(ctx.mcp !== null && ctx.mcp.messages.length > 0 ? { rpc: ctx.mcp.messages } : {}),
       status,
       upstreamStatus: ctx.upstream?.status ?? null,
       durationMs: Math.round(totalMs * 1000) / 1000,

@@ -1,10 +1,10 @@
 // Composition root: builds every module from Settings, opens the agent and metrics listeners,
 // and owns start, reload and shutdown. Nothing else constructs stages or stores.
-import { createServer, type Server } from 'node:http';
+import { STATUS_CODES, createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Settings } from './config.js';
 import { systemClock, type Clock } from './clock.js';
-import { GatewayError } from './errors.js';
+import { GatewayError, type ReasonCode } from './errors.js';
 import { createPipeline, type Pipeline } from './pipeline.js';
 import { loadPolicySnapshot } from './policy/index.js';
 import type { Backend, PolicySnapshot } from './policy/types.js';
@@ -15,6 +15,7 @@ import { createAuthenticate } from './stages/authenticate.js';
 import { createAuthorize } from './stages/authorize.js';
 import { createForward, type ForwardStage } from './stages/forward.js';
 import { createMaskFilter } from './stages/filters/mask.js';
+import { createMcpFilter } from './mcp/filter.js';
 import { preloadSqlDialect } from './stages/aggregate-sql.js';
 import { createNormalize } from './stages/normalize.js';
 import { openStore } from './state/index.js';
@@ -232,16 +233,17 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
     },
     onError: (error) => log.error('token broker failed', { error }),
   });
-  const forward: ForwardStage = createForward({ metrics });
+  const forward: ForwardStage = createForward({ metrics, maxBodyBytes: settings.limits.maxBodyBytes, bodyIdleMs: settings.limits.bodyIdleTimeoutMs });
   const pipeline: Pipeline = createPipeline({
     stages: [
       createNormalize({ maxBodyBytes: settings.limits.maxBodyBytes }),
       createAuthenticate({ verifier, store }),
       createAdmit({ store, clock }),
-      createAuthorize({ maxBodyBytes: settings.limits.maxBodyBytes, store, clock, metrics, trustedProxies: settings.trustedProxies }),
+      createAuthorize({ maxBodyBytes: settings.limits.maxBodyBytes, bodyIdleMs: settings.limits.bodyIdleTimeoutMs, store, clock, metrics, trustedProxies: settings.trustedProxies }),
       forward,
     ],
-    filters: [createMaskFilter({ maxBytes: settings.limits.maxMaskedBodyBytes })],
+    filters: [createMcpFilter({ maxBytes: settings.limits.maxMaskedBodyBytes }), createMaskFilter({ maxBytes: settings.limits.maxMaskedBodyBytes })],
+    publicUrl: settings.issuer.url,
     metrics,
     audit,
     log,
@@ -281,13 +283,23 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
   const agentServer: Server = createServer({
     maxHeaderSize: settings.limits.maxHeaderBytes,
     keepAliveTimeout: 5_000,
-    headersTimeout: 15_000,
-    // Uploads and downloads stream for as long as they need; idle sockets are bounded below.
-    requestTimeout: 0,
+    // A request head, and a whole request, must arrive in time (answered 408 below); once the
+    // request is in, the response streams for as long as it needs. Checked every second (node's
+    // default of 30 s would let a slow client hold a socket well past its deadline).
+    headersTimeout: settings.limits.headersTimeoutMs,
+    requestTimeout: settings.limits.requestTimeoutMs,
+    connectionsCheckingInterval: Math.min(1000, settings.limits.headersTimeoutMs),
     joinDuplicateHeaders: false,
   });
+  // The response in progress on each connection: a parser error in the middle of a request body
+  // must not write a second answer into a response already under way.
+  const serving = new WeakMap<Socket, ServerResponse>();
   // The broker's paths (/oauth/*, /.well-known/*) can never be a backend, so they go first.
   agentServer.on('request', (req, res) => {
+    serving.set(req.socket, res);
+    res.once('close', () => {
+      if (serving.get(req.socket) === res) serving.delete(req.socket);
+    });
     if (broker.owns(req.url ?? '')) broker.handle(req, res);
     else pipeline.handle(req, res);
   });
@@ -299,17 +311,27 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
       socket.destroy();
       return;
     }
+    if (serving.get(socket)?.headersSent === true) {
+      socket.destroy();
+      return;
+    }
     const ctx = pipeline.context(
       { method: '-', url: '', headers: {}, rawHeaders: [], remoteAddress: socket.remoteAddress ?? '', remotePort: socket.remotePort ?? 0, encrypted: false, body: null },
       AbortSignal.abort(),
     );
-    const tooLarge = error.code === 'HPE_HEADER_OVERFLOW';
-    const refusal = new GatewayError('target_invalid', tooLarge ? 'request headers too large' : 'the request could not be parsed as HTTP/1.1', {
-      reasonDetail: String(error.code ?? error.message),
-    });
-    const problem = renderReason('target_invalid', refusal.detail, ctx.requestId);
-    const status = tooLarge ? 431 : 400;
-    let head = `HTTP/1.1 ${status} ${tooLarge ? 'Request Header Fields Too Large' : 'Bad Request'}\r\n`;
+    const code = String(error.code ?? '');
+    // Node's headersTimeout and requestTimeout both arrive as ERR_HTTP_REQUEST_TIMEOUT.
+    const reason: ReasonCode = code === 'HPE_HEADER_OVERFLOW' ? 'headers_too_large' : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'request_timeout' : 'target_invalid';
+    const detail =
+      reason === 'headers_too_large'
+        ? `the request headers exceed ${settings.limits.maxHeaderBytes} bytes`
+        : reason === 'request_timeout'
+          ? 'the request was not received in time'
+          : 'the request could not be parsed as HTTP/1.1';
+    const refusal = new GatewayError(reason, detail, { reasonDetail: code === '' ? error.message : code });
+    const problem = renderReason(reason, refusal.detail, ctx.requestId);
+    const status = refusal.status;
+    let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Bad Request'}\r\n`;
     for (const [name, value] of Object.entries(problem.headers)) head += `${name}: ${value}\r\n`;
     socket.end(`${head}connection: close\r\n\r\n${problem.body}`);
     pipeline.finish(ctx, refusal, status);

@@ -37,7 +37,7 @@ function designSettings(dir: string): Settings {
     trust: [],
     state: { driver: 'memory', file: join(dir, 'run/state.json') },
     audit: { file: join(dir, 'run/audit.jsonl') },
-    limits: { maxBodyBytes: 1_048_576, upstreamTimeoutMs: 30_000, maxHeaderBytes: 16_384, maxMaskedBodyBytes: 8_388_608 },
+    limits: { maxBodyBytes: 1_048_576, upstreamTimeoutMs: 30_000, maxHeaderBytes: 16_384, maxMaskedBodyBytes: 8_388_608, bodyIdleTimeoutMs: 10_000, requestTimeoutMs: 300_000, headersTimeoutMs: 15_000 },
     trustedProxies: null,
   };
 }
@@ -164,6 +164,19 @@ const broken: ReadonlyArray<{ name: string; file: string; env?: NodeJS.ProcessEn
     ],
   },
   {
+    name: 'request timeouts (issue 10): units, bounds, and a request at least as long as its head',
+    file: y('limits:', '  bodyIdleTimeout: 10', '  headersTimeout: 20s', '  requestTimeout: 5s'),
+    expect: [
+      '{dir}/agentgate.yaml:2  limits.bodyIdleTimeout: "10" has no unit (use e.g. 10s)',
+      '{dir}/agentgate.yaml:4  limits.requestTimeout: must be at least limits.headersTimeout (20s): the head is part of the request',
+    ],
+  },
+  {
+    name: 'a body idle timeout out of bounds',
+    file: y('limits: { bodyIdleTimeout: 1h }'),
+    expect: ['{dir}/agentgate.yaml:1  limits.bodyIdleTimeout: must be at most 10m'],
+  },
+  {
     name: 'redis without a url',
     file: y('state:', '  driver: redis'),
     expect: ['{dir}/agentgate.yaml:1  state.url: is required'],
@@ -220,7 +233,7 @@ t.test('values with units and optional keys', async (t) => {
       'state:',
       '  driver: memory',
       '  file:',
-      'limits: { maxBodyBytes: 200MiB, upstreamTimeout: 1500ms, maxHeaderBytes: 32KiB }',
+      'limits: { maxBodyBytes: 200MiB, upstreamTimeout: 1500ms, maxHeaderBytes: 32KiB, bodyIdleTimeout: 2s, headersTimeout: 5s, requestTimeout: 1m }',
       'policies: /srv/policies',
     ),
   });
@@ -232,6 +245,6 @@ t.test('values with units and optional keys', async (t) => {
     { issuer: 'https://other.example', jwksUri: 'http://127.0.0.1:9/jwks', audience: null },
   ]);
   t.same(settings.state, { driver: 'memory', file: null }, 'an empty file: keeps state in memory only');
-  t.same(settings.limits, { maxBodyBytes: 209_715_200, upstreamTimeoutMs: 1500, maxHeaderBytes: 32_768, maxMaskedBodyBytes: 8_388_608 });
+  t.same(settings.limits, { maxBodyBytes: 209_715_200, upstreamTimeoutMs: 1500, maxHeaderBytes: 32_768, maxMaskedBodyBytes: 8_388_608, bodyIdleTimeoutMs: 2000, headersTimeoutMs: 5000, requestTimeoutMs: 60_000 });
   t.equal(settings.policies, '/srv/policies', 'absolute paths stay');
 });

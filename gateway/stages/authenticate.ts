@@ -5,7 +5,7 @@ import type { RequestContext, Stage } from '../context.js';
 import type { Principal } from '../tokens/claims.js';
 import { GatewayError } from '../errors.js';
 import type { Store } from '../state/store.js';
-import { TokenError, type TokenVerifier, type VerifiedClaims } from '../tokens/verify.js';
+import { TokenError, exceedsLifetime, type TokenVerifier, type VerifiedClaims } from '../tokens/verify.js';
 
 export interface AuthenticateOptions {
   readonly verifier: TokenVerifier;
@@ -52,6 +52,10 @@ export function createAuthenticate(options: AuthenticateOptions): Stage {
     // Role token policy, from the policy in force: session (single, idle timeout), then usage
     // limit last, so a call refused for another reason never spends a use.
     const tokenPolicy = ctx.policy.roles.get(agent.role)?.token;
+    // A token that outlives its role's TTL was not minted under the policy in force: refused.
+    if (tokenPolicy !== undefined && exceedsLifetime(claims, tokenPolicy.ttlSeconds)) {
+      throw new GatewayError('token_invalid', INVALID, { reasonDetail: 'lifetime' });
+    }
     let spend: Promise<boolean> | null = null;
     if (tokenPolicy !== undefined) {
       const idleSeconds = tokenPolicy.idleTimeoutSeconds ?? (tokenPolicy.session === 'single' ? DEFAULT_SINGLE_IDLE_SECONDS : null);

@@ -6,11 +6,16 @@ import { Pool, errors as undiciErrors } from 'undici';
 import type { RequestContext, Stage, UpstreamResult } from '../context.js';
 import { GatewayError } from '../errors.js';
 import { upstreamHeaders } from '../headers.js';
+import { readBounded } from './read-body.js';
 import type { Backend } from '../policy/types.js';
 import type { Metrics, UpstreamErrorKind } from '../telemetry/metrics.js';
 
 export interface ForwardOptions {
   readonly metrics: Metrics;
+  /** Largest chunked request body framed before forwarding (limits.maxBodyBytes); default 1 MiB. */
+  readonly maxBodyBytes?: number;
+  /** Longest pause inside a chunked request body (limits.bodyIdleTimeout); default 10 s. */
+  readonly bodyIdleMs?: number;
   /** Connections per upstream origin. */
   readonly connections?: number;
 }
@@ -29,6 +34,7 @@ const STRIP_RESPONSE = new Set([
 
 export function createForward(options: ForwardOptions): ForwardStage {
   const { metrics } = options;
+  const bodyLimits = { maxBytes: options.maxBodyBytes ?? 1_048_576, idleMs: options.bodyIdleMs ?? 10_000 };
   const pools = new Map<string, Pool>();
 
   function poolFor(backend: Backend): Pool {
@@ -58,16 +64,23 @@ export function createForward(options: ForwardOptions): ForwardStage {
     const headers = upstreamHeaders({ request, principal, requestId: ctx.requestId, backend });
     // A masked response must be read by the gateway: ask for it uncompressed (gzip, deflate and br
     // are still decoded when the backend ignores this).
-    if (grant.mask !== null) headers['accept-encoding'] = 'identity';
+    if (grant.mask !== null || ctx.mcp !== null) headers['accept-encoding'] = 'identity';
 
     let body: Buffer | IncomingBody | null = null;
     if (grant.body !== null) {
       body = grant.body;
       headers['content-length'] = String(grant.body.length);
     } else if (request.body !== null && hasBody(request.headers)) {
-      body = request.body;
-      // The length normalize validated; without one (chunked) undici frames the stream itself.
-      if (target.contentLength !== null) headers['content-length'] = String(target.contentLength);
+      if (target.contentLength !== null) {
+        // Streamed, under the length normalize validated.
+        body = request.body;
+        headers['content-length'] = String(target.contentLength);
+      } else {
+        // Chunked: framed here, once, before any upstream byte. A malformed or stalled body fails
+        // the request with nothing of it delivered; the backend gets one Content-Length body.
+        body = await readBounded(request.body, bodyLimits, ctx.signal);
+        headers['content-length'] = String(body.length);
+      }
     }
 
     const started = performance.now();
@@ -80,7 +93,8 @@ export function createForward(options: ForwardOptions): ForwardStage {
         body,
         signal: ctx.signal,
         headersTimeout: backend.timeoutMs,
-        bodyTimeout: backend.timeoutMs,
+        // An MCP server's GET stream may idle for as long as the session lives.
+        bodyTimeout: ctx.mcp?.kind === 'stream' ? 0 : backend.timeoutMs,
       });
     } catch (error) {
       throw translate(error, backend.name, metrics, ctx.signal);

@@ -21,6 +21,8 @@ export interface Metrics {
   /** A call refused by a rate limit: `limit` is `agent`, or the scope (`backend:scope`) whose limit it hit. */
   rateLimited(agent: string, role: string, limit: string): void;
   upstreamError(backend: string, kind: UpstreamErrorKind): void;
+  /** One tools/call message on an MCP backend; `tool` from the policy's names, else `unknown`. */
+  toolCall(backend: string, tool: string, decision: 'allow' | 'deny'): void;
   tokenIssued(role: string, grantType: string): void;
   tokenRevoked(): void;
   breakerTripped(agent: string): void;
@@ -97,6 +99,12 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     name: 'agentgate_upstream_errors_total',
     help: 'Failed upstream calls, by backend and kind.',
     labelNames: ['backend', 'kind'] as const,
+    registers: [registry],
+  });
+  const toolCalls = new Counter({
+    name: 'agentgate_tool_calls_total',
+    help: 'MCP tools/call messages, by backend, tool (from the policy; others are unknown) and decision.',
+    labelNames: ['backend', 'tool', 'decision'] as const,
     registers: [registry],
   });
   const tokensIssued = new Counter({
@@ -220,6 +228,9 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     },
     upstreamError(backend, kind) {
       upstreamErrors.labels(backend, kind).inc();
+    },
+    toolCall(backend, tool, decision) {
+      toolCalls.labels(backend, tool, decision).inc();
     },
     tokenIssued(role, grantType) {
       tokensIssued.labels(role, grantType).inc();

@@ -20,7 +20,8 @@ export type TokenErrorCode =
   | 'expired'
   | 'not_yet_valid'
   | 'iss'
-  | 'claims';
+  | 'claims'
+  | 'lifetime';
 
 /** Why a token was refused. `code` is precise and for the audit only; agents see token_invalid. */
 export class TokenError extends Error {
@@ -74,7 +75,22 @@ const MAX_ACT_DEPTH = 8;
  * time only moves on past `exp`, and iss/typ/alg are fixed by the token's bytes. Not here:
  * not_yet_valid (time cures it) and kid_unknown (checked before any crypto anyway).
  */
-const FINAL: ReadonlySet<TokenErrorCode> = new Set<TokenErrorCode>(['signature', 'expired', 'iss', 'typ', 'alg', 'malformed', 'claims']);
+const FINAL: ReadonlySet<TokenErrorCode> = new Set<TokenErrorCode>(['signature', 'expired', 'iss', 'typ', 'alg', 'malformed', 'claims', 'lifetime']);
+
+/**
+ * The longest lifetime (`exp - iat`) any token of ours may have: no role's TTL exceeds it, so a
+ * longer one was not minted by the broker's rules, whatever its signature (a leaked signing key,
+ * a buggy minting path), and is refused before anything else is decided.
+ */
+export const MAX_TOKEN_LIFETIME_SECONDS = 24 * 3600;
+
+/**
+ * Whether a verified token lives longer than its role allows (the role's `token.ttl`, read from
+ * the policy in force). Called by authenticate once the role is known.
+ */
+export function exceedsLifetime(claims: Pick<VerifiedClaims, 'issuedAt' | 'expiresAt'>, ttlSeconds: number): boolean {
+  return claims.expiresAt - claims.issuedAt > Math.min(ttlSeconds, MAX_TOKEN_LIFETIME_SECONDS);
+}
 
 export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifier {
   const { keys, issuer, clock } = options;
@@ -165,6 +181,7 @@ function toClaims(payload: JWTPayload, kid: string): VerifiedClaims {
     if (typeof value !== 'string' || value === '') throw new TokenError('claims');
   }
   if (typeof iat !== 'number' || typeof exp !== 'number' || exp <= iat) throw new TokenError('claims');
+  if (exp - iat > MAX_TOKEN_LIFETIME_SECONDS) throw new TokenError('lifetime');
   // A string aud is one value: never split, never substring-matched (RFC 7519 §4.1.3).
   const audience: unknown = typeof aud === 'string' ? [aud] : aud;
   if (!Array.isArray(audience) || audience.length === 0 || !audience.every((a): a is string => typeof a === 'string' && a !== '')) {

@@ -34,7 +34,7 @@ export interface GatewayFixture {
   readonly policies?: string;
   readonly upstreams?: Record<string, string>;
   /** Extra YAML lines for agentgate.yaml (e.g. a `limits:` block). */
-  readonly limits?: { maxBodyBytes?: number | string; upstreamTimeout?: string; maxMaskedBodyBytes?: number };
+  readonly limits?: { maxBodyBytes?: number | string; upstreamTimeout?: string; maxMaskedBodyBytes?: number; bodyIdleTimeout?: string; headersTimeout?: string; requestTimeout?: string };
   /** `trustedProxies` of agentgate.yaml. */
   readonly trustedProxies?: readonly string[];
   readonly clock?: Clock;
@@ -74,7 +74,7 @@ export async function startGateway(t: Teardown, fixture: GatewayFixture = {}): P
     `trust:    [${trust.join(', ')}]`,
     'state:    { driver: memory, file: ./run/state.json }',
     'audit:    { file: ./run/audit.jsonl }',
-    `limits:   { maxBodyBytes: ${JSON.stringify(limits.maxBodyBytes ?? 1048576)}, upstreamTimeout: ${limits.upstreamTimeout ?? '5s'}${limits.maxMaskedBodyBytes === undefined ? '' : `, maxMaskedBodyBytes: ${limits.maxMaskedBodyBytes}`} }`,
+    `limits:   { maxBodyBytes: ${JSON.stringify(limits.maxBodyBytes ?? 1048576)}, upstreamTimeout: ${limits.upstreamTimeout ?? '5s'}${limits.maxMaskedBodyBytes === undefined ? '' : `, maxMaskedBodyBytes: ${limits.maxMaskedBodyBytes}`}${(['bodyIdleTimeout', 'headersTimeout', 'requestTimeout'] as const).map((k) => (limits[k] === undefined ? '' : `, ${k}: ${limits[k]}`)).join('')} }`,
     ...(fixture.trustedProxies === undefined ? [] : [`trustedProxies: ${JSON.stringify(fixture.trustedProxies)}`]),
     '',
   ].join('\n');
