@@ -12,6 +12,7 @@
 //   agentgate:live:<agent>     hash sid -> exp (seconds) of the agent's live sessions
 //   agentgate:once:<key>       SET NX, expiring at exp: single-use assertion jtis
 //   agentgate:uses:<jti>       counter, incremented by a script only while below maxUses
+//   agentgate:audit-checkpoints hash audit file -> its last AuditCheckpointRecord (JSON)
 //   agentgate:marker           hash epoch, gen, origin: the generation marker (see below)
 //   agentgate:events           channel: {"kind": ..., "key": ...}; receivers re-read the key
 //   agentgate:probe:<id>       channel of one instance's health probe (it publishes to itself)
@@ -36,6 +37,7 @@ import { deadline, withDeadlines } from './deadline.js';
 import { createJournalWriter, readJournal, type JournalWriter, type Marker, type Snapshot, type UnsharedChange } from './journal.js';
 import { approvalDigest } from './memory.js';
 import {
+  asAuditCheckpoint,
   StateUnavailableError,
   type Activity,
   type ApprovalRecord,
@@ -104,6 +106,7 @@ const K = {
   uses: `${P}uses:`,
   marker: `${P}marker`,
   channel: `${P}events`,
+  auditCheckpoints: `${P}audit-checkpoints`,
   probe: `${P}probe:`,
 } as const;
 
@@ -1178,6 +1181,13 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
       const before = view.agentRevoked.get(agent);
       for (const [jti, exp] of entry.tokens) if (exp > nowSeconds && !view.revoked.has(jti) && before === undefined) live++;
       return { lastSeen: entry.lastSeen, liveTokens: live };
+    },
+    async auditCheckpoint(auditFile) {
+      const json = await client.hGet(K.auditCheckpoints, auditFile);
+      return json === null || json === undefined ? null : asAuditCheckpoint(parse<unknown>(json));
+    },
+    async saveAuditCheckpoint(checkpoint) {
+      await client.hSet(K.auditCheckpoints, checkpoint.file, JSON.stringify(checkpoint));
     },
     async close() {
       // Not reported through onHealth: a shutdown is not an outage.
