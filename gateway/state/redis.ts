@@ -67,7 +67,7 @@ export interface RedisStoreOptions {
   readonly connectTimeoutMs?: number;
   /** Deadline of every command and of each health probe (`state.timeout`, default 250 ms). */
   readonly commandTimeoutMs?: number;
-  /** How often the health probe runs (default: the command timeout, at least 100 ms). */
+  /** How often the health probe runs (default 100 ms; a probe still running is not doubled). */
   readonly probeIntervalMs?: number;
   /** The local snapshot and journal (`state.journal`); null keeps it in memory only (tests). */
   readonly journal?: string | null;
@@ -249,7 +249,8 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
   const notice = options.onNotice ?? (() => undefined);
   const onRemoteStop = options.onRemoteStop ?? (() => undefined);
   const timeoutMs = options.commandTimeoutMs ?? 250;
-  const probeIntervalMs = options.probeIntervalMs ?? Math.max(timeoutMs, 100);
+  // Often enough that a hang is noticed well within a second of it (interval + deadline).
+  const probeIntervalMs = options.probeIntervalMs ?? 100;
   const reseedMode = options.tool === true ? 'manual' : (options.reseed ?? 'auto');
   const tls = options.tls ?? null;
   const tlsSocket = tls === null ? {} : { tls: true as const, ...(tls.ca === undefined ? {} : { ca: tls.ca }), ...(tls.cert === undefined ? {} : { cert: tls.cert }), ...(tls.key === undefined ? {} : { key: tls.key }) };
