@@ -16,6 +16,8 @@ export interface OpenStoreOptions {
   readonly onOutage?: (cause: OutageCause) => void;
   /** Told when this instance reseeded Redis, or merged its snapshot into a reseeded Redis. */
   readonly onReseed?: (kind: 'reseed' | 'merge') => void;
+  /** A CLI tool beside a running gateway: reads the Redis journal, never writes it, never reseeds. */
+  readonly tool?: boolean;
   /** Log lines about changes kept locally, pushed late, lost data and reseeds. */
   readonly onNotice?: (level: 'info' | 'warn' | 'error', message: string, fields: Record<string, unknown>) => void;
 }

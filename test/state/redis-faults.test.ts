@@ -92,6 +92,9 @@ t.test('Redis faults', { skip: missing ? 'redis-server is not installed (apt-get
     await a.store.revoke('jti-1', inAnHour());
     await b.store.revokeAgent('bot', 500);
     t.equal((await b.store.recordViolation('bad', trips)).tripped, true);
+    t.equal(await a.store.consumeUse('jti-uses', 2, inAnHour()), true);
+    t.equal(await b.store.consumeUse('jti-uses', 2, inAnHour()), true);
+    t.equal(a.store.replayHorizon, 0, 'no replay horizon while Redis keeps used assertions');
     t.ok(await eventually(() => b.store.killRecord('bot') !== undefined && b.store.isRevoked('jti-1') && a.store.isRevoked('x', 'bot', 400) && a.store.breaker('bad')?.tripped === true, 2000));
     await redis.flush();
     // Through the loss and the reseed, neither instance ever forgets a kill or a revocation.
@@ -108,6 +111,8 @@ t.test('Redis faults', { skip: missing ? 'redis-server is not installed (apt-get
     t.equal(await redis.command('EXISTS agentgate:rev:jti-1'), ':1', 'the token revocation is back in Redis');
     t.equal(await redis.command('HGET agentgate:agent-rev bot'), '500', 'the agent revocation too');
     t.equal(await redis.command('HEXISTS agentgate:breakers bad'), ':1', 'and the open breaker');
+    t.equal(await a.store.consumeUse('jti-uses', 2, inAnHour()), false, 'a spent maxUses token stays spent after the reseed');
+    t.ok(a.store.replayHorizon > 0 && b.store.replayHorizon > 0, 'client assertions made before the loss are refused (their used jtis were lost)');
     const c = await open(t, `flush-c-${n}`);
     t.ok(c.store.killRecord('bot') !== undefined && c.store.isRevoked('jti-1') && c.store.breaker('bad')?.tripped === true, 'a new instance loads the reseeded state');
   });
@@ -144,6 +149,22 @@ t.test('Redis faults', { skip: missing ? 'redis-server is not installed (apt-get
     t.ok(await redisHasKill('bot'), 'written back');
     t.ok(await eventually(() => a.store.isHealthy(), 3000), 'healthy after the reseed');
     t.match(await a.store.reseed(), { reseeded: false }, 'a second reseed has nothing to do');
+  });
+
+  await t.test('a CLI tool reads the journal but never writes it, and never reseeds', async (t) => {
+    await redis.flush();
+    const a = await open(t, `tool-a-${++n}`);
+    await a.store.kill({ agent: 'bot', reason: 'tool', at: clock.now(), by: 'op' });
+    await a.store.close();
+    const before = await readFile(join(dir, `tool-a-${n}.json`), 'utf8');
+    await redis.flush();
+    const tool = await open(t, `tool-a-${n}`, { tool: true });
+    t.ok(tool.store.killRecord('bot') !== undefined, 'the kill from the journal is in its view');
+    t.notOk(tool.store.isHealthy(), 'Redis lost its data: the tool sees an unavailable store');
+    t.same(tool.reseeds, [], 'and does not reseed it');
+    await tool.store.close();
+    t.equal(await readFile(join(dir, `tool-a-${n}.json`), 'utf8'), before, 'the journal is untouched');
+    t.notOk(await redisHasKill('bot'));
   });
 
   await t.test('a marker that went back (Redis restored older data) is a loss too', async (t) => {
