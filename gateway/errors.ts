@@ -49,6 +49,7 @@ export const REASONS = {
   upstream_invalid: { status: 502, title: 'Backend answer refused', bearer: 'none', violation: false },
   response_unmaskable: { status: 502, title: 'Response cannot be masked', bearer: 'none', violation: false },
   upstream_timeout: { status: 504, title: 'Backend timed out', bearer: 'none', violation: false },
+  audit_unavailable: { status: 503, title: 'Audit trail unavailable', bearer: 'none', violation: false },
   state_unavailable: { status: 503, title: 'Gateway state unavailable', bearer: 'none', violation: false },
   client_closed: { status: 499, title: 'Client closed the request', bearer: 'none', violation: false },
   internal: { status: 500, title: 'Internal error', bearer: 'none', violation: false },

@@ -12,6 +12,7 @@
 //   agentgate:live:<agent>     hash sid -> exp (seconds) of the agent's live sessions
 //   agentgate:once:<key>       SET NX, expiring at exp: single-use assertion jtis
 //   agentgate:uses:<jti>       counter, incremented by a script only while below maxUses
+//   agentgate:audit-checkpoints hash audit file -> its last AuditCheckpointRecord (JSON)
 //   agentgate:marker           hash epoch, gen, origin: the generation marker (see below)
 //   agentgate:events           channel: {"kind": ..., "key": ...}; receivers re-read the key
 //   agentgate:probe:<id>       channel of one instance's health probe (it publishes to itself)
@@ -36,6 +37,7 @@ import { deadline, withDeadlines } from './deadline.js';
 import { createJournalWriter, readJournal, type JournalWriter, type Marker, type Snapshot, type UnsharedChange } from './journal.js';
 import { approvalDigest } from './memory.js';
 import {
+  asAuditCheckpoint,
   StateUnavailableError,
   type Activity,
   type ApprovalRecord,
@@ -64,7 +66,7 @@ export interface RedisStoreOptions {
   readonly connectTimeoutMs?: number;
   /** Deadline of every command and of each health probe (`state.timeout`, default 250 ms). */
   readonly commandTimeoutMs?: number;
-  /** How often the health probe runs (default: the command timeout, at least 100 ms). */
+  /** How often the health probe runs (default 100 ms; a probe still running is not doubled). */
   readonly probeIntervalMs?: number;
   /** The local snapshot and journal (`state.journal`); null keeps it in memory only (tests). */
   readonly journal?: string | null;
@@ -104,6 +106,7 @@ const K = {
   uses: `${P}uses:`,
   marker: `${P}marker`,
   channel: `${P}events`,
+  auditCheckpoints: `${P}audit-checkpoints`,
   probe: `${P}probe:`,
 } as const;
 
@@ -211,7 +214,8 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
   const notice = options.onNotice ?? (() => undefined);
   const onRemoteStop = options.onRemoteStop ?? (() => undefined);
   const timeoutMs = options.commandTimeoutMs ?? 250;
-  const probeIntervalMs = options.probeIntervalMs ?? Math.max(timeoutMs, 100);
+  // Often enough that a hang is noticed well within a second of it (interval + deadline).
+  const probeIntervalMs = options.probeIntervalMs ?? 100;
   const reseedMode = options.tool === true ? 'manual' : (options.reseed ?? 'auto');
   const tls = options.tls ?? null;
   const tlsSocket = tls === null ? {} : { tls: true as const, ...(tls.ca === undefined ? {} : { ca: tls.ca }), ...(tls.cert === undefined ? {} : { cert: tls.cert }), ...(tls.key === undefined ? {} : { key: tls.key }) };
@@ -1177,6 +1181,13 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
       const before = view.agentRevoked.get(agent);
       for (const [jti, exp] of entry.tokens) if (exp > nowSeconds && !view.revoked.has(jti) && before === undefined) live++;
       return { lastSeen: entry.lastSeen, liveTokens: live };
+    },
+    async auditCheckpoint(auditFile) {
+      const json = await client.hGet(K.auditCheckpoints, auditFile);
+      return json === null || json === undefined ? null : asAuditCheckpoint(parse<unknown>(json));
+    },
+    async saveAuditCheckpoint(checkpoint) {
+      await client.hSet(K.auditCheckpoints, checkpoint.file, JSON.stringify(checkpoint));
     },
     async close() {
       // Not reported through onHealth: a shutdown is not an outage.

@@ -48,6 +48,8 @@ export interface MetricsOptions {
   readonly defaults?: boolean;
   /** Read at scrape time, so gauges never drift from the store (a breaker turns half-open by time alone). */
   readonly agents?: () => Iterable<AgentGauge>;
+  /** The audit trail's state, read at scrape time. */
+  readonly audit?: () => { readonly available: boolean; readonly writeErrors: number };
   /** The state store's health and its changes not yet shared, read at scrape time. */
   readonly state?: () => { readonly healthy: boolean; readonly unshared: number };
 }
@@ -129,6 +131,24 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     collect() {
       this.reset();
       for (const a of agents?.() ?? []) this.labels(a.agent).set(a.breaker);
+    },
+  });
+  const audit = options.audit;
+  new Gauge({
+    name: 'agentgate_audit_writable',
+    help: '1 while the audit trail can be written; 0 while it cannot (requests are refused with 503 audit_unavailable).',
+    registers: [registry],
+    collect() {
+      this.set(audit === undefined || audit().available ? 1 : 0);
+    },
+  });
+  new Counter({
+    name: 'agentgate_audit_write_errors_total',
+    help: 'Failed writes, syncs and rotations of the audit trail (each retry counts).',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(audit?.().writeErrors ?? 0);
     },
   });
   const trips = new Counter({

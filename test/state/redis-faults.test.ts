@@ -2,9 +2,10 @@
 // one (FLUSHALL), one that went back in time (an older marker), and a restart of the gateway with
 // changes it could not share yet. Each instance keeps a journal in its own folder.
 import t from 'tap';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { openRedisStore, type OutageCause, type RedisStoreOptions } from '../../gateway/state/redis.js';
+import { JournalError, moveJournalAside } from '../../gateway/state/journal.js';
 import type { Store } from '../../gateway/state/store.js';
 import type { BreakerPolicy } from '../../gateway/policy/types.js';
 import { systemClock } from '../../gateway/clock.js';
@@ -165,6 +166,34 @@ t.test('Redis faults', { skip: missing ? 'redis-server is not installed (apt-get
     await tool.store.close();
     t.equal(await readFile(join(dir, `tool-a-${n}.json`), 'utf8'), before, 'the journal is untouched');
     t.notOk(await redisHasKill('bot'));
+  });
+
+  await t.test('an unreadable journal stops the start; --reset-state moves it aside', async (t) => {
+    const cases = [
+      { name: 'not JSON', text: '{"version": 1, "kills": [' },
+      { name: 'another version', text: '{"version": 2}' },
+      { name: 'a kill without an agent', text: JSON.stringify({ version: 1, marker: null, kills: [{ reason: 'r', at: 1, by: 'x' }], agentRevocations: {}, revocations: {}, endedSessions: {}, breakers: {}, unshared: [] }) },
+      { name: 'an unknown unshared change', text: JSON.stringify({ version: 1, marker: null, kills: [], agentRevocations: {}, revocations: {}, endedSessions: {}, breakers: {}, unshared: [{ op: 'revive', agent: 'bot' }] }) },
+      { name: 'a revocation that is not a number', text: JSON.stringify({ version: 1, marker: null, kills: [], agentRevocations: {}, revocations: { j: 'soon' }, endedSessions: {}, breakers: {}, unshared: [] }) },
+    ];
+    for (const c of cases) {
+      const file = join(dir, `corrupt-${++n}.json`);
+      await writeFile(file, c.text);
+      const error = await openRedisStore({ clock, url: redis.url, journal: file }).then(
+        async (store) => {
+          await store.close();
+          return null;
+        },
+        (e: unknown) => e,
+      );
+      t.ok(error instanceof JournalError, `${c.name}: refused (${String(error)})`);
+      t.match(String(error), /--reset-state/);
+      const aside = await moveJournalAside(file, clock.now());
+      t.match(aside ?? '', /corrupt-\d{4}-/);
+      const store = await openRedisStore({ clock, url: redis.url, journal: file });
+      t.ok(store.isHealthy(), 'starts once it is moved aside');
+      await store.close();
+    }
   });
 
   await t.test('a marker that went back (Redis restored older data) is a loss too', async (t) => {
