@@ -49,6 +49,7 @@ export const REASONS = {
   upstream_invalid: { status: 502, title: 'Backend answer refused', bearer: 'none', violation: false },
   response_unmaskable: { status: 502, title: 'Response cannot be masked', bearer: 'none', violation: false },
   upstream_timeout: { status: 504, title: 'Backend timed out', bearer: 'none', violation: false },
+  audit_unavailable: { status: 503, title: 'Audit trail unavailable', bearer: 'none', violation: false },
   state_unavailable: { status: 503, title: 'Gateway state unavailable', bearer: 'none', violation: false },
   client_closed: { status: 499, title: 'Client closed the request', bearer: 'none', violation: false },
   internal: { status: 500, title: 'Internal error', bearer: 'none', violation: false },
@@ -74,6 +75,10 @@ export interface GatewayErrorOptions {
    * its body was not read, so no byte after this head may be parsed as a next request.
    */
   readonly closeConnection?: boolean;
+  /** Response header fields the refusal carries besides the standard ones (e.g. `RateLimit`). */
+  readonly headers?: Readonly<Record<string, string>>;
+  /** Count this refusal as a violation although its reason is not one (a role's `rateLimit.violation`). */
+  readonly violation?: boolean;
 }
 
 /**
@@ -88,6 +93,9 @@ export class GatewayError extends Error {
   readonly reasonDetail: string;
   readonly retryAfterSeconds: number | undefined;
   readonly extensions: Readonly<Record<string, string>> | undefined;
+  readonly headers: Readonly<Record<string, string>> | undefined;
+  /** Counts against the agent (breaker, violations metric) when made with a valid token. */
+  readonly violation: boolean;
   readonly closeConnection: boolean;
 
   constructor(reason: ReasonCode, detail: string, options: GatewayErrorOptions = {}) {
@@ -104,6 +112,8 @@ export class GatewayError extends Error {
     this.reasonDetail = options.reasonDetail ?? detail;
     this.retryAfterSeconds = options.retryAfterSeconds;
     this.extensions = options.extensions;
+    this.headers = options.headers;
+    this.violation = options.violation ?? REASONS[reason].violation;
     this.closeConnection = options.closeConnection === true;
   }
 

@@ -8,11 +8,12 @@ import type { Readable } from 'node:stream';
 import { createContext, type InboundRequest, type RequestContext, type Stage } from './context.js';
 import type { Clock } from './clock.js';
 import { GatewayError, REASONS, type ReasonCode } from './errors.js';
+import type { RateLimiter } from './admission/rate-limiter.js';
 import { toolLabels } from './mcp/outcome.js';
 import { renderMcpRefusal } from './mcp/refusal.js';
 import { renderProblem, renderReason } from './problem.js';
 import type { PolicySnapshot } from './policy/types.js';
-import type { AuditLog } from './telemetry/audit-log.js';
+import { AuditUnavailableError, type AuditLog, type AuditRecord } from './telemetry/audit-log.js';
 import type { Logger } from './telemetry/log.js';
 import { NO_REASON, UNKNOWN_LABEL, type Metrics } from './telemetry/metrics.js';
 
@@ -46,8 +47,8 @@ export interface PipelineDeps {
   readonly log: Logger;
   readonly clock: Clock;
   currentPolicy(): PolicySnapshot;
-  /** The gateway's public URL (the issuer's), for MCP resource metadata in challenges. */
-  readonly publicUrl?: string;
+  /** The gateway's public URL (the issuer's), for MCP resource metadata in challenges; a function when known only once the agent port is bound. */
+  readonly publicUrl?: string | (() => string);
   /** Called once per violation made with a valid token (breaker accounting). */
   onViolation?(ctx: RequestContext, error: GatewayError): void;
   /**
@@ -55,6 +56,8 @@ export interface PipelineDeps {
    * Called after the checks, so it must itself refuse (call `abort`) an agent killed meanwhile.
    */
   track?(ctx: RequestContext, abort: (reason: GatewayError) => void): () => void;
+  /** Per-agent rate limits, charged after the checks; absent: none. */
+  readonly rateLimiter?: RateLimiter;
 }
 
 export interface Pipeline {
@@ -62,10 +65,19 @@ export interface Pipeline {
   handle(req: IncomingMessage, res: ServerResponse): void;
   /** Run the checks (every stage before `forward`) on a context; throws the refusal. */
   check(ctx: RequestContext): Promise<void>;
+  /**
+   * Charge a call that passed the checks against its rate limits (never for `explain`); throws
+   * 429 rate_limited. Resolves the RateLimit header fields to send, or null.
+   */
+  charge(ctx: RequestContext): Promise<Readonly<Record<string, string>> | null>;
   /** Build a context for a live or synthetic request. */
   context(request: InboundRequest, signal: AbortSignal): RequestContext;
-  /** Account for a finished request that did not go through `handle` (upgrades, parser errors). */
-  finish(ctx: RequestContext, error: unknown, status: number): void;
+  /**
+   * Account for a request that did not go through `handle` (upgrades, parser errors): metrics and
+   * its audit line. Resolves once the line is written; the caller answers only then. Rejects with
+   * AuditUnavailableError when it cannot be (the caller then closes without answering).
+   */
+  finish(ctx: RequestContext, error: unknown, status: number): Promise<void>;
   /** Requests currently being served. */
   readonly inFlight: number;
 }
@@ -81,7 +93,6 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
   const forward: Stage = last;
   const { metrics, audit, log, clock, filters } = deps;
   let inFlight = 0;
-  let auditPressure = false;
 
   function context(request: InboundRequest, signal: AbortSignal): RequestContext {
     return createContext({ requestId: randomUUID(), clock, policy: deps.currentPolicy(), request, signal, log });
@@ -94,18 +105,22 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     }
   }
 
+  function charge(ctx: RequestContext): Promise<Readonly<Record<string, string>> | null> {
+    return deps.rateLimiter === undefined ? Promise.resolve(null) : deps.rateLimiter.charge(ctx);
+  }
+
   async function serve(ctx: RequestContext, res: ServerResponse, controller: AbortController): Promise<void> {
-    if (auditPressure) {
-      // The audit writer is behind: hold new work until it catches up rather than drop lines.
-      await audit.drained();
-      auditPressure = false;
-    }
     let status = 0;
     let headersAt = 0;
     let error: unknown = null;
     let untrack: (() => void) | undefined;
+    // What the request's audit line (written before any answer) said, or null while it has none.
+    let line: Written | null = null;
     try {
+      // Write-ahead audit: no answer without its line, so with an unwritable file nothing is served.
+      if (!audit.available) throw auditUnavailable();
       await check(ctx);
+      const rateHeaders = await charge(ctx);
       untrack = deps.track?.(ctx, (reason) => controller.abort(reason));
       if (ctx.signal.aborted) throw ctx.signal.reason;
       const pending = forward.run(ctx);
@@ -118,7 +133,10 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       if (upstream === null) throw new Error('forward produced no upstream result');
       const headers = upstream.headers;
       headers['x-request-id'] = ctx.requestId;
+      if (rateHeaders !== null) Object.assign(headers, rateHeaders);
       status = upstream.status;
+      line = { reason: null, status, reasonDetail: '' };
+      await audit.append(recordOf(ctx, null, '', status));
       res.writeHead(status, headers);
       headersAt = performance.now();
       if (upstream.body !== null) await relay(upstream.body, res);
@@ -126,35 +144,43 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     } catch (caught) {
       error = caught;
       headersAt = performance.now();
-      status = refuse(ctx, res, caught);
+      const refused = await refuse(ctx, res, caught, line);
+      status = refused.status;
+      line = refused.line;
     } finally {
       untrack?.();
       inFlight--;
-      finishWith(ctx, error, status, headersAt);
+      finishWith(ctx, error, status, headersAt, line);
     }
   }
 
-  function refuse(ctx: RequestContext, res: ServerResponse, caught: unknown): number {
+  async function refuse(ctx: RequestContext, res: ServerResponse, caught: unknown, line: Written | null): Promise<{ status: number; line: Written | null }> {
+    if (caught instanceof AuditUnavailableError) {
+      // The line is queued (it reaches the file when the disk recovers) but is not written: the
+      // answer must not go out without it, so the connection is cut instead.
+      res.destroy();
+      return { status: REASONS.audit_unavailable.status, line };
+    }
     const killed = abortReason(ctx);
     if (killed !== null && res.headersSent) {
       // Killed mid-stream: cut the connection; the agent must not take a truncated body as whole.
       res.destroy();
-      return res.statusCode;
+      return { status: res.statusCode, line };
     }
     if (killed !== null) caught = killed;
     if (ctx.signal.aborted && !(caught instanceof GatewayError)) {
       res.destroy();
-      return REASONS.client_closed.status;
+      return { status: REASONS.client_closed.status, line };
     }
     if (res.headersSent) {
       // Mid-stream failure (upstream reset or timed out after the head went out): the only honest
       // signal left is to cut the connection so the agent cannot mistake a truncated body for a whole one.
       res.destroy();
-      return res.statusCode;
+      return { status: res.statusCode, line };
     }
     const rendered =
       caught instanceof GatewayError
-        ? renderMcpRefusal(ctx, caught, renderProblem(caught, ctx.requestId), deps.publicUrl ?? null)
+        ? renderMcpRefusal(ctx, caught, renderProblem(caught, ctx.requestId), (typeof deps.publicUrl === 'function' ? deps.publicUrl() : (deps.publicUrl ?? null)))
         : renderReason('internal', 'the gateway failed to handle this request', ctx.requestId);
     if (!(caught instanceof GatewayError)) {
       log.error('request failed', { requestId: ctx.requestId, error: caught });
@@ -165,65 +191,53 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     if (ctx.request.body !== null && !ctx.request.body.readableEnded && hasDeclaredBody(ctx.request)) {
       headers.connection = 'close';
     }
+    // Refused at the door because the audit is down: the one answer sent without a line (it
+    // could not be written), counted in the metrics.
+    if (!(caught instanceof GatewayError && caught.reason === 'audit_unavailable' && line === null)) {
+      const { reason, reasonDetail } = outcomeOf(ctx, caught);
+      line = { reason, status: rendered.status, reasonDetail };
+      try {
+        await audit.append(recordOf(ctx, reason, reasonDetail, rendered.status));
+      } catch (error) {
+        if (!(error instanceof AuditUnavailableError)) throw error;
+        res.destroy();
+        return { status: REASONS.audit_unavailable.status, line };
+      }
+      if (ctx.signal.aborted && abortReason(ctx) === null) {
+        res.destroy();
+        return { status: REASONS.client_closed.status, line };
+      }
+    }
     // A head whose framing cannot be trusted: nothing after it on this connection is read.
     if (caught instanceof GatewayError && caught.closeConnection) headers.connection = 'close';
     res.writeHead(rendered.status, headers);
     res.end(rendered.body);
-    return rendered.status;
+    return { status: rendered.status, line };
   }
 
-  function finishWith(ctx: RequestContext, error: unknown, status: number, headersAt: number): void {
-    const end = performance.now();
-    const totalMs = Number(process.hrtime.bigint() - ctx.startedAt) / 1e6;
-    let reason: ReasonCode | null = null;
-    let reasonDetail = '';
+  /** The refusal reason and its internal detail for a request that ended with `error` (null: allowed). */
+  function outcomeOf(ctx: RequestContext, error: unknown): { reason: ReasonCode | null; reasonDetail: string } {
     const killed = abortReason(ctx);
     if (killed !== null && error !== null) error = killed;
-    if (error instanceof GatewayError) {
-      reason = error.reason;
-      reasonDetail = error.reasonDetail;
-      const principal = ctx.principal;
-      if (error.spec.violation && principal !== null) {
-        metrics.violation(principal.agent, principal.role, error.reason);
-        deps.onViolation?.(ctx, error);
-      }
-    } else if (error !== null) {
-      if (ctx.signal.aborted) {
-        reason = 'client_closed';
-      } else if (ctx.upstream !== null) {
-        // The head went out, then the stream failed: the call was allowed, the delivery was not.
-        reasonDetail = `stream failed: ${describe(error)}`;
-      } else {
-        reason = 'internal';
-        reasonDetail = describe(error);
-      }
-    }
-    ctx.outcome =
-      reason === null
-        ? { decision: 'allow', status }
-        : { decision: 'deny', reason, status, reasonDetail };
+    if (error instanceof AuditUnavailableError) return { reason: 'audit_unavailable', reasonDetail: `answer not sent: ${error.message}` };
+    if (error instanceof GatewayError) return { reason: error.reason, reasonDetail: error.reasonDetail };
+    if (error === null) return { reason: null, reasonDetail: '' };
+    if (ctx.signal.aborted) return { reason: 'client_closed', reasonDetail: '' };
+    // The head went out, then the stream failed: the call was allowed, the delivery was not.
+    if (ctx.upstream !== null) return { reason: null, reasonDetail: `stream failed: ${describe(error)}` };
+    return { reason: 'internal', reasonDetail: describe(error) };
+  }
 
-    const policy = ctx.policy;
-    const backendName = ctx.target?.backend ?? '';
-    const backendLabel = policy.backends.has(backendName) ? backendName : UNKNOWN_LABEL;
-    const upstreamMs = ctx.upstream?.latencyMs ?? 0;
-    const headersMs = totalMs - (end - headersAt);
-    metrics.observeRequest(
-      backendLabel,
-      reason === null ? 'allow' : 'deny',
-      reason ?? NO_REASON,
-      totalMs / 1000,
-      Math.max(0, headersMs - upstreamMs) / 1000,
-    );
-
-    if (ctx.mcp !== null) for (const tool of toolLabels(ctx)) metrics.toolCall(backendLabel, tool, reason === null ? 'allow' : 'deny');
-
+  function recordOf(ctx: RequestContext, reason: ReasonCode | null, reasonDetail: string, status: number, phase?: 'end'): AuditRecord {
     const principal = ctx.principal;
     const target = ctx.target;
-    const accepted = audit.write({
+    const totalMs = Number(process.hrtime.bigint() - ctx.startedAt) / 1e6;
+    return {
       time: new Date(ctx.receivedAt).toISOString(),
       kind: 'proxy',
       requestId: ctx.requestId,
+      // A second line for the same request: what happened after its answer's head went out.
+      ...(phase === undefined ? {} : { phase }),
       agent: principal?.agent ?? null,
       role: principal?.role ?? null,
       onBehalfOf: principal?.onBehalfOf ?? null,
@@ -245,8 +259,47 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       upstreamStatus: ctx.upstream?.status ?? null,
       durationMs: Math.round(totalMs * 1000) / 1000,
       remote: ctx.request.remoteAddress,
-    });
-    if (!accepted) auditPressure = true;
+    };
+  }
+
+  /**
+   * Metrics, violation accounting and the outcome, once per request. The audit line was written
+   * before the answer (`line`); when the request ended differently than that line says (a
+   * stream cut, a kill mid-stream), a second line with `phase: end` records how. A request with
+   * no line yet (the client left first) gets it now.
+   */
+  function finishWith(ctx: RequestContext, error: unknown, status: number, headersAt: number, line: Written | null): void {
+    const end = performance.now();
+    const totalMs = Number(process.hrtime.bigint() - ctx.startedAt) / 1e6;
+    const { reason, reasonDetail } = outcomeOf(ctx, error);
+    const refusal = error === null ? null : (abortReason(ctx) ?? error);
+    const principal = ctx.principal;
+    if (refusal instanceof GatewayError && refusal.violation && principal !== null) {
+      metrics.violation(principal.agent, principal.role, refusal.reason);
+      deps.onViolation?.(ctx, refusal);
+    }
+    ctx.outcome =
+      reason === null
+        ? { decision: 'allow', status }
+        : { decision: 'deny', reason, status, reasonDetail };
+
+    const policy = ctx.policy;
+    const backendName = ctx.target?.backend ?? '';
+    const backendLabel = policy.backends.has(backendName) ? backendName : UNKNOWN_LABEL;
+    const upstreamMs = ctx.upstream?.latencyMs ?? 0;
+    const headersMs = totalMs - (end - headersAt);
+    metrics.observeRequest(
+      backendLabel,
+      reason === null ? 'allow' : 'deny',
+      reason ?? NO_REASON,
+      totalMs / 1000,
+      Math.max(0, headersMs - upstreamMs) / 1000,
+    );
+    if (ctx.mcp !== null) for (const tool of toolLabels(ctx)) metrics.toolCall(backendLabel, tool, reason === null ? 'allow' : 'deny');
+
+    if (reason === 'audit_unavailable' && line === null) return; // refused at the door, see refuse()
+    if (line === null) audit.write(recordOf(ctx, reason, reasonDetail, status));
+    else if (line.reason !== reason || line.status !== status || line.reasonDetail !== reasonDetail) audit.write(recordOf(ctx, reason, reasonDetail, status, 'end'));
   }
 
   return {
@@ -255,6 +308,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     },
     context,
     check,
+    charge,
     handle(req, res) {
       inFlight++;
       const controller = new AbortController();
@@ -266,8 +320,21 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
         log.error('request accounting failed', { requestId: ctx.requestId, error });
       });
     },
-    finish(ctx, error, status) {
-      finishWith(ctx, error, status, performance.now());
+    async finish(ctx, error, status) {
+      if (ctx.outcome !== null) {
+        // Already accounted for (an upgrade that failed after its 101 was recorded): a second line.
+        const { reason, reasonDetail } = outcomeOf(ctx, error);
+        audit.write(recordOf(ctx, reason, reasonDetail, status, 'end'));
+        return;
+      }
+      if (!audit.available) {
+        finishWith(ctx, auditUnavailable(), REASONS.audit_unavailable.status, performance.now(), null);
+        throw new AuditUnavailableError(audit.unavailableReason ?? 'unwritable');
+      }
+      const { reason, reasonDetail } = outcomeOf(ctx, error);
+      const written = audit.append(recordOf(ctx, reason, reasonDetail, status));
+      finishWith(ctx, error, status, performance.now(), { reason, status, reasonDetail });
+      await written;
     },
   };
 }
@@ -313,6 +380,17 @@ function relay(body: Readable, res: ServerResponse): Promise<void> {
     });
     body.pipe(res);
   });
+}
+
+/** What a request's audit line said: its reason (null: allowed) and status. */
+interface Written {
+  readonly reason: ReasonCode | null;
+  readonly status: number;
+  readonly reasonDetail: string;
+}
+
+function auditUnavailable(): GatewayError {
+  return new GatewayError('audit_unavailable', 'the gateway cannot record requests right now; retry later');
 }
 
 /** The refusal a request was aborted with (a kill), or null for a client that went away. */

@@ -9,6 +9,7 @@ import { createPipeline, type Pipeline } from './pipeline.js';
 import { loadPolicySnapshot } from './policy/index.js';
 import type { Backend, PolicySnapshot } from './policy/types.js';
 import { renderReason } from './problem.js';
+import { createRateLimiter } from './admission/rate-limiter.js';
 import { createAdmit } from './stages/admit.js';
 import { createAuthenticate } from './stages/authenticate.js';
 import { createAuthorize } from './stages/authorize.js';
@@ -26,6 +27,7 @@ import { createAdminHandler } from './admin/routes.js';
 import { openAdminSocket, type AdminSocket } from './admin/socket.js';
 import type { RequestContext } from './context.js';
 import { openAuditLog, type AuditLog } from './telemetry/audit-log.js';
+import { openAuditSigner } from './telemetry/audit-key.js';
 import { createLogger, type Logger } from './telemetry/log.js';
 import { createMetrics, type Metrics } from './telemetry/metrics.js';
 import { openKeyStore, type KeyStore } from './tokens/keys.js';
@@ -131,8 +133,10 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
   }
   // Read at scrape time: the store is opened just below.
   let storeRef: Store | null = null;
+  let auditStatus: { readonly available: boolean; readonly writeErrors: number } | null = null;
   const metrics = createMetrics({
     defaults: options.defaultMetrics ?? true,
+    audit: () => auditStatus ?? { available: true, writeErrors: 0 },
     *agents() {
       if (storeRef === null) return;
       const now = clock.now();
@@ -211,10 +215,22 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
     log.info('policies reloaded', { version, files: next.files.length });
     return next;
   }
+  const auditFile = settings.audit.file;
   const audit = await openAuditLog({
-    file: settings.audit.file,
+    file: auditFile,
+    fsync: settings.audit.fsync,
+    checkpointLines: settings.audit.checkpointLines,
+    checkpointIntervalMs: settings.audit.checkpointIntervalMs,
+    signer: await openAuditSigner(settings.issuer.keys),
+    checkpoints: { load: () => store.auditCheckpoint(auditFile), save: (checkpoint) => store.saveAuditCheckpoint(checkpoint) },
     onError: (error) => log.error('audit write failed; retrying', { error }),
+    onAvailability: (available, why) =>
+      available
+        ? log.info('audit trail writable again; serving resumes', { file: auditFile })
+        : log.error('audit trail unwritable; refusing requests (503 audit_unavailable) until it recovers', { file: auditFile, why }),
+    onWarning: (message, fields) => log.warn(message, fields),
   });
+  auditStatus = audit;
 
   // Known once the agent port is bound when it is derived from the bound address (see start()).
   let issuer = settings.issuer.url;
@@ -238,9 +254,8 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
     policy: () => policy,
     onIssued: (role, grantType) => metrics.tokenIssued(role, grantType),
     onRevoked: () => metrics.tokenRevoked(),
-    audit: (record) => {
-      audit.write({ time: new Date(clock.now()).toISOString(), kind: 'broker', ...record });
-    },
+    audit: (record) => audit.append({ time: new Date(clock.now()).toISOString(), kind: 'broker', ...record }),
+    auditAvailable: () => audit.available,
     onError: (error) => log.error('token broker failed', { error }),
   });
   const forward: ForwardStage = createForward({ metrics, maxBodyBytes: settings.limits.maxBodyBytes, bodyIdleMs: settings.limits.bodyIdleTimeoutMs });
@@ -253,7 +268,7 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
       forward,
     ],
     filters: [createMcpFilter({ maxBytes: settings.limits.maxMaskedBodyBytes }), createMaskFilter({ maxBytes: settings.limits.maxMaskedBodyBytes })],
-    publicUrl: settings.issuer.url,
+    publicUrl: () => issuer,
     metrics,
     audit,
     log,
@@ -261,6 +276,7 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
     currentPolicy: () => policy,
     onViolation,
     track,
+    rateLimiter: createRateLimiter({ store, metrics }),
   });
   const upgrades: UpgradeHandler = createUpgradeHandler({ pipeline, metrics, log, track });
   const startedAt = clock.now();
@@ -286,6 +302,7 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
       metrics: bound === null ? null : `${bound.metrics.address}:${bound.metrics.port}`,
       inFlight: pipeline.inFlight,
       auditLines: audit.written,
+      audit: audit.available ? 'ok' : `unavailable: ${audit.unavailableReason ?? ''}`,
     }),
   });
   let adminSocket: AdminSocket | null = null;
@@ -343,8 +360,11 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
     const status = refusal.status;
     let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Bad Request'}\r\n`;
     for (const [name, value] of Object.entries(problem.headers)) head += `${name}: ${value}\r\n`;
-    socket.end(`${head}connection: close\r\n\r\n${problem.body}`);
-    pipeline.finish(ctx, refusal, status);
+    // Write-ahead like every answer: sent once its audit line is written, else the socket closes.
+    pipeline.finish(ctx, refusal, status).then(
+      () => socket.end(`${head}connection: close\r\n\r\n${problem.body}`),
+      () => socket.destroy(),
+    );
   });
 
   const metricsServer: Server = createServer((req, res) => {
@@ -367,7 +387,8 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
       // Policies are loaded before the listeners open; state and keys can go missing later.
       const state = store.status();
       const keyCount = keys.publicJwks().keys.length;
-      const ready = state.healthy && keyCount > 0;
+      const auditOk = audit.available;
+      const ready = state.healthy && keyCount > 0 && auditOk;
       res.writeHead(ready ? 200 : 503, { 'content-type': 'application/json' }).end(
         JSON.stringify({
           status: ready ? 'ready' : 'not_ready',
@@ -376,6 +397,8 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
           ...(state.healthy ? {} : { stateDetail: state.detail }),
           unsharedChanges: state.unshared,
           keys: keyCount,
+          audit: auditOk ? 'ok' : 'unavailable',
+          ...(auditOk ? {} : { auditReason: audit.unavailableReason }),
         }),
       );
     } else {

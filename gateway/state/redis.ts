@@ -12,6 +12,8 @@
 //   agentgate:live:<agent>     hash sid -> exp (seconds) of the agent's live sessions
 //   agentgate:once:<key>       SET NX, expiring at exp: single-use assertion jtis
 //   agentgate:uses:<jti>       counter, incremented by a script only while below maxUses
+//   agentgate:rate:<key>       a rate limit's theoretical arrival time (ms, Redis clock), expiring when the bucket is full
+//   agentgate:audit-checkpoints hash audit file -> its last AuditCheckpointRecord (JSON)
 //   agentgate:marker           hash epoch, gen, origin: the generation marker (see below)
 //   agentgate:events           channel: {"kind": ..., "key": ...}; receivers re-read the key
 //   agentgate:probe:<id>       channel of one instance's health probe (it publishes to itself)
@@ -36,6 +38,7 @@ import { deadline, withDeadlines } from './deadline.js';
 import { createJournalWriter, readJournal, type JournalWriter, type Marker, type Snapshot, type UnsharedChange } from './journal.js';
 import { approvalDigest } from './memory.js';
 import {
+  asAuditCheckpoint,
   StateUnavailableError,
   type Activity,
   type ApprovalRecord,
@@ -64,12 +67,17 @@ export interface RedisStoreOptions {
   readonly connectTimeoutMs?: number;
   /** Deadline of every command and of each health probe (`state.timeout`, default 250 ms). */
   readonly commandTimeoutMs?: number;
-  /** How often the health probe runs (default: the command timeout, at least 100 ms). */
+  /** How often the health probe runs (default 100 ms; a probe still running is not doubled). */
   readonly probeIntervalMs?: number;
   /** The local snapshot and journal (`state.journal`); null keeps it in memory only (tests). */
   readonly journal?: string | null;
   /** Redis lost its data: reseed it at once (`auto`, default) or wait for `reseed()` (`manual`). */
   readonly reseed?: 'auto' | 'manual';
+  /**
+   * A CLI tool (explain, offline credentials) next to a running gateway: read the journal but never
+   * write it (it is the gateway's), and never reseed on its own.
+   */
+  readonly tool?: boolean;
   /** Told when the store turns healthy or unhealthy (no URL, no secrets). */
   readonly onHealth?: (healthy: boolean, why: string) => void;
   /** Told when the store stops being trusted, and why (metrics). */
@@ -97,14 +105,21 @@ const K = {
   live: `${P}live:`,
   once: `${P}once:`,
   uses: `${P}uses:`,
+  rate: `${P}rate:`,
   marker: `${P}marker`,
   channel: `${P}events`,
+  auditCheckpoints: `${P}audit-checkpoints`,
   probe: `${P}probe:`,
 } as const;
 
 type EventKind = 'kill' | 'agent-rev' | 'rev' | 'breaker' | 'secret' | 'approval' | 'ended' | 'uses' | 'reseed';
 const EVENT_KINDS: ReadonlySet<string> = new Set<EventKind>(['kill', 'agent-rev', 'rev', 'breaker', 'secret', 'approval', 'ended', 'uses', 'reseed']);
 
+/** Raise a use counter to at least ARGV[1], expiring at ARGV[2] (ms): a reseed never hands out a use twice. */
+const RAISE_USES = `
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > cur then redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[2]) end
+return 1`;
 /** Create the marker of a Redis that never had one (ARGV[1]: the new epoch). */
 const INIT_MARKER = `
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
@@ -127,6 +142,39 @@ local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1')
 if tonumber(ARGV[2]) > cur then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
 return 1`;
 /** Count one use while below ARGV[1]; the counter expires with the token (ARGV[2], ms). */
+/**
+ * GCRA over several keys at once (state/rules/rate-limit.ts, the same steps): the call passes only
+ * if every key's rule admits it, and only then is each key charged. Timed by Redis's clock, so
+ * instances with skewed clocks share one bucket exactly. ARGV: per key, interval (ms) and burst.
+ * Returns {allowed 0/1, rule index, remaining, retryAfterMs, resetMs} (ms as strings: fractions).
+ */
+const RATE_LIMIT = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local news = {}
+local tightest, tightRemaining, tightReset = 1, -1, 0
+for i = 1, #KEYS do
+  local interval = tonumber(ARGV[2 * i - 1])
+  local burst = tonumber(ARGV[2 * i])
+  local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if tat < now then tat = now end
+  local newTat = tat + interval
+  local allowAt = newTat - burst * interval
+  if now < allowAt then
+    return {0, i - 1, 0, string.format('%.3f', allowAt - now), string.format('%.3f', tat - now)}
+  end
+  local remaining = math.floor((now - allowAt) / interval)
+  if tightRemaining < 0 or remaining < tightRemaining then
+    tightest = i
+    tightRemaining = remaining
+    tightReset = newTat - now
+  end
+  news[i] = newTat
+end
+for i = 1, #KEYS do
+  redis.call('SET', KEYS[i], string.format('%.3f', news[i]), 'PX', math.ceil(news[i] - now) + 1000)
+end
+return {1, tightest - 1, tightRemaining, '0', string.format('%.3f', tightReset)}`;
 const CONSUME_USE = `
 local count = tonumber(redis.call('GET', KEYS[1]) or '0')
 if count >= tonumber(ARGV[1]) then return -1 end
@@ -201,8 +249,9 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
   const notice = options.onNotice ?? (() => undefined);
   const onRemoteStop = options.onRemoteStop ?? (() => undefined);
   const timeoutMs = options.commandTimeoutMs ?? 250;
-  const probeIntervalMs = options.probeIntervalMs ?? Math.max(timeoutMs, 100);
-  const reseedMode = options.reseed ?? 'auto';
+  // Often enough that a hang is noticed well within a second of it (interval + deadline).
+  const probeIntervalMs = options.probeIntervalMs ?? 100;
+  const reseedMode = options.tool === true ? 'manual' : (options.reseed ?? 'auto');
   const tls = options.tls ?? null;
   const tlsSocket = tls === null ? {} : { tls: true as const, ...(tls.ca === undefined ? {} : { ca: tls.ca }), ...(tls.cert === undefined ? {} : { cert: tls.cert }), ...(tls.key === undefined ? {} : { key: tls.key }) };
   const socket = { reconnectStrategy: (retries: number) => Math.min(50 + retries * 50, 500), connectTimeout: 2000, ...tlsSocket };
@@ -248,13 +297,19 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
     for (const [agent, record] of Object.entries(saved.breakers)) view.breakers.set(agent, record);
     overlay(view);
   }
-  const journal: JournalWriter | null = journalFile === null ? null : createJournalWriter(journalFile, snapshot, () => clock.now());
+  const journal: JournalWriter | null = journalFile === null || options.tool === true ? null : createJournalWriter(journalFile, snapshot, () => clock.now());
+  /**
+   * Used client-assertion jtis are not in the snapshot: after Redis lost its data, an assertion made
+   * before the loss could be replayed, so every assertion made before it is refused (ms).
+   */
+  let replayHorizon = 0;
   let saveTimer: NodeJS.Timeout | null = null;
 
   const sessions = new Map<string, Session>();
   const liveSessions = new Map<string, Set<string>>();
   /** Token uses seen by this instance (introspection): jti -> count and exp (ms). */
   const uses = new Map<string, { count: number; untilMs: number }>();
+  for (const [jti, entry] of Object.entries(saved?.uses ?? {})) if (entry.untilMs > clock.now()) uses.set(jti, { count: entry.count, untilMs: entry.untilMs });
   const activity = new Map<string, { lastSeen: number; tokens: Map<string, number> }>();
   let insertions = 0;
 
@@ -302,6 +357,7 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
     setHealth(why, 'timeout');
   }
   function dataLost(why: string): void {
+    replayHorizon = Math.max(replayHorizon, Math.ceil(clock.now() / 1000) * 1000);
     if (lostData === null) {
       lostData = why;
       loaded = false;
@@ -572,7 +628,10 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
     };
     const breakers: Record<string, BreakerRecord> = {};
     for (const [agent, record] of view.breakers) if (record.tripped) breakers[agent] = record;
+    const counted: Record<string, { count: number; untilMs: number }> = {};
+    for (const [jti, entry] of uses) if (entry.untilMs > nowSeconds * 1000) counted[jti] = { count: entry.count, untilMs: entry.untilMs };
     return {
+      uses: counted,
       marker: known,
       kills: [...view.kills.values()],
       agentRevocations: Object.fromEntries(view.agentRevoked),
@@ -665,6 +724,10 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
       breakers++;
       jobs.push(() => client.hSetNX(K.breakers, agent, JSON.stringify(record)));
     }
+    for (const [jti, entry] of uses) {
+      if (entry.untilMs <= nowMs) continue;
+      jobs.push(() => client.eval(RAISE_USES, { keys: [`${K.uses}${jti}`], arguments: [String(entry.count), String(Math.ceil(entry.untilMs))] }));
+    }
     // Pipelined in slices (node-redis sends concurrent commands in one write).
     for (let i = 0; i < jobs.length; i += 500) await Promise.all(jobs.slice(i, i + 500).map((job) => job()));
     return { kills: view.kills.size, revocations, breakers };
@@ -705,6 +768,7 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
     if (merging) return;
     merging = true;
     try {
+      replayHorizon = Math.max(replayHorizon, Math.ceil(clock.now() / 1000) * 1000);
       if (lostData === null) {
         lostData = 'merging this instance\'s snapshot into a reseeded Redis';
         loaded = false;
@@ -953,7 +1017,9 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
     isHealthy: () => healthy,
     status: () => ({ healthy, detail, unshared: unshared.length }),
     reseed,
-    replayHorizon: 0,
+    get replayHorizon() {
+      return replayHorizon;
+    },
     isRevoked(jti, agent, issuedAt) {
       const exp = view.revoked.get(jti);
       if (exp !== undefined && exp * 1000 > clock.now()) return true;
@@ -1033,6 +1099,14 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
       const until = Math.max(Math.ceil(expiresAt * 1000), clock.now() + 1000);
       const set = await client.set(`${K.once}${key}`, '1', { condition: 'NX', expiration: { type: 'PXAT', value: until } });
       return set === 'OK';
+    },
+    async rateLimit(keys, rules) {
+      const args: string[] = [];
+      for (const rule of rules) args.push(String(1000 / rule.rps), String(rule.burst));
+      const answer = (await client.eval(RATE_LIMIT, { keys: keys.map((k) => `${K.rate}${k}`), arguments: args })) as unknown;
+      if (!Array.isArray(answer) || answer.length !== 5) throw new StateUnavailableError('redis answered the rate limit script with something unexpected');
+      const [allowed, rule, remaining, retryAfterMs, resetMs] = answer.map((v: unknown) => Number(v));
+      return { allowed: allowed === 1, rule: rule ?? 0, remaining: remaining ?? 0, retryAfterMs: retryAfterMs ?? 0, resetMs: resetMs ?? 0 };
     },
     async consumeUse(jti, maxUses, expiresAt) {
       const until = Math.max(Math.ceil(expiresAt * 1000), clock.now() + 1000);
@@ -1150,6 +1224,13 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
       const before = view.agentRevoked.get(agent);
       for (const [jti, exp] of entry.tokens) if (exp > nowSeconds && !view.revoked.has(jti) && before === undefined) live++;
       return { lastSeen: entry.lastSeen, liveTokens: live };
+    },
+    async auditCheckpoint(auditFile) {
+      const json = await client.hGet(K.auditCheckpoints, auditFile);
+      return json === null || json === undefined ? null : asAuditCheckpoint(parse<unknown>(json));
+    },
+    async saveAuditCheckpoint(checkpoint) {
+      await client.hSet(K.auditCheckpoints, checkpoint.file, JSON.stringify(checkpoint));
     },
     async close() {
       // Not reported through onHealth: a shutdown is not an outage.

@@ -2,6 +2,7 @@
 // per-agent activity the inventory shows. Reads on the hot path are synchronous against a local
 // view the driver keeps current; writes are durable (state file, or Redis) before they resolve.
 import type { BreakerPolicy, BreakerRecord } from './breaker.js';
+import type { RateDecision, RateLimitRule } from './rules/rate-limit.js';
 
 /**
  * Where a kill or revocation stands once the call resolves: `shared` is in the store every
@@ -105,6 +106,24 @@ export interface ApprovalRecord {
 /** Why an approval could not be used for a request (or `ok` when it was, once). */
 export type ApprovalUse = 'ok' | 'unknown' | 'pending' | 'denied' | 'used' | 'expired' | 'mismatch';
 
+/** Where an audit trail was at its last checkpoint (see telemetry/audit-log.ts). */
+export interface AuditCheckpointRecord {
+  /** Absolute path of the audit file. */
+  readonly file: string;
+  readonly seq: number;
+  /** SHA-256 (hex) of the checkpoint line. */
+  readonly hash: string;
+  readonly time: string;
+}
+
+/** A stored checkpoint, or null when the value is not one. */
+export function asAuditCheckpoint(value: unknown): AuditCheckpointRecord | null {
+  const v = value as Partial<AuditCheckpointRecord> | null;
+  if (v === null || typeof v !== 'object') return null;
+  if (typeof v.file !== 'string' || typeof v.seq !== 'number' || !Number.isInteger(v.seq) || typeof v.hash !== 'string' || !/^[0-9a-f]{64}$/.test(v.hash) || typeof v.time !== 'string') return null;
+  return { file: v.file, seq: v.seq, hash: v.hash, time: v.time };
+}
+
 export interface ViolationOutcome {
   readonly record: BreakerRecord;
   readonly tripped: boolean;
@@ -165,6 +184,14 @@ export interface Store {
    * so a restart never hands out a use twice.
    */
   consumeUse(jti: string, maxUses: number, expiresAt: number): Promise<boolean>;
+
+  /**
+   * Charge one call against `rules`, one key each (the agent's, and a scope's), atomically: the
+   * call passes only if every rule admits it, and only then is each one charged (GCRA, see
+   * rules/rate-limit.ts). Not persisted (a restart forgives); shared by every instance with Redis,
+   * in one round trip timed by Redis's clock. Rejects when the store cannot decide.
+   */
+  rateLimit(keys: readonly string[], rules: readonly RateLimitRule[]): Promise<RateDecision>;
   /** Uses counted so far for `jti` (introspection; does not count one). */
   usesOf(jti: string): number;
 
@@ -197,6 +224,11 @@ export interface Store {
   /** Note an authenticated call (inventory). Cheap and synchronous. */
   touch(agent: string, jti: string, expiresAt: number): void;
   activity(agent: string): Activity;
+
+  /** The last audit checkpoint recorded for audit file `file`, or null. */
+  auditCheckpoint(file: string): Promise<AuditCheckpointRecord | null>;
+  /** Record an audit checkpoint (one per audit file, the newest wins); durable before it resolves. */
+  saveAuditCheckpoint(checkpoint: AuditCheckpointRecord): Promise<void>;
 
   close(): Promise<void>;
 }

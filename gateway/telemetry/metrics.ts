@@ -18,6 +18,8 @@ export interface Metrics {
   violation(agent: string, role: string, reason: ReasonCode): void;
   /** A refusal a role in shadow mode (`enforce: false`) let through. */
   shadowRefusal(agent: string, reason: ReasonCode): void;
+  /** A call refused by a rate limit: `limit` is `agent`, or the scope (`backend:scope`) whose limit it hit. */
+  rateLimited(agent: string, role: string, limit: string): void;
   upstreamError(backend: string, kind: UpstreamErrorKind): void;
   /** One tools/call message on an MCP backend; `tool` from the policy's names, else `unknown`. */
   toolCall(backend: string, tool: string, decision: 'allow' | 'deny'): void;
@@ -48,6 +50,8 @@ export interface MetricsOptions {
   readonly defaults?: boolean;
   /** Read at scrape time, so gauges never drift from the store (a breaker turns half-open by time alone). */
   readonly agents?: () => Iterable<AgentGauge>;
+  /** The audit trail's state, read at scrape time. */
+  readonly audit?: () => { readonly available: boolean; readonly writeErrors: number };
   /** The state store's health and its changes not yet shared, read at scrape time. */
   readonly state?: () => { readonly healthy: boolean; readonly unshared: number };
 }
@@ -85,6 +89,12 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     name: 'agentgate_shadow_refusals_total',
     help: 'Calls a role in shadow mode (enforce: false) let through that its constraints would have refused, by agent and reason.',
     labelNames: ['agent', 'reason'] as const,
+    registers: [registry],
+  });
+  const rateLimited = new Counter({
+    name: 'agentgate_rate_limited_total',
+    help: 'Calls refused by a rate limit (429 rate_limited), by agent, role and limit (agent, or the scope whose limit was hit).',
+    labelNames: ['agent', 'role', 'limit'] as const,
     registers: [registry],
   });
   const upstreamErrors = new Counter({
@@ -129,6 +139,24 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     collect() {
       this.reset();
       for (const a of agents?.() ?? []) this.labels(a.agent).set(a.breaker);
+    },
+  });
+  const audit = options.audit;
+  new Gauge({
+    name: 'agentgate_audit_writable',
+    help: '1 while the audit trail can be written; 0 while it cannot (requests are refused with 503 audit_unavailable).',
+    registers: [registry],
+    collect() {
+      this.set(audit === undefined || audit().available ? 1 : 0);
+    },
+  });
+  new Counter({
+    name: 'agentgate_audit_write_errors_total',
+    help: 'Failed writes, syncs and rotations of the audit trail (each retry counts).',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(audit?.().writeErrors ?? 0);
     },
   });
   const trips = new Counter({
@@ -214,6 +242,9 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     },
     shadowRefusal(agent, reason) {
       shadowRefusals.labels(agent, reason).inc();
+    },
+    rateLimited(agent, role, limit) {
+      rateLimited.labels(agent, role, limit).inc();
     },
     upstreamError(backend, kind) {
       upstreamErrors.labels(backend, kind).inc();
