@@ -9,6 +9,7 @@ import { createPipeline, type Pipeline } from './pipeline.js';
 import { loadPolicySnapshot } from './policy/index.js';
 import type { Backend, PolicySnapshot } from './policy/types.js';
 import { renderReason } from './problem.js';
+import { createRateLimiter } from './admission/rate-limiter.js';
 import { createAdmit } from './stages/admit.js';
 import { createAuthenticate } from './stages/authenticate.js';
 import { createAuthorize } from './stages/authorize.js';
@@ -270,6 +271,7 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
     currentPolicy: () => policy,
     onViolation,
     track,
+    rateLimiter: createRateLimiter({ store, metrics }),
   });
   const upgrades: UpgradeHandler = createUpgradeHandler({ pipeline, metrics, log, track });
   const startedAt = clock.now();
