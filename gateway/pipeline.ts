@@ -13,6 +13,7 @@ import type { Abort, Admission } from './admission/admission.js';
 import { GatewayError, REASONS } from './errors.js';
 import { abortReason, type OutcomeWriter, type Written } from './outcome.js';
 import { AuditUnavailableError } from './telemetry/audit-log.js';
+import type { RateLimiter } from './admission/rate-limiter.js';
 import { renderMcpRefusal } from './mcp/refusal.js';
 import { renderProblem, renderReason } from './problem.js';
 import type { PolicySnapshot } from './policy/types.js';
@@ -50,8 +51,10 @@ export interface PipelineDeps {
   readonly log: Logger;
   readonly clock: Clock;
   currentPolicy(): PolicySnapshot;
-  /** The gateway's public URL (the issuer's), for MCP resource metadata in challenges. */
-  readonly publicUrl?: string;
+  /** The gateway's public URL (the issuer's), for MCP resource metadata in challenges; a function when known only once the agent port is bound. */
+  readonly publicUrl?: string | (() => string);
+  /** Per-agent rate limits, charged after the checks and before the commit; absent: none. */
+  readonly rateLimiter?: RateLimiter;
 }
 
 export interface Pipeline {
@@ -61,9 +64,11 @@ export interface Pipeline {
    * Run the checks and commit the decision. Resolves when the call is admitted (a use spent, an
    * approval consumed); throws the refusal to answer with otherwise, after its accounting
    * (violation, approval request) was committed. `gate` is one more check a caller adds after
-   * the stages and before the commit (upgrades refuse masked roles there).
+   * the stages and before the commit (upgrades refuse masked roles there). The call is charged
+   * against its rate limits after the checks and before the commit (never for `explain`);
+   * resolves the RateLimit header fields to send, or null.
    */
-  admit(ctx: RequestContext, gate?: (ctx: RequestContext) => void): Promise<void>;
+  admit(ctx: RequestContext, gate?: (ctx: RequestContext) => void): Promise<Readonly<Record<string, string>> | null>;
   /** Register an admitted request so a kill can abort it; returns the unregister function. */
   track(ctx: RequestContext, abort: Abort): () => void;
   /** Build a context for a live or synthetic request. */
@@ -110,10 +115,13 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     return createContext({ requestId: randomUUID(), clock, policy: deps.currentPolicy(), request, signal, log });
   }
 
-  async function admit(ctx: RequestContext, gate?: (ctx: RequestContext) => void): Promise<void> {
+  async function admit(ctx: RequestContext, gate?: (ctx: RequestContext) => void): Promise<Readonly<Record<string, string>> | null> {
+    let rateHeaders: Readonly<Record<string, string>> | null = null;
     try {
       await runChecks(checks, ctx);
       gate?.(ctx);
+      // Charged only for a call the checks passed; a rate-limited call spends no use.
+      if (deps.rateLimiter !== undefined) rateHeaders = await deps.rateLimiter.charge(ctx);
     } catch (error) {
       if (!(error instanceof GatewayError)) throw error;
       const violation = outcome.violation(ctx, error);
@@ -121,6 +129,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       throw (await admission.commit(ctx, error)) ?? error;
     }
     await admission.commit(ctx, null);
+    return rateHeaders;
   }
 
   async function serve(ctx: RequestContext, res: ServerResponse, controller: AbortController): Promise<void> {
@@ -133,7 +142,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     try {
       // Write-ahead audit: no answer without its line, so with an unwritable file nothing is served.
       if (!outcome.available) throw outcome.unavailable();
-      await admit(ctx);
+      const rateHeaders = await admit(ctx);
       untrack = admission.track(ctx, (reason) => controller.abort(reason));
       if (ctx.signal.aborted) throw ctx.signal.reason;
       const pending = forward.run(ctx);
@@ -146,6 +155,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       if (upstream === null) throw new Error('forward produced no upstream result');
       const headers = upstream.headers;
       headers['x-request-id'] = ctx.requestId;
+      if (rateHeaders !== null) Object.assign(headers, rateHeaders);
       status = upstream.status;
       line = { reason: null, status, reasonDetail: '' };
       await outcome.writeAhead(ctx, null, status);
@@ -192,7 +202,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     }
     const rendered =
       caught instanceof GatewayError
-        ? renderMcpRefusal(ctx, caught, renderProblem(caught, ctx.requestId), deps.publicUrl ?? null)
+        ? renderMcpRefusal(ctx, caught, renderProblem(caught, ctx.requestId), (typeof deps.publicUrl === 'function' ? deps.publicUrl() : (deps.publicUrl ?? null)))
         : renderReason('internal', 'the gateway failed to handle this request', ctx.requestId);
     if (!(caught instanceof GatewayError)) {
       log.error('request failed', { requestId: ctx.requestId, error: caught });

@@ -38,7 +38,8 @@ export function createUpgradeHandler(options: UpgradeOptions): UpgradeHandler {
       if ((req.headers.upgrade ?? '').toLowerCase() !== 'websocket') {
         throw new GatewayError('target_invalid', 'only WebSocket upgrades are supported');
       }
-      // The checks, then the commit (a use spent): a refused upgrade spends nothing.
+      // The checks, the rate limit (an upgrade is one call), then the commit (a use spent): a
+      // refused upgrade spends nothing.
       await pipeline.admit(ctx, refuseMasked);
     } catch (error) {
       if (!(error instanceof GatewayError)) log.error('upgrade check failed', { requestId: ctx.requestId, error });
