@@ -109,7 +109,7 @@ export function createOutcomeWriter(deps: OutcomeDeps): OutcomeWriter {
     const { reason, reasonDetail } = outcomeOf(ctx, error);
     const refusal = error === null ? null : (abortReason(ctx) ?? error);
     const principal = ctx.principal;
-    if (refusal instanceof GatewayError && refusal.spec.violation && principal !== null) metrics.violation(principal.agent, principal.role, refusal.reason);
+    if (refusal instanceof GatewayError && refusal.violation && principal !== null) metrics.violation(principal.agent, principal.role, refusal.reason);
     ctx.outcome = reason === null ? { decision: 'allow', status } : { decision: 'deny', reason, status, reasonDetail };
 
     const backendName = ctx.target?.backend ?? '';
@@ -132,7 +132,7 @@ export function createOutcomeWriter(deps: OutcomeDeps): OutcomeWriter {
     outcomeOf,
     violation(ctx, error) {
       const principal = ctx.principal;
-      if (!(error instanceof GatewayError) || !error.spec.violation || principal === null) return null;
+      if (!(error instanceof GatewayError) || !error.violation || principal === null) return null;
       // A role without a breaker is still counted (never tripped), so `agents` shows its violations.
       const policy = countingPolicy(ctx.policy.roles.get(principal.role)?.breaker ?? null);
       return { kind: 'violation', when: 'always', agent: principal.agent, role: principal.role, policy };
