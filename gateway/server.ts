@@ -9,6 +9,7 @@ import { createPipeline, type Pipeline } from './pipeline.js';
 import { loadPolicySnapshot } from './policy/index.js';
 import type { Backend, PolicySnapshot } from './policy/types.js';
 import { renderReason } from './problem.js';
+import { createRateLimiter } from './admission/rate-limiter.js';
 import { createAdmit } from './stages/admit.js';
 import { createAuthenticate } from './stages/authenticate.js';
 import { createAuthorize } from './stages/authorize.js';
@@ -18,7 +19,7 @@ import { createMcpFilter } from './mcp/filter.js';
 import { preloadSqlDialect } from './stages/aggregate-sql.js';
 import { createNormalize } from './stages/normalize.js';
 import { openStore } from './state/index.js';
-import { moveJournalAside } from './state/journal.js';
+import { JournalError, moveJournalAside, readJournal } from './state/journal.js';
 import { resetStateFile } from './state/memory.js';
 import { countingPolicy, viewBreaker } from './state/breaker.js';
 import type { Store } from './state/store.js';
@@ -119,8 +120,14 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
     if (aside !== null) log.warn('state file moved aside; starting with empty state', { file: stateFile, movedTo: aside });
   }
   if (settings.state.driver === 'redis' && options.resetState === true) {
-    const aside = await moveJournalAside(settings.state.journal, clock.now());
-    if (aside !== null) log.warn('state journal moved aside; starting from what Redis holds', { file: settings.state.journal, movedTo: aside });
+    // Only an unreadable journal is moved aside: a readable one may hold kills not yet shared.
+    const journalFile = settings.state.journal;
+    const unreadable = await readJournal(journalFile).then(
+      () => false,
+      (error: unknown) => error instanceof JournalError,
+    );
+    const aside = unreadable ? await moveJournalAside(journalFile, clock.now()) : null;
+    if (aside !== null) log.warn('state journal moved aside; starting from what Redis holds', { file: journalFile, movedTo: aside });
   }
   // Read at scrape time: the store is opened just below.
   let storeRef: Store | null = null;
@@ -264,6 +271,7 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
     currentPolicy: () => policy,
     onViolation,
     track,
+    rateLimiter: createRateLimiter({ store, metrics }),
   });
   const upgrades: UpgradeHandler = createUpgradeHandler({ pipeline, metrics, log, track });
   const startedAt = clock.now();

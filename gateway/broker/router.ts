@@ -14,7 +14,8 @@ import { tokenExchange } from './exchange.js';
 import { readForm, sendJson, sendOAuthError, type FormParams } from './form.js';
 import { introspect } from './introspect.js';
 import { BrokerError } from './issue.js';
-import { authorizationServerMetadata, endpointUrl, PATHS, TOKEN_EXCHANGE } from './metadata.js';
+import { authorizationServerMetadata, endpointUrl, PATHS, protectedResourceMetadata, TOKEN_EXCHANGE } from './metadata.js';
+import { backendForMetadataPath } from '../policy/resource.js';
 import { revoke } from './revoke.js';
 import { clientCredentials, type BrokerNote } from './token.js';
 
@@ -98,6 +99,11 @@ export function createBroker(deps: BrokerDeps): Broker {
   function get(path: string, res: ServerResponse): boolean {
     if (path === PATHS.metadata) {
       sendJson(res, 200, authorizationServerMetadata(issuer, deps.policy()), { 'cache-control': 'public, max-age=300' });
+      return true;
+    }
+    const resource = backendForMetadataPath(deps.policy(), issuer, path);
+    if (resource !== undefined) {
+      sendJson(res, 200, protectedResourceMetadata(issuer, resource), { 'cache-control': 'public, max-age=300' });
       return true;
     }
     if (path === PATHS.jwks) {
