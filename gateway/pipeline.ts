@@ -47,8 +47,8 @@ export interface PipelineDeps {
   readonly log: Logger;
   readonly clock: Clock;
   currentPolicy(): PolicySnapshot;
-  /** The gateway's public URL (the issuer's), for MCP resource metadata in challenges. */
-  readonly publicUrl?: string;
+  /** The gateway's public URL (the issuer's), for MCP resource metadata in challenges; a function when known only once the agent port is bound. */
+  readonly publicUrl?: string | (() => string);
   /** Called once per violation made with a valid token (breaker accounting). */
   onViolation?(ctx: RequestContext, error: GatewayError): void;
   /**
@@ -180,7 +180,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     }
     const rendered =
       caught instanceof GatewayError
-        ? renderMcpRefusal(ctx, caught, renderProblem(caught, ctx.requestId), deps.publicUrl ?? null)
+        ? renderMcpRefusal(ctx, caught, renderProblem(caught, ctx.requestId), (typeof deps.publicUrl === 'function' ? deps.publicUrl() : (deps.publicUrl ?? null)))
         : renderReason('internal', 'the gateway failed to handle this request', ctx.requestId);
     if (!(caught instanceof GatewayError)) {
       log.error('request failed', { requestId: ctx.requestId, error: caught });
