@@ -17,7 +17,7 @@ import type { ApprovalUse, Store } from '../state/store.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { checkSql } from './aggregate-sql.js';
 import { readBounded } from './read-body.js';
-import { checkBodyPresence } from './request-rules.js';
+import { checkBodyPresence, checkJson, checkQuery } from './request-rules.js';
 import { parseStrictJson } from './strict-json.js';
 
 export interface AuthorizeOptions {
@@ -87,10 +87,12 @@ export function createAuthorize(options: AuthorizeOptions): Stage {
         });
       }
       checkBodyPresence(ctx.request, target, route);
+      const queryRefusal = checkQuery(target.query, route);
+      if (queryRefusal !== null) refuse(refusals, queryRefusal);
       const mask = role.mask.size === 0 ? null : (role.mask.get(backend.name) ?? null);
       const approval = route.approval ?? (role.approval.has(route.scope) ? { ttlMs: DEFAULT_APPROVAL_TTL_MS } : null);
       const checksQuery = route.query !== null && role.query !== null;
-      if (route.body === null && !checksQuery && approval === null) {
+      if (route.body === null && route.json === null && !checksQuery && approval === null) {
         // The hot path: nothing to read, nothing to wait for.
         ctx.grant = { backend: backend.name, scope: route.scope, route: route.template, params: match.params, body: null, mask, shadow: refusals.shadow ?? NO_SHADOW, approvalId: null };
         return;
@@ -110,7 +112,7 @@ export function createAuthorize(options: AuthorizeOptions): Stage {
     approval: ApprovalPolicy | null,
     refusals: Refusals,
   ): Promise<void> {
-    const json = route.body !== null || (route.query !== null && role.query !== null);
+    const json = route.body !== null || route.json !== null || (route.query !== null && role.query !== null);
     const body = await readBody(ctx, route, json, maxBodyBytes, bodyIdleMs);
     if (json) checkBodyConstraints(target, route, role, body, refusals);
     let approvalId: string | null = null;
@@ -288,6 +290,9 @@ function checkBodyConstraints(target: Target, route: Route, role: Role, body: Bu
       );
     }
   }
+  // After the listed body values, so a wrong script still reads out_of_scope.
+  const jsonRefusal = checkJson(value, route);
+  if (jsonRefusal !== null) refuse(refusals, jsonRefusal);
   const query = route.query;
   const constraint = role.query;
   if (query === null || constraint === null) return;
