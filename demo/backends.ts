@@ -1,15 +1,18 @@
 // The demo fixture's five JSON backends (DESIGN §2): CRM, content library, ticketing, knowledge base
-// and the BI report pool (real SQL via sql.js). Plain node:http on loopback, port 0 by default; each
-// call of startDemoBackends gets its own data, so demos and tests never share state.
+// and the BI report pool (real SQL via sql.js), plus the ticketing MCP server (demo/mcp.ts). Plain
+// node:http on loopback, port 0 by default; each call of startDemoBackends gets its own data, so
+// demos and tests never share state.
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { openReportPool, QueryError, type ReportPool } from './bi.js';
 import { ARTICLES, ASSETS, CONTACTS, QUEUE_CONFIG, REPORTS, SCRIPTS, TICKETS, type Contact, type QueueConfig, type Ticket } from './data.js';
+import { startDemoMcp, type DemoMcp } from './mcp.js';
 import { createRouter, isRecord, parseJson, problem, reply, type Reply, type Route } from './http.js';
 
-export type DemoBackendName = 'crm' | 'content' | 'tickets' | 'kb' | 'bi';
+export type DemoBackendName = 'crm' | 'content' | 'tickets' | 'kb' | 'bi' | 'tickets-mcp';
 
-export const DEMO_BACKENDS: readonly DemoBackendName[] = ['crm', 'content', 'tickets', 'kb', 'bi'];
+/** `tickets-mcp` is the ticketing system's MCP server (demo/mcp.ts), at `/mcp` under its URL. */
+export const DEMO_BACKENDS: readonly DemoBackendName[] = ['crm', 'content', 'tickets', 'kb', 'bi', 'tickets-mcp'];
 
 export interface DemoBackendsOptions {
   /** Loopback by default. */
@@ -41,8 +44,10 @@ export async function startDemoBackends(options: DemoBackendsOptions = {}): Prom
     const { port } = server.address() as AddressInfo;
     return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
   };
+  let mcp: DemoMcp | null = null;
   const close = async (): Promise<void> => {
     await Promise.all(servers.map(stop));
+    await mcp?.close();
     pool.close();
   };
 
@@ -53,6 +58,7 @@ export async function startDemoBackends(options: DemoBackendsOptions = {}): Prom
       tickets: await listen('tickets', ticketRoutes()),
       kb: await listen('kb', kbRoutes()),
       bi: await listen('bi', biRoutes(pool)),
+      'tickets-mcp': (mcp = await startDemoMcp({ host, port: options.ports?.['tickets-mcp'] ?? 0 })).url,
     };
     return { urls, close };
   } catch (error) {

@@ -64,7 +64,15 @@ export interface Settings {
   };
   readonly trust: readonly TrustedIssuer[];
   readonly state: StateSettings;
-  readonly audit: { readonly file: string };
+  readonly audit: {
+    readonly file: string;
+    /** `batch`: fdatasync per batch of lines (power loss); `off`: survives process crashes only. */
+    readonly fsync: 'batch' | 'off';
+    /** A signed checkpoint every this many lines... */
+    readonly checkpointLines: number;
+    /** ...or this often while lines arrive, and at shutdown. */
+    readonly checkpointIntervalMs: number;
+  };
   readonly limits: {
     readonly maxBodyBytes: number;
     readonly upstreamTimeoutMs: number;
@@ -101,6 +109,8 @@ const DEFAULTS = {
   stateJournal: './run/state-journal.json',
   stateTimeoutMs: 250,
   auditFile: './run/audit.jsonl',
+  checkpointLines: 1000,
+  checkpointIntervalMs: 1000,
   maxBodyBytes: 1_048_576,
   upstreamTimeoutMs: 30_000,
   maxHeaderBytes: 16_384,
@@ -193,8 +203,13 @@ export async function loadSettings(options: LoadSettingsOptions = {}): Promise<S
 
   const state = stateSettings(c, top?.get('state'), baseDir, cwd, fromEnv);
 
-  const auditKeys = section('audit', ['file']);
+  const auditKeys = section('audit', ['file', 'fsync', 'checkpointLines', 'checkpointInterval']);
   const auditFile = c.string(auditKeys?.get('file'), 'audit.file') ?? DEFAULTS.auditFile;
+  const auditFsync = auditKeys?.has('fsync') ? c.oneOf(auditKeys.get('fsync'), 'audit.fsync', ['batch', 'off'], 'an fsync mode') : 'batch';
+  const checkpointLines = auditKeys?.has('checkpointLines') ? c.integer(auditKeys.get('checkpointLines'), 'audit.checkpointLines', 1, 1_000_000) : DEFAULTS.checkpointLines;
+  const checkpointIntervalMs = auditKeys?.has('checkpointInterval')
+    ? c.duration(auditKeys.get('checkpointInterval'), 'audit.checkpointInterval', { minMs: 10, maxMs: 3_600_000 })
+    : DEFAULTS.checkpointIntervalMs;
 
   const limitKeys = section('limits', ['maxBodyBytes', 'upstreamTimeout', 'maxHeaderBytes', 'maxMaskedBodyBytes', 'bodyIdleTimeout', 'requestTimeout', 'headersTimeout']);
   const bodyIdleTimeoutMs = limitKeys?.has('bodyIdleTimeout') ? c.duration(limitKeys.get('bodyIdleTimeout'), 'limits.bodyIdleTimeout', { minMs: 100, maxMs: 600_000 }) : DEFAULTS.bodyIdleTimeoutMs;
@@ -213,7 +228,7 @@ export async function loadSettings(options: LoadSettingsOptions = {}): Promise<S
   const trustedProxies = proxiesEntry === undefined || (proxiesEntry.value.kind === 'seq' && proxiesEntry.value.items.length === 0) ? null : validateCidrs(c, proxiesEntry, 'trustedProxies');
 
   c.fail();
-  if (listen === null || metrics === null || state === null || rotateMs === null || maxBodyBytes === null || upstreamTimeoutMs === null || maxHeaderBytes === null || maxMaskedBodyBytes === null || bodyIdleTimeoutMs === null || headersTimeoutMs === null || requestTimeoutMs === null) {
+  if (listen === null || metrics === null || state === null || rotateMs === null || maxBodyBytes === null || upstreamTimeoutMs === null || maxHeaderBytes === null || maxMaskedBodyBytes === null || bodyIdleTimeoutMs === null || headersTimeoutMs === null || requestTimeoutMs === null || auditFsync === null || checkpointLines === null || checkpointIntervalMs === null) {
     // Every null above records a problem, so c.fail() has thrown; this keeps the types honest.
     throw new ConfigError([`${loaded.file}: invalid configuration`]);
   }
@@ -227,7 +242,7 @@ export async function loadSettings(options: LoadSettingsOptions = {}): Promise<S
     issuer: Object.freeze({ url: issuerUrl, keys: resolvePath(baseDir, keysDir), alg, rotateSeconds: Math.floor(rotateMs / 1000) }),
     trust: Object.freeze(trust),
     state,
-    audit: Object.freeze({ file: resolvePath(baseDir, auditFile) }),
+    audit: Object.freeze({ file: resolvePath(baseDir, auditFile), fsync: auditFsync, checkpointLines, checkpointIntervalMs }),
     limits: Object.freeze({ maxBodyBytes, upstreamTimeoutMs, maxHeaderBytes, maxMaskedBodyBytes, bodyIdleTimeoutMs, requestTimeoutMs, headersTimeoutMs }),
     trustedProxies,
   });

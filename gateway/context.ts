@@ -3,6 +3,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { ReasonCode } from './errors.js';
+import type { McpCall } from './mcp/types.js';
 import type { MaskPlan, PolicySnapshot } from './policy/types.js';
 import type { Logger } from './telemetry/log.js';
 import type { Clock } from './clock.js';
@@ -102,6 +103,8 @@ export interface RequestContext {
   principal: Principal | null;
   /** Set by authorize. */
   grant: Grant | null;
+  /** Set by authorize for an MCP backend (before it decides, so refusals are audited per message). */
+  mcp: McpCall | null;
   /** Set by forward; replaced by response filters. */
   upstream: UpstreamResult | null;
   /** Set by the runner. */
@@ -129,6 +132,7 @@ export function createContext(init: ContextInit): RequestContext {
     target: null,
     principal: null,
     grant: null,
+    mcp: null,
     upstream: null,
     outcome: null,
   };

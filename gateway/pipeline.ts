@@ -8,9 +8,11 @@ import type { Readable } from 'node:stream';
 import { createContext, type InboundRequest, type RequestContext, type Stage } from './context.js';
 import type { Clock } from './clock.js';
 import { GatewayError, REASONS, type ReasonCode } from './errors.js';
+import { toolLabels } from './mcp/outcome.js';
+import { renderMcpRefusal } from './mcp/refusal.js';
 import { renderProblem, renderReason } from './problem.js';
 import type { PolicySnapshot } from './policy/types.js';
-import type { AuditLog } from './telemetry/audit-log.js';
+import { AuditUnavailableError, type AuditLog, type AuditRecord } from './telemetry/audit-log.js';
 import type { Logger } from './telemetry/log.js';
 import { NO_REASON, UNKNOWN_LABEL, type Metrics } from './telemetry/metrics.js';
 
@@ -44,6 +46,8 @@ export interface PipelineDeps {
   readonly log: Logger;
   readonly clock: Clock;
   currentPolicy(): PolicySnapshot;
+  /** The gateway's public URL (the issuer's), for MCP resource metadata in challenges. */
+  readonly publicUrl?: string;
   /** Called once per violation made with a valid token (breaker accounting). */
   onViolation?(ctx: RequestContext, error: GatewayError): void;
   /**
@@ -60,8 +64,12 @@ export interface Pipeline {
   check(ctx: RequestContext): Promise<void>;
   /** Build a context for a live or synthetic request. */
   context(request: InboundRequest, signal: AbortSignal): RequestContext;
-  /** Account for a finished request that did not go through `handle` (upgrades, parser errors). */
-  finish(ctx: RequestContext, error: unknown, status: number): void;
+  /**
+   * Account for a request that did not go through `handle` (upgrades, parser errors): metrics and
+   * its audit line. Resolves once the line is written; the caller answers only then. Rejects with
+   * AuditUnavailableError when it cannot be (the caller then closes without answering).
+   */
+  finish(ctx: RequestContext, error: unknown, status: number): Promise<void>;
   /** Requests currently being served. */
   readonly inFlight: number;
 }
@@ -77,7 +85,6 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
   const forward: Stage = last;
   const { metrics, audit, log, clock, filters } = deps;
   let inFlight = 0;
-  let auditPressure = false;
 
   function context(request: InboundRequest, signal: AbortSignal): RequestContext {
     return createContext({ requestId: randomUUID(), clock, policy: deps.currentPolicy(), request, signal, log });
@@ -91,16 +98,15 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
   }
 
   async function serve(ctx: RequestContext, res: ServerResponse, controller: AbortController): Promise<void> {
-    if (auditPressure) {
-      // The audit writer is behind: hold new work until it catches up rather than drop lines.
-      await audit.drained();
-      auditPressure = false;
-    }
     let status = 0;
     let headersAt = 0;
     let error: unknown = null;
     let untrack: (() => void) | undefined;
+    // What the request's audit line (written before any answer) said, or null while it has none.
+    let line: Written | null = null;
     try {
+      // Write-ahead audit: no answer without its line, so with an unwritable file nothing is served.
+      if (!audit.available) throw auditUnavailable();
       await check(ctx);
       untrack = deps.track?.(ctx, (reason) => controller.abort(reason));
       if (ctx.signal.aborted) throw ctx.signal.reason;
@@ -115,6 +121,8 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       const headers = upstream.headers;
       headers['x-request-id'] = ctx.requestId;
       status = upstream.status;
+      line = { reason: null, status, reasonDetail: '' };
+      await audit.append(recordOf(ctx, null, '', status));
       res.writeHead(status, headers);
       headersAt = performance.now();
       if (upstream.body !== null) await relay(upstream.body, res);
@@ -122,35 +130,43 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     } catch (caught) {
       error = caught;
       headersAt = performance.now();
-      status = refuse(ctx, res, caught);
+      const refused = await refuse(ctx, res, caught, line);
+      status = refused.status;
+      line = refused.line;
     } finally {
       untrack?.();
       inFlight--;
-      finishWith(ctx, error, status, headersAt);
+      finishWith(ctx, error, status, headersAt, line);
     }
   }
 
-  function refuse(ctx: RequestContext, res: ServerResponse, caught: unknown): number {
+  async function refuse(ctx: RequestContext, res: ServerResponse, caught: unknown, line: Written | null): Promise<{ status: number; line: Written | null }> {
+    if (caught instanceof AuditUnavailableError) {
+      // The line is queued (it reaches the file when the disk recovers) but is not written: the
+      // answer must not go out without it, so the connection is cut instead.
+      res.destroy();
+      return { status: REASONS.audit_unavailable.status, line };
+    }
     const killed = abortReason(ctx);
     if (killed !== null && res.headersSent) {
       // Killed mid-stream: cut the connection; the agent must not take a truncated body as whole.
       res.destroy();
-      return res.statusCode;
+      return { status: res.statusCode, line };
     }
     if (killed !== null) caught = killed;
     if (ctx.signal.aborted && !(caught instanceof GatewayError)) {
       res.destroy();
-      return REASONS.client_closed.status;
+      return { status: REASONS.client_closed.status, line };
     }
     if (res.headersSent) {
       // Mid-stream failure (upstream reset or timed out after the head went out): the only honest
       // signal left is to cut the connection so the agent cannot mistake a truncated body for a whole one.
       res.destroy();
-      return res.statusCode;
+      return { status: res.statusCode, line };
     }
     const rendered =
       caught instanceof GatewayError
-        ? renderProblem(caught, ctx.requestId)
+        ? renderMcpRefusal(ctx, caught, renderProblem(caught, ctx.requestId), deps.publicUrl ?? null)
         : renderReason('internal', 'the gateway failed to handle this request', ctx.requestId);
     if (!(caught instanceof GatewayError)) {
       log.error('request failed', { requestId: ctx.requestId, error: caught });
@@ -161,38 +177,92 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     if (ctx.request.body !== null && !ctx.request.body.readableEnded && hasDeclaredBody(ctx.request)) {
       headers.connection = 'close';
     }
+    // Refused at the door because the audit is down: the one answer sent without a line (it
+    // could not be written), counted in the metrics.
+    if (!(caught instanceof GatewayError && caught.reason === 'audit_unavailable' && line === null)) {
+      const { reason, reasonDetail } = outcomeOf(ctx, caught);
+      line = { reason, status: rendered.status, reasonDetail };
+      try {
+        await audit.append(recordOf(ctx, reason, reasonDetail, rendered.status));
+      } catch (error) {
+        if (!(error instanceof AuditUnavailableError)) throw error;
+        res.destroy();
+        return { status: REASONS.audit_unavailable.status, line };
+      }
+      if (ctx.signal.aborted && abortReason(ctx) === null) {
+        res.destroy();
+        return { status: REASONS.client_closed.status, line };
+      }
+    }
     // A head whose framing cannot be trusted: nothing after it on this connection is read.
     if (caught instanceof GatewayError && caught.closeConnection) headers.connection = 'close';
     res.writeHead(rendered.status, headers);
     res.end(rendered.body);
-    return rendered.status;
+    return { status: rendered.status, line };
   }
 
-  function finishWith(ctx: RequestContext, error: unknown, status: number, headersAt: number): void {
-    const end = performance.now();
-    const totalMs = Number(process.hrtime.bigint() - ctx.startedAt) / 1e6;
-    let reason: ReasonCode | null = null;
-    let reasonDetail = '';
+  /** The refusal reason and its internal detail for a request that ended with `error` (null: allowed). */
+  function outcomeOf(ctx: RequestContext, error: unknown): { reason: ReasonCode | null; reasonDetail: string } {
     const killed = abortReason(ctx);
     if (killed !== null && error !== null) error = killed;
-    if (error instanceof GatewayError) {
-      reason = error.reason;
-      reasonDetail = error.reasonDetail;
-      const principal = ctx.principal;
-      if (error.spec.violation && principal !== null) {
-        metrics.violation(principal.agent, principal.role, error.reason);
-        deps.onViolation?.(ctx, error);
-      }
-    } else if (error !== null) {
-      if (ctx.signal.aborted) {
-        reason = 'client_closed';
-      } else if (ctx.upstream !== null) {
-        // The head went out, then the stream failed: the call was allowed, the delivery was not.
-        reasonDetail = `stream failed: ${describe(error)}`;
-      } else {
-        reason = 'internal';
-        reasonDetail = describe(error);
-      }
+    if (error instanceof AuditUnavailableError) return { reason: 'audit_unavailable', reasonDetail: `answer not sent: ${error.message}` };
+    if (error instanceof GatewayError) return { reason: error.reason, reasonDetail: error.reasonDetail };
+    if (error === null) return { reason: null, reasonDetail: '' };
+    if (ctx.signal.aborted) return { reason: 'client_closed', reasonDetail: '' };
+    // The head went out, then the stream failed: the call was allowed, the delivery was not.
+    if (ctx.upstream !== null) return { reason: null, reasonDetail: `stream failed: ${describe(error)}` };
+    return { reason: 'internal', reasonDetail: describe(error) };
+  }
+
+  function recordOf(ctx: RequestContext, reason: ReasonCode | null, reasonDetail: string, status: number, phase?: 'end'): AuditRecord {
+    const principal = ctx.principal;
+    const target = ctx.target;
+    const totalMs = Number(process.hrtime.bigint() - ctx.startedAt) / 1e6;
+    return {
+      time: new Date(ctx.receivedAt).toISOString(),
+      kind: 'proxy',
+      requestId: ctx.requestId,
+      // A second line for the same request: what happened after its answer's head went out.
+      ...(phase === undefined ? {} : { phase }),
+      agent: principal?.agent ?? null,
+      role: principal?.role ?? null,
+      onBehalfOf: principal?.onBehalfOf ?? null,
+      jti: principal?.jti ?? null,
+      backend: target !== null && target.backend !== '' ? target.backend : null,
+      method: ctx.request.method,
+      // The canonical path only: query strings can carry secrets and are never logged.
+      path: target !== null && target.invalid === null ? target.path : null,
+      decision: reason === null ? 'allow' : 'deny',
+      reason: reason ?? NO_REASON,
+      reasonDetail: reasonDetail === '' ? null : reasonDetail,
+      route: ctx.grant?.route ?? null,
+      // Role constraints: what shadow mode let through, and the human approval a call used.
+      ...(ctx.grant !== null && ctx.grant.shadow.length > 0 ? { shadow: ctx.grant.shadow } : {}),
+      ...(ctx.grant?.approvalId ? { approvalId: ctx.grant.approvalId } : {}),
+      // MCP: the JSON-RPC id, method and tool of every message of the body.
+      ...(ctx.mcp !== null && ctx.mcp.messages.length > 0 ? { rpc: ctx.mcp.messages } : {}),
+      status,
+      upstreamStatus: ctx.upstream?.status ?? null,
+      durationMs: Math.round(totalMs * 1000) / 1000,
+      remote: ctx.request.remoteAddress,
+    };
+  }
+
+  /**
+   * Metrics, violation accounting and the outcome, once per request. The audit line was written
+   * before the answer (`line`); when the request ended differently than that line says (a
+   * stream cut, a kill mid-stream), a second line with `phase: end` records how. A request with
+   * no line yet (the client left first) gets it now.
+   */
+  function finishWith(ctx: RequestContext, error: unknown, status: number, headersAt: number, line: Written | null): void {
+    const end = performance.now();
+    const totalMs = Number(process.hrtime.bigint() - ctx.startedAt) / 1e6;
+    const { reason, reasonDetail } = outcomeOf(ctx, error);
+    const refusal = error === null ? null : (abortReason(ctx) ?? error);
+    const principal = ctx.principal;
+    if (refusal instanceof GatewayError && refusal.spec.violation && principal !== null) {
+      metrics.violation(principal.agent, principal.role, refusal.reason);
+      deps.onViolation?.(ctx, refusal);
     }
     ctx.outcome =
       reason === null
@@ -211,34 +281,11 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       totalMs / 1000,
       Math.max(0, headersMs - upstreamMs) / 1000,
     );
+    if (ctx.mcp !== null) for (const tool of toolLabels(ctx)) metrics.toolCall(backendLabel, tool, reason === null ? 'allow' : 'deny');
 
-    const principal = ctx.principal;
-    const target = ctx.target;
-    const accepted = audit.write({
-      time: new Date(ctx.receivedAt).toISOString(),
-      kind: 'proxy',
-      requestId: ctx.requestId,
-      agent: principal?.agent ?? null,
-      role: principal?.role ?? null,
-      onBehalfOf: principal?.onBehalfOf ?? null,
-      jti: principal?.jti ?? null,
-      backend: target !== null && target.backend !== '' ? target.backend : null,
-      method: ctx.request.method,
-      // The canonical path only: query strings can carry secrets and are never logged.
-      path: target !== null && target.invalid === null ? target.path : null,
-      decision: reason === null ? 'allow' : 'deny',
-      reason: reason ?? NO_REASON,
-      reasonDetail: reasonDetail === '' ? null : reasonDetail,
-      route: ctx.grant?.route ?? null,
-      // Role constraints: what shadow mode let through, and the human approval a call used.
-      ...(ctx.grant !== null && ctx.grant.shadow.length > 0 ? { shadow: ctx.grant.shadow } : {}),
-      ...(ctx.grant?.approvalId ? { approvalId: ctx.grant.approvalId } : {}),
-      status,
-      upstreamStatus: ctx.upstream?.status ?? null,
-      durationMs: Math.round(totalMs * 1000) / 1000,
-      remote: ctx.request.remoteAddress,
-    });
-    if (!accepted) auditPressure = true;
+    if (reason === 'audit_unavailable' && line === null) return; // refused at the door, see refuse()
+    if (line === null) audit.write(recordOf(ctx, reason, reasonDetail, status));
+    else if (line.reason !== reason || line.status !== status || line.reasonDetail !== reasonDetail) audit.write(recordOf(ctx, reason, reasonDetail, status, 'end'));
   }
 
   return {
@@ -258,8 +305,21 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
         log.error('request accounting failed', { requestId: ctx.requestId, error });
       });
     },
-    finish(ctx, error, status) {
-      finishWith(ctx, error, status, performance.now());
+    async finish(ctx, error, status) {
+      if (ctx.outcome !== null) {
+        // Already accounted for (an upgrade that failed after its 101 was recorded): a second line.
+        const { reason, reasonDetail } = outcomeOf(ctx, error);
+        audit.write(recordOf(ctx, reason, reasonDetail, status, 'end'));
+        return;
+      }
+      if (!audit.available) {
+        finishWith(ctx, auditUnavailable(), REASONS.audit_unavailable.status, performance.now(), null);
+        throw new AuditUnavailableError(audit.unavailableReason ?? 'unwritable');
+      }
+      const { reason, reasonDetail } = outcomeOf(ctx, error);
+      const written = audit.append(recordOf(ctx, reason, reasonDetail, status));
+      finishWith(ctx, error, status, performance.now(), { reason, status, reasonDetail });
+      await written;
     },
   };
 }
@@ -305,6 +365,17 @@ function relay(body: Readable, res: ServerResponse): Promise<void> {
     });
     body.pipe(res);
   });
+}
+
+/** What a request's audit line said: its reason (null: allowed) and status. */
+interface Written {
+  readonly reason: ReasonCode | null;
+  readonly status: number;
+  readonly reasonDetail: string;
+}
+
+function auditUnavailable(): GatewayError {
+  return new GatewayError('audit_unavailable', 'the gateway cannot record requests right now; retry later');
 }
 
 /** The refusal a request was aborted with (a kill), or null for a client that went away. */

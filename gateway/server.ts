@@ -14,6 +14,7 @@ import { createAuthenticate } from './stages/authenticate.js';
 import { createAuthorize } from './stages/authorize.js';
 import { createForward, type ForwardStage } from './stages/forward.js';
 import { createMaskFilter } from './stages/filters/mask.js';
+import { createMcpFilter } from './mcp/filter.js';
 import { preloadSqlDialect } from './stages/aggregate-sql.js';
 import { createNormalize } from './stages/normalize.js';
 import { openStore } from './state/index.js';
@@ -25,6 +26,7 @@ import { createAdminHandler } from './admin/routes.js';
 import { openAdminSocket, type AdminSocket } from './admin/socket.js';
 import type { RequestContext } from './context.js';
 import { openAuditLog, type AuditLog } from './telemetry/audit-log.js';
+import { openAuditSigner } from './telemetry/audit-key.js';
 import { createLogger, type Logger } from './telemetry/log.js';
 import { createMetrics, type Metrics } from './telemetry/metrics.js';
 import { openKeyStore, type KeyStore } from './tokens/keys.js';
@@ -122,8 +124,10 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
   }
   // Read at scrape time: the store is opened just below.
   let storeRef: Store | null = null;
+  let auditStatus: { readonly available: boolean; readonly writeErrors: number } | null = null;
   const metrics = createMetrics({
     defaults: options.defaultMetrics ?? true,
+    audit: () => auditStatus ?? { available: true, writeErrors: 0 },
     *agents() {
       if (storeRef === null) return;
       const now = clock.now();
@@ -202,10 +206,22 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
     log.info('policies reloaded', { version, files: next.files.length });
     return next;
   }
+  const auditFile = settings.audit.file;
   const audit = await openAuditLog({
-    file: settings.audit.file,
+    file: auditFile,
+    fsync: settings.audit.fsync,
+    checkpointLines: settings.audit.checkpointLines,
+    checkpointIntervalMs: settings.audit.checkpointIntervalMs,
+    signer: await openAuditSigner(settings.issuer.keys),
+    checkpoints: { load: () => store.auditCheckpoint(auditFile), save: (checkpoint) => store.saveAuditCheckpoint(checkpoint) },
     onError: (error) => log.error('audit write failed; retrying', { error }),
+    onAvailability: (available, why) =>
+      available
+        ? log.info('audit trail writable again; serving resumes', { file: auditFile })
+        : log.error('audit trail unwritable; refusing requests (503 audit_unavailable) until it recovers', { file: auditFile, why }),
+    onWarning: (message, fields) => log.warn(message, fields),
   });
+  auditStatus = audit;
 
   const verifier = createTokenVerifier({ keys, issuer: settings.issuer.url, clock });
   const credentials = createCredentialManager({ store, clock, policy: () => policy });
@@ -226,9 +242,8 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
     policy: () => policy,
     onIssued: (role, grantType) => metrics.tokenIssued(role, grantType),
     onRevoked: () => metrics.tokenRevoked(),
-    audit: (record) => {
-      audit.write({ time: new Date(clock.now()).toISOString(), kind: 'broker', ...record });
-    },
+    audit: (record) => audit.append({ time: new Date(clock.now()).toISOString(), kind: 'broker', ...record }),
+    auditAvailable: () => audit.available,
     onError: (error) => log.error('token broker failed', { error }),
   });
   const forward: ForwardStage = createForward({ metrics, maxBodyBytes: settings.limits.maxBodyBytes, bodyIdleMs: settings.limits.bodyIdleTimeoutMs });
@@ -240,7 +255,8 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
       createAuthorize({ maxBodyBytes: settings.limits.maxBodyBytes, bodyIdleMs: settings.limits.bodyIdleTimeoutMs, store, clock, metrics, trustedProxies: settings.trustedProxies }),
       forward,
     ],
-    filters: [createMaskFilter({ maxBytes: settings.limits.maxMaskedBodyBytes })],
+    filters: [createMcpFilter({ maxBytes: settings.limits.maxMaskedBodyBytes }), createMaskFilter({ maxBytes: settings.limits.maxMaskedBodyBytes })],
+    publicUrl: settings.issuer.url,
     metrics,
     audit,
     log,
@@ -272,6 +288,7 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
       metrics: bound === null ? null : `${bound.metrics.address}:${bound.metrics.port}`,
       inFlight: pipeline.inFlight,
       auditLines: audit.written,
+      audit: audit.available ? 'ok' : `unavailable: ${audit.unavailableReason ?? ''}`,
     }),
   });
   let adminSocket: AdminSocket | null = null;
@@ -329,8 +346,11 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
     const status = refusal.status;
     let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Bad Request'}\r\n`;
     for (const [name, value] of Object.entries(problem.headers)) head += `${name}: ${value}\r\n`;
-    socket.end(`${head}connection: close\r\n\r\n${problem.body}`);
-    pipeline.finish(ctx, refusal, status);
+    // Write-ahead like every answer: sent once its audit line is written, else the socket closes.
+    pipeline.finish(ctx, refusal, status).then(
+      () => socket.end(`${head}connection: close\r\n\r\n${problem.body}`),
+      () => socket.destroy(),
+    );
   });
 
   const metricsServer: Server = createServer((req, res) => {
@@ -353,7 +373,8 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
       // Policies are loaded before the listeners open; state and keys can go missing later.
       const state = store.status();
       const keyCount = keys.publicJwks().keys.length;
-      const ready = state.healthy && keyCount > 0;
+      const auditOk = audit.available;
+      const ready = state.healthy && keyCount > 0 && auditOk;
       res.writeHead(ready ? 200 : 503, { 'content-type': 'application/json' }).end(
         JSON.stringify({
           status: ready ? 'ready' : 'not_ready',
@@ -362,6 +383,8 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
           ...(state.healthy ? {} : { stateDetail: state.detail }),
           unsharedChanges: state.unshared,
           keys: keyCount,
+          audit: auditOk ? 'ok' : 'unavailable',
+          ...(auditOk ? {} : { auditReason: audit.unavailableReason }),
         }),
       );
     } else {

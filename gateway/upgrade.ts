@@ -47,9 +47,13 @@ export function createUpgradeHandler(options: UpgradeOptions): UpgradeHandler {
         throw new GatewayError('response_unmaskable', 'this role has fields masked on this backend; WebSocket streams cannot be masked', { reasonDetail: 'upgrade on a masked backend' });
       }
     } catch (error) {
-      writeRaw(socket, error instanceof GatewayError ? renderProblem(error, ctx.requestId) : renderReason('internal', 'upgrade failed', ctx.requestId));
       if (!(error instanceof GatewayError)) log.error('upgrade check failed', { requestId: ctx.requestId, error });
-      pipeline.finish(ctx, error, error instanceof GatewayError ? error.status : 500);
+      const rendered = error instanceof GatewayError ? renderProblem(error, ctx.requestId) : renderReason('internal', 'upgrade failed', ctx.requestId);
+      // Write-ahead audit: the refusal goes out once its line is written, else the socket closes.
+      await pipeline.finish(ctx, error, error instanceof GatewayError ? error.status : 500).then(
+        () => writeRaw(socket, rendered),
+        () => socket.destroy(),
+      );
       return;
     }
     const grant = ctx.grant;
@@ -65,6 +69,13 @@ export function createUpgradeHandler(options: UpgradeOptions): UpgradeHandler {
     // Forward exactly the path that was checked.
     req.url = backend.basePath + target.path + target.query;
 
+    // The upgrade is recorded (and the line written) before the backend can answer 101.
+    try {
+      await pipeline.finish(ctx, null, 101);
+    } catch {
+      socket.destroy();
+      return;
+    }
     const untrack = options.track?.(ctx, () => socket.destroy());
     socket.once('close', () => untrack?.());
     if (socket.destroyed) return;
@@ -76,10 +87,8 @@ export function createUpgradeHandler(options: UpgradeOptions): UpgradeHandler {
       const refusal = new GatewayError('upstream_unavailable', 'the backend could not be reached', { cause: error });
       if (socket.writable) writeRaw(socket, renderProblem(refusal, ctx.requestId));
       else socket.destroy();
-      pipeline.finish(ctx, refusal, refusal.status);
-    });
-    socket.once('close', () => {
-      if (!failed) pipeline.finish(ctx, null, 101);
+      // A second line (`phase: end`) for the failed upgrade; the socket is answered or closed anyway.
+      pipeline.finish(ctx, refusal, refusal.status).catch(() => undefined);
     });
   }
 

@@ -71,7 +71,7 @@ t.test('the process: --version, audit --help, an unknown verb, no verb', async (
   t.equal(version.stdout, `agentgate ${pkg.version} (node ${process.version})\n`);
   t.same(JSON.parse(versionJson.stdout), { version: pkg.version, node: process.version });
   t.equal(auditHelp.code, 0, auditHelp.stderr);
-  t.match(auditHelp.stdout, /^usage: agentgate audit verify \[FILE\.\.\.\]\n[\s\S]*agentgate audit tail[\s\S]*--follow/);
+  t.match(auditHelp.stdout, /^usage: agentgate audit verify \[FILE\.\.\.\] \[--key PEM\]\n[\s\S]*agentgate audit tail[\s\S]*--follow/);
   t.equal(unknown.code, 2);
   t.equal(unknown.stderr, 'agentgate: unknown command "frobnicate" (try: agentgate --help)\n');
   t.equal(unknown.stdout, '');

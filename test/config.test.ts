@@ -36,7 +36,7 @@ function designSettings(dir: string): Settings {
     issuer: { url: 'http://127.0.0.1:8080', keys: join(dir, 'run/keys'), alg: 'EdDSA', rotateSeconds: 86_400 },
     trust: [],
     state: { driver: 'memory', file: join(dir, 'run/state.json') },
-    audit: { file: join(dir, 'run/audit.jsonl') },
+    audit: { file: join(dir, 'run/audit.jsonl'), fsync: 'batch', checkpointLines: 1000, checkpointIntervalMs: 1000 },
     limits: { maxBodyBytes: 1_048_576, upstreamTimeoutMs: 30_000, maxHeaderBytes: 16_384, maxMaskedBodyBytes: 8_388_608, bodyIdleTimeoutMs: 10_000, requestTimeoutMs: 300_000, headersTimeoutMs: 15_000 },
     trustedProxies: null,
   };
@@ -164,6 +164,16 @@ const broken: ReadonlyArray<{ name: string; file: string; env?: NodeJS.ProcessEn
     ],
   },
   {
+    name: 'audit durability keys',
+    file: y('audit:', '  file: ./a.jsonl', '  fsync: always', '  checkpointLines: 0', '  checkpointInterval: 5', '  fsyncs: batch'),
+    expect: [
+      '{dir}/agentgate.yaml:3  audit.fsync: "always" is not an fsync mode (allowed: batch, off)',
+      '{dir}/agentgate.yaml:4  audit.checkpointLines: expected a whole number from 1 to 1000000, got 0',
+      '{dir}/agentgate.yaml:5  audit.checkpointInterval: "5" has no unit (use e.g. 5s)',
+      '{dir}/agentgate.yaml:6  audit.fsyncs: unknown key (allowed: file, fsync, checkpointLines, checkpointInterval); did you mean "fsync"?',
+    ],
+  },
+  {
     name: 'request timeouts (issue 10): units, bounds, and a request at least as long as its head',
     file: y('limits:', '  bodyIdleTimeout: 10', '  headersTimeout: 20s', '  requestTimeout: 5s'),
     expect: [
@@ -235,6 +245,7 @@ t.test('values with units and optional keys', async (t) => {
       '  file:',
       'limits: { maxBodyBytes: 200MiB, upstreamTimeout: 1500ms, maxHeaderBytes: 32KiB, bodyIdleTimeout: 2s, headersTimeout: 5s, requestTimeout: 1m }',
       'policies: /srv/policies',
+      'audit: { file: /var/log/ag.jsonl, fsync: off, checkpointLines: 50, checkpointInterval: 250ms }',
     ),
   });
   const settings = await loadSettings({ configFile: join(dir, 'agentgate.yaml'), env: {} });
@@ -247,4 +258,5 @@ t.test('values with units and optional keys', async (t) => {
   t.same(settings.state, { driver: 'memory', file: null }, 'an empty file: keeps state in memory only');
   t.same(settings.limits, { maxBodyBytes: 209_715_200, upstreamTimeoutMs: 1500, maxHeaderBytes: 32_768, maxMaskedBodyBytes: 8_388_608, bodyIdleTimeoutMs: 2000, headersTimeoutMs: 5000, requestTimeoutMs: 60_000 });
   t.equal(settings.policies, '/srv/policies', 'absolute paths stay');
+  t.same(settings.audit, { file: '/var/log/ag.jsonl', fsync: 'off', checkpointLines: 50, checkpointIntervalMs: 250 });
 });

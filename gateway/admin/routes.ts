@@ -77,6 +77,16 @@ const CREDENTIALS_PATH = /^\/agents\/([^/]+)\/credentials(\/rotate|\/revoke)?$/;
 const MAX_OVERLAP_MS = 30 * 86_400_000;
 const APPROVAL_PATH = /^\/approvals\/([^/]+)(\/approve|\/deny)?$/;
 
+/**
+ * Calls that only take power away (kill, revoke, credential revoke, deny): still applied while the
+ * audit trail cannot be written, with the answer saying their line is pending. Every other change
+ * is refused then, because it could not be audited.
+ */
+function isProtective(path: string): boolean {
+  if (path === '/kill' || path === '/tokens/revoke') return true;
+  return AGENT_PATH.exec(path)?.[2] === '/kill' || CREDENTIALS_PATH.exec(path)?.[2] === '/revoke' || APPROVAL_PATH.exec(path)?.[2] === '/deny';
+}
+
 export function createAdminHandler(deps: AdminDeps) {
   const { store, clock } = deps;
 
@@ -145,15 +155,32 @@ export function createAdminHandler(deps: AdminDeps) {
   // Audit lines wait for the peer lookup, the answer does not: a kill is in force and answered
   // first. `settle()` lets shutdown wait for these lines before the audit file closes.
   const pending = new Set<Promise<void>>();
+  // The audit lines of each call (keyed by its peer lookup), which its answer waits for.
+  const linesOf = new WeakMap<Peer, Array<Promise<void>>>();
   let seq = 0;
   function audit(peer: Peer, action: string, agent: string | null, fields: Record<string, unknown>): void {
     const time = new Date(clock.now()).toISOString();
     const requestId = `admin-${clock.now()}-${++seq}`;
-    const done = peer.then((p) => {
-      deps.audit.write({ time, kind: 'admin', requestId, decision: 'allow', reason: 'none', action, agent, ...fields, peer: p === null ? null : { uid: p.uid, pid: p.pid, command: p.command } });
-    });
-    pending.add(done);
-    void done.finally(() => pending.delete(done));
+    const done = peer.then((p) =>
+      deps.audit.append({ time, kind: 'admin', requestId, decision: 'allow', reason: 'none', action, agent, ...fields, peer: p === null ? null : { uid: p.uid, pid: p.pid, command: p.command } }),
+    );
+    const queued = done.then(
+      () => undefined,
+      () => undefined,
+    );
+    pending.add(queued);
+    void queued.finally(() => pending.delete(queued));
+    const lines = linesOf.get(peer) ?? [];
+    lines.push(done);
+    linesOf.set(peer, lines);
+  }
+
+  /** Why the call's audit lines are not written (null when they are), waiting at most PEER_WAIT_MS for the peer. */
+  async function linesWritten(peer: Peer): Promise<string | null> {
+    await settled(peer, PEER_WAIT_MS);
+    const results = await Promise.allSettled(linesOf.get(peer) ?? []);
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    return failed === undefined ? null : failed.reason instanceof Error ? failed.reason.message : String(failed.reason);
   }
 
   async function route(peer: Peer, method: string, path: string, body: Record<string, unknown>): Promise<[number, unknown]> {
@@ -314,17 +341,21 @@ export function createAdminHandler(deps: AdminDeps) {
     const peer: Peer = req.method === 'POST' ? peerCredentials(req.socket) : Promise.resolve(null);
     try {
       const path = (req.url ?? '/').split('?')[0] ?? '/';
+      if (req.method === 'POST' && !deps.audit.available && !isProtective(path)) {
+        throw new AdminError(503, 'audit_unavailable', `the audit trail cannot be written (${deps.audit.unavailableReason ?? 'unwritable'}); changes other than kill, revoke and deny are refused until it recovers`);
+      }
       const body = req.method === 'POST' ? await readJson(req) : {};
       const [status, payload] = await route(peer, req.method ?? 'GET', path, body);
       // The change is in force; the answer waits for the peer lookup (started when the call
-      // arrived), because the caller is gone once it has its answer and with it who it was.
-      if (req.method === 'POST') await settled(peer, PEER_WAIT_MS);
-      send(res, status, 'application/json', payload);
+      // arrived), because the caller is gone once it has its answer and with it who it was, and
+      // for its audit line. A line that cannot be written is said in the answer.
+      const unwritten = req.method === 'POST' ? await linesWritten(peer) : null;
+      send(res, status, 'application/json', unwritten === null ? payload : { ...(payload as Record<string, unknown>), auditPending: `${unwritten}; the change is in force and its audit line is written when the audit file recovers (lost if the gateway stops first)` });
     } catch (error) {
       if (error instanceof AdminError) {
-        if (req.method === 'POST') {
+        if (req.method === 'POST' && error.code !== 'audit_unavailable') {
           audit(peer, 'refused', null, { path: (req.url ?? '/').split('?')[0], decision: 'deny', reason: error.code, detail: error.detail });
-          await settled(peer, PEER_WAIT_MS);
+          await linesWritten(peer);
         }
         send(res, error.status, 'application/problem+json', { type: `urn:agentgate:problem:${error.code}`, title: error.code.replaceAll('_', ' '), status: error.status, detail: error.detail, ...error.extra });
         return;

@@ -28,8 +28,13 @@ export interface BrokerDeps {
   policy(): PolicySnapshot;
   onIssued(role: string, grantType: string): void;
   onRevoked(): void;
-  /** One audit record per broker request (kind broker); `reason` is the OAuth error or `none`. */
-  audit(record: BrokerNote & { requestId: string; decision: 'allow' | 'deny'; reason: string }): void;
+  /**
+   * One audit record per broker request (kind broker); `reason` is the OAuth error or `none`.
+   * Resolves once the line is written: the answer waits for it, and is not sent when it rejects.
+   */
+  audit(record: BrokerNote & { requestId: string; decision: 'allow' | 'deny'; reason: string }): Promise<void>;
+  /** False while the audit trail cannot be written: every POST is then refused at once. */
+  auditAvailable?(): boolean;
   onError(error: unknown): void;
   /** Client authentication failures allowed per client and minute (default 10). */
   readonly maxAuthFailures?: number;
@@ -57,7 +62,8 @@ export function createBroker(deps: BrokerDeps): Broker {
     ...(deps.maxAuthFailures === undefined ? {} : { maxFailures: deps.maxAuthFailures }),
   });
 
-  async function post(endpoint: Endpoint, req: IncomingMessage, res: ServerResponse, note: BrokerNote): Promise<void> {
+  /** Handle a POST; resolves the answer, which is sent once its audit line is written. */
+  async function post(endpoint: Endpoint, req: IncomingMessage, note: BrokerNote): Promise<{ status: number; body: unknown }> {
     const policy = deps.policy();
     const params: FormParams = await readForm(req);
     const grantType = endpoint === 'token' ? params.get('grant_type') : undefined;
@@ -81,16 +87,12 @@ export function createBroker(deps: BrokerDeps): Broker {
     }
     if (endpoint === 'token') {
       const body = grantType === TOKEN_EXCHANGE ? await tokenExchange(params, client, deps, note, policy) : await clientCredentials(params, client as AuthenticatedClient, deps, note, policy);
-      sendJson(res, 200, body);
-      return;
+      return { status: 200, body };
     }
     if (client === null) throw new BrokerError('invalid_client', 'client authentication failed', { reasonDetail: 'no_client_auth' });
-    if (endpoint === 'introspect') {
-      sendJson(res, 200, await introspect(params, client, deps, note, policy));
-      return;
-    }
+    if (endpoint === 'introspect') return { status: 200, body: await introspect(params, client, deps, note, policy) };
     await revoke(params, client, deps, note, policy);
-    sendJson(res, 200, {});
+    return { status: 200, body: {} };
   }
 
   function get(path: string, res: ServerResponse): boolean {
@@ -120,9 +122,11 @@ export function createBroker(deps: BrokerDeps): Broker {
       const note: BrokerNote = { endpoint: endpoint ?? path.slice(0, 64) };
       const method = req.method ?? '';
 
-      const finish = (error: BrokerError | null): void => {
-        if (endpoint === undefined) return;
-        deps.audit({
+      // Write-ahead: each answer below is sent only once its line is written; when it cannot be,
+      // the connection is closed without an answer.
+      const finish = (error: BrokerError | null): Promise<void> => {
+        if (endpoint === undefined) return Promise.resolve();
+        return deps.audit({
           ...note,
           requestId,
           decision: error === null ? 'allow' : 'deny',
@@ -132,8 +136,12 @@ export function createBroker(deps: BrokerDeps): Broker {
         });
       };
       const refuse = (error: BrokerError, headers: Record<string, string> = {}): void => {
-        if (!res.headersSent) sendOAuthError(res, error, headers);
-        finish(error);
+        finish(error).then(
+          () => {
+            if (!res.headersSent) sendOAuthError(res, error, headers);
+          },
+          () => res.destroy(),
+        );
       };
 
       if (endpoint === undefined) {
@@ -156,8 +164,18 @@ export function createBroker(deps: BrokerDeps): Broker {
         refuse(new BrokerError('invalid_request', 'send parameters in the form body, not in the URL', { reasonDetail: 'query_string' }));
         return;
       }
-      post(endpoint, req, res, note).then(
-        () => finish(null),
+      if (deps.auditAvailable?.() === false) {
+        // Nothing the broker does may go unrecorded: refused at once, before any token is minted.
+        req.resume();
+        sendJson(res, 503, { error: 'temporarily_unavailable', error_description: 'the gateway cannot record requests right now; retry later' }, { 'retry-after': '1' });
+        return;
+      }
+      post(endpoint, req, note).then(
+        (reply) =>
+          finish(null).then(
+            () => sendJson(res, reply.status, reply.body),
+            () => res.destroy(),
+          ),
         (error: unknown) => {
           if (error instanceof BrokerError) {
             if (error.status === 413) res.once('finish', () => req.socket.destroySoon());
@@ -167,8 +185,12 @@ export function createBroker(deps: BrokerDeps): Broker {
           }
           deps.onError(error);
           req.resume();
-          if (!res.headersSent) sendJson(res, 500, { error: 'server_error', error_description: 'the broker failed; see the gateway log' });
-          deps.audit({ ...note, requestId, decision: 'deny', reason: 'server_error', durationMs: Number(process.hrtime.bigint() - started) / 1e6 });
+          deps.audit({ ...note, requestId, decision: 'deny', reason: 'server_error', durationMs: Number(process.hrtime.bigint() - started) / 1e6 }).then(
+            () => {
+              if (!res.headersSent) sendJson(res, 500, { error: 'server_error', error_description: 'the broker failed; see the gateway log' });
+            },
+            () => res.destroy(),
+          );
         },
       );
     },

@@ -3,7 +3,9 @@
 import { open, stat } from 'node:fs/promises';
 import { parseDuration } from '../policy/units.js';
 import { readAuditLines } from '../telemetry/audit-log.js';
-import { formatAuditRecord, tailAudit, verifyAuditLines, type TailFilter } from '../telemetry/audit-verify.js';
+import { formatAuditRecord, tailAudit, type TailFilter } from '../telemetry/audit-verify.js';
+import type { Settings } from '../config.js';
+import { auditVerify, VerifyInputError } from './audit-verify.js';
 import { CliError, parse, settingsFrom, type Out, type Verb } from './common.js';
 
 export const auditVerbs: readonly Verb[] = [
@@ -11,11 +13,12 @@ export const auditVerbs: readonly Verb[] = [
     name: 'audit',
     section: 'audit',
     usage: [
-      ['audit verify [FILE...]', 'check the hash chain; names every edited, removed, inserted or reordered line'],
+      ['audit verify [FILE...] [--key PEM]', 'check the hash chain and signed checkpoints (streaming); names every edited, removed, inserted or reordered line, and a trail cut before the last checkpoint'],
       ['audit tail [FILE] [--agent A] [--decision allow|deny] [--since 10m] [-n N] [--follow]', 'recent records, one line each'],
     ],
     options: [
-      ['FILE', 'default: audit.file of the config; verify takes several files, oldest first (audit.jsonl.2 audit.jsonl.1 audit.jsonl)'],
+      ['FILE', 'default: audit.file of the config (verify: with its rotated files); verify takes several files, oldest first (audit.jsonl.2 audit.jsonl.1 audit.jsonl)'],
+      ['--key PEM', '(verify) audit public key for checkpoint signatures (default: audit-key.pub.pem in issuer.keys)'],
       ['--agent A', '(tail) only this agent'],
       ['--decision D', '(tail) allow or deny'],
       ['--since D', '(tail) only records newer than D, e.g. 10m'],
@@ -23,7 +26,7 @@ export const auditVerbs: readonly Verb[] = [
       ['-f, --follow', '(tail) keep printing records as they are appended, across rotation'],
     ],
     takes: ['json'],
-    notes: 'verify exits 0 when the chain is intact, 1 when a line was edited, removed, inserted or reordered.',
+    notes: 'verify exits 0 when the chain is intact, 1 when a line was edited, removed, inserted or reordered, a checkpoint signature does not match, or the trail ends before the state store\'s last checkpoint (TRUNCATED). Progress goes to stderr on a terminal.',
     run: auditCommand,
   },
 ];
@@ -38,11 +41,13 @@ async function auditCommand(args: readonly string[], out: Out): Promise<number> 
       since: { type: 'string' },
       lines: { type: 'string', short: 'n' },
       follow: { type: 'boolean', short: 'f', default: false },
+      key: { type: 'string', multiple: true },
     },
     true,
   );
   if (sub === undefined) throw new CliError('audit needs verify or tail (agentgate audit --help)', 2);
-  const files = positionals.length > 0 ? positionals : [(await settingsFrom(values.config)).audit.file];
+  if (sub !== 'verify' && values.key !== undefined) throw new CliError('--key is an option of audit verify', 2);
+  const files = sub === 'verify' ? [] : positionals.length > 0 ? positionals : [(await settingsFrom(values.config)).audit.file];
   const readLines = async (file: string): Promise<string[]> => {
     try {
       return await readAuditLines(file);
@@ -53,31 +58,26 @@ async function auditCommand(args: readonly string[], out: Out): Promise<number> 
   };
   if (sub === 'verify') {
     // Several files are one trail, oldest first: the chain is checked across their boundaries.
-    const lines: string[] = [];
-    const origin: Array<{ file: string; first: number }> = [];
-    for (const file of files) {
-      origin.push({ file, first: lines.length + 1 });
-      lines.push(...(await readLines(file)));
+    let settings: Settings | null = null;
+    try {
+      settings = await settingsFrom(values.config);
+    } catch (error) {
+      // Files named explicitly can be checked without a config (an auditor's copy).
+      if (positionals.length === 0 || values.config !== undefined) throw error;
     }
-    const where = (n: number): string => {
-      let at = origin[0] ?? { file: files[0] ?? '', first: 1 };
-      for (const o of origin) if (o.first <= n) at = o;
-      return `${at.file}:${n - at.first + 1}`;
-    };
-    const result = verifyAuditLines(lines);
-    const problems = result.problems.map((p) => ({ at: where(p.line), message: p.message }));
-    if (values.json) {
-      out.stdout(JSON.stringify({ valid: problems.length === 0, files, lines: result.lines, firstSeq: result.firstSeq, lastSeq: result.lastSeq, problems, notes: result.notes }));
-    } else {
-      for (const p of problems) out.stdout(`${p.at}: ${p.message}`);
-      for (const note of result.notes) out.stdout(`note: ${note}`);
-      out.stdout(
-        problems.length === 0
-          ? `${files.join(', ')}: ok (${result.lines} lines, seq ${result.firstSeq ?? '-'}..${result.lastSeq ?? '-'}, chain intact)`
-          : `${files.join(', ')}: TAMPERED (${problems.length} problem${problems.length === 1 ? '' : 's'} in ${result.lines} lines)`,
-      );
+    try {
+      return await auditVerify({
+        files: positionals,
+        settings,
+        keyFiles: values.key ?? [],
+        json: values.json === true,
+        stdout: out.stdout,
+        progress: process.stderr.isTTY === true && values.json !== true ? (text) => process.stderr.write(text) : null,
+      });
+    } catch (error) {
+      if (error instanceof VerifyInputError) throw new CliError(error.message);
+      throw error;
     }
-    return problems.length === 0 ? 0 : 1;
   }
   if (sub !== 'tail') throw new CliError(`unknown audit command "${sub}" (audit verify | audit tail)`, 2);
   if (files.length > 1) throw new CliError('audit tail reads one file', 2);

@@ -67,7 +67,7 @@ async function explain(args: readonly string[], out: Out): Promise<number> {
   const policy = await loadPolicy(settings, { clock, version: 1 });
   const keys = await openKeyStore({ dir: settings.issuer.keys, alg: settings.issuer.alg, clock });
   // Read-only use of the gateway's state (file, or the shared Redis): kills and open breakers count.
-  const store = await openStore(settings.state, clock);
+  const store = await openStore(settings.state, clock, { tool: true });
   const verifier = createTokenVerifier({ keys, issuer: settings.issuer.url, clock });
   const checks = [
     createNormalize({ maxBodyBytes: settings.limits.maxBodyBytes }),

@@ -70,6 +70,10 @@ async function serve(args: readonly string[], out: Out, demo: boolean): Promise<
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGHUP', () => {
+      if (!gateway.audit.available) {
+        log.error('reload refused: the audit trail cannot be written, so the change could not be recorded', { why: gateway.audit.unavailableReason });
+        return;
+      }
       const record = (decision: 'allow' | 'deny', fields: Record<string, unknown>): void => {
         gateway.audit.write({ time: new Date().toISOString(), kind: 'admin', requestId: `sighup-${Date.now()}`, decision, reason: decision === 'allow' ? 'none' : 'policy_invalid', action: 'reload', agent: null, by: 'SIGHUP', ...fields });
       };

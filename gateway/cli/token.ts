@@ -111,7 +111,7 @@ async function credentials(args: readonly string[], out: Out): Promise<number> {
     if (settings.state.driver === 'memory' && settings.state.file === null) throw new CliError('no gateway is running and there is no state file to change: start the gateway, or set state.file');
     const policy = await loadPolicy(settings, { clock: systemClock, version: 1 });
     // With state.driver redis the change goes to the shared Redis, and every instance hears of it.
-    const store = await openStore(settings.state, systemClock);
+    const store = await openStore(settings.state, systemClock, { tool: true });
     try {
       const manager = createCredentialManager({ store, clock: systemClock, policy: () => policy });
       if (action === 'list') return { credentials: manager.list(agent) };

@@ -3,7 +3,7 @@
 // the match and its params.
 import { BlockList, isIP } from 'node:net';
 import { DEFAULT_FORWARD_HEADERS } from '../headers.js';
-import type { MaskRule, NetworkSet, Route, RouteMatch, RouteMethod, RouteTable } from './types.js';
+import type { MaskRule, NetworkSet, Route, RouteMatch, RouteMethod, RouteTable, UriTemplate } from './types.js';
 
 export type Segment =
   | { readonly kind: 'literal'; readonly value: string }
@@ -339,4 +339,35 @@ export function buildNetworkSet(cidrs: readonly { text: string; parsed: ParsedCi
  */
 export function compileForwardHeaders(extra: readonly string[]): ReadonlySet<string> {
   return Object.freeze(new Set([...DEFAULT_FORWARD_HEADERS, ...extra]));
+}
+
+const URI_SCHEME = /^[A-Za-z][A-Za-z0-9+.-]*:/;
+const TEMPLATE_VARIABLE = /^[A-Za-z0-9_]+$/;
+
+/**
+ * An MCP resource grant: an RFC 6570 level-1 template such as `tickets://{id}` or
+ * `kb://articles/{slug}`. Each `{name}` matches one or more characters other than / ? # (one
+ * path segment), so `tickets://{id}` never grants `tickets://1/../admin`. Returns the template or
+ * a message saying what is wrong.
+ */
+export function parseUriTemplate(text: string): UriTemplate | string {
+  if (!URI_SCHEME.test(text)) return `"${text}" is not a URI template with a scheme (e.g. tickets://{id})`;
+  let pattern = '^';
+  let i = 0;
+  while (i < text.length) {
+    const open = text.indexOf('{', i);
+    const literal = open === -1 ? text.slice(i) : text.slice(i, open);
+    if (literal.includes('}')) return `"${text}": unbalanced "}"`;
+    if (/[\s"<>\\^`|]/.test(literal)) return `"${text}": spaces and " < > \\ ^ \` | are not allowed in a URI`;
+    pattern += literal.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    if (open === -1) break;
+    const close = text.indexOf('}', open);
+    if (close === -1) return `"${text}": unbalanced "{"`;
+    const name = text.slice(open + 1, close);
+    if (!TEMPLATE_VARIABLE.test(name)) return `"${text}": "{${name}}" is not a simple variable (only {name}: operators such as {+path} or {?q} are not supported)`;
+    if (text[close + 1] === '{') return `"${text}": two variables side by side would match ambiguously`;
+    pattern += '[^/?#]+';
+    i = close + 1;
+  }
+  return Object.freeze({ text, pattern: new RegExp(`${pattern}$`) });
 }

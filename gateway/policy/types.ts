@@ -108,8 +108,35 @@ export interface Scope {
   readonly routes: readonly Route[];
 }
 
+/**
+ * An RFC 6570 level-1 URI template of an MCP resource grant (`tickets://{id}`): literal text and
+ * `{name}` variables, each matching one or more characters other than `/`, `?` and `#`.
+ */
+export interface UriTemplate {
+  /** The template as written in policy (list filtering keeps resource templates equal to it). */
+  readonly text: string;
+  readonly pattern: RegExp;
+}
+
+/**
+ * What an MCP backend (`kind: mcp`) publishes, compiled at load. Every tool is a Route (method
+ * POST, template `tools/call NAME`) so the REST constraints apply to its `params.arguments`.
+ */
+export interface McpBackend {
+  /** The Streamable HTTP endpoint, at the gateway (`/{backend}{path}`) and at the upstream. */
+  readonly path: string;
+  /** Tool name -> one Route per scope that lists it. */
+  readonly tools: ReadonlyMap<string, readonly Route[]>;
+  /** Prompt name -> the scopes that list it. */
+  readonly prompts: ReadonlyMap<string, readonly string[]>;
+  readonly resources: ReadonlyArray<{ readonly template: UriTemplate; readonly scope: string }>;
+}
+
 export interface Backend {
   readonly name: string;
+  /** `rest` (routes) or `mcp` (Model Context Protocol over Streamable HTTP; then `mcp` is set). */
+  readonly kind: 'rest' | 'mcp';
+  readonly mcp: McpBackend | null;
   /** Upstream base URL; its path (without trailing slash) prefixes every forwarded path. */
   readonly upstream: URL;
   readonly origin: string;

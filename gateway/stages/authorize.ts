@@ -12,12 +12,16 @@ import type { Principal } from '../tokens/claims.js';
 import type { Clock } from '../clock.js';
 import { GatewayError } from '../errors.js';
 import { checkRequestHead } from '../headers.js';
-import { DEFAULT_APPROVAL_TTL_MS, SAFE_METHODS, type Agent, type ApprovalPolicy, type MaskPlan, type NetworkSet, type Role, type Route } from '../policy/types.js';
+import { parseRequestBody, type ParsedBody } from '../mcp/jsonrpc.js';
+import { grantedView, holdsAny, planMessages, type MessagePlan } from '../mcp/grants.js';
+import { transportKind } from '../mcp/transport.js';
+import type { McpCall, McpView } from '../mcp/types.js';
+import { DEFAULT_APPROVAL_TTL_MS, SAFE_METHODS, type Agent, type ApprovalPolicy, type MaskPlan, type McpBackend, type NetworkSet, type Role, type Route } from '../policy/types.js';
 import type { ApprovalUse, Store } from '../state/store.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { checkSql } from './aggregate-sql.js';
 import { readBounded } from './read-body.js';
-import { checkBodyPresence, checkJson, checkQuery } from './request-rules.js';
+import { checkBodyPresence, checkJson, checkQuery, declaresBody } from './request-rules.js';
 import { parseStrictJson } from './strict-json.js';
 
 export interface AuthorizeOptions {
@@ -73,6 +77,8 @@ export function createAuthorize(options: AuthorizeOptions): Stage {
       const refusals: Refusals = { shadow: role.enforce ? null : [], agent: principal.agent, metrics };
 
       if (role.network !== null || (agent?.network ?? null) !== null) checkNetwork(ctx, role, agent, trustedProxies, refusals);
+      // An MCP backend is authorized per JSON-RPC message (tools, resources, prompts), not per route.
+      if (backend.mcp !== null) return authorizeMcp(ctx, target, principal, role, backend.name, backend.mcp, refusals);
       if (role.readOnly && !SAFE_METHODS.has(target.method)) {
         refuse(refusals, new GatewayError('read_only', `role "${role.name}" may only read (GET, HEAD, OPTIONS)`));
       }
@@ -113,12 +119,42 @@ export function createAuthorize(options: AuthorizeOptions): Stage {
     refusals: Refusals,
   ): Promise<void> {
     const json = route.body !== null || route.json !== null || (route.query !== null && role.query !== null);
-    const body = await readBody(ctx, route, json, maxBodyBytes, bodyIdleMs);
-    if (json) checkBodyConstraints(target, route, role, body, refusals);
+    const body = await readBody(ctx, route.template, json, maxBodyBytes, bodyIdleMs);
+    if (json) checkBodyConstraints(`${target.method} ${target.path}`, route, role, jsonObject(body), refusals);
     let approvalId: string | null = null;
     // Last: a request other checks refuse never waits for a person.
     if (approval !== null) approvalId = await checkApproval(ctx, target, principal, route, approval, body, refusals);
     ctx.grant = { backend: target.backend, scope: route.scope, route: route.template, params, body, mask, shadow: refusals.shadow ?? NO_SHADOW, approvalId };
+  }
+
+  async function authorizeMcp(ctx: RequestContext, target: Target, principal: Principal, role: Role, backend: string, mcp: McpBackend, refusals: Refusals): Promise<void> {
+    const kind = transportKind(target, ctx.request.headers, backend, mcp);
+    const view = grantedView(mcp, principal.scopes, role.grants);
+    const mask = role.mask.size === 0 ? null : (role.mask.get(backend) ?? null);
+    if (kind !== 'messages') {
+      ctx.mcp = { kind, batch: false, messages: [], pending: new Map(), view, mask };
+      // A GET or DELETE body would reach the server unchecked.
+      if (declaresBody(ctx.request, target)) throw new GatewayError('body_unexpected', `${target.method} ${mcp.path} takes no request body; send JSON-RPC messages with POST`, { closeConnection: true });
+      if (!holdsAny(backend, principal.scopes, role.grants)) throw new GatewayError('out_of_scope', `this token holds no scope of backend "${backend}"`);
+      // grant.mask stays null: MCP results are masked inside their JSON-RPC messages (mcp/filter.ts).
+      ctx.grant = { backend, scope: '', route: `${target.method} ${mcp.path}`, params: {}, body: null, mask: null, shadow: refusals.shadow ?? NO_SHADOW, approvalId: null };
+      return;
+    }
+    const body = await readBody(ctx, `POST ${mcp.path}`, true, maxBodyBytes, bodyIdleMs);
+    const parsed = parseRequestBody(body);
+    const plan = planMessagesAudited(ctx, parsed, mcp, view, mask, principal, role, kind);
+    let approvalId: string | null = null;
+    for (const call of plan.tools) {
+      checkBodyConstraints(`tools/call ${call.name}`, call.route, role, call.arguments, refusals);
+      const approval = call.route.approval ?? (role.approval.has(call.route.scope) ? { ttlMs: DEFAULT_APPROVAL_TTL_MS } : null);
+      if (approval === null) continue;
+      if (parsed.batch) throw new GatewayError('body_invalid', `tool "${call.name}" needs a person's approval and must be called alone, not in a batch`);
+      // The approval covers the tool and its arguments, not the JSON-RPC id a retry changes.
+      const subject = Buffer.from(JSON.stringify({ tool: call.name, arguments: call.arguments }));
+      approvalId = await checkApproval(ctx, { ...target, path: `${target.path}#tools/call/${call.name}` }, principal, call.route, approval, subject, refusals);
+    }
+    const first = plan.tools[0];
+    ctx.grant = { backend, scope: plan.scope, route: first === undefined ? (plan.summaries[0]?.method ?? 'response') : first.route.template, params: {}, body, mask: null, shadow: refusals.shadow ?? NO_SHADOW, approvalId };
   }
 
   async function checkApproval(ctx: RequestContext, target: Target, caller: Principal, route: Route, policy: ApprovalPolicy, body: Buffer, refusals: Refusals): Promise<string | null> {
@@ -179,6 +215,19 @@ export function createAuthorize(options: AuthorizeOptions): Stage {
     );
     return null;
   }
+}
+
+/** Decide every message, recording what was asked first so a refusal is audited per message. */
+function planMessagesAudited(ctx: RequestContext, parsed: ParsedBody, mcp: McpBackend, view: McpView, mask: MaskPlan | null, principal: Principal, role: Role, kind: McpCall['kind']): MessagePlan {
+  const summaries = parsed.messages.map((m) => ({
+    id: m.kind === 'notification' ? null : m.id,
+    method: m.kind === 'response' ? null : m.method,
+    tool: m.kind !== 'response' && (m.method === 'tools/call' || m.method === 'prompts/get') && typeof m.params?.name === 'string' ? m.params.name.slice(0, 128) : null,
+  }));
+  ctx.mcp = { kind, batch: parsed.batch, messages: summaries, pending: new Map(), view, mask };
+  const plan = planMessages(parsed, mcp, view, principal.scopes, role.grants);
+  ctx.mcp = { kind, batch: parsed.batch, messages: plan.summaries, pending: plan.pending, view, mask };
+  return plan;
 }
 
 /** Where a constraint refusal goes: thrown, or (shadow mode) recorded and counted. */
@@ -256,11 +305,11 @@ function checkNetwork(ctx: RequestContext, role: Role, agent: Agent | undefined,
 }
 
 /** Buffer the body a constraint must read (bounded): what is checked is exactly what is forwarded. */
-async function readBody(ctx: RequestContext, route: Route, json: boolean, maxBodyBytes: number, bodyIdleMs: number): Promise<Buffer> {
+async function readBody(ctx: RequestContext, template: string, json: boolean, maxBodyBytes: number, bodyIdleMs: number): Promise<Buffer> {
   if (json) {
     const contentType = ctx.request.headers['content-type'] ?? '';
     if (!isJsonContentType(contentType)) {
-      throw new GatewayError('body_invalid', `${route.template} takes a JSON body (content-type: application/json)`, {
+      throw new GatewayError('body_invalid', `${template} takes a JSON body (content-type: application/json)`, {
         reasonDetail: `content-type ${JSON.stringify(contentType).slice(0, 80)}`,
       });
     }
@@ -271,33 +320,37 @@ async function readBody(ctx: RequestContext, route: Route, json: boolean, maxBod
   return ctx.request.body === null ? Buffer.alloc(0) : readBounded(ctx.request.body, { maxBytes: maxBodyBytes, idleMs: bodyIdleMs }, ctx.signal);
 }
 
-function checkBodyConstraints(target: Target, route: Route, role: Role, body: Buffer, refusals: Refusals): void {
+function jsonObject(body: Buffer): Readonly<Record<string, unknown>> {
   const parsed = parseStrictJson(body);
   if (!parsed.ok) throw new GatewayError('body_invalid', `the JSON body cannot be checked: ${parsed.problem}`);
   const value = parsed.value;
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new GatewayError('body_invalid', 'the JSON body must be an object');
   }
-  const fields = value as Record<string, unknown>;
+  return value as Record<string, unknown>;
+}
+
+/** Body-value rules and aggregate-only SQL on a JSON object: a REST body or a tool's arguments. */
+function checkBodyConstraints(label: string, route: Route, role: Role, fields: Readonly<Record<string, unknown>>, refusals: Refusals): void {
   for (const [field, allowed] of route.body?.fields ?? []) {
     const actual = Object.hasOwn(fields, field) ? fields[field] : undefined;
     if (typeof actual !== 'string' || !allowed.has(actual)) {
       refuse(
         refusals,
         new GatewayError('out_of_scope', `field "${field}" must be one of: ${[...allowed].join(', ')}`, {
-          reasonDetail: `${target.method} ${target.path} ${field}=${JSON.stringify(actual)?.slice(0, 64) ?? 'undefined'}`,
+          reasonDetail: `${label} ${field}=${JSON.stringify(actual)?.slice(0, 64) ?? 'undefined'}`,
         }),
       );
     }
   }
   // After the listed body values, so a wrong script still reads out_of_scope.
-  const jsonRefusal = checkJson(value, route);
+  const jsonRefusal = checkJson(fields, route);
   if (jsonRefusal !== null) refuse(refusals, jsonRefusal);
   const query = route.query;
   const constraint = role.query;
   if (query === null || constraint === null) return;
   const sql = Object.hasOwn(fields, query.field) ? fields[query.field] : undefined;
-  const verdict = typeof sql === 'string' ? checkSql(sql, constraint, query.dialect) : { ok: false as const, problem: `the body needs the SQL as a string in "${query.field}"` };
+  const verdict = typeof sql === 'string' ? checkSql(sql, constraint, query.dialect) : { ok: false as const, problem: `${label} needs the SQL as a string in "${query.field}"` };
   if (!verdict.ok) {
     refuse(refusals, new GatewayError('not_aggregate', `${verdict.problem}; role "${role.name}" may run ${constraint.aggregateOnly ? 'aggregate queries only, ' : ''}over ${[...constraint.tables].join(', ')}`, {
       reasonDetail: `${verdict.problem}: ${typeof sql === 'string' ? JSON.stringify(sql.slice(0, 200)) : typeof sql}`,

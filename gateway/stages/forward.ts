@@ -64,7 +64,7 @@ export function createForward(options: ForwardOptions): ForwardStage {
     const headers = upstreamHeaders({ request, principal, requestId: ctx.requestId, backend });
     // A masked response must be read by the gateway: ask for it uncompressed (gzip, deflate and br
     // are still decoded when the backend ignores this).
-    if (grant.mask !== null) headers['accept-encoding'] = 'identity';
+    if (grant.mask !== null || ctx.mcp !== null) headers['accept-encoding'] = 'identity';
 
     let body: Buffer | IncomingBody | null = null;
     if (grant.body !== null) {
@@ -93,7 +93,8 @@ export function createForward(options: ForwardOptions): ForwardStage {
         body,
         signal: ctx.signal,
         headersTimeout: backend.timeoutMs,
-        bodyTimeout: backend.timeoutMs,
+        // An MCP server's GET stream may idle for as long as the session lives.
+        bodyTimeout: ctx.mcp?.kind === 'stream' ? 0 : backend.timeoutMs,
       });
     } catch (error) {
       throw translate(error, backend.name, metrics, ctx.signal);

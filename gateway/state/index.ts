@@ -5,7 +5,7 @@ import type { StateSettings } from '../config.js';
 import type { Clock } from '../clock.js';
 import { openMemoryStore } from './memory.js';
 import { openRedisStore, type OutageCause } from './redis.js';
-import type { Store } from './store.js';
+import { asAuditCheckpoint, type AuditCheckpointRecord, type Store } from './store.js';
 
 export interface OpenStoreOptions {
   /** Told when a Redis store loses or regains its connection (memory stores never change). */
@@ -16,6 +16,8 @@ export interface OpenStoreOptions {
   readonly onOutage?: (cause: OutageCause) => void;
   /** Told when this instance reseeded Redis, or merged its snapshot into a reseeded Redis. */
   readonly onReseed?: (kind: 'reseed' | 'merge') => void;
+  /** A CLI tool beside a running gateway: reads the Redis journal, never writes it, never reseeds. */
+  readonly tool?: boolean;
   /** Log lines about changes kept locally, pushed late, lost data and reseeds. */
   readonly onNotice?: (level: 'info' | 'warn' | 'error', message: string, fields: Record<string, unknown>) => void;
 }
@@ -36,4 +38,29 @@ export async function openStore(settings: StateSettings, clock: Clock, options: 
     });
   }
   return openMemoryStore({ clock, file: settings.file });
+}
+
+/**
+ * The last audit checkpoint recorded for `auditFile`, read without opening the store for writing
+ * (`audit verify` next to a running gateway): the state file read as is, or one Redis read.
+ */
+export async function readAuditCheckpoint(settings: StateSettings, auditFile: string, clock: Clock): Promise<AuditCheckpointRecord | null> {
+  if (settings.driver === 'memory') {
+    if (settings.file === null) return null;
+    let text: string;
+    try {
+      text = await readFile(settings.file, 'utf8');
+    } catch (error) {
+      if ((error as { code?: unknown }).code === 'ENOENT') return null;
+      throw error;
+    }
+    const parsed = JSON.parse(text) as { auditCheckpoints?: Record<string, unknown> } | null;
+    return asAuditCheckpoint(parsed?.auditCheckpoints?.[auditFile] ?? null);
+  }
+  const store = await openStore(settings, clock);
+  try {
+    return await store.auditCheckpoint(auditFile);
+  } finally {
+    await store.close();
+  }
 }

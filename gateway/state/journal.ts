@@ -31,6 +31,8 @@ export interface Snapshot {
   readonly endedSessions: Readonly<Record<string, number>>;
   /** Tripped breakers only. */
   readonly breakers: Readonly<Record<string, BreakerRecord>>;
+  /** jti -> uses counted of a token with maxUses, and when its counter expires (ms). */
+  readonly uses?: Readonly<Record<string, { readonly count: number; readonly untilMs: number }>>;
   readonly unshared: readonly UnsharedChange[];
 }
 
@@ -89,6 +91,7 @@ function checkSnapshot(v: unknown): string | null {
   if (!Array.isArray(v.kills) || !v.kills.every(isKill)) return 'bad kills';
   for (const key of ['agentRevocations', 'revocations', 'endedSessions'] as const) if (!isNumberMap(v[key])) return `bad ${key}`;
   if (!isRecord(v.breakers) || !Object.values(v.breakers).every((b) => isRecord(b) && typeof b.tripped === 'boolean')) return 'bad breakers';
+  if (v.uses !== undefined && !(isRecord(v.uses) && Object.values(v.uses).every((u) => isRecord(u) && typeof u.count === 'number' && typeof u.untilMs === 'number'))) return 'bad uses';
   if (!Array.isArray(v.unshared)) return 'bad unshared';
   for (const change of v.unshared as unknown[]) {
     if (!isRecord(change)) return 'bad unshared change';

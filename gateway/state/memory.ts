@@ -7,7 +7,7 @@ import { mkdir, open, readFile, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Clock } from '../clock.js';
 import { addViolation, type BreakerRecord } from './breaker.js';
-import type { Activity, ApprovalRecord, ApprovalUse, ClientSecretRecord, KillRecord, SessionState, Store } from './store.js';
+import { asAuditCheckpoint, type AuditCheckpointRecord, type Activity, type ApprovalRecord, type ApprovalUse, type ClientSecretRecord, type KillRecord, type SessionState, type Store } from './store.js';
 
 export interface MemoryStoreOptions {
   readonly clock: Clock;
@@ -43,6 +43,8 @@ interface StateFile {
   readonly uses?: Record<string, { count: number; expiresAt: number }>;
   /** Absent in files written before approvals existed. */
   readonly approvals?: ApprovalRecord[];
+  /** Audit file -> its last checkpoint. Absent in files written before checkpoints. */
+  readonly auditCheckpoints?: Record<string, AuditCheckpointRecord>;
 }
 
 interface Session {
@@ -100,6 +102,7 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
     if (live?.size === 0) liveSessions.delete(session.agent);
   }
   const approvals = new Map<string, ApprovalRecord>();
+  const checkpoints = new Map<string, AuditCheckpointRecord>();
 
   if (file !== null) {
     const loaded = await readStateFile(file);
@@ -113,6 +116,10 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
       for (const [sid, exp] of Object.entries(loaded.endedSessions ?? {})) if (exp > nowSeconds) endedSessions.set(sid, exp);
       for (const [jti, entry] of Object.entries(loaded.uses ?? {})) if (entry.expiresAt > nowSeconds) uses.set(jti, { count: entry.count, expiresAt: entry.expiresAt });
       for (const record of loaded.approvals ?? []) approvals.set(record.id, record);
+      for (const value of Object.values(loaded.auditCheckpoints ?? {})) {
+        const checkpoint = asAuditCheckpoint(value);
+        if (checkpoint !== null) checkpoints.set(checkpoint.file, checkpoint);
+      }
     }
   }
 
@@ -155,6 +162,7 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
       endedSessions: ended,
       uses: counted,
       approvals: [...approvals.values()],
+      auditCheckpoints: Object.fromEntries(checkpoints),
     };
     return `${JSON.stringify(state)}\n`;
   }
@@ -375,6 +383,13 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
       const before = agentRevoked.get(agent);
       for (const [jti, exp] of entry.tokens) if (exp > nowSeconds && !revoked.has(jti) && before === undefined) live++;
       return { lastSeen: entry.lastSeen, liveTokens: live };
+    },
+    auditCheckpoint(auditFile) {
+      return Promise.resolve(checkpoints.get(auditFile) ?? null);
+    },
+    saveAuditCheckpoint(checkpoint) {
+      checkpoints.set(checkpoint.file, checkpoint);
+      return persist();
     },
     async close() {
       while (writing !== null) await writing;

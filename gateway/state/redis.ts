@@ -12,6 +12,7 @@
 //   agentgate:live:<agent>     hash sid -> exp (seconds) of the agent's live sessions
 //   agentgate:once:<key>       SET NX, expiring at exp: single-use assertion jtis
 //   agentgate:uses:<jti>       counter, incremented by a script only while below maxUses
+//   agentgate:audit-checkpoints hash audit file -> its last AuditCheckpointRecord (JSON)
 //   agentgate:marker           hash epoch, gen, origin: the generation marker (see below)
 //   agentgate:events           channel: {"kind": ..., "key": ...}; receivers re-read the key
 //   agentgate:probe:<id>       channel of one instance's health probe (it publishes to itself)
@@ -36,6 +37,7 @@ import { deadline, withDeadlines } from './deadline.js';
 import { createJournalWriter, readJournal, type JournalWriter, type Marker, type Snapshot, type UnsharedChange } from './journal.js';
 import { approvalDigest } from './memory.js';
 import {
+  asAuditCheckpoint,
   StateUnavailableError,
   type Activity,
   type ApprovalRecord,
@@ -64,12 +66,17 @@ export interface RedisStoreOptions {
   readonly connectTimeoutMs?: number;
   /** Deadline of every command and of each health probe (`state.timeout`, default 250 ms). */
   readonly commandTimeoutMs?: number;
-  /** How often the health probe runs (default: the command timeout, at least 100 ms). */
+  /** How often the health probe runs (default 100 ms; a probe still running is not doubled). */
   readonly probeIntervalMs?: number;
   /** The local snapshot and journal (`state.journal`); null keeps it in memory only (tests). */
   readonly journal?: string | null;
   /** Redis lost its data: reseed it at once (`auto`, default) or wait for `reseed()` (`manual`). */
   readonly reseed?: 'auto' | 'manual';
+  /**
+   * A CLI tool (explain, offline credentials) next to a running gateway: read the journal but never
+   * write it (it is the gateway's), and never reseed on its own.
+   */
+  readonly tool?: boolean;
   /** Told when the store turns healthy or unhealthy (no URL, no secrets). */
   readonly onHealth?: (healthy: boolean, why: string) => void;
   /** Told when the store stops being trusted, and why (metrics). */
@@ -99,12 +106,18 @@ const K = {
   uses: `${P}uses:`,
   marker: `${P}marker`,
   channel: `${P}events`,
+  auditCheckpoints: `${P}audit-checkpoints`,
   probe: `${P}probe:`,
 } as const;
 
 type EventKind = 'kill' | 'agent-rev' | 'rev' | 'breaker' | 'secret' | 'approval' | 'ended' | 'uses' | 'reseed';
 const EVENT_KINDS: ReadonlySet<string> = new Set<EventKind>(['kill', 'agent-rev', 'rev', 'breaker', 'secret', 'approval', 'ended', 'uses', 'reseed']);
 
+/** Raise a use counter to at least ARGV[1], expiring at ARGV[2] (ms): a reseed never hands out a use twice. */
+const RAISE_USES = `
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > cur then redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[2]) end
+return 1`;
 /** Create the marker of a Redis that never had one (ARGV[1]: the new epoch). */
 const INIT_MARKER = `
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
@@ -201,8 +214,9 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
   const notice = options.onNotice ?? (() => undefined);
   const onRemoteStop = options.onRemoteStop ?? (() => undefined);
   const timeoutMs = options.commandTimeoutMs ?? 250;
-  const probeIntervalMs = options.probeIntervalMs ?? Math.max(timeoutMs, 100);
-  const reseedMode = options.reseed ?? 'auto';
+  // Often enough that a hang is noticed well within a second of it (interval + deadline).
+  const probeIntervalMs = options.probeIntervalMs ?? 100;
+  const reseedMode = options.tool === true ? 'manual' : (options.reseed ?? 'auto');
   const tls = options.tls ?? null;
   const tlsSocket = tls === null ? {} : { tls: true as const, ...(tls.ca === undefined ? {} : { ca: tls.ca }), ...(tls.cert === undefined ? {} : { cert: tls.cert }), ...(tls.key === undefined ? {} : { key: tls.key }) };
   const socket = { reconnectStrategy: (retries: number) => Math.min(50 + retries * 50, 500), connectTimeout: 2000, ...tlsSocket };
@@ -248,13 +262,19 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
     for (const [agent, record] of Object.entries(saved.breakers)) view.breakers.set(agent, record);
     overlay(view);
   }
-  const journal: JournalWriter | null = journalFile === null ? null : createJournalWriter(journalFile, snapshot, () => clock.now());
+  const journal: JournalWriter | null = journalFile === null || options.tool === true ? null : createJournalWriter(journalFile, snapshot, () => clock.now());
+  /**
+   * Used client-assertion jtis are not in the snapshot: after Redis lost its data, an assertion made
+   * before the loss could be replayed, so every assertion made before it is refused (ms).
+   */
+  let replayHorizon = 0;
   let saveTimer: NodeJS.Timeout | null = null;
 
   const sessions = new Map<string, Session>();
   const liveSessions = new Map<string, Set<string>>();
   /** Token uses seen by this instance (introspection): jti -> count and exp (ms). */
   const uses = new Map<string, { count: number; untilMs: number }>();
+  for (const [jti, entry] of Object.entries(saved?.uses ?? {})) if (entry.untilMs > clock.now()) uses.set(jti, { count: entry.count, untilMs: entry.untilMs });
   const activity = new Map<string, { lastSeen: number; tokens: Map<string, number> }>();
   let insertions = 0;
 
@@ -302,6 +322,7 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
     setHealth(why, 'timeout');
   }
   function dataLost(why: string): void {
+    replayHorizon = Math.max(replayHorizon, Math.ceil(clock.now() / 1000) * 1000);
     if (lostData === null) {
       lostData = why;
       loaded = false;
@@ -572,7 +593,10 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
     };
     const breakers: Record<string, BreakerRecord> = {};
     for (const [agent, record] of view.breakers) if (record.tripped) breakers[agent] = record;
+    const counted: Record<string, { count: number; untilMs: number }> = {};
+    for (const [jti, entry] of uses) if (entry.untilMs > nowSeconds * 1000) counted[jti] = { count: entry.count, untilMs: entry.untilMs };
     return {
+      uses: counted,
       marker: known,
       kills: [...view.kills.values()],
       agentRevocations: Object.fromEntries(view.agentRevoked),
@@ -665,6 +689,10 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
       breakers++;
       jobs.push(() => client.hSetNX(K.breakers, agent, JSON.stringify(record)));
     }
+    for (const [jti, entry] of uses) {
+      if (entry.untilMs <= nowMs) continue;
+      jobs.push(() => client.eval(RAISE_USES, { keys: [`${K.uses}${jti}`], arguments: [String(entry.count), String(Math.ceil(entry.untilMs))] }));
+    }
     // Pipelined in slices (node-redis sends concurrent commands in one write).
     for (let i = 0; i < jobs.length; i += 500) await Promise.all(jobs.slice(i, i + 500).map((job) => job()));
     return { kills: view.kills.size, revocations, breakers };
@@ -705,6 +733,7 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
     if (merging) return;
     merging = true;
     try {
+      replayHorizon = Math.max(replayHorizon, Math.ceil(clock.now() / 1000) * 1000);
       if (lostData === null) {
         lostData = 'merging this instance\'s snapshot into a reseeded Redis';
         loaded = false;
@@ -953,7 +982,9 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
     isHealthy: () => healthy,
     status: () => ({ healthy, detail, unshared: unshared.length }),
     reseed,
-    replayHorizon: 0,
+    get replayHorizon() {
+      return replayHorizon;
+    },
     isRevoked(jti, agent, issuedAt) {
       const exp = view.revoked.get(jti);
       if (exp !== undefined && exp * 1000 > clock.now()) return true;
@@ -1150,6 +1181,13 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
       const before = view.agentRevoked.get(agent);
       for (const [jti, exp] of entry.tokens) if (exp > nowSeconds && !view.revoked.has(jti) && before === undefined) live++;
       return { lastSeen: entry.lastSeen, liveTokens: live };
+    },
+    async auditCheckpoint(auditFile) {
+      const json = await client.hGet(K.auditCheckpoints, auditFile);
+      return json === null || json === undefined ? null : asAuditCheckpoint(parse<unknown>(json));
+    },
+    async saveAuditCheckpoint(checkpoint) {
+      await client.hSet(K.auditCheckpoints, checkpoint.file, JSON.stringify(checkpoint));
     },
     async close() {
       // Not reported through onHealth: a shutdown is not an outage.

@@ -105,6 +105,24 @@ export interface ApprovalRecord {
 /** Why an approval could not be used for a request (or `ok` when it was, once). */
 export type ApprovalUse = 'ok' | 'unknown' | 'pending' | 'denied' | 'used' | 'expired' | 'mismatch';
 
+/** Where an audit trail was at its last checkpoint (see telemetry/audit-log.ts). */
+export interface AuditCheckpointRecord {
+  /** Absolute path of the audit file. */
+  readonly file: string;
+  readonly seq: number;
+  /** SHA-256 (hex) of the checkpoint line. */
+  readonly hash: string;
+  readonly time: string;
+}
+
+/** A stored checkpoint, or null when the value is not one. */
+export function asAuditCheckpoint(value: unknown): AuditCheckpointRecord | null {
+  const v = value as Partial<AuditCheckpointRecord> | null;
+  if (v === null || typeof v !== 'object') return null;
+  if (typeof v.file !== 'string' || typeof v.seq !== 'number' || !Number.isInteger(v.seq) || typeof v.hash !== 'string' || !/^[0-9a-f]{64}$/.test(v.hash) || typeof v.time !== 'string') return null;
+  return { file: v.file, seq: v.seq, hash: v.hash, time: v.time };
+}
+
 export interface ViolationOutcome {
   readonly record: BreakerRecord;
   readonly tripped: boolean;
@@ -197,6 +215,11 @@ export interface Store {
   /** Note an authenticated call (inventory). Cheap and synchronous. */
   touch(agent: string, jti: string, expiresAt: number): void;
   activity(agent: string): Activity;
+
+  /** The last audit checkpoint recorded for audit file `file`, or null. */
+  auditCheckpoint(file: string): Promise<AuditCheckpointRecord | null>;
+  /** Record an audit checkpoint (one per audit file, the newest wins); durable before it resolves. */
+  saveAuditCheckpoint(checkpoint: AuditCheckpointRecord): Promise<void>;
 
   close(): Promise<void>;
 }

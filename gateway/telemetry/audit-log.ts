@@ -1,7 +1,11 @@
-// The audit trail: one JSON line per decision, appended to `audit.file`. Writes are batched off
-// the hot path and never dropped: past the high-water mark `write` reports pressure and callers
-// wait on `drained()`. Lines are hash-chained (`seq`, `prev` = SHA-256 of the previous line), so
-// an edited, removed, inserted or reordered line shows; `audit-verify.ts` checks the chain.
+// The audit trail: one JSON line per decision, appended to `audit.file`. It is write-ahead for
+// what clients see: `append` resolves only once the line's batch is written (and, with
+// `fsync: batch`, on disk), and callers send an answer only after that. Lines are hash-chained
+// (`seq`, `prev` = SHA-256 of the previous line) and signed checkpoint lines, also kept in the
+// state store, make a cut-off tail visible; `audit-verify.ts` checks both.
+// When the file cannot be written (ENOSPC, EIO, EACCES) the log turns unavailable: waiting
+// appends reject at once, callers refuse new work, and the writer retries from the exact byte not
+// yet written, so a recovered file never holds a duplicated or broken line.
 import { createHash } from 'node:crypto';
 import { mkdir, open, readFile, rename, stat, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
@@ -15,16 +19,66 @@ export interface AuditRecord {
   readonly [field: string]: unknown;
 }
 
+/** Where the trail was at a checkpoint: kept in the state store and as a signed line. */
+export interface AuditCheckpoint {
+  /** Absolute path of the audit file the checkpoint line went to. */
+  readonly file: string;
+  /** `seq` of the checkpoint line. */
+  readonly seq: number;
+  /** SHA-256 (hex) of the checkpoint line. */
+  readonly hash: string;
+  /** ISO time of the checkpoint. */
+  readonly time: string;
+}
+
+/** Signs checkpoint lines (Ed25519, the gateway's dedicated audit key). */
+export interface AuditSigner {
+  readonly kid: string;
+  /** base64url signature over `payload`. */
+  sign(payload: string): string;
+}
+
+/** Where checkpoints are kept besides the file (the state store). */
+export interface CheckpointStore {
+  load(): Promise<AuditCheckpoint | null>;
+  save(checkpoint: AuditCheckpoint): Promise<void>;
+}
+
+/** Raised to callers waiting on a line while the audit file cannot be written. */
+export class AuditUnavailableError extends Error {
+  constructor(readonly why: string) {
+    super(`the audit trail cannot be written (${why})`);
+    this.name = 'AuditUnavailableError';
+  }
+}
+
+export type AuditFsync = 'batch' | 'off';
+
 export interface AuditLog {
-  /** Queue a record. Returns false when the queue is past its high-water mark. */
+  /**
+   * Chain and queue a record; resolves once it is written (and synced with `fsync: batch`).
+   * Rejects with AuditUnavailableError when its batch could not be written: the line stays
+   * queued and reaches the file when it recovers, but the caller must not answer as if it had.
+   */
+  append(record: AuditRecord): Promise<void>;
+  /** Queue a record without waiting. Returns false when the queue is past its high-water mark. */
   write(record: AuditRecord): boolean;
   /** Resolves once the queue is back under the high-water mark. */
   drained(): Promise<void>;
-  /** Resolves once everything queued so far is on disk. */
+  /** Resolves once everything queued so far is written (or the log is unavailable). */
   flush(): Promise<void>;
-  close(): Promise<void>;
+  /** Write a final checkpoint, flush, sync and close; gives up on an unwritable file after `timeoutMs` (10 s). */
+  close(timeoutMs?: number): Promise<void>;
   /** Lines written to disk so far (for status). */
   readonly written: number;
+  /** False from a failed write (or sync, or rotation) until a retry succeeds. */
+  readonly available: boolean;
+  /** Why the log is unavailable (`ENOSPC: ...`), or null. */
+  readonly unavailableReason: string | null;
+  /** Failed writes, syncs and rotations so far. */
+  readonly writeErrors: number;
+  /** The last checkpoint that is durable in the file. */
+  readonly lastCheckpoint: AuditCheckpoint | null;
 }
 
 export interface AuditLogOptions {
@@ -35,14 +89,58 @@ export interface AuditLogOptions {
   readonly maxBytes?: number;
   /** Rotated files kept (`audit.jsonl.1` is the newest). */
   readonly keep?: number;
+  /** `batch` (default): fdatasync after every batch; `off`: survives process crashes only. */
+  readonly fsync?: AuditFsync;
+  /** A checkpoint every this many lines (default 1,000)... */
+  readonly checkpointLines?: number;
+  /** ...or this often while lines arrive (default 1 s), and at close. */
+  readonly checkpointIntervalMs?: number;
+  /** Signs checkpoint lines; without one no checkpoint line is written. */
+  readonly signer?: AuditSigner | null;
+  readonly checkpoints?: CheckpointStore | null;
+  /** Pause between retries of a failed write (default 250 ms). */
+  readonly retryMs?: number;
   readonly onError?: (error: unknown) => void;
+  /** Called when the log turns unavailable (with why) and when it recovers. */
+  readonly onAvailability?: (available: boolean, why: string | null) => void;
+  /** Something at open that an operator must know (a torn tail dropped, a truncated file). */
+  readonly onWarning?: (message: string, fields: Record<string, unknown>) => void;
 }
 
 /** The `prev` of the very first line of a trail. */
 export const GENESIS = '0'.repeat(64);
 
+/** What a checkpoint line's signature covers (kind, seq, prev, time, kid; in this order). */
+export function checkpointPayload(seq: number, prev: string, time: string, kid: string): string {
+  return `agentgate-audit-checkpoint\n${seq}\n${prev}\n${time}\n${kid}`;
+}
+
 export function hashLine(line: string): string {
   return createHash('sha256').update(line).digest('hex');
+}
+
+interface Waiter {
+  resolve(): void;
+  reject(error: Error): void;
+}
+
+interface Pending {
+  readonly text: string;
+  readonly waiter: Waiter | null;
+  readonly checkpoint: AuditCheckpoint | null;
+}
+
+interface Batch {
+  readonly data: Buffer;
+  /** Bytes of `data` already in the file: a retry continues here, never from 0. */
+  offset: number;
+  /** Written but not yet synced (`fsync: batch`). */
+  synced: boolean;
+  readonly lines: number;
+  waiters: Waiter[];
+  readonly checkpoint: AuditCheckpoint | null;
+  /** The file must rotate before this batch goes out. */
+  rotateFirst: boolean;
 }
 
 export async function openAuditLog(options: AuditLogOptions): Promise<AuditLog> {
@@ -51,6 +149,18 @@ export async function openAuditLog(options: AuditLogOptions): Promise<AuditLog> 
   const highWaterMark = options.highWaterMark ?? 8192;
   const maxBytes = options.maxBytes ?? 100 * 1024 * 1024;
   const keep = Math.max(1, options.keep ?? 10);
+  const fsync = options.fsync ?? 'batch';
+  const checkpointLines = Math.max(1, options.checkpointLines ?? 1000);
+  const checkpointIntervalMs = Math.max(10, options.checkpointIntervalMs ?? 1000);
+  const retryMs = options.retryMs ?? 250;
+  const signer = options.signer ?? null;
+  const warn = options.onWarning ?? (() => undefined);
+
+  let handle: FileHandle = await open(file, 'a+', 0o600);
+  // A batch cut short by a crash while the disk was full leaves a torn last line. No client was
+  // answered on it (answers wait for the whole batch), so it is dropped like a torn WAL record.
+  await dropTornTail(handle, file, warn);
+  let size = (await handle.stat()).size;
 
   // Continue the chain where the file (or, after a rotation, the rotated file) left it.
   const tail = (await lastLine(file)) ?? (await lastLine(`${file}.1`));
@@ -58,72 +168,192 @@ export async function openAuditLog(options: AuditLogOptions): Promise<AuditLog> 
   let prev = GENESIS;
   if (tail !== null) {
     prev = hashLine(tail);
-    try {
-      seq = Number((JSON.parse(tail) as { seq?: unknown }).seq) || 0;
-    } catch {
-      // An unreadable last line (a crash mid-write, or tampering) stays visible to `audit verify`.
-      seq = 0;
-    }
+    seq = seqOf(tail) ?? 0;
   }
-  let handle: FileHandle = await open(file, 'a', 0o600);
-  let size = (await handle.stat()).size;
+  let lastCheckpoint = (await options.checkpoints?.load().catch((error: unknown) => {
+    options.onError?.(error);
+    return null;
+  })) ?? null;
+  if (lastCheckpoint !== null && lastCheckpoint.file === file && lastCheckpoint.seq > seq) {
+    // The file lost lines while the gateway was down. Continuing from the checkpoint keeps the
+    // loss visible: `audit verify` names the gap at the first new line.
+    warn('audit file ends before its last checkpoint: lines were removed while the gateway was stopped', {
+      file,
+      lastSeq: seq,
+      checkpointSeq: lastCheckpoint.seq,
+      missing: lastCheckpoint.seq - seq,
+    });
+    seq = lastCheckpoint.seq;
+    prev = lastCheckpoint.hash;
+  }
 
-  let queue: string[] = [];
+  let pending: Pending[] = [];
+  let current: Batch | null = null;
   let writing: Promise<void> | null = null;
   let written = 0;
   let closed = false;
   let drainWaiters: Array<() => void> = [];
+  let unavailable: string | null = null;
+  let writeErrors = 0;
+  let sinceCheckpoint = 0;
+  let checkpointTimer: NodeJS.Timeout | null = null;
+  // Rotation runs in steps that each happen once, so a retry after a failure neither shifts the
+  // rotated files twice nor reopens a file it already has.
+  let abandoned = false;
+  let rotationShifted = false;
+  let rotationRenamed = false;
+
+  function chain(body: Record<string, unknown>, waiter: Waiter | null): void {
+    seq += 1;
+    const line = JSON.stringify({ seq, prev, ...body });
+    prev = hashLine(line);
+    pending.push({ text: `${line}\n`, waiter, checkpoint: null });
+    schedule();
+  }
+
+  function chainCheckpoint(): void {
+    if (signer === null || sinceCheckpoint === 0) return;
+    sinceCheckpoint = 0;
+    seq += 1;
+    const time = new Date().toISOString();
+    const sig = signer.sign(checkpointPayload(seq, prev, time, signer.kid));
+    const line = JSON.stringify({ seq, prev, time, kind: 'checkpoint', kid: signer.kid, sig });
+    prev = hashLine(line);
+    pending.push({ text: `${line}\n`, waiter: null, checkpoint: { file, seq, hash: prev, time } });
+    schedule();
+  }
+
+  function addRecord(record: AuditRecord, waiter: Waiter | null): void {
+    if (closed) throw new Error('audit log is closed');
+    chain(record, waiter);
+    sinceCheckpoint += 1;
+    if (sinceCheckpoint >= checkpointLines) chainCheckpoint();
+    else if (checkpointTimer === null && signer !== null) {
+      checkpointTimer = setTimeout(() => {
+        checkpointTimer = null;
+        if (!closed) chainCheckpoint();
+      }, checkpointIntervalMs);
+      checkpointTimer.unref();
+    }
+  }
+
+  function schedule(): void {
+    // The first line of a batch waits for the end of this event-loop turn, so every decision
+    // made in the turn goes out in one write rather than one write for the first and one for the rest.
+    writing ??= nextTurn().then(pump);
+  }
+
+  /** The next batch: as many pending lines as fit before `maxBytes`, at least one. */
+  function cut(): Batch {
+    let rotateFirst = false;
+    const first = pending[0];
+    if (first !== undefined && size > 0 && size + Buffer.byteLength(first.text) > maxBytes) rotateFirst = true;
+    let room = (rotateFirst ? 0 : size);
+    let end = 0;
+    const texts: string[] = [];
+    const waiters: Waiter[] = [];
+    let checkpoint: AuditCheckpoint | null = null;
+    while (end < pending.length) {
+      const entry = pending[end];
+      if (entry === undefined) break;
+      const bytes = Buffer.byteLength(entry.text);
+      if (end > 0 && room + bytes > maxBytes) break;
+      room += bytes;
+      texts.push(entry.text);
+      if (entry.waiter !== null) waiters.push(entry.waiter);
+      if (entry.checkpoint !== null) checkpoint = entry.checkpoint;
+      end++;
+    }
+    pending = end === pending.length ? [] : pending.slice(end);
+    return { data: Buffer.from(texts.join('')), offset: 0, synced: false, lines: texts.length, waiters, checkpoint, rotateFirst };
+  }
 
   async function rotate(): Promise<void> {
-    await handle.sync();
-    await handle.close();
-    for (let i = keep - 1; i >= 1; i--) await rename(`${file}.${i}`, `${file}.${i + 1}`).catch(() => undefined);
-    await rename(file, `${file}.1`);
-    handle = await open(file, 'a', 0o600);
+    if (!rotationRenamed) {
+      await handle.sync();
+      if (!rotationShifted) {
+        for (let i = keep - 1; i >= 1; i--) await rename(`${file}.${i}`, `${file}.${i + 1}`).catch(() => undefined);
+        rotationShifted = true;
+      }
+      await rename(file, `${file}.1`);
+      rotationRenamed = true;
+    }
+    const next = await open(file, 'a', 0o600);
+    await handle.close().catch(() => undefined);
+    handle = next;
     size = 0;
+    rotationShifted = false;
+    rotationRenamed = false;
+  }
+
+  async function writeOut(batch: Batch): Promise<void> {
+    if (batch.rotateFirst) {
+      await rotate();
+      batch.rotateFirst = false;
+    }
+    while (batch.offset < batch.data.length) {
+      const { bytesWritten } = await handle.write(batch.data, batch.offset, batch.data.length - batch.offset, null);
+      batch.offset += bytesWritten;
+      size += bytesWritten;
+    }
+    if (fsync === 'batch' && !batch.synced) await handle.datasync();
+    batch.synced = true;
+  }
+
+  function fail(error: unknown): void {
+    writeErrors += 1;
+    const why = describe(error);
+    const turned = unavailable !== why;
+    unavailable = why;
+    // Retries repeat every `retryMs`; only a new cause is reported.
+    if (turned) {
+      options.onAvailability?.(false, why);
+      options.onError?.(error);
+    }
+    // Nobody waits on a line that is not written: the batch's and every queued caller's answer
+    // is refused now. The lines themselves stay queued, in order, for the retry.
+    const refusal = new AuditUnavailableError(why);
+    if (current !== null) {
+      for (const w of current.waiters) w.reject(refusal);
+      current.waiters = [];
+    }
+    pending = pending.map((p) => (p.waiter === null ? p : (p.waiter.reject(refusal), { ...p, waiter: null })));
+    releaseDrainWaiters();
+  }
+
+  function releaseDrainWaiters(): void {
+    if (drainWaiters.length === 0) return;
+    const waiters = drainWaiters;
+    drainWaiters = [];
+    for (const w of waiters) w();
   }
 
   async function pump(): Promise<void> {
-    while (queue.length > 0) {
-      const batch = queue;
-      queue = [];
-      // The batch is cut where the file would pass maxBytes, so rotation keeps files bounded
-      // however many lines one write carries.
-      let start = 0;
-      while (start < batch.length) {
-        if (size > 0 && size + Buffer.byteLength(batch[start] ?? '') > maxBytes) {
-          try {
-            await rotate();
-          } catch (error) {
-            options.onError?.(error);
-          }
-        }
-        let end = start;
-        let bytes = 0;
-        do {
-          bytes += Buffer.byteLength(batch[end] ?? '');
-          end++;
-        } while (end < batch.length && size + bytes + Buffer.byteLength(batch[end] ?? '') <= maxBytes);
-        const data = Buffer.from((start === 0 && end === batch.length ? batch : batch.slice(start, end)).join(''));
-        // A failed write is retried with the same lines: a record is never dropped.
-        for (;;) {
-          try {
-            await writeAll(handle, data);
-            break;
-          } catch (error) {
-            options.onError?.(error);
-            await new Promise((resolve) => setTimeout(resolve, 100));
-          }
-        }
-        size += data.length;
-        written += end - start;
-        start = end;
+    for (;;) {
+      current ??= pending.length > 0 ? cut() : null;
+      const batch = current;
+      if (batch === null) break;
+      try {
+        await writeOut(batch);
+      } catch (error) {
+        fail(error);
+        if (abandoned) break;
+        await new Promise((resolve) => setTimeout(resolve, retryMs));
+        if (abandoned) break;
+        continue;
       }
-      if (queue.length < highWaterMark && drainWaiters.length > 0) {
-        const waiters = drainWaiters;
-        drainWaiters = [];
-        for (const w of waiters) w();
+      current = null;
+      written += batch.lines;
+      if (unavailable !== null) {
+        unavailable = null;
+        options.onAvailability?.(true, null);
       }
+      for (const w of batch.waiters) w.resolve();
+      if (batch.checkpoint !== null) {
+        lastCheckpoint = batch.checkpoint;
+        options.checkpoints?.save(batch.checkpoint).catch((error: unknown) => options.onError?.(error));
+      }
+      if (pending.length < highWaterMark) releaseDrainWaiters();
     }
     writing = null;
   }
@@ -132,45 +362,99 @@ export async function openAuditLog(options: AuditLogOptions): Promise<AuditLog> 
     get written() {
       return written;
     },
+    get available() {
+      return unavailable === null;
+    },
+    get unavailableReason() {
+      return unavailable;
+    },
+    get writeErrors() {
+      return writeErrors;
+    },
+    get lastCheckpoint() {
+      return lastCheckpoint;
+    },
+    append(record) {
+      if (unavailable !== null) {
+        // Queued behind a failed batch: refused at once, written when the file recovers.
+        addRecord(record, null);
+        return Promise.reject(new AuditUnavailableError(unavailable));
+      }
+      return new Promise<void>((resolve, reject) => addRecord(record, { resolve, reject }));
+    },
     write(record) {
-      if (closed) throw new Error('audit log is closed');
-      seq += 1;
-      const line = JSON.stringify({ seq, prev, ...record });
-      prev = hashLine(line);
-      queue.push(`${line}\n`);
-      // The first line of a batch waits for the end of this event-loop turn, so every decision
-      // made in the turn goes out in one write rather than one write for the first and one for the rest.
-      writing ??= nextTurn().then(pump);
-      return queue.length < highWaterMark;
+      addRecord(record, null);
+      return pending.length < highWaterMark;
     },
     drained() {
-      if (queue.length < highWaterMark) return Promise.resolve();
+      if (pending.length < highWaterMark || unavailable !== null) return Promise.resolve();
       return new Promise((resolve) => drainWaiters.push(resolve));
     },
     async flush() {
-      while (writing !== null) await writing;
+      while (writing !== null && unavailable === null) await writing;
     },
-    async close() {
+    async close(timeoutMs = 10_000) {
       if (closed) return;
       closed = true;
-      while (writing !== null) await writing;
+      if (checkpointTimer !== null) clearTimeout(checkpointTimer);
+      chainCheckpoint();
+      // An unwritable file is retried until the deadline; past it the lines still queued are
+      // reported lost rather than holding shutdown forever.
+      const deadline = Date.now() + timeoutMs;
+      while (writing !== null && (unavailable === null || Date.now() < deadline)) {
+        await Promise.race([writing, new Promise((resolve) => setTimeout(resolve, retryMs).unref())]);
+      }
+      if (writing !== null) {
+        abandoned = true;
+        const lost = pending.length + (current === null ? 0 : current.lines);
+        options.onError?.(new AuditUnavailableError(`${unavailable ?? 'unwritable'}; ${lost} line(s) not written at shutdown`));
+        await writing;
+      }
+      if (lastCheckpoint !== null) await options.checkpoints?.save(lastCheckpoint).catch((error: unknown) => options.onError?.(error));
       await handle.sync().catch(() => undefined);
       await handle.close();
     },
   };
 }
 
+function describe(error: unknown): string {
+  if (error instanceof AuditUnavailableError) return error.why;
+  if (error instanceof Error) {
+    const code = (error as { code?: unknown }).code;
+    return typeof code === 'string' && !error.message.startsWith(code) ? `${code}: ${error.message}` : error.message;
+  }
+  return String(error);
+}
+
 function nextTurn(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
 
-/** One write of the whole batch (looping only if the kernel took part of it). */
-async function writeAll(handle: FileHandle, data: Buffer): Promise<void> {
-  let offset = 0;
-  while (offset < data.length) {
-    const { bytesWritten } = await handle.write(data, offset, data.length - offset, null);
-    offset += bytesWritten;
+function seqOf(line: string): number | null {
+  try {
+    const seq = (JSON.parse(line) as { seq?: unknown }).seq;
+    return typeof seq === 'number' && Number.isInteger(seq) ? seq : null;
+  } catch {
+    return null;
   }
+}
+
+/** Cut a last line that lacks its newline (a batch torn by a crash on a full disk). */
+async function dropTornTail(handle: FileHandle, file: string, warn: (message: string, fields: Record<string, unknown>) => void): Promise<void> {
+  const size = (await handle.stat()).size;
+  if (size === 0) return;
+  const last = Buffer.alloc(1);
+  await handle.read(last, 0, 1, size - 1);
+  if (last[0] === 0x0a) return;
+  const length = Math.min(size, 1 << 20);
+  const buffer = Buffer.alloc(length);
+  await handle.read(buffer, 0, length, size - length);
+  const at = buffer.lastIndexOf(0x0a);
+  if (at === -1 && length < size) return; // a line longer than 1 MiB is not ours: leave it for verify
+  const keepBytes = at === -1 ? 0 : size - length + at + 1;
+  await handle.truncate(keepBytes);
+  await handle.sync();
+  warn('audit file ended in a torn line (a crash while a batch was being written); dropped it', { file, bytes: size - keepBytes });
 }
 
 /** The last complete line of `file`, or null when it is empty or missing. */
@@ -196,7 +480,7 @@ async function lastLine(file: string): Promise<string | null> {
   }
 }
 
-/** Read every line of an audit file (for verify and tail). */
+/** Read every line of an audit file into memory (small files: tests and `audit tail`). */
 export async function readAuditLines(file: string): Promise<string[]> {
   const text = await readFile(file, 'utf8');
   const lines = text.split('\n');

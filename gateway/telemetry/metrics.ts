@@ -19,6 +19,8 @@ export interface Metrics {
   /** A refusal a role in shadow mode (`enforce: false`) let through. */
   shadowRefusal(agent: string, reason: ReasonCode): void;
   upstreamError(backend: string, kind: UpstreamErrorKind): void;
+  /** One tools/call message on an MCP backend; `tool` from the policy's names, else `unknown`. */
+  toolCall(backend: string, tool: string, decision: 'allow' | 'deny'): void;
   tokenIssued(role: string, grantType: string): void;
   tokenRevoked(): void;
   breakerTripped(agent: string): void;
@@ -46,6 +48,8 @@ export interface MetricsOptions {
   readonly defaults?: boolean;
   /** Read at scrape time, so gauges never drift from the store (a breaker turns half-open by time alone). */
   readonly agents?: () => Iterable<AgentGauge>;
+  /** The audit trail's state, read at scrape time. */
+  readonly audit?: () => { readonly available: boolean; readonly writeErrors: number };
   /** The state store's health and its changes not yet shared, read at scrape time. */
   readonly state?: () => { readonly healthy: boolean; readonly unshared: number };
 }
@@ -91,6 +95,12 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     labelNames: ['backend', 'kind'] as const,
     registers: [registry],
   });
+  const toolCalls = new Counter({
+    name: 'agentgate_tool_calls_total',
+    help: 'MCP tools/call messages, by backend, tool (from the policy; others are unknown) and decision.',
+    labelNames: ['backend', 'tool', 'decision'] as const,
+    registers: [registry],
+  });
   const tokensIssued = new Counter({
     name: 'agentgate_tokens_issued_total',
     help: 'Access tokens issued, by role and grant type.',
@@ -121,6 +131,24 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     collect() {
       this.reset();
       for (const a of agents?.() ?? []) this.labels(a.agent).set(a.breaker);
+    },
+  });
+  const audit = options.audit;
+  new Gauge({
+    name: 'agentgate_audit_writable',
+    help: '1 while the audit trail can be written; 0 while it cannot (requests are refused with 503 audit_unavailable).',
+    registers: [registry],
+    collect() {
+      this.set(audit === undefined || audit().available ? 1 : 0);
+    },
+  });
+  new Counter({
+    name: 'agentgate_audit_write_errors_total',
+    help: 'Failed writes, syncs and rotations of the audit trail (each retry counts).',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(audit?.().writeErrors ?? 0);
     },
   });
   const trips = new Counter({
@@ -209,6 +237,9 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     },
     upstreamError(backend, kind) {
       upstreamErrors.labels(backend, kind).inc();
+    },
+    toolCall(backend, tool, decision) {
+      toolCalls.labels(backend, tool, decision).inc();
     },
     tokenIssued(role, grantType) {
       tokensIssued.labels(role, grantType).inc();

@@ -33,8 +33,8 @@ const jsonBody = (value: unknown): { body: string; headers: Record<string, strin
 
 t.test('every backend listens on its own loopback port', async (t) => {
   const urls = Object.values(backends.urls);
-  t.same(Object.keys(backends.urls).sort(), ['bi', 'content', 'crm', 'kb', 'tickets']);
-  t.equal(new Set(urls).size, 5);
+  t.same(Object.keys(backends.urls).sort(), ['bi', 'content', 'crm', 'kb', 'tickets', 'tickets-mcp']);
+  t.equal(new Set(urls).size, 6);
   for (const url of urls) t.match(url, /^http:\/\/127\.0\.0\.1:\d+$/);
 });
 
@@ -178,6 +178,8 @@ t.test('unknown paths, wrong methods and oversized bodies', async (t) => {
 
 t.test('/_whoami echoes what the backend received', async (t) => {
   for (const [name, url] of Object.entries(backends.urls)) {
+    // The MCP server speaks JSON-RPC at /mcp only (test/e2e/mcp.test.ts).
+    if (name === 'tickets-mcp') continue;
     const who = await call(`${url}/_whoami?x=%2F`, { headers: { 'x-agentgate-agent': 'support-agent-01' } });
     t.equal(who.status, 200, name);
     t.match(who.json, { method: 'GET', url: '/_whoami?x=%2F', headers: { 'x-agentgate-agent': 'support-agent-01', host: String } }, name);

@@ -139,6 +139,9 @@ t.test('Redis faults under load, two instances', { skip: missing ? 'redis-server
     const json = await runCli(['revoke', '--jti', String(decodeJwt(w2).jti), '--json', '--socket', socketA, '--config', configA]);
     t.equal(json.code, 0, json.stderr);
     t.match(JSON.parse(json.stdout), { revoked: 'jti', shared: false, sharing: 'applied here, not yet shared' }, 'the admin JSON says so too');
+    const revive = await runCli(['revive', 'worker-01', '--socket', socketA, '--config', configA]);
+    t.equal(revive.code, 1, 'a revive during the hang is refused');
+    t.match(revive.stderr, /state unavailable: .*a revive is applied only through Redis/);
     const onA = await call(a, w1);
     t.not(onA.status, 200, 'worker-01 is refused on A at once');
     const status = await request(`${a.metricsUrl}/readyz`, { dispatcher });

@@ -27,7 +27,8 @@ export interface StartedGateway {
   /** Mint a token for a policy agent with the gateway's own keys. */
   token(agent: string, request?: { scopes?: string[]; ttlSeconds?: number }): Promise<string>;
   /** Audit lines written so far (flushes first). */
-  auditLines(): Promise<Array<Record<string, unknown>>>;
+  /** The audit file's records; signed checkpoint lines only with `checkpoints: true`. */
+  auditLines(options?: { checkpoints?: boolean }): Promise<Array<Record<string, unknown>>>;
 }
 
 export interface GatewayFixture {
@@ -103,13 +104,14 @@ export async function startGateway(t: Teardown, fixture: GatewayFixture = {}): P
       const minted = await issueAgentToken(gateway.keys, settings.issuer.url, plan, fixture.clock ?? { now: () => Date.now() });
       return minted.token;
     },
-    async auditLines() {
+    async auditLines(options = {}) {
       await gateway.audit.flush();
       const text = await readFile(settings.audit.file, 'utf8');
       return text
         .split('\n')
         .filter((l) => l !== '')
-        .map((l) => JSON.parse(l) as Record<string, unknown>);
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+        .filter((l) => options.checkpoints === true || l.kind !== 'checkpoint');
     },
   };
 }

@@ -27,13 +27,18 @@ export interface RedisServer {
   command(text: string): Promise<string>;
 }
 
-export async function startRedis(t: { teardown(fn: () => unknown): void }): Promise<RedisServer> {
-  const bin = redisServerPath();
+/**
+ * `args` are added to the command line (TLS ports, --replicaof); `bin` and `config` start another
+ * program of the family (redis-sentinel with its config file, which it rewrites).
+ */
+export async function startRedis(t: { teardown(fn: () => unknown): void }, options: { args?: readonly string[]; bin?: string; config?: string } = {}): Promise<RedisServer> {
+  const bin = options.bin ?? redisServerPath();
   if (bin === null) throw new Error('redis-server is not installed');
   const port = await freePort();
   let child: ChildProcess | null = null;
   const launch = async (): Promise<void> => {
-    const proc = spawn(bin, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const args = [...(options.config === undefined ? [] : [options.config]), '--port', String(port), '--bind', '127.0.0.1', ...(options.config === undefined ? ['--save', '', '--appendonly', 'no'] : []), ...(options.args ?? [])];
+    const proc = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     child = proc;
     let out = '';
     proc.stdout?.setEncoding('utf8').on('data', (d: string) => (out += d));

@@ -18,6 +18,7 @@ t.test('shipped policies/ load cleanly and hold the demo fixture', async (t) => 
       ['crm', 'http://127.0.0.1:9101/', 30_000],
       ['content', 'http://127.0.0.1:9102/', 30_000],
       ['tickets', 'http://127.0.0.1:9103/', 30_000],
+      ['tickets-mcp', 'http://127.0.0.1:9106/', 30_000],
       ['kb', 'http://127.0.0.1:9104/', 30_000],
       ['bi', 'http://127.0.0.1:9105/', 30_000],
     ],
@@ -33,6 +34,16 @@ t.test('shipped policies/ load cleanly and hold the demo fixture', async (t) => 
     'tickets.reply': ['POST /tickets/:id/replies'],
     'config.write': ['PUT /config'],
   });
+  t.same(routes('tickets-mcp'), {
+    'tickets.read': ['tools/call search_tickets', 'tools/call get_ticket'],
+    'tickets.reply': ['tools/call reply_with_script'],
+    'config.write': ['tools/call change_config'],
+  });
+  const mcp = snapshot.backends.get('tickets-mcp')?.mcp;
+  t.equal(mcp?.path, '/mcp');
+  t.same([...(mcp?.tools.get('reply_with_script')?.[0]?.body?.fields.get('script') ?? [])], ['greeting', 'refund-status', 'escalate']);
+  t.same(mcp?.tools.get('change_config')?.[0]?.approval, { ttlMs: 900_000 });
+  t.same(mcp?.resources.map((r) => [r.template.text, r.scope]), [['tickets://{id}', 'tickets-mcp:tickets.read'], ['config://tickets/queues', 'tickets-mcp:config.write']]);
   t.same(routes('kb'), { 'articles.read': ['GET /articles', 'GET /articles/:id'] });
   t.same(routes('bi'), { 'reports.read': ['GET /reports', 'GET /reports/:id'], 'query.aggregate': ['POST /query'] });
   const reply = snapshot.backends.get('tickets')?.routes.match('POST', ['tickets', '42', 'replies']);
@@ -64,8 +75,8 @@ t.test('shipped policies/ load cleanly and hold the demo fixture', async (t) => 
     rateLimit,
   });
   t.same(role('support'), {
-    grants: ['tickets:tickets.read', 'tickets:tickets.reply', 'kb:articles.read'],
-    backends: ['tickets', 'kb'],
+    grants: ['tickets:tickets.read', 'tickets:tickets.reply', 'kb:articles.read', 'tickets-mcp:tickets.read', 'tickets-mcp:tickets.reply'],
+    backends: ['tickets', 'kb', 'tickets-mcp'],
     readOnly: false,
     token: { ttlSeconds: 3600, session: 'multi', idleTimeoutSeconds: null, maxUses: null, rotateSeconds: 86_400, maxDelegationDepth: 1 },
     breaker,

@@ -2,9 +2,10 @@
 // one (FLUSHALL), one that went back in time (an older marker), and a restart of the gateway with
 // changes it could not share yet. Each instance keeps a journal in its own folder.
 import t from 'tap';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { openRedisStore, type OutageCause, type RedisStoreOptions } from '../../gateway/state/redis.js';
+import { JournalError, moveJournalAside } from '../../gateway/state/journal.js';
 import type { Store } from '../../gateway/state/store.js';
 import type { BreakerPolicy } from '../../gateway/policy/types.js';
 import { systemClock } from '../../gateway/clock.js';
@@ -92,6 +93,9 @@ t.test('Redis faults', { skip: missing ? 'redis-server is not installed (apt-get
     await a.store.revoke('jti-1', inAnHour());
     await b.store.revokeAgent('bot', 500);
     t.equal((await b.store.recordViolation('bad', trips)).tripped, true);
+    t.equal(await a.store.consumeUse('jti-uses', 2, inAnHour()), true);
+    t.equal(await b.store.consumeUse('jti-uses', 2, inAnHour()), true);
+    t.equal(a.store.replayHorizon, 0, 'no replay horizon while Redis keeps used assertions');
     t.ok(await eventually(() => b.store.killRecord('bot') !== undefined && b.store.isRevoked('jti-1') && a.store.isRevoked('x', 'bot', 400) && a.store.breaker('bad')?.tripped === true, 2000));
     await redis.flush();
     // Through the loss and the reseed, neither instance ever forgets a kill or a revocation.
@@ -108,6 +112,8 @@ t.test('Redis faults', { skip: missing ? 'redis-server is not installed (apt-get
     t.equal(await redis.command('EXISTS agentgate:rev:jti-1'), ':1', 'the token revocation is back in Redis');
     t.equal(await redis.command('HGET agentgate:agent-rev bot'), '500', 'the agent revocation too');
     t.equal(await redis.command('HEXISTS agentgate:breakers bad'), ':1', 'and the open breaker');
+    t.equal(await a.store.consumeUse('jti-uses', 2, inAnHour()), false, 'a spent maxUses token stays spent after the reseed');
+    t.ok(a.store.replayHorizon > 0 && b.store.replayHorizon > 0, 'client assertions made before the loss are refused (their used jtis were lost)');
     const c = await open(t, `flush-c-${n}`);
     t.ok(c.store.killRecord('bot') !== undefined && c.store.isRevoked('jti-1') && c.store.breaker('bad')?.tripped === true, 'a new instance loads the reseeded state');
   });
@@ -144,6 +150,50 @@ t.test('Redis faults', { skip: missing ? 'redis-server is not installed (apt-get
     t.ok(await redisHasKill('bot'), 'written back');
     t.ok(await eventually(() => a.store.isHealthy(), 3000), 'healthy after the reseed');
     t.match(await a.store.reseed(), { reseeded: false }, 'a second reseed has nothing to do');
+  });
+
+  await t.test('a CLI tool reads the journal but never writes it, and never reseeds', async (t) => {
+    await redis.flush();
+    const a = await open(t, `tool-a-${++n}`);
+    await a.store.kill({ agent: 'bot', reason: 'tool', at: clock.now(), by: 'op' });
+    await a.store.close();
+    const before = await readFile(join(dir, `tool-a-${n}.json`), 'utf8');
+    await redis.flush();
+    const tool = await open(t, `tool-a-${n}`, { tool: true });
+    t.ok(tool.store.killRecord('bot') !== undefined, 'the kill from the journal is in its view');
+    t.notOk(tool.store.isHealthy(), 'Redis lost its data: the tool sees an unavailable store');
+    t.same(tool.reseeds, [], 'and does not reseed it');
+    await tool.store.close();
+    t.equal(await readFile(join(dir, `tool-a-${n}.json`), 'utf8'), before, 'the journal is untouched');
+    t.notOk(await redisHasKill('bot'));
+  });
+
+  await t.test('an unreadable journal stops the start; --reset-state moves it aside', async (t) => {
+    const cases = [
+      { name: 'not JSON', text: '{"version": 1, "kills": [' },
+      { name: 'another version', text: '{"version": 2}' },
+      { name: 'a kill without an agent', text: JSON.stringify({ version: 1, marker: null, kills: [{ reason: 'r', at: 1, by: 'x' }], agentRevocations: {}, revocations: {}, endedSessions: {}, breakers: {}, unshared: [] }) },
+      { name: 'an unknown unshared change', text: JSON.stringify({ version: 1, marker: null, kills: [], agentRevocations: {}, revocations: {}, endedSessions: {}, breakers: {}, unshared: [{ op: 'revive', agent: 'bot' }] }) },
+      { name: 'a revocation that is not a number', text: JSON.stringify({ version: 1, marker: null, kills: [], agentRevocations: {}, revocations: { j: 'soon' }, endedSessions: {}, breakers: {}, unshared: [] }) },
+    ];
+    for (const c of cases) {
+      const file = join(dir, `corrupt-${++n}.json`);
+      await writeFile(file, c.text);
+      const error = await openRedisStore({ clock, url: redis.url, journal: file }).then(
+        async (store) => {
+          await store.close();
+          return null;
+        },
+        (e: unknown) => e,
+      );
+      t.ok(error instanceof JournalError, `${c.name}: refused (${String(error)})`);
+      t.match(String(error), /--reset-state/);
+      const aside = await moveJournalAside(file, clock.now());
+      t.match(aside ?? '', /corrupt-\d{4}-/);
+      const store = await openRedisStore({ clock, url: redis.url, journal: file });
+      t.ok(store.isHealthy(), 'starts once it is moved aside');
+      await store.close();
+    }
   });
 
   await t.test('a marker that went back (Redis restored older data) is a loss too', async (t) => {
