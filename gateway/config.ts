@@ -56,7 +56,13 @@ export interface Settings {
   /** Absolute path of the policies folder. */
   readonly policies: string;
   readonly issuer: {
+    /**
+     * The `iss` of our tokens and the base of the broker's endpoints. With `urlFrom: 'listen'`
+     * (no issuer.url, no AGENTGATE_ISSUER_URL) this is `listen` as configured, and the running
+     * gateway replaces it with the address it actually bound (port 0, a moved port).
+     */
     readonly url: string;
+    readonly urlFrom: 'env' | 'config' | 'listen';
     /** Absolute path of the signing key folder. */
     readonly keys: string;
     readonly alg: 'EdDSA' | 'ES256';
@@ -88,12 +94,17 @@ export interface Settings {
   };
   /** Proxies whose `X-Forwarded-For` names the caller for network allowlists; null: none. */
   readonly trustedProxies: NetworkSet | null;
+  /** The JSON log on stdout: `log.level`, or AGENTGATE_LOG_LEVEL. */
+  readonly log: { readonly level: LogLevelSetting };
 }
+
+export const LOG_LEVELS = ['debug', 'info', 'warn', 'error', 'silent'] as const;
+export type LogLevelSetting = (typeof LOG_LEVELS)[number];
 
 const DEFAULT_CONFIG = 'agentgate.yaml';
 const HOST = /^[A-Za-z0-9.:[\]-]+$/;
 const REDIS_URL = /^rediss?:\/\/\S+$/;
-const TOP_KEYS = ['listen', 'metrics', 'admin', 'policies', 'issuer', 'trust', 'state', 'audit', 'limits', 'trustedProxies'];
+const TOP_KEYS = ['listen', 'metrics', 'admin', 'policies', 'issuer', 'trust', 'state', 'audit', 'limits', 'trustedProxies', 'log'];
 
 /** The demo defaults of DESIGN §2, used for every key the file leaves out. */
 const DEFAULTS = {
@@ -102,7 +113,6 @@ const DEFAULTS = {
   metricsPort: 9464,
   socket: './run/agentgate.sock',
   policies: './policies',
-  issuerUrl: 'http://127.0.0.1:8080',
   keys: './run/keys',
   rotateMs: 24 * 3_600_000,
   stateFile: './run/state.json',
@@ -131,7 +141,8 @@ export interface LoadSettingsOptions {
 
 /**
  * Read and validate agentgate.yaml plus env overrides (AGENTGATE_CONFIG, AGENTGATE_LISTEN_PORT,
- * AGENTGATE_METRICS_PORT, AGENTGATE_ADMIN_SOCKET, AGENTGATE_STATE_FILE, AGENTGATE_REDIS_URL; an
+ * AGENTGATE_METRICS_PORT, AGENTGATE_ADMIN_SOCKET, AGENTGATE_STATE_FILE, AGENTGATE_REDIS_URL,
+ * AGENTGATE_ISSUER_URL, AGENTGATE_LOG_LEVEL; an
  * empty variable counts as unset). Throws ConfigError with every problem found.
  */
 export async function loadSettings(options: LoadSettingsOptions = {}): Promise<Settings> {
@@ -175,10 +186,13 @@ export async function loadSettings(options: LoadSettingsOptions = {}): Promise<S
 
   const issuerKeys = section('issuer', ['url', 'keys', 'alg', 'rotate']);
   const urlEntry = issuerKeys?.get('url');
-  const issuerUrl = c.string(urlEntry, 'issuer.url') ?? DEFAULTS.issuerUrl;
-  if (urlEntry !== undefined && !isHttpUrl(issuerUrl)) {
-    c.add(urlEntry.value.at, 'issuer.url', `"${issuerUrl}" is not an http(s) URL without query, fragment or credentials`);
+  const issuerFromFile = c.string(urlEntry, 'issuer.url');
+  if (urlEntry !== undefined && issuerFromFile !== null && !isHttpUrl(issuerFromFile)) {
+    c.add(urlEntry.value.at, 'issuer.url', `"${issuerFromFile}" is not an http(s) URL without query, fragment or credentials`);
   }
+  const issuerFromEnv = fromEnv('AGENTGATE_ISSUER_URL');
+  if (issuerFromEnv !== null && !isHttpUrl(issuerFromEnv)) c.problems.push(`AGENTGATE_ISSUER_URL: "${issuerFromEnv}" is not an http(s) URL without query, fragment or credentials`);
+  const urlFrom = issuerFromEnv !== null ? 'env' : issuerFromFile !== null ? 'config' : 'listen';
   const keysDir = c.string(issuerKeys?.get('keys'), 'issuer.keys') ?? DEFAULTS.keys;
   const alg = c.oneOf(issuerKeys?.get('alg'), 'issuer.alg', ['EdDSA', 'ES256'], 'a signing algorithm') ?? 'EdDSA';
   const rotateMs = issuerKeys?.has('rotate') ? c.duration(issuerKeys.get('rotate'), 'issuer.rotate', { minMs: 60_000 }) : DEFAULTS.rotateMs;
@@ -227,8 +241,16 @@ export async function loadSettings(options: LoadSettingsOptions = {}): Promise<S
   const proxiesEntry = top?.get('trustedProxies');
   const trustedProxies = proxiesEntry === undefined || (proxiesEntry.value.kind === 'seq' && proxiesEntry.value.items.length === 0) ? null : validateCidrs(c, proxiesEntry, 'trustedProxies');
 
+  const logKeys = section('log', ['level']);
+  let logLevel: LogLevelSetting | null = c.oneOf(logKeys?.get('level'), 'log.level', LOG_LEVELS, 'a log level') ?? 'info';
+  const levelFromEnv = fromEnv('AGENTGATE_LOG_LEVEL');
+  if (levelFromEnv !== null) {
+    logLevel = (LOG_LEVELS as readonly string[]).includes(levelFromEnv) ? (levelFromEnv as LogLevelSetting) : null;
+    if (logLevel === null) c.problems.push(`AGENTGATE_LOG_LEVEL: "${levelFromEnv}" is not a log level (allowed: ${LOG_LEVELS.join(', ')})`);
+  }
+
   c.fail();
-  if (listen === null || metrics === null || state === null || rotateMs === null || maxBodyBytes === null || upstreamTimeoutMs === null || maxHeaderBytes === null || maxMaskedBodyBytes === null || bodyIdleTimeoutMs === null || headersTimeoutMs === null || requestTimeoutMs === null || auditFsync === null || checkpointLines === null || checkpointIntervalMs === null) {
+  if (logLevel === null || listen === null || metrics === null || state === null || rotateMs === null || maxBodyBytes === null || upstreamTimeoutMs === null || maxHeaderBytes === null || maxMaskedBodyBytes === null || bodyIdleTimeoutMs === null || headersTimeoutMs === null || requestTimeoutMs === null || auditFsync === null || checkpointLines === null || checkpointIntervalMs === null) {
     // Every null above records a problem, so c.fail() has thrown; this keeps the types honest.
     throw new ConfigError([`${loaded.file}: invalid configuration`]);
   }
@@ -239,12 +261,13 @@ export async function loadSettings(options: LoadSettingsOptions = {}): Promise<S
     metrics,
     admin: Object.freeze({ socket }),
     policies: resolvePath(baseDir, policies),
-    issuer: Object.freeze({ url: issuerUrl, keys: resolvePath(baseDir, keysDir), alg, rotateSeconds: Math.floor(rotateMs / 1000) }),
+    issuer: Object.freeze({ url: issuerFromEnv ?? issuerFromFile ?? issuerForAddress('http', listen.host, listen.port), urlFrom, keys: resolvePath(baseDir, keysDir), alg, rotateSeconds: Math.floor(rotateMs / 1000) }),
     trust: Object.freeze(trust),
     state,
     audit: Object.freeze({ file: resolvePath(baseDir, auditFile), fsync: auditFsync, checkpointLines, checkpointIntervalMs }),
     limits: Object.freeze({ maxBodyBytes, upstreamTimeoutMs, maxHeaderBytes, maxMaskedBodyBytes, bodyIdleTimeoutMs, requestTimeoutMs, headersTimeoutMs }),
     trustedProxies,
+    log: Object.freeze({ level: logLevel }),
   });
 }
 
@@ -285,6 +308,43 @@ function stateSettings(
   if (fileEntry.value.kind === 'scalar' && fileEntry.value.value === null) return Object.freeze({ driver: 'memory', file: null });
   const file = c.string(fileEntry, 'state.file');
   return file === null ? null : Object.freeze({ driver: 'memory', file: resolvePath(baseDir, file) });
+}
+
+/**
+ * The issuer URL for a gateway reached at `host:port`: a wildcard address (0.0.0.0, ::) is
+ * reached on this machine through loopback, so it becomes 127.0.0.1 or [::1].
+ */
+export function issuerForAddress(scheme: 'http' | 'https', host: string, port: number): string {
+  const reachable = host === '0.0.0.0' || host === '' ? '127.0.0.1' : host === '::' || host === '[::]' ? '::1' : host;
+  const bracketed = reachable.includes(':') && !reachable.startsWith('[') ? `[${reachable}]` : reachable;
+  const defaultPort = scheme === 'https' ? 443 : 80;
+  return `${scheme}://${bracketed}${port === defaultPort ? '' : `:${port}`}`;
+}
+
+/** Whether `host` (a URL hostname or listen.host) names this machine's loopback. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+}
+
+/**
+ * Problems `agentgate check` reports as warnings (the configuration still loads): an explicit
+ * issuer that names a loopback address other than the one the gateway listens on, so every token
+ * and the broker's metadata would point at a port nobody answers.
+ */
+export function settingsWarnings(settings: Settings): string[] {
+  const warnings: string[] = [];
+  if (settings.issuer.urlFrom !== 'listen' && isLoopbackHost(settings.listen.host)) {
+    const url = new URL(settings.issuer.url);
+    const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
+    const source = settings.issuer.urlFrom === 'env' ? 'AGENTGATE_ISSUER_URL' : 'issuer.url';
+    if (isLoopbackHost(url.hostname) && (port !== settings.listen.port || settings.listen.port === 0)) {
+      warnings.push(
+        `${source} ${settings.issuer.url} does not match listen ${settings.listen.host}:${settings.listen.port}: tokens and the broker's metadata will name an address this gateway does not answer on (leave issuer.url out to derive it from the bound address)`,
+      );
+    }
+  }
+  return warnings;
 }
 
 const REDIS_KEYS = ['url', 'timeout', 'journal', 'reseed', 'tls', 'sentinels', 'masterName'] as const;

@@ -77,6 +77,10 @@ export interface GatewayErrorOptions {
    * its body was not read, so no byte after this head may be parsed as a next request.
    */
   readonly closeConnection?: boolean;
+  /** Response header fields the refusal carries besides the standard ones (e.g. `RateLimit`). */
+  readonly headers?: Readonly<Record<string, string>>;
+  /** Count this refusal as a violation although its reason is not one (a role's `rateLimit.violation`). */
+  readonly violation?: boolean;
 }
 
 /**
@@ -91,6 +95,9 @@ export class GatewayError extends Error {
   readonly reasonDetail: string;
   readonly retryAfterSeconds: number | undefined;
   readonly extensions: Readonly<Record<string, string>> | undefined;
+  readonly headers: Readonly<Record<string, string>> | undefined;
+  /** Counts against the agent (breaker, violations metric) when made with a valid token. */
+  readonly violation: boolean;
   readonly closeConnection: boolean;
 
   constructor(reason: ReasonCode, detail: string, options: GatewayErrorOptions = {}) {
@@ -107,6 +114,8 @@ export class GatewayError extends Error {
     this.reasonDetail = options.reasonDetail ?? detail;
     this.retryAfterSeconds = options.retryAfterSeconds;
     this.extensions = options.extensions;
+    this.headers = options.headers;
+    this.violation = options.violation ?? REASONS[reason].violation;
     this.closeConnection = options.closeConnection === true;
   }
 

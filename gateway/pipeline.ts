@@ -8,6 +8,7 @@ import type { Readable } from 'node:stream';
 import { createContext, type InboundRequest, type RequestContext, type Stage } from './context.js';
 import type { Clock } from './clock.js';
 import { GatewayError, REASONS, type ReasonCode } from './errors.js';
+import type { RateLimiter } from './admission/rate-limiter.js';
 import { toolLabels } from './mcp/outcome.js';
 import { renderMcpRefusal } from './mcp/refusal.js';
 import { renderProblem, renderReason } from './problem.js';
@@ -46,8 +47,8 @@ export interface PipelineDeps {
   readonly log: Logger;
   readonly clock: Clock;
   currentPolicy(): PolicySnapshot;
-  /** The gateway's public URL (the issuer's), for MCP resource metadata in challenges. */
-  readonly publicUrl?: string;
+  /** The gateway's public URL (the issuer's), for MCP resource metadata in challenges; a function when known only once the agent port is bound. */
+  readonly publicUrl?: string | (() => string);
   /** Called once per violation made with a valid token (breaker accounting). */
   onViolation?(ctx: RequestContext, error: GatewayError): void;
   /**
@@ -55,6 +56,8 @@ export interface PipelineDeps {
    * Called after the checks, so it must itself refuse (call `abort`) an agent killed meanwhile.
    */
   track?(ctx: RequestContext, abort: (reason: GatewayError) => void): () => void;
+  /** Per-agent rate limits, charged after the checks; absent: none. */
+  readonly rateLimiter?: RateLimiter;
 }
 
 export interface Pipeline {
@@ -62,6 +65,11 @@ export interface Pipeline {
   handle(req: IncomingMessage, res: ServerResponse): void;
   /** Run the checks (every stage before `forward`) on a context; throws the refusal. */
   check(ctx: RequestContext): Promise<void>;
+  /**
+   * Charge a call that passed the checks against its rate limits (never for `explain`); throws
+   * 429 rate_limited. Resolves the RateLimit header fields to send, or null.
+   */
+  charge(ctx: RequestContext): Promise<Readonly<Record<string, string>> | null>;
   /** Build a context for a live or synthetic request. */
   context(request: InboundRequest, signal: AbortSignal): RequestContext;
   /**
@@ -97,6 +105,10 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     }
   }
 
+  function charge(ctx: RequestContext): Promise<Readonly<Record<string, string>> | null> {
+    return deps.rateLimiter === undefined ? Promise.resolve(null) : deps.rateLimiter.charge(ctx);
+  }
+
   async function serve(ctx: RequestContext, res: ServerResponse, controller: AbortController): Promise<void> {
     let status = 0;
     let headersAt = 0;
@@ -108,6 +120,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       // Write-ahead audit: no answer without its line, so with an unwritable file nothing is served.
       if (!audit.available) throw auditUnavailable();
       await check(ctx);
+      const rateHeaders = await charge(ctx);
       untrack = deps.track?.(ctx, (reason) => controller.abort(reason));
       if (ctx.signal.aborted) throw ctx.signal.reason;
       const pending = forward.run(ctx);
@@ -120,6 +133,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       if (upstream === null) throw new Error('forward produced no upstream result');
       const headers = upstream.headers;
       headers['x-request-id'] = ctx.requestId;
+      if (rateHeaders !== null) Object.assign(headers, rateHeaders);
       status = upstream.status;
       line = { reason: null, status, reasonDetail: '' };
       await audit.append(recordOf(ctx, null, '', status));
@@ -166,7 +180,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     }
     const rendered =
       caught instanceof GatewayError
-        ? renderMcpRefusal(ctx, caught, renderProblem(caught, ctx.requestId), deps.publicUrl ?? null)
+        ? renderMcpRefusal(ctx, caught, renderProblem(caught, ctx.requestId), (typeof deps.publicUrl === 'function' ? deps.publicUrl() : (deps.publicUrl ?? null)))
         : renderReason('internal', 'the gateway failed to handle this request', ctx.requestId);
     if (!(caught instanceof GatewayError)) {
       log.error('request failed', { requestId: ctx.requestId, error: caught });
@@ -260,7 +274,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     const { reason, reasonDetail } = outcomeOf(ctx, error);
     const refusal = error === null ? null : (abortReason(ctx) ?? error);
     const principal = ctx.principal;
-    if (refusal instanceof GatewayError && refusal.spec.violation && principal !== null) {
+    if (refusal instanceof GatewayError && refusal.violation && principal !== null) {
       metrics.violation(principal.agent, principal.role, refusal.reason);
       deps.onViolation?.(ctx, refusal);
     }
@@ -294,6 +308,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     },
     context,
     check,
+    charge,
     handle(req, res) {
       inFlight++;
       const controller = new AbortController();

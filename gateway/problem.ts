@@ -30,7 +30,12 @@ export function challengeFor(reason: ReasonCode): string | null {
 }
 
 export function renderProblem(error: GatewayError, requestId: string): RenderedProblem {
-  return renderReason(error.reason, error.detail, requestId, error.retryAfterSeconds, error.extensions);
+  const rendered = renderReason(error.reason, error.detail, requestId, error.retryAfterSeconds, error.extensions);
+  if (error.headers !== undefined) {
+    // Extra fields never replace the standard ones (type, length, challenge).
+    for (const [name, value] of Object.entries(error.headers)) if (!Object.hasOwn(rendered.headers, name)) rendered.headers[name] = value;
+  }
+  return rendered;
 }
 
 export function renderReason(

@@ -2,13 +2,14 @@
 // and owns start, reload and shutdown. Nothing else constructs stages or stores.
 import { STATUS_CODES, createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import type { Settings } from './config.js';
+import { isLoopbackHost, issuerForAddress, settingsWarnings, type Settings } from './config.js';
 import { systemClock, type Clock } from './clock.js';
 import { GatewayError, type ReasonCode } from './errors.js';
 import { createPipeline, type Pipeline } from './pipeline.js';
 import { loadPolicySnapshot } from './policy/index.js';
 import type { Backend, PolicySnapshot } from './policy/types.js';
 import { renderReason } from './problem.js';
+import { createRateLimiter } from './admission/rate-limiter.js';
 import { createAdmit } from './stages/admit.js';
 import { createAuthenticate } from './stages/authenticate.js';
 import { createAuthorize } from './stages/authorize.js';
@@ -18,7 +19,7 @@ import { createMcpFilter } from './mcp/filter.js';
 import { preloadSqlDialect } from './stages/aggregate-sql.js';
 import { createNormalize } from './stages/normalize.js';
 import { openStore } from './state/index.js';
-import { moveJournalAside } from './state/journal.js';
+import { JournalError, moveJournalAside, readJournal } from './state/journal.js';
 import { resetStateFile } from './state/memory.js';
 import { countingPolicy, viewBreaker } from './state/breaker.js';
 import type { Store } from './state/store.js';
@@ -48,6 +49,12 @@ export interface GatewayOptions {
   readonly resetState?: boolean;
   /** Open the admin socket (default true). */
   readonly admin?: boolean;
+  /**
+   * Take the issuer from the address the agent port bound even when issuer.url is set (the demo);
+   * only AGENTGATE_ISSUER_URL still wins. Without it the bound address is used when no issuer is
+   * configured at all.
+   */
+  readonly issuerFromBoundAddress?: boolean;
 }
 
 export interface BoundPorts {
@@ -66,6 +73,8 @@ export interface Gateway {
   /** Publish a new signing key now; resolves its kid. */
   rotateKeys(): Promise<string>;
   policy(): PolicySnapshot;
+  /** The `iss` of our tokens and base of the broker's URLs (final once `start` resolved). */
+  issuer(): string;
   /** Validate the policies on disk and swap them in; throws ConfigError and keeps the old ones. */
   reload(): Promise<PolicySnapshot>;
   /** Abort every in-flight request, stream and WebSocket of the agent; returns how many. */
@@ -119,8 +128,14 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
     if (aside !== null) log.warn('state file moved aside; starting with empty state', { file: stateFile, movedTo: aside });
   }
   if (settings.state.driver === 'redis' && options.resetState === true) {
-    const aside = await moveJournalAside(settings.state.journal, clock.now());
-    if (aside !== null) log.warn('state journal moved aside; starting from what Redis holds', { file: settings.state.journal, movedTo: aside });
+    // Only an unreadable journal is moved aside: a readable one may hold kills not yet shared.
+    const journalFile = settings.state.journal;
+    const unreadable = await readJournal(journalFile).then(
+      () => false,
+      (error: unknown) => error instanceof JournalError,
+    );
+    const aside = unreadable ? await moveJournalAside(journalFile, clock.now()) : null;
+    if (aside !== null) log.warn('state journal moved aside; starting from what Redis holds', { file: journalFile, movedTo: aside });
   }
   // Read at scrape time: the store is opened just below.
   let storeRef: Store | null = null;
@@ -223,7 +238,10 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
   });
   auditStatus = audit;
 
-  const verifier = createTokenVerifier({ keys, issuer: settings.issuer.url, clock });
+  // Known once the agent port is bound when it is derived from the bound address (see start()).
+  let issuer = settings.issuer.url;
+  const deriveIssuer = settings.issuer.urlFrom === 'listen' || (options.issuerFromBoundAddress === true && settings.issuer.urlFrom !== 'env');
+  const verifier = createTokenVerifier({ keys, issuer: () => issuer, clock });
   const credentials = createCredentialManager({ store, clock, policy: () => policy });
   const rotation = createKeyRotation({
     keys,
@@ -233,7 +251,7 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
     onError: (error) => log.error('signing key rotation failed; the current key stays in use', { error }),
   });
   const broker: Broker = createBroker({
-    issuer: settings.issuer.url,
+    issuer: () => issuer,
     keys,
     store,
     clock,
@@ -256,7 +274,7 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
       forward,
     ],
     filters: [createMcpFilter({ maxBytes: settings.limits.maxMaskedBodyBytes }), createMaskFilter({ maxBytes: settings.limits.maxMaskedBodyBytes })],
-    publicUrl: settings.issuer.url,
+    publicUrl: () => issuer,
     metrics,
     audit,
     log,
@@ -264,6 +282,7 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
     currentPolicy: () => policy,
     onViolation,
     track,
+    rateLimiter: createRateLimiter({ store, metrics }),
   });
   const upgrades: UpgradeHandler = createUpgradeHandler({ pipeline, metrics, log, track });
   const startedAt = clock.now();
@@ -285,6 +304,7 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
       policyVersion: policy.version,
       policyFiles: policy.files,
       listen: bound === null ? null : `${bound.agent.address}:${bound.agent.port}`,
+      issuer,
       metrics: bound === null ? null : `${bound.metrics.address}:${bound.metrics.port}`,
       inFlight: pipeline.inFlight,
       auditLines: audit.written,
@@ -418,6 +438,7 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
     credentials,
     rotateKeys: () => rotation.rotateNow(),
     policy: () => policy,
+    issuer: () => issuer,
     reload,
     abortAgent,
     async start() {
@@ -428,11 +449,17 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
       }
       if (options.admin !== false) adminSocket = await openAdminSocket(settings.admin.socket, adminHandler.handle, log);
       const agent = await listen(agentServer, settings.listen.host, settings.listen.port);
+      // Set before any request is read: a connection is handled on a later turn of the event loop.
+      if (deriveIssuer) {
+        issuer = issuerForAddress('http', agent.address, agent.port);
+        if (!isLoopbackHost(agent.address)) log.warn('issuer.url is not set, so tokens and the broker metadata name this machine\'s loopback address; set issuer.url (or AGENTGATE_ISSUER_URL) to the URL agents use', { issuer });
+      }
+      else for (const warning of settingsWarnings(settings)) log.warn(warning);
       const metricsAddress = await listen(metricsServer, settings.metrics.host, settings.metrics.port);
       bound = { agent, metrics: metricsAddress };
       rotation.start();
       await rotation.tick().catch((error: unknown) => log.error('signing key rotation failed; the current key stays in use', { error }));
-      log.info('listening', { agent: `${agent.address}:${agent.port}`, metrics: `${metricsAddress.address}:${metricsAddress.port}`, policyVersion: policy.version });
+      log.info('listening', { agent: `${agent.address}:${agent.port}`, metrics: `${metricsAddress.address}:${metricsAddress.port}`, issuer, policyVersion: policy.version });
       return { agent, metrics: metricsAddress };
     },
     async close(graceMs = 10_000) {

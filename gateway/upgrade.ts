@@ -46,6 +46,8 @@ export function createUpgradeHandler(options: UpgradeOptions): UpgradeHandler {
       if (ctx.grant !== null && ctx.grant.mask !== null) {
         throw new GatewayError('response_unmaskable', 'this role has fields masked on this backend; WebSocket streams cannot be masked', { reasonDetail: 'upgrade on a masked backend' });
       }
+      // An upgrade is one call against the agent's rate limit, like any other.
+      await pipeline.charge(ctx);
     } catch (error) {
       if (!(error instanceof GatewayError)) log.error('upgrade check failed', { requestId: ctx.requestId, error });
       const rendered = error instanceof GatewayError ? renderProblem(error, ctx.requestId) : renderReason('internal', 'upgrade failed', ctx.requestId);

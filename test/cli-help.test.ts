@@ -60,13 +60,13 @@ t.test('usage errors are one line and exit 2', async (t) => {
 
 t.test('the process: --version, audit --help, an unknown verb, no verb', async (t) => {
   const pkg = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as { version: string };
-  const [version, versionJson, auditHelp, unknown, bare] = await Promise.all([
-    runCli(['--version']),
-    runCli(['version', '--json']),
-    runCli(['audit', '--help']),
-    runCli(['frobnicate']),
-    runCli([]),
-  ]);
+  // One after another, with room for a busy machine: five node processes at once can take long.
+  const run = (args: string[]) => runCli(args, { timeoutMs: 60_000 });
+  const version = await run(['--version']);
+  const versionJson = await run(['version', '--json']);
+  const auditHelp = await run(['audit', '--help']);
+  const unknown = await run(['frobnicate']);
+  const bare = await run([]);
   t.equal(version.code, 0);
   t.equal(version.stdout, `agentgate ${pkg.version} (node ${process.version})\n`);
   t.same(JSON.parse(versionJson.stdout), { version: pkg.version, node: process.version });
@@ -78,4 +78,27 @@ t.test('the process: --version, audit --help, an unknown verb, no verb', async (
   t.equal(bare.code, 2, 'no verb is a usage error');
   t.match(bare.stderr, /^usage: agentgate <command>/);
   t.equal(bare.stdout, '');
+});
+
+t.test('check warns when issuer.url names a loopback address the gateway does not listen on', async (t) => {
+  const { SHIPPED_POLICIES } = await import('./helpers/gateway.js');
+  const dir = t.testdir({});
+  const write = async (name: string, issuer: string): Promise<string> => {
+    const { writeFile } = await import('node:fs/promises');
+    const file = join(dir, `${name}.yaml`);
+    await writeFile(file, `listen: { host: 127.0.0.1, port: 9000 }\npolicies: ${JSON.stringify(SHIPPED_POLICIES)}\n${issuer}\nadmin: { socket: ${JSON.stringify(join(dir, `${name}.sock`))} }\n`);
+    return file;
+  };
+  const mismatch = capture();
+  t.equal(await main(['check', '--config', await write('mismatch', 'issuer: { url: "http://127.0.0.1:8080" }')], mismatch.out), 0, 'still valid');
+  t.match(mismatch.stderr, [/^warning: issuer\.url http:\/\/127\.0\.0\.1:8080 does not match listen 127\.0\.0\.1:9000/]);
+  t.match(mismatch.stdout, [/: ok \(/]);
+  const json = capture();
+  t.equal(await main(['check', '--json', '--config', await write('mismatch-json', 'issuer: { url: "http://localhost:8080" }')], json.out), 0);
+  t.match(JSON.parse(json.stdout[0] ?? ''), { valid: true, warnings: [/does not match listen/] });
+  for (const [name, issuer] of [['derived', ''], ['public', 'issuer: { url: "https://gw.example.com" }'], ['same', 'issuer: { url: "http://127.0.0.1:9000" }']] as const) {
+    const c = capture();
+    t.equal(await main(['check', '--config', await write(name, issuer)], c.out), 0, name);
+    t.same(c.stderr, [], `${name}: no warning`);
+  }
 });

@@ -29,9 +29,9 @@ t.test('check', async (t) => {
   const good = await writeConfig(join(dir, 'good'), SHIPPED_POLICIES);
   const ok = await runCli(['check', '--config', good]);
   t.equal(ok.code, 0, ok.stderr);
-  t.match(ok.stdout, /ok \(5 backends, 3 roles, 3 agents/);
+  t.match(ok.stdout, /ok \(6 backends, 3 roles, 3 agents/);
   const okJson = await runCli(['check', '--config', good, '--json']);
-  t.match(JSON.parse(okJson.stdout), { valid: true, backends: 5, roles: 3, agents: 3 });
+  t.match(JSON.parse(okJson.stdout), { valid: true, backends: 6, roles: 3, agents: 3 });
 
   const bad = await writeConfig(join(dir, 'bad'), join(dir, 'broken'));
   const res = await runCli(['check', '--config', bad]);

@@ -3,7 +3,7 @@
 import t from 'tap';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadSettings, type LoadSettingsOptions, type Settings } from '../gateway/config.js';
+import { issuerForAddress, loadSettings, settingsWarnings, type LoadSettingsOptions, type Settings } from '../gateway/config.js';
 import { ConfigError } from '../gateway/errors.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url)).replace(/\/$/, '');
@@ -25,7 +25,7 @@ const DESIGN = [
 ] as const;
 
 /** The settings DESIGN §2 describes, for a config file in `dir`. */
-function designSettings(dir: string): Settings {
+function designSettings(dir: string, urlFrom: Settings['issuer']['urlFrom'] = 'listen'): Settings {
   return {
     configFile: join(dir, 'agentgate.yaml'),
     baseDir: dir,
@@ -33,12 +33,13 @@ function designSettings(dir: string): Settings {
     metrics: { host: '127.0.0.1', port: 9464 },
     admin: { socket: join(dir, 'run/agentgate.sock') },
     policies: join(dir, 'policies'),
-    issuer: { url: 'http://127.0.0.1:8080', keys: join(dir, 'run/keys'), alg: 'EdDSA', rotateSeconds: 86_400 },
+    issuer: { url: 'http://127.0.0.1:8080', urlFrom, keys: join(dir, 'run/keys'), alg: 'EdDSA', rotateSeconds: 86_400 },
     trust: [],
     state: { driver: 'memory', file: join(dir, 'run/state.json') },
     audit: { file: join(dir, 'run/audit.jsonl'), fsync: 'batch', checkpointLines: 1000, checkpointIntervalMs: 1000 },
     limits: { maxBodyBytes: 1_048_576, upstreamTimeoutMs: 30_000, maxHeaderBytes: 16_384, maxMaskedBodyBytes: 8_388_608, bodyIdleTimeoutMs: 10_000, requestTimeoutMs: 300_000, headersTimeoutMs: 15_000 },
     trustedProxies: null,
+    log: { level: 'info' },
   };
 }
 
@@ -106,7 +107,9 @@ t.test('environment overrides', async (t) => {
     { name: 'admin socket, absolute', env: { AGENTGATE_ADMIN_SOCKET: '/tmp/x.sock' }, expect: { admin: { socket: '/tmp/x.sock' } } },
     { name: 'state file', env: { AGENTGATE_STATE_FILE: 'state.json' }, expect: { state: { driver: 'memory', file: join(cwd, 'state.json') } } },
     { name: 'redis url switches the driver', env: { AGENTGATE_REDIS_URL: 'redis://127.0.0.1:6379/2', AGENTGATE_STATE_FILE: 'ignored.json' }, expect: { state: { driver: 'redis', url: 'redis://127.0.0.1:6379/2', timeoutMs: 250, journal: join(dir, 'run/state-journal.json'), reseed: 'auto', tls: null, sentinel: null } } },
-    { name: 'empty variables count as unset', env: { AGENTGATE_LISTEN_PORT: '', AGENTGATE_REDIS_URL: '', AGENTGATE_ADMIN_SOCKET: '' }, expect: designSettings(dir) },
+    { name: 'empty variables count as unset', env: { AGENTGATE_LISTEN_PORT: '', AGENTGATE_REDIS_URL: '', AGENTGATE_ADMIN_SOCKET: '', AGENTGATE_ISSUER_URL: '' }, expect: designSettings(dir, 'config') },
+    { name: 'log level', env: { AGENTGATE_LOG_LEVEL: 'warn' }, expect: { log: { level: 'warn' } } },
+    { name: 'issuer url', env: { AGENTGATE_ISSUER_URL: 'https://gw.example.com' }, expect: { issuer: { ...designSettings(dir).issuer, url: 'https://gw.example.com', urlFrom: 'env' } } },
   ];
   for (const c of cases) {
     t.match(await loadSettings({ configFile, env: c.env, cwd }), c.expect, c.name);
@@ -118,6 +121,12 @@ t.test('environment overrides', async (t) => {
       'AGENTGATE_METRICS_PORT: "70000" is not a port (a whole number from 0 to 65535; 0 picks a free one)',
       'AGENTGATE_REDIS_URL: "http://127.0.0.1:6379" is not a redis:// or rediss:// URL',
     ],
+  );
+  t.same(await problemsOf({ configFile, cwd, env: { AGENTGATE_LOG_LEVEL: 'verbose' } }), ['AGENTGATE_LOG_LEVEL: "verbose" is not a log level (allowed: debug, info, warn, error, silent)']);
+  t.same(await problemsOf({ configFile, cwd, env: { AGENTGATE_LOG_LEVEL: 'INFO' } }), ['AGENTGATE_LOG_LEVEL: "INFO" is not a log level (allowed: debug, info, warn, error, silent)'], 'levels are lower case, like the file');
+  t.same(
+    await Promise.all(['ftp://gw', 'http://gw/?x=1', 'http://u:p@gw', 'gw.example.com'].map((url) => problemsOf({ configFile, cwd, env: { AGENTGATE_ISSUER_URL: url } }))),
+    ['ftp://gw', 'http://gw/?x=1', 'http://u:p@gw', 'gw.example.com'].map((url) => [`AGENTGATE_ISSUER_URL: "${url}" is not an http(s) URL without query, fragment or credentials`]),
   );
 });
 
@@ -160,7 +169,15 @@ const broken: ReadonlyArray<{ name: string; file: string; env?: NodeJS.ProcessEn
       '{dir}/agentgate.yaml:9  limits.maxBodyBytes: "lots" is not a size (bytes, or a number with B, KB, MB, GB, KiB, MiB, GiB, e.g. 1MiB)',
       '{dir}/agentgate.yaml:9  limits.upstreamTimeout: must be at most 1h',
       '{dir}/agentgate.yaml:9  limits.maxHeaderBytes: must be at least 1024 bytes',
-      '{dir}/agentgate.yaml:10  limit: unknown key (allowed: listen, metrics, admin, policies, issuer, trust, state, audit, limits, trustedProxies); did you mean "limits"?',
+      '{dir}/agentgate.yaml:10  limit: unknown key (allowed: listen, metrics, admin, policies, issuer, trust, state, audit, limits, trustedProxies, log); did you mean "limits"?',
+    ],
+  },
+  {
+    name: 'log level',
+    file: y('log: { level: verbose, format: pretty }'),
+    expect: [
+      '{dir}/agentgate.yaml:1  log.format: unknown key (allowed: level)',
+      '{dir}/agentgate.yaml:1  log.level: "verbose" is not a log level (allowed: debug, info, warn, error, silent)',
     ],
   },
   {
@@ -216,7 +233,7 @@ const broken: ReadonlyArray<{ name: string; file: string; env?: NodeJS.ProcessEn
   {
     name: 'not a map at all',
     file: y('- listen'),
-    expect: ['{dir}/agentgate.yaml:1  (top level): expected a map with keys listen, metrics, admin, policies, issuer, trust, state, audit, limits, trustedProxies, got a list'],
+    expect: ['{dir}/agentgate.yaml:1  (top level): expected a map with keys listen, metrics, admin, policies, issuer, trust, state, audit, limits, trustedProxies, log, got a list'],
   },
   {
     name: 'YAML syntax',
@@ -250,7 +267,7 @@ t.test('values with units and optional keys', async (t) => {
   });
   const settings = await loadSettings({ configFile: join(dir, 'agentgate.yaml'), env: {} });
   t.same(settings.listen, { host: '127.0.0.1', port: 0 });
-  t.same(settings.issuer, { url: 'https://gw.example.com', keys: join(dir, 'run/keys'), alg: 'ES256', rotateSeconds: 604_800 });
+  t.same(settings.issuer, { url: 'https://gw.example.com', urlFrom: 'config', keys: join(dir, 'run/keys'), alg: 'ES256', rotateSeconds: 604_800 });
   t.same(settings.trust, [
     { issuer: 'https://idp.example', jwksUri: 'https://idp.example/jwks.json', audience: 'agentgate' },
     { issuer: 'https://other.example', jwksUri: 'http://127.0.0.1:9/jwks', audience: null },
@@ -259,4 +276,37 @@ t.test('values with units and optional keys', async (t) => {
   t.same(settings.limits, { maxBodyBytes: 209_715_200, upstreamTimeoutMs: 1500, maxHeaderBytes: 32_768, maxMaskedBodyBytes: 8_388_608, bodyIdleTimeoutMs: 2000, headersTimeoutMs: 5000, requestTimeoutMs: 60_000 });
   t.equal(settings.policies, '/srv/policies', 'absolute paths stay');
   t.same(settings.audit, { file: '/var/log/ag.jsonl', fsync: 'off', checkpointLines: 50, checkpointIntervalMs: 250 });
+});
+
+t.test('the issuer comes from AGENTGATE_ISSUER_URL, else issuer.url, else the listen address', async (t) => {
+  const cases: ReadonlyArray<{ file: string; env?: NodeJS.ProcessEnv; url: string; from: Settings['issuer']['urlFrom']; warn?: RegExp }> = [
+    { file: '', url: 'http://127.0.0.1:8080', from: 'listen' },
+    { file: 'listen: { port: 9000 }', url: 'http://127.0.0.1:9000', from: 'listen' },
+    { file: 'listen: { port: 9000 }', env: { AGENTGATE_LISTEN_PORT: '0' }, url: 'http://127.0.0.1:0', from: 'listen' },
+    { file: 'listen: { host: 0.0.0.0, port: 8080 }', url: 'http://127.0.0.1:8080', from: 'listen' },
+    { file: 'listen: { host: "::", port: 8080 }', url: 'http://[::1]:8080', from: 'listen' },
+    { file: 'listen: { host: "::1", port: 80 }', url: 'http://[::1]', from: 'listen' },
+    { file: 'issuer: { url: https://gw.example.com }', url: 'https://gw.example.com', from: 'config' },
+    { file: 'issuer: { url: https://gw.example.com }', env: { AGENTGATE_ISSUER_URL: 'http://127.0.0.1:7000' }, url: 'http://127.0.0.1:7000', from: 'env', warn: /^AGENTGATE_ISSUER_URL http:\/\/127\.0\.0\.1:7000 does not match listen 127\.0\.0\.1:8080/ },
+    // Loopback mismatches are warned about; a public name in front of a loopback listener is not.
+    { file: 'issuer: { url: "http://127.0.0.1:8080" }\nlisten: { port: 9000 }', url: 'http://127.0.0.1:8080', from: 'config', warn: /^issuer\.url http:\/\/127\.0\.0\.1:8080 does not match listen 127\.0\.0\.1:9000: .*leave issuer\.url out/ },
+    { file: 'issuer: { url: "http://localhost:8080" }', env: { AGENTGATE_LISTEN_PORT: '0' }, url: 'http://localhost:8080', from: 'config', warn: /does not match listen 127\.0\.0\.1:0/ },
+    { file: 'issuer: { url: "http://[::1]:8081" }\nlisten: { host: "::1", port: 8080 }', url: 'http://[::1]:8081', from: 'config', warn: /does not match/ },
+    { file: 'issuer: { url: "http://127.0.0.1:8080" }', url: 'http://127.0.0.1:8080', from: 'config' },
+    { file: 'issuer: { url: "https://127.0.0.1" }\nlisten: { port: 443 }', url: 'https://127.0.0.1', from: 'config' },
+    { file: 'issuer: { url: "https://gw.example.com" }\nlisten: { port: 9000 }', url: 'https://gw.example.com', from: 'config' },
+    { file: 'issuer: { url: "http://127.0.0.1:8080" }\nlisten: { host: 0.0.0.0, port: 9000 }', url: 'http://127.0.0.1:8080', from: 'config' },
+  ];
+  for (const c of cases) {
+    const dir = t.testdir({ 'agentgate.yaml': `${c.file}\n` });
+    const settings = await loadSettings({ configFile: join(dir, 'agentgate.yaml'), env: c.env ?? {} });
+    const name = `${c.file.replaceAll('\n', '; ')} ${JSON.stringify(c.env ?? {})}`;
+    t.same([settings.issuer.url, settings.issuer.urlFrom], [c.url, c.from], name);
+    const warnings = settingsWarnings(settings);
+    if (c.warn === undefined) t.same(warnings, [], `${name}: no warning`);
+    else t.match(warnings, [c.warn], `${name}: warned`);
+  }
+  t.equal(issuerForAddress('https', '127.0.0.1', 443), 'https://127.0.0.1');
+  t.equal(issuerForAddress('https', '::', 8443), 'https://[::1]:8443');
+  t.equal(issuerForAddress('http', '10.0.0.5', 80), 'http://10.0.0.5');
 });

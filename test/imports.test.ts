@@ -22,20 +22,22 @@ export const IMPORT_TABLE: ReadonlyArray<readonly [string, readonly string[]]> =
   ['problem.ts', ['errors.ts']],
   // Which request headers reach a backend: read by policy (validation), stages and upgrades.
   ['headers.ts', ['errors.ts', 'type:context.ts', 'type:tokens/claims.ts', 'type:policy/types.ts']],
-  ['context.ts', ['errors.ts', 'clock.ts', 'tokens/claims.ts', 'type:policy/types.ts', 'type:telemetry/log.ts']],
+  ['context.ts', ['errors.ts', 'clock.ts', 'tokens/claims.ts', 'type:policy/types.ts', 'type:telemetry/log.ts', 'type:mcp/types.ts']],
   // Composition roots build everything.
   ['main.ts', ['*']],
   ['server.ts', ['*']],
   ['cli/', ['*']],
   // The request path.
-  ['stages/', ['stages/', 'headers.ts', 'context.ts', 'errors.ts', 'clock.ts', 'tokens/', 'telemetry/', 'policy/types.ts', 'type:state/store.ts', 'state/view.ts', 'state/breaker.ts', 'state/rules/']],
+  ['stages/', ['stages/', 'mcp/', 'headers.ts', 'context.ts', 'errors.ts', 'clock.ts', 'tokens/', 'telemetry/', 'policy/types.ts', 'type:state/store.ts', 'state/view.ts', 'state/breaker.ts', 'state/rules/']],
+  // MCP backends: JSON-RPC parsing, tool grants, response filtering, refusals (authorize, the runner and the filters call it).
+  ['mcp/', ['mcp/', 'context.ts', 'errors.ts', 'problem.ts', 'policy/types.ts', 'policy/resource.ts', 'stages/strict-json.ts', 'stages/filters/mask.ts', 'telemetry/']],
   ['admission/', ['admission/', 'context.ts', 'errors.ts', 'clock.ts', 'tokens/claims.ts', 'telemetry/', 'policy/types.ts', 'state/store.ts', 'state/view.ts', 'state/breaker.ts', 'state/rules/']],
   ['outcome.ts', ['context.ts', 'errors.ts', 'clock.ts', 'tokens/claims.ts', 'telemetry/', 'policy/types.ts', 'state/view.ts']],
-  ['pipeline.ts', ['stages/', 'admission/', 'outcome.ts', 'context.ts', 'errors.ts', 'problem.ts', 'clock.ts', 'tokens/claims.ts', 'telemetry/', 'policy/types.ts', 'type:state/store.ts', 'state/view.ts']],
+  ['pipeline.ts', ['stages/', 'mcp/', 'admission/', 'outcome.ts', 'context.ts', 'errors.ts', 'problem.ts', 'clock.ts', 'tokens/claims.ts', 'telemetry/', 'policy/types.ts', 'type:state/store.ts', 'state/view.ts']],
   ['upgrade.ts', ['pipeline.ts', 'headers.ts', 'outcome.ts', 'context.ts', 'errors.ts', 'problem.ts', 'clock.ts', 'telemetry/', 'type:policy/types.ts']],
   // Around it.
   ['tokens/', ['tokens/', 'clock.ts', 'errors.ts', 'type:state/store.ts']],
-  ['broker/', ['broker/', 'tokens/', 'state/store.ts', 'state/breaker.ts', 'state/rules/', 'errors.ts', 'problem.ts', 'clock.ts', 'policy/types.ts', 'telemetry/']],
+  ['broker/', ['broker/', 'tokens/', 'state/store.ts', 'state/breaker.ts', 'state/rules/', 'errors.ts', 'problem.ts', 'clock.ts', 'policy/types.ts', 'policy/resource.ts', 'telemetry/']],
   ['policy/', ['policy/', 'headers.ts', 'errors.ts', 'clock.ts']],
   ['config.ts', ['policy/', 'errors.ts', 'clock.ts']],
   ['state/', ['state/', 'clock.ts', 'type:policy/types.ts', 'type:config.ts']],

@@ -19,7 +19,8 @@ export interface AuthenticatedClient {
 export interface ClientAuthOptions {
   readonly store: Store;
   readonly clock: Clock;
-  readonly issuer: string;
+  /** Our `iss` (an accepted `aud` of client assertions); a function when known only once bound. */
+  readonly issuer: string | (() => string);
   /** Failed authentications allowed per client and window (default 10 per minute). */
   readonly maxFailures?: number;
   readonly windowMs?: number;
@@ -41,6 +42,7 @@ const DUMMY_HASH = hashSecret('agentgate-no-such-client');
 
 export function createClientAuthenticator(options: ClientAuthOptions): ClientAuthenticator {
   const { store, clock, issuer } = options;
+  const issuerNow = typeof issuer === 'function' ? issuer : (): string => issuer;
   const maxFailures = options.maxFailures ?? 10;
   const windowMs = options.windowMs ?? 60_000;
   const failures = new Map<string, { start: number; count: number }>();
@@ -131,7 +133,7 @@ export function createClientAuthenticator(options: ClientAuthOptions): ClientAut
     if (agent === undefined || jwks.length === 0) fail(agent, claimed === null ? 'assertion_malformed' : agent === undefined ? 'client_unknown' : 'no_key_pinned');
     let verified: VerifiedAssertion;
     try {
-      verified = await verifyClientAssertion(jwt, { clientId: agent.id, jwks, audiences: [issuer, endpointUrl], clock });
+      verified = await verifyClientAssertion(jwt, { clientId: agent.id, jwks, audiences: [issuerNow(), endpointUrl], clock });
     } catch (error) {
       if (error instanceof AssertionError) fail(agent, `assertion_${error.code}`);
       throw error;

@@ -11,7 +11,7 @@ import type { FormParams } from './form.js';
 import { inspectOwnToken, type OwnTokenDeps } from './introspect.js';
 import { BrokerError, planAgentToken } from './issue.js';
 import { TOKEN_EXCHANGE } from './metadata.js';
-import { issue, parseScope, type BrokerNote, type IssueDeps } from './token.js';
+import { issue, parseScope, scopesForResource, type BrokerNote, type IssueDeps } from './token.js';
 
 export interface ExchangeDeps extends IssueDeps, OwnTokenDeps {
   readonly trusted: TrustedIssuers;
@@ -73,7 +73,8 @@ export async function tokenExchange(params: FormParams, client: AuthenticatedCli
     const beyondUser = asked.filter((s) => !subject.rights.has(s));
     if (beyondUser.length > 0) throw new BrokerError('invalid_scope', `the user may not use ${beyondUser.join(', ')}`, { reasonDetail: 'beyond_user' });
   }
-  const scopes = asked ?? allowed;
+  // RFC 8707: a resource narrows the delegated token to that backend too.
+  const scopes = scopesForResource(policy, deps.issuer, params.get('resource'), asked, allowed) ?? allowed;
   if (scopes.length === 0) throw new BrokerError('invalid_scope', `the user has none of the rights role ${role.name} grants`, { reasonDetail: 'no_common_scope' });
 
   const remaining = subject.exp - Math.floor(deps.clock.now() / 1000);

@@ -15,7 +15,9 @@ export type OAuthErrorCode =
   | 'invalid_grant'
   | 'unauthorized_client'
   | 'unsupported_grant_type'
-  | 'invalid_scope';
+  | 'invalid_scope'
+  /** RFC 8707 §2: the `resource` is not one this broker issues tokens for. */
+  | 'invalid_target';
 
 export interface BrokerErrorOptions {
   /** HTTP status; default 401 for invalid_client, else 400 (RFC 6749 §5.2). */

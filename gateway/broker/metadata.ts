@@ -1,5 +1,6 @@
 // RFC 8414 authorization server metadata: what a standard OAuth client discovers about us.
-import type { PolicySnapshot } from '../policy/types.js';
+import { resourceOf } from '../policy/resource.js';
+import type { Backend, PolicySnapshot } from '../policy/types.js';
 
 export const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 export const PATHS = {
@@ -37,5 +38,20 @@ export function authorizationServerMetadata(issuer: string, policy: PolicySnapsh
     revocation_endpoint_auth_methods_supported: authMethods,
     revocation_endpoint_auth_signing_alg_values_supported: authAlgs,
     token_exchange_subject_token_types_supported: ['urn:ietf:params:oauth:token-type:jwt', 'urn:ietf:params:oauth:token-type:access_token'],
+  };
+}
+
+/**
+ * RFC 9728 OAuth Protected Resource Metadata for one backend, served at
+ * /.well-known/oauth-protected-resource/{backend}{path}: what an MCP client discovers after a 401
+ * names it. Tokens for it come from this broker, asked with `resource` set to `resource` (RFC 8707).
+ */
+export function protectedResourceMetadata(issuer: string, backend: Backend): Record<string, unknown> {
+  return {
+    resource: resourceOf(issuer, backend),
+    authorization_servers: [issuer],
+    scopes_supported: [...backend.scopes.values()].map((s) => s.id).sort(),
+    bearer_methods_supported: ['header'],
+    resource_name: backend.name,
   };
 }

@@ -14,12 +14,14 @@ import { tokenExchange } from './exchange.js';
 import { readForm, sendJson, sendOAuthError, type FormParams } from './form.js';
 import { introspect } from './introspect.js';
 import { BrokerError } from './issue.js';
-import { authorizationServerMetadata, endpointUrl, PATHS, TOKEN_EXCHANGE } from './metadata.js';
+import { authorizationServerMetadata, endpointUrl, PATHS, protectedResourceMetadata, TOKEN_EXCHANGE } from './metadata.js';
+import { backendForMetadataPath } from '../policy/resource.js';
 import { revoke } from './revoke.js';
 import { clientCredentials, type BrokerNote } from './token.js';
 
 export interface BrokerDeps {
-  readonly issuer: string;
+  /** Our `iss`; a function when it is known only once the agent port is bound. */
+  readonly issuer: string | (() => string);
   readonly keys: KeyStore;
   readonly store: Store;
   readonly clock: Clock;
@@ -54,17 +56,21 @@ const POST_ENDPOINTS: ReadonlyMap<string, Endpoint> = new Map([
 ]);
 
 export function createBroker(deps: BrokerDeps): Broker {
-  const { issuer, clock } = deps;
+  const { clock } = deps;
+  const fixedIssuer = deps.issuer;
+  const issuerNow = typeof fixedIssuer === 'function' ? fixedIssuer : (): string => fixedIssuer;
   const clients: ClientAuthenticator = createClientAuthenticator({
     store: deps.store,
     clock,
-    issuer,
+    issuer: issuerNow,
     ...(deps.maxAuthFailures === undefined ? {} : { maxFailures: deps.maxAuthFailures }),
   });
 
   /** Handle a POST; resolves the answer, which is sent once its audit line is written. */
   async function post(endpoint: Endpoint, req: IncomingMessage, note: BrokerNote): Promise<{ status: number; body: unknown }> {
     const policy = deps.policy();
+    const issuer = issuerNow();
+    const live = { ...deps, issuer };
     const params: FormParams = await readForm(req);
     const grantType = endpoint === 'token' ? params.get('grant_type') : undefined;
     if (endpoint === 'token') {
@@ -86,18 +92,23 @@ export function createBroker(deps: BrokerDeps): Broker {
       throw new BrokerError('invalid_client', 'authenticate the client: HTTP Basic (client_secret_basic) or a client assertion (private_key_jwt)', { reasonDetail: 'no_client_auth' });
     }
     if (endpoint === 'token') {
-      const body = grantType === TOKEN_EXCHANGE ? await tokenExchange(params, client, deps, note, policy) : await clientCredentials(params, client as AuthenticatedClient, deps, note, policy);
+      const body = grantType === TOKEN_EXCHANGE ? await tokenExchange(params, client, live, note, policy) : await clientCredentials(params, client as AuthenticatedClient, live, note, policy);
       return { status: 200, body };
     }
     if (client === null) throw new BrokerError('invalid_client', 'client authentication failed', { reasonDetail: 'no_client_auth' });
-    if (endpoint === 'introspect') return { status: 200, body: await introspect(params, client, deps, note, policy) };
-    await revoke(params, client, deps, note, policy);
+    if (endpoint === 'introspect') return { status: 200, body: await introspect(params, client, live, note, policy) };
+    await revoke(params, client, live, note, policy);
     return { status: 200, body: {} };
   }
 
   function get(path: string, res: ServerResponse): boolean {
     if (path === PATHS.metadata) {
-      sendJson(res, 200, authorizationServerMetadata(issuer, deps.policy()), { 'cache-control': 'public, max-age=300' });
+      sendJson(res, 200, authorizationServerMetadata(issuerNow(), deps.policy()), { 'cache-control': 'public, max-age=300' });
+      return true;
+    }
+    const resource = backendForMetadataPath(deps.policy(), issuerNow(), path);
+    if (resource !== undefined) {
+      sendJson(res, 200, protectedResourceMetadata(issuerNow(), resource), { 'cache-control': 'public, max-age=300' });
       return true;
     }
     if (path === PATHS.jwks) {

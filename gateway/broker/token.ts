@@ -8,6 +8,7 @@ import type { KeyStore } from '../tokens/keys.js';
 import type { AuthenticatedClient } from './client-auth.js';
 import type { FormParams } from './form.js';
 import { BrokerError, issueAgentToken, planAgentToken, type TokenPlan } from './issue.js';
+import { backendForResource } from '../policy/resource.js';
 
 export interface IssueDeps {
   readonly issuer: string;
@@ -52,8 +53,32 @@ export async function issue(plan: TokenPlan, grantType: string, deps: IssueDeps,
   };
 }
 
+/**
+ * RFC 8707 resource indicators: a `resource` narrows the token to that one backend (its scopes
+ * only, so `aud` names only it). The identifier must be exactly a backend's resource URL, as its
+ * protected resource metadata states. Without `resource`, `asked` is returned unchanged.
+ */
+export function scopesForResource(policy: PolicySnapshot, issuer: string, resource: string | undefined, asked: readonly string[] | undefined, grants: Iterable<string>): string[] | undefined {
+  if (resource === undefined) return asked === undefined ? undefined : [...asked];
+  const backend = backendForResource(policy, issuer, resource);
+  if (backend === undefined) {
+    throw new BrokerError('invalid_target', 'resource must be the URL of one backend of this gateway, as its protected resource metadata names it', { reasonDetail: `unknown resource ${JSON.stringify(resource.slice(0, 200))}` });
+  }
+  const prefix = `${backend.name}:`;
+  if (asked !== undefined) {
+    const elsewhere = asked.filter((s) => !s.startsWith(prefix));
+    if (elsewhere.length > 0) throw new BrokerError('invalid_target', `scope ${elsewhere.join(', ')} is not on the resource ${resource}`, { reasonDetail: 'scope_beyond_resource' });
+    return [...asked];
+  }
+  const onIt = [...grants].filter((s) => s.startsWith(prefix)).sort();
+  if (onIt.length === 0) throw new BrokerError('invalid_scope', `this client is granted nothing on the resource ${resource}`, { reasonDetail: 'no_scope_on_resource' });
+  return onIt;
+}
+
 export async function clientCredentials(params: FormParams, client: AuthenticatedClient, deps: IssueDeps, note: BrokerNote, policy: PolicySnapshot): Promise<Record<string, unknown>> {
-  const scopes = parseScope(params.get('scope'));
+  const resource = params.get('resource');
+  const scopes = scopesForResource(policy, deps.issuer, resource, parseScope(params.get('scope')), policy.roles.get(client.agent.role)?.grants ?? []);
+  if (resource !== undefined) note.resource = resource.slice(0, 200);
   const plan = planAgentToken(policy, client.agent.id, scopes === undefined ? {} : { scopes }, deps.clock.now());
   note.role = plan.role;
   return issue(plan, 'client_credentials', deps, note, policy);

@@ -1,5 +1,6 @@
 // `agentgate check` and `agentgate explain`: validate the configuration, and ask what a token may
 // do with one request. Both read files only; neither needs a running gateway.
+import { settingsWarnings } from '../config.js';
 import { GatewayError } from '../errors.js';
 import { systemClock } from '../clock.js';
 import { createContext } from '../context.js';
@@ -14,7 +15,7 @@ import { openStore } from '../state/index.js';
 import { createLogger } from '../telemetry/log.js';
 import { openKeyStore } from '../tokens/keys.js';
 import { createTokenVerifier } from '../tokens/verify.js';
-import { CliError, parse, settingsFrom, type Out, type Verb } from './common.js';
+import { CliError, issuerOf, parse, settingsFrom, socketOf, type Out, type Verb } from './common.js';
 
 export const checkVerbs: readonly Verb[] = [
   {
@@ -22,7 +23,7 @@ export const checkVerbs: readonly Verb[] = [
     section: 'gateway',
     usage: [['check', 'validate agentgate.yaml and policies, then exit (0 valid, 1 invalid)']],
     takes: ['json'],
-    notes: 'Every problem is listed with file:line, in one run. Roles without a breaker (breaker: off) and expired agents are printed as warnings on stderr; the exit code stays 0.',
+    notes: 'Every problem is listed with file:line, in one run. Warnings (the configuration still loads, exit 0) go to stderr: roles without a breaker (breaker: off), expired agents, and an issuer.url naming a loopback address the gateway does not listen on.',
     run: check,
   },
   {
@@ -30,7 +31,7 @@ export const checkVerbs: readonly Verb[] = [
     section: 'gateway',
     usage: [['explain --token T METHOD PATH', 'what would this token be allowed to do with this request, and why']],
     options: [['--token T', 'the access token to judge (nothing is sent; no use of it is spent)']],
-    takes: ['json'],
+    takes: ['json', 'socket'],
     notes: 'Kill switches and breakers are read from the state file (or the shared Redis); body constraints are checked on the live request only.',
     run: explain,
   },
@@ -47,8 +48,9 @@ async function check(args: readonly string[], out: Out): Promise<number> {
     roles: policy.roles.size,
     agents: policy.agents.size,
   };
-  // Valid but weaker than the defaults (a role with its breaker off, an expired agent): said, not refused.
-  const warnings = policy.warnings ?? [];
+  // Valid but weaker or likely wrong (a role with its breaker off, an expired agent, an issuer on
+  // a loopback port nobody listens on): said, not refused.
+  const warnings = [...settingsWarnings(settings), ...(policy.warnings ?? [])];
   if (values.json) out.stdout(JSON.stringify({ valid: true, ...summary, warnings }));
   else {
     for (const warning of warnings) out.stderr(`warning: ${warning}`);
@@ -58,7 +60,7 @@ async function check(args: readonly string[], out: Out): Promise<number> {
 }
 
 async function explain(args: readonly string[], out: Out): Promise<number> {
-  const { values, positionals } = parse(args, { token: { type: 'string' } }, true);
+  const { values, positionals } = parse(args, { token: { type: 'string' }, socket: { type: 'string' } }, true);
   if (values.token === undefined) throw new CliError('explain needs --token T', 2);
   const [method, path, ...extra] = positionals;
   if (method === undefined || path === undefined || extra.length > 0) throw new CliError('explain needs METHOD PATH, e.g. explain --token T GET /crm/contacts', 2);
@@ -68,7 +70,8 @@ async function explain(args: readonly string[], out: Out): Promise<number> {
   const keys = await openKeyStore({ dir: settings.issuer.keys, alg: settings.issuer.alg, clock });
   // Read-only use of the gateway's state (file, or the shared Redis): kills and open breakers count.
   const store = await openStore(settings.state, clock, { tool: true });
-  const verifier = createTokenVerifier({ keys, issuer: settings.issuer.url, clock });
+  const issuer = await issuerOf(settings, await socketOf({ socket: values.socket, config: values.config }));
+  const verifier = createTokenVerifier({ keys, issuer, clock });
   const checks = [
     createNormalize({ maxBodyBytes: settings.limits.maxBodyBytes }),
     createAuthenticate({ verifier, store }),

@@ -3,7 +3,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { userInfo } from 'node:os';
 import { loadSettings, type Settings } from '../config.js';
-import { AdminClientError } from '../admin/client.js';
+import { adminCall, AdminClientError } from '../admin/client.js';
 
 /** A failure the CLI reports as one line and an exit code (1 failure, 2 usage). */
 export class CliError extends Error {
@@ -70,6 +70,25 @@ export async function throughGateway<T>(socket: string, viaSocket: () => Promise
     if (error instanceof AdminClientError && error.code === 'not_running') return offline();
     throw error;
   }
+}
+
+/**
+ * The issuer our tokens carry. AGENTGATE_ISSUER_URL is final; otherwise the running gateway is
+ * asked (it may have derived its issuer from the port it bound: port 0, the demo), and without a
+ * running gateway issuer.url or the configured listen address is used.
+ */
+export async function issuerOf(settings: Settings, socket: string): Promise<string> {
+  if (settings.issuer.urlFrom === 'env') return settings.issuer.url;
+  try {
+    const response = await adminCall(socket, 'GET', '/status', undefined, 5_000);
+    if (response.status === 200 && typeof response.body.issuer === 'string' && response.body.issuer !== '') return response.body.issuer;
+  } catch (error) {
+    if (!(error instanceof AdminClientError && error.code === 'not_running')) throw error;
+  }
+  if (settings.issuer.urlFrom === 'listen' && settings.listen.port === 0) {
+    throw new CliError('no gateway is running to ask for its issuer, and listen.port is 0 (the issuer is the bound address): start the gateway first, or set issuer.url or AGENTGATE_ISSUER_URL');
+  }
+  return settings.issuer.url;
 }
 
 /** Who is acting, as recorded in the audit trail by admin calls. */

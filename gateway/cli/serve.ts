@@ -14,7 +14,7 @@ export const serveVerbs: readonly Verb[] = [
     section: 'gateway',
     usage: [['serve', 'run the gateway']],
     options: serveOptions,
-    notes: 'Runs until SIGINT or SIGTERM; SIGHUP reloads the policies.',
+    notes: 'Runs until SIGINT or SIGTERM; SIGHUP reloads the policies. The JSON log goes to stdout (log.level, AGENTGATE_LOG_LEVEL); the lines for people (where it listens) go to stderr.',
     run: (args, out) => serve(args, out, false),
   },
   {
@@ -22,7 +22,7 @@ export const serveVerbs: readonly Verb[] = [
     section: 'gateway',
     usage: [['demo', 'run the gateway in front of the demo backends, print tokens and curl lines']],
     options: serveOptions,
-    notes: 'What `npm start` runs. The demo backends listen on free loopback ports.',
+    notes: 'What `npm start` runs. The demo backends listen on free loopback ports; the issuer is the address the gateway bound (AGENTGATE_ISSUER_URL overrides it). The banner (secrets, tokens, curl lines) goes to stderr, the JSON log to stdout.',
     run: (args, out) => serve(args, out, true),
   },
   {
@@ -37,7 +37,7 @@ export const serveVerbs: readonly Verb[] = [
 async function serve(args: readonly string[], out: Out, demo: boolean): Promise<number> {
   const { values } = parse(args, { 'reset-state': { type: 'boolean', default: false } });
   const settings = await settingsFrom(values.config);
-  const log = createLogger();
+  const log = createLogger({ level: settings.log.level });
   let backends: { urls: Record<string, string>; close(): Promise<void> } | null = null;
   if (demo) {
     const { startDemoBackends } = await import('../../demo/backends.js');
@@ -45,7 +45,7 @@ async function serve(args: readonly string[], out: Out, demo: boolean): Promise<
   }
   let gateway: Gateway;
   try {
-    gateway = await createGateway(settings, { log, upstreams: backends?.urls, resetState: values['reset-state'] });
+    gateway = await createGateway(settings, { log, upstreams: backends?.urls, resetState: values['reset-state'], issuerFromBoundAddress: demo });
   } catch (error) {
     await backends?.close();
     throw error;
@@ -57,10 +57,11 @@ async function serve(args: readonly string[], out: Out, demo: boolean): Promise<
     if (code === 'EADDRINUSE') throw new CliError(`${describeEndpoint(error)} is already in use (set AGENTGATE_LISTEN_PORT / AGENTGATE_METRICS_PORT, 0 picks a free port)`);
     throw error;
   });
-  out.stdout(`agentgate listening on http://${hostFor(ports.agent.address)}:${ports.agent.port} (metrics on http://${hostFor(ports.metrics.address)}:${ports.metrics.port}/metrics)`);
+  // People read stderr; stdout carries only the JSON log, so `agentgate serve | jq` works.
+  out.stderr(`agentgate listening on http://${hostFor(ports.agent.address)}:${ports.agent.port} (metrics on http://${hostFor(ports.metrics.address)}:${ports.metrics.port}/metrics)`);
   if (demo && backends !== null) {
     const { demoBanner } = await import('../../demo/banner.js');
-    out.stdout(await demoBanner({ gateway, agentUrl: `http://${hostFor(ports.agent.address)}:${ports.agent.port}`, metricsUrl: `http://${hostFor(ports.metrics.address)}:${ports.metrics.port}`, backends: backends.urls }));
+    out.stderr(await demoBanner({ gateway, agentUrl: `http://${hostFor(ports.agent.address)}:${ports.agent.port}`, metricsUrl: `http://${hostFor(ports.metrics.address)}:${ports.metrics.port}`, backends: backends.urls }));
   }
   await new Promise<void>((resolve) => {
     const stop = (signal: string): void => {

@@ -9,7 +9,7 @@ import { adminCall } from '../admin/client.js';
 import { openKeyStore } from '../tokens/keys.js';
 import { issueAgentToken, planAgentToken } from '../broker/issue.js';
 import { createCredentialManager, DEFAULT_OVERLAP_MS, type CredentialView, type IssuedSecret } from '../broker/credentials.js';
-import { CliError, operatorName, parse, settingsFrom, socketOf, textTable, throughGateway, type Out, type Verb } from './common.js';
+import { CliError, issuerOf, operatorName, parse, settingsFrom, socketOf, textTable, throughGateway, type Out, type Verb } from './common.js';
 
 export const tokenVerbs: readonly Verb[] = [
   {
@@ -21,7 +21,8 @@ export const tokenVerbs: readonly Verb[] = [
       ['--scope S', 'narrow the token to these scopes (repeat, or space/comma separated); default: every scope of the role'],
       ['--ttl D', "lifetime, e.g. 5m or 1h; at most the role's tokenTtl (default: the role's tokenTtl)"],
     ],
-    takes: ['json'],
+    takes: ['json', 'socket'],
+    notes: 'The token names the issuer of the running gateway (asked over its admin socket), else issuer.url, else the configured listen address.',
     run: token,
   },
   {
@@ -56,6 +57,7 @@ async function token(args: readonly string[], out: Out): Promise<number> {
     agent: { type: 'string' },
     scope: { type: 'string', multiple: true },
     ttl: { type: 'string' },
+    socket: { type: 'string' },
   });
   if (values.agent === undefined) throw new CliError('token needs --agent ID', 2);
   let ttlSeconds: number | undefined;
@@ -69,7 +71,8 @@ async function token(args: readonly string[], out: Out): Promise<number> {
   const keys = await openKeyStore({ dir: settings.issuer.keys, alg: settings.issuer.alg, clock: systemClock });
   const scopes = values.scope?.flatMap((s) => s.split(/[\s,]+/)).filter((s) => s !== '');
   const plan = planAgentToken(policy, values.agent, { scopes, ttlSeconds });
-  const minted = await issueAgentToken(keys, settings.issuer.url, plan, systemClock);
+  const issuer = await issuerOf(settings, await socketOf({ socket: values.socket, config: values.config }));
+  const minted = await issueAgentToken(keys, issuer, plan, systemClock);
   if (values.json) {
     out.stdout(JSON.stringify({ access_token: minted.token, token_type: 'Bearer', expires_in: minted.expiresAt - minted.issuedAt, scope: plan.scopes.join(' '), jti: minted.jti }));
   } else {

@@ -8,6 +8,7 @@ import type { RequestContext } from '../context.js';
 import type { GatewayError, ReasonCode } from '../errors.js';
 import type { RenderedProblem } from '../problem.js';
 import { problemType } from '../problem.js';
+import { resourceMetadataUrl } from '../policy/resource.js';
 import { idKey } from './types.js';
 
 /** The JSON-RPC error code of a request the gateway's policy refused (server-defined range). */
@@ -17,20 +18,6 @@ export const INVALID_PARAMS = -32602;
 
 /** Refusals of a parsed message, answered in JSON-RPC. */
 const MESSAGE_REASONS: ReadonlySet<ReasonCode> = new Set(['out_of_scope', 'method_denied', 'not_aggregate', 'approval_required', 'approval_invalid', 'body_invalid']);
-
-export const PROTECTED_RESOURCE_PATH = '/.well-known/oauth-protected-resource';
-
-/** The resource identifier of an MCP backend: the URL agents use, under the gateway's public URL. */
-export function mcpResource(publicUrl: string, backend: string, path: string): string {
-  return `${publicUrl.replace(/\/+$/, '')}/${backend}${path}`;
-}
-
-/** RFC 9728 §3.1: the well-known segment goes between the host and the resource's path. */
-export function resourceMetadataUrl(publicUrl: string, backend: string, path: string): string {
-  const base = new URL(publicUrl);
-  const prefix = base.pathname.replace(/\/+$/, '');
-  return `${base.origin}${PROTECTED_RESOURCE_PATH}${prefix}/${backend}${path}`;
-}
 
 export function renderMcpRefusal(ctx: RequestContext, error: GatewayError, rendered: RenderedProblem, publicUrl: string | null): RenderedProblem {
   const backend = ctx.target === null ? undefined : ctx.policy.backends.get(ctx.target.backend);
@@ -63,7 +50,7 @@ export function renderMcpRefusal(ctx: RequestContext, error: GatewayError, rende
   }
   const challenge = rendered.headers['www-authenticate'];
   if (challenge !== undefined && publicUrl !== null) {
-    return { ...rendered, headers: { ...rendered.headers, 'www-authenticate': `${challenge}, resource_metadata="${resourceMetadataUrl(publicUrl, backend.name, mcp.path)}"` } };
+    return { ...rendered, headers: { ...rendered.headers, 'www-authenticate': `${challenge}, resource_metadata="${resourceMetadataUrl(publicUrl, backend)}"` } };
   }
   return rendered;
 }

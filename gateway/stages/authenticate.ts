@@ -14,6 +14,11 @@ export interface AuthenticateOptions {
 
 /** The one detail an agent sees for any unusable token: which check failed stays in the audit. */
 const INVALID = 'the access token is invalid, expired or revoked; request a new one';
+/**
+ * A token whose signature verified and whose only fault is its age: saying so leaks nothing (the
+ * agent holds the token and its exp), and tells the agent the one thing to do.
+ */
+const EXPIRED = 'the access token has expired; request a new one';
 const MISSING = 'send an access token: Authorization: Bearer <token>';
 /** RFC 6750 §2.1 b64token. */
 const B64TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
@@ -111,7 +116,7 @@ export function createAuthenticate(options: AuthenticateOptions): Stage {
       return verifier.verify(token).then(
         (claims) => establish(ctx, claims),
         (error: unknown) => {
-          if (error instanceof TokenError) throw new GatewayError('token_invalid', INVALID, { reasonDetail: error.code, cause: error });
+          if (error instanceof TokenError) throw new GatewayError('token_invalid', error.code === 'expired' ? EXPIRED : INVALID, { reasonDetail: error.code, cause: error });
           throw error;
         },
       );

@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, open, readFile, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Clock } from '../clock.js';
+import { decide } from './rules/rate-limit.js';
 import { addViolation, type BreakerRecord } from './breaker.js';
 import { asAuditCheckpoint, type AuditCheckpointRecord, type Activity, type ApprovalRecord, type ApprovalUse, type ClientSecretRecord, type KillRecord, type SessionState, type Store } from './store.js';
 
@@ -84,6 +85,8 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
   const usedOnce = new Map<string, number>();
   /** Token uses: jti -> { count, exp (seconds) }. */
   const uses = new Map<string, { count: number; expiresAt: number }>();
+  /** Rate-limit key -> theoretical arrival time (ms); in memory only: a restart forgives. */
+  const rateTats = new Map<string, number>();
   let insertions = 0;
 
   function sweep(): void {
@@ -247,6 +250,16 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
       usedOnce.set(key, expiresAt);
       sweep();
       return true;
+    },
+    async rateLimit(keys, rules) {
+      const now = clock.now();
+      const outcome = decide(rules, keys.map((k) => rateTats.get(k)), now);
+      if (outcome.tats !== null) {
+        // Keys whose bucket is full again hold nothing worth keeping; drop them now and then.
+        if (rateTats.size > 10_000) for (const [k, tat] of rateTats) if (tat <= now) rateTats.delete(k);
+        outcome.tats.forEach((tat, i) => rateTats.set(keys[i] as string, tat));
+      }
+      return outcome;
     },
     async consumeUse(jti, maxUses, expiresAt) {
       // The check and the increment are one synchronous step, so concurrent calls on this event

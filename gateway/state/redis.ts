@@ -12,6 +12,7 @@
 //   agentgate:live:<agent>     hash sid -> exp (seconds) of the agent's live sessions
 //   agentgate:once:<key>       SET NX, expiring at exp: single-use assertion jtis
 //   agentgate:uses:<jti>       counter, incremented by a script only while below maxUses
+//   agentgate:rate:<key>       a rate limit's theoretical arrival time (ms, Redis clock), expiring when the bucket is full
 //   agentgate:audit-checkpoints hash audit file -> its last AuditCheckpointRecord (JSON)
 //   agentgate:marker           hash epoch, gen, origin: the generation marker (see below)
 //   agentgate:events           channel: {"kind": ..., "key": ...}; receivers re-read the key
@@ -104,6 +105,7 @@ const K = {
   live: `${P}live:`,
   once: `${P}once:`,
   uses: `${P}uses:`,
+  rate: `${P}rate:`,
   marker: `${P}marker`,
   channel: `${P}events`,
   auditCheckpoints: `${P}audit-checkpoints`,
@@ -140,6 +142,39 @@ local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1')
 if tonumber(ARGV[2]) > cur then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
 return 1`;
 /** Count one use while below ARGV[1]; the counter expires with the token (ARGV[2], ms). */
+/**
+ * GCRA over several keys at once (state/rules/rate-limit.ts, the same steps): the call passes only
+ * if every key's rule admits it, and only then is each key charged. Timed by Redis's clock, so
+ * instances with skewed clocks share one bucket exactly. ARGV: per key, interval (ms) and burst.
+ * Returns {allowed 0/1, rule index, remaining, retryAfterMs, resetMs} (ms as strings: fractions).
+ */
+const RATE_LIMIT = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local news = {}
+local tightest, tightRemaining, tightReset = 1, -1, 0
+for i = 1, #KEYS do
+  local interval = tonumber(ARGV[2 * i - 1])
+  local burst = tonumber(ARGV[2 * i])
+  local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if tat < now then tat = now end
+  local newTat = tat + interval
+  local allowAt = newTat - burst * interval
+  if now < allowAt then
+    return {0, i - 1, 0, string.format('%.3f', allowAt - now), string.format('%.3f', tat - now)}
+  end
+  local remaining = math.floor((now - allowAt) / interval)
+  if tightRemaining < 0 or remaining < tightRemaining then
+    tightest = i
+    tightRemaining = remaining
+    tightReset = newTat - now
+  end
+  news[i] = newTat
+end
+for i = 1, #KEYS do
+  redis.call('SET', KEYS[i], string.format('%.3f', news[i]), 'PX', math.ceil(news[i] - now) + 1000)
+end
+return {1, tightest - 1, tightRemaining, '0', string.format('%.3f', tightReset)}`;
 const CONSUME_USE = `
 local count = tonumber(redis.call('GET', KEYS[1]) or '0')
 if count >= tonumber(ARGV[1]) then return -1 end
@@ -1064,6 +1099,14 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
       const until = Math.max(Math.ceil(expiresAt * 1000), clock.now() + 1000);
       const set = await client.set(`${K.once}${key}`, '1', { condition: 'NX', expiration: { type: 'PXAT', value: until } });
       return set === 'OK';
+    },
+    async rateLimit(keys, rules) {
+      const args: string[] = [];
+      for (const rule of rules) args.push(String(1000 / rule.rps), String(rule.burst));
+      const answer = (await client.eval(RATE_LIMIT, { keys: keys.map((k) => `${K.rate}${k}`), arguments: args })) as unknown;
+      if (!Array.isArray(answer) || answer.length !== 5) throw new StateUnavailableError('redis answered the rate limit script with something unexpected');
+      const [allowed, rule, remaining, retryAfterMs, resetMs] = answer.map((v: unknown) => Number(v));
+      return { allowed: allowed === 1, rule: rule ?? 0, remaining: remaining ?? 0, retryAfterMs: retryAfterMs ?? 0, resetMs: resetMs ?? 0 };
     },
     async consumeUse(jti, maxUses, expiresAt) {
       const until = Math.max(Math.ceil(expiresAt * 1000), clock.now() + 1000);

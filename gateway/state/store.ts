@@ -2,6 +2,7 @@
 // per-agent activity the inventory shows. Reads on the hot path are synchronous against a local
 // view the driver keeps current; writes are durable (state file, or Redis) before they resolve.
 import type { BreakerPolicy, BreakerRecord } from './breaker.js';
+import type { RateDecision, RateLimitRule } from './rules/rate-limit.js';
 
 /**
  * Where a kill or revocation stands once the call resolves: `shared` is in the store every
@@ -183,6 +184,14 @@ export interface Store {
    * so a restart never hands out a use twice.
    */
   consumeUse(jti: string, maxUses: number, expiresAt: number): Promise<boolean>;
+
+  /**
+   * Charge one call against `rules`, one key each (the agent's, and a scope's), atomically: the
+   * call passes only if every rule admits it, and only then is each one charged (GCRA, see
+   * rules/rate-limit.ts). Not persisted (a restart forgives); shared by every instance with Redis,
+   * in one round trip timed by Redis's clock. Rejects when the store cannot decide.
+   */
+  rateLimit(keys: readonly string[], rules: readonly RateLimitRule[]): Promise<RateDecision>;
   /** Uses counted so far for `jti` (introspection; does not count one). */
   usesOf(jti: string): number;
 

@@ -18,6 +18,8 @@ export interface Metrics {
   violation(agent: string, role: string, reason: ReasonCode): void;
   /** A refusal a role in shadow mode (`enforce: false`) let through. */
   shadowRefusal(agent: string, reason: ReasonCode): void;
+  /** A call refused by a rate limit: `limit` is `agent`, or the scope (`backend:scope`) whose limit it hit. */
+  rateLimited(agent: string, role: string, limit: string): void;
   upstreamError(backend: string, kind: UpstreamErrorKind): void;
   /** One tools/call message on an MCP backend; `tool` from the policy's names, else `unknown`. */
   toolCall(backend: string, tool: string, decision: 'allow' | 'deny'): void;
@@ -87,6 +89,12 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     name: 'agentgate_shadow_refusals_total',
     help: 'Calls a role in shadow mode (enforce: false) let through that its constraints would have refused, by agent and reason.',
     labelNames: ['agent', 'reason'] as const,
+    registers: [registry],
+  });
+  const rateLimited = new Counter({
+    name: 'agentgate_rate_limited_total',
+    help: 'Calls refused by a rate limit (429 rate_limited), by agent, role and limit (agent, or the scope whose limit was hit).',
+    labelNames: ['agent', 'role', 'limit'] as const,
     registers: [registry],
   });
   const upstreamErrors = new Counter({
@@ -234,6 +242,9 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     },
     shadowRefusal(agent, reason) {
       shadowRefusals.labels(agent, reason).inc();
+    },
+    rateLimited(agent, role, limit) {
+      rateLimited.labels(agent, role, limit).inc();
     },
     upstreamError(backend, kind) {
       upstreamErrors.labels(backend, kind).inc();

@@ -49,8 +49,8 @@ export interface TokenVerifier {
 
 export interface TokenVerifierOptions {
   readonly keys: KeyStore;
-  /** The exact `iss` our tokens carry (`issuer.url`). */
-  readonly issuer: string;
+  /** The exact `iss` our tokens carry (`issuer.url`); a function when known only once bound. */
+  readonly issuer: string | (() => string);
   readonly clock: Clock;
   /** Tolerance for exp/nbf/iat; default 30, at most 30 (DESIGN §3). */
   readonly maxSkewSeconds?: number;
@@ -96,7 +96,8 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
   const { keys, issuer, clock } = options;
   const skew = options.maxSkewSeconds ?? MAX_SKEW_SECONDS;
   const cacheSize = options.cacheSize ?? 10_000;
-  if (typeof issuer !== 'string' || issuer === '') throw new TypeError('createTokenVerifier: issuer must be a non-empty string');
+  if (typeof issuer !== 'function' && (typeof issuer !== 'string' || issuer === '')) throw new TypeError('createTokenVerifier: issuer must be a non-empty string');
+  const issuerNow = typeof issuer === 'function' ? issuer : (): string => issuer;
   if (!Number.isFinite(skew) || skew < 0 || skew > MAX_SKEW_SECONDS) {
     throw new RangeError(`createTokenVerifier: maxSkewSeconds must be between 0 and ${MAX_SKEW_SECONDS}, got ${String(skew)}`);
   }
@@ -132,7 +133,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
       try {
         ({ payload } = await jwtVerify(token, key.publicKey, {
           algorithms: [key.alg],
-          issuer,
+          issuer: issuerNow(),
           typ: 'at+jwt',
           clockTolerance: skew,
           currentDate: new Date(clock.now()),

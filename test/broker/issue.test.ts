@@ -18,7 +18,7 @@ t.test('plans', async (t) => {
       name: 'an empty scope list means the default',
       agent: 'support-agent-01',
       request: { scopes: [] },
-      expect: { role: 'support', scopes: ['kb:articles.read', 'tickets:tickets.read', 'tickets:tickets.reply'], audience: ['kb', 'tickets'], ttlSeconds: 3600 },
+      expect: { role: 'support', scopes: ['kb:articles.read', 'tickets-mcp:tickets.read', 'tickets-mcp:tickets.reply', 'tickets:tickets.read', 'tickets:tickets.reply'], audience: ['kb', 'tickets', 'tickets-mcp'], ttlSeconds: 3600 },
     },
     {
       name: 'narrowed scopes narrow aud',

@@ -36,10 +36,10 @@ t.test('client_credentials with client_secret_basic, narrowed by scope', async (
   const all = await client.clientCredentialsGrant(config);
   t.equal(all.token_type, 'bearer');
   t.equal(all.expires_in, 3600);
-  t.equal(all.scope, 'kb:articles.read tickets:tickets.read tickets:tickets.reply');
+  t.equal(all.scope, 'kb:articles.read tickets-mcp:tickets.read tickets-mcp:tickets.reply tickets:tickets.read tickets:tickets.reply');
   const claims = decodeJwt(all.access_token);
   t.equal(decodeProtectedHeader(all.access_token).typ, 'at+jwt');
-  t.match(claims, { iss: gw.url, sub: 'support-agent-01', client_id: 'support-agent-01', aud: ['kb', 'tickets'] });
+  t.match(claims, { iss: gw.url, sub: 'support-agent-01', client_id: 'support-agent-01', aud: ['kb', 'tickets', 'tickets-mcp'] });
   t.type(claims.sid, 'string');
 
   const narrow = await client.clientCredentialsGrant(config, { scope: 'kb:articles.read' });
@@ -82,7 +82,7 @@ t.test('introspection and revocation', async (t) => {
   const { access_token: token } = await client.clientCredentialsGrant(config);
   const active = await client.tokenIntrospection(config, token);
   t.match(active, { active: true, client_id: 'support-agent-01', sub: 'support-agent-01', token_type: 'Bearer', iss: gw.url });
-  t.equal(active.scope, 'kb:articles.read tickets:tickets.read tickets:tickets.reply');
+  t.equal(active.scope, 'kb:articles.read tickets-mcp:tickets.read tickets-mcp:tickets.reply tickets:tickets.read tickets:tickets.reply');
 
   // Another agent learns nothing about it.
   const other = await gw.gateway.credentials.issue('data-agent-01');

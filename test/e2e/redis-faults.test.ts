@@ -4,7 +4,7 @@
 // hang is in force on A at once and reaches B within a second of SIGCONT; a killed agent and a
 // revoked token are refused at every moment of a data loss, and the instances agree after it.
 import t from 'tap';
-import { readFile, symlink, mkdir } from 'node:fs/promises';
+import { readFile, readdir, symlink, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { decodeJwt } from 'jose';
@@ -224,6 +224,23 @@ t.test('Redis faults under load, two instances', { skip: missing ? 'redis-server
     t.ok(metrics.every((m) => /agentgate_state_outages_total\{cause="timeout"\} [1-9]/.test(m)), 'both counted the hang as a timeout');
     t.ok(metrics.some((m) => /agentgate_state_reseeds_total\{kind="reseed"\} [1-9]/.test(m)), 'agentgate_state_reseeds_total');
     t.ok(metrics.every((m) => /agentgate_state_available 1/.test(m)), 'available again');
+  });
+
+  await t.test('an unreadable journal stops the start; --reset-state moves only that one aside', async (t) => {
+    const configC = await writeConfig(join(dir, 'c'), join(dir, 'policies'), { state });
+    await mkdir(join(dir, 'c', 'run'), { recursive: true });
+    await writeFile(join(dir, 'c', 'run', 'state-journal.json'), '{"version": 1, "kills": [');
+    const refused = await runCli(['serve', '--config', configC], { timeoutMs: 30_000 });
+    t.equal(refused.code, 1, 'the gateway does not start on it');
+    t.match(refused.stderr, /state journal .*state-journal\.json is unreadable .*--reset-state/);
+    const c = await serveCli(t, ['serve', '--reset-state', '--config', configC]);
+    t.match(c.output(), /state journal moved aside/);
+    t.ok((await readdir(join(dir, 'c', 'run'))).some((f) => f.startsWith('state-journal.json.corrupt-')), 'kept beside, not deleted');
+    t.equal(await c.stop(), 0);
+    // A readable journal is never moved aside, even with --reset-state.
+    const again = await serveCli(t, ['serve', '--reset-state', '--config', configC]);
+    t.notMatch(again.output(), /moved aside/);
+    t.equal(await again.stop(), 0);
   });
 
   await t.test('both stop cleanly', async (t) => {
