@@ -161,9 +161,12 @@ export function createAdminHandler(deps: AdminDeps) {
   function audit(peer: Peer, action: string, agent: string | null, fields: Record<string, unknown>): void {
     const time = new Date(clock.now()).toISOString();
     const requestId = `admin-${clock.now()}-${++seq}`;
-    const done = peer.then((p) =>
-      deps.audit.append({ time, kind: 'admin', requestId, decision: 'allow', reason: 'none', action, agent, ...fields, peer: p === null ? null : { uid: p.uid, pid: p.pid, command: p.command } }),
-    );
+    // The answer waits for this line, so the peer lookup gets PEER_WAIT_MS at most (then null).
+    const done = settled(peer, PEER_WAIT_MS)
+      .then(() => Promise.race([peer, Promise.resolve(null)]))
+      .then((p) =>
+        deps.audit.append({ time, kind: 'admin', requestId, decision: 'allow', reason: 'none', action, agent, ...fields, peer: p === null ? null : { uid: p.uid, pid: p.pid, command: p.command } }),
+      );
     const queued = done.then(
       () => undefined,
       () => undefined,

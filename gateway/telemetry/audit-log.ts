@@ -170,8 +170,9 @@ export async function openAuditLog(options: AuditLogOptions): Promise<AuditLog> 
     prev = hashLine(tail);
     seq = seqOf(tail) ?? 0;
   }
+  const checkpointFailed = (error: unknown): void => warn('audit checkpoint not recorded in the state store; the line in the file stands', { error: describe(error) });
   let lastCheckpoint = (await options.checkpoints?.load().catch((error: unknown) => {
-    options.onError?.(error);
+    warn('the state store\'s audit checkpoint could not be read; truncation while stopped is not checked at this start', { error: describe(error) });
     return null;
   })) ?? null;
   if (lastCheckpoint !== null && lastCheckpoint.file === file && lastCheckpoint.seq > seq) {
@@ -351,7 +352,7 @@ export async function openAuditLog(options: AuditLogOptions): Promise<AuditLog> 
       for (const w of batch.waiters) w.resolve();
       if (batch.checkpoint !== null) {
         lastCheckpoint = batch.checkpoint;
-        options.checkpoints?.save(batch.checkpoint).catch((error: unknown) => options.onError?.(error));
+        options.checkpoints?.save(batch.checkpoint).catch(checkpointFailed);
       }
       if (pending.length < highWaterMark) releaseDrainWaiters();
     }
@@ -410,7 +411,7 @@ export async function openAuditLog(options: AuditLogOptions): Promise<AuditLog> 
         options.onError?.(new AuditUnavailableError(`${unavailable ?? 'unwritable'}; ${lost} line(s) not written at shutdown`));
         await writing;
       }
-      if (lastCheckpoint !== null) await options.checkpoints?.save(lastCheckpoint).catch((error: unknown) => options.onError?.(error));
+      if (lastCheckpoint !== null) await options.checkpoints?.save(lastCheckpoint).catch(checkpointFailed);
       await handle.sync().catch(() => undefined);
       await handle.close();
     },

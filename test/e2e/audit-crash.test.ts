@@ -24,7 +24,8 @@ async function lane(t: Test, dir: string, config: string, token: string, rounds:
   let answeredAll = 0;
   let missingAll = 0;
   for (let round = 1; round <= rounds; round++) {
-    const gw = await serveCli(t, ['serve', '--config', config]);
+    // Four gateways start beside three loads on two cores: give a start more than the usual 20 s.
+    const gw = await serveCli(t, ['serve', '--config', config], { timeoutMs: 60_000 });
     const pool = new Pool(gw.url, { connections: 64, pipelining: 1 });
     const answered: string[] = [];
     let stopped = false;

@@ -6,6 +6,7 @@
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { mkdir, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -14,12 +15,25 @@ import { startUpstream } from '../helpers/gateway.js';
 import { runCli, serveCli, writeConfig } from '../helpers/process.js';
 
 const POLICY = (upstream: string): string =>
-  ['backends:', '  svc:', `    upstream: ${upstream}`, '    scopes:', '      read: ["GET /items/:id"]', 'roles:', '  reader:', '    grants: [svc:read]', 'agents:', '  reader-01: { role: reader, owner: test }', ''].join('\n');
+  ['backends:', '  svc:', `    upstream: ${upstream}`, '    scopes:', '      read: ["GET /items/:id"]', 'roles:', '  reader:', '    grants: [svc:read]', 'agents:', '  reader-01: { role: reader, owner: test }', '  reader-02: { role: reader, owner: test }', ''].join('\n');
 
 interface Answer {
   readonly id: string;
   readonly status: number;
   readonly type: string | null;
+}
+
+/** One admin call over the Unix socket. */
+function admin(socketPath: string, path: string, body: Record<string, unknown>): Promise<{ status: number; body: Record<string, unknown> }> {
+  return new Promise((done, fail) => {
+    const req = httpRequest({ socketPath, method: 'POST', path, headers: { 'content-type': 'application/json' } }, (res) => {
+      let text = '';
+      res.setEncoding('utf8').on('data', (d: string) => (text += d));
+      res.on('end', () => done({ status: res.statusCode ?? 0, body: JSON.parse(text) as Record<string, unknown> }));
+    });
+    req.on('error', fail);
+    req.end(JSON.stringify({ ...body, operator: 'disk-full test' }));
+  });
 }
 
 /** Poll `probe` until it returns true; fails after `ms` (no fixed sleeps before an assertion). */
@@ -107,6 +121,15 @@ t.test('a full audit disk under load: 503 at once, no line lost or broken, servi
   t.match(metrics, /^agentgate_audit_write_errors_total [1-9]\d*$/m);
   t.match(metrics, /agentgate_requests_total\{backend="unknown",decision="deny",reason="audit_unavailable"\} [1-9]/);
   t.match(gw.output(), /^(?=.*"why":"ENOSPC: no space left on device)(?=.*audit trail unwritable; refusing requests).*$/m, 'the log says so, with the cause');
+  // Admin changes: one that only takes power away is applied and says its line is pending; one
+  // that gives power back is refused, because it could not be audited.
+  const socket = /admin:\s+\{ socket: "([^"]+)" \}/.exec(await readFile(config, 'utf8'))?.[1] ?? '';
+  const revive = await admin(socket, '/agents/reader-02/revive', {});
+  t.equal(revive.status, 503, 'revive refused while the audit is unwritable');
+  t.match(revive.body, { type: 'urn:agentgate:problem:audit_unavailable', detail: /ENOSPC/ });
+  const kill = await admin(socket, '/agents/reader-02/kill', { reason: 'disk full drill' });
+  t.equal(kill.status, 200, 'a kill still takes effect');
+  t.match(kill.body, { agent: 'reader-02', auditPending: /ENOSPC.*the change is in force/ });
   // Keep the load on the full disk for a while: nothing may be answered with a 200 now.
   const during = answers.length;
   t.ok(await until(async () => answers.length >= during + 100, 60_000), 'the outage is answered (503), not hung');
@@ -139,6 +162,7 @@ t.test('a full audit disk under load: 503 at once, no line lost or broken, servi
   const owed = answers.filter((a) => a.type !== 'urn:agentgate:problem:audit_unavailable');
   t.same(owed.filter((a) => !ids.has(a.id)), [], `${owed.length} answers, each with its line`);
   t.ok(answers.slice(fullAt).some((a) => a.type === 'urn:agentgate:problem:audit_unavailable'), 'requests were refused with audit_unavailable during the outage');
+  t.ok(records.some((r) => r.kind === 'admin' && (r as { action?: unknown }).action === 'kill'), 'the kill made during the outage reached the file once it recovered');
   const verify = await runCli(['audit', 'verify', '--config', config]);
   t.equal(verify.code, 0, verify.stdout);
   t.match(verify.stdout, /: ok \(\d+ lines, seq 1\.\.\d+, chain intact/);
