@@ -7,6 +7,7 @@ import { systemClock, type Clock } from './clock.js';
 import { GatewayError, type ReasonCode } from './errors.js';
 import { createPipeline, type Pipeline } from './pipeline.js';
 import { loadPolicySnapshot } from './policy/index.js';
+import { diffAgents } from './policy/diff.js';
 import type { Backend, PolicySnapshot } from './policy/types.js';
 import { renderReason } from './problem.js';
 import { createRateLimiter } from './admission/rate-limiter.js';
@@ -215,11 +216,50 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
   let version = 1;
   async function reload(): Promise<PolicySnapshot> {
     const next = await loadPolicy(settings, { clock, version: version + 1, upstreams: options.upstreams });
+    const before = policy;
     version = next.version;
     preloadDialects(next);
     policy = next;
     log.info('policies reloaded', { version, files: next.files.length });
+    await applyLifecycle(before, next);
     return next;
+  }
+  /**
+   * Joiner, mover, leaver: what a reload does to agents, in force before the reload answers. A
+   * leaver's live tokens and client secrets are revoked (a later agent of the same id starts from
+   * nothing), a mover's live tokens too (new tokens carry the new role), and a joiner gets nothing
+   * until credentials are issued (any secret or token left from an earlier agent of that id is
+   * revoked). Calls in flight of leavers and movers are cut. Each is its own admin audit line.
+   */
+  async function applyLifecycle(before: PolicySnapshot, after: PolicySnapshot): Promise<void> {
+    const nowSeconds = Math.floor(clock.now() / 1000);
+    for (const change of diffAgents(before, after)) {
+      if (change.kind === 'grants') continue;
+      const { agent } = change;
+      await store.revokeAgent(agent, nowSeconds);
+      const credentialsRevoked = change.kind === 'mover' ? 0 : await store.deleteClientSecrets(agent);
+      const aborted = change.kind === 'joiner' ? 0 : abortAgent(agent, `policy reload: agent ${change.kind}`);
+      metrics.tokenRevoked();
+      log.warn(`policy reload: ${change.kind}`, { agent, fromRole: change.fromRole, toRole: change.toRole, credentialsRevoked, aborted });
+      await audit.append({
+        time: new Date(clock.now()).toISOString(),
+        kind: 'admin',
+        requestId: `reload-${after.version}-${agent}`,
+        decision: 'allow',
+        reason: 'none',
+        action: `agent.${change.kind}`,
+        agent,
+        by: 'policy reload',
+        policyVersion: after.version,
+        fromRole: change.fromRole,
+        toRole: change.toRole,
+        grantsAdded: change.added,
+        grantsRemoved: change.removed,
+        tokensRevokedUntil: nowSeconds,
+        credentialsRevoked,
+        aborted,
+      });
+    }
   }
   const auditFile = settings.audit.file;
   const audit = await openAuditLog({

@@ -1,11 +1,15 @@
 // `agentgate check` and `agentgate explain`: validate the configuration, and ask what a token may
 // do with one request. Both read files only; neither needs a running gateway.
+import { resolve } from 'node:path';
 import { settingsWarnings } from '../config.js';
-import { GatewayError } from '../errors.js';
+import { ConfigError, GatewayError } from '../errors.js';
+import { describeChange, diffAgents } from '../policy/diff.js';
+import { loadPolicySnapshot } from '../policy/index.js';
 import { systemClock } from '../clock.js';
 import { createContext } from '../context.js';
 import { runChecks } from '../pipeline.js';
 import { loadPolicy } from '../server.js';
+import type { PolicySnapshot } from '../policy/types.js';
 import { createAdmit } from '../stages/admit.js';
 import { createAuthenticate } from '../stages/authenticate.js';
 import { createAuthorize } from '../stages/authorize.js';
@@ -20,7 +24,11 @@ export const checkVerbs: readonly Verb[] = [
   {
     name: 'check',
     section: 'gateway',
-    usage: [['check', 'validate agentgate.yaml and policies, then exit (0 valid, 1 invalid)']],
+    usage: [
+      ['check', 'validate agentgate.yaml and policies, then exit (0 valid, 1 invalid)'],
+      ['check --diff OLD_DIR', 'also print what a reload from the policies in OLD_DIR to the current ones does to each agent'],
+    ],
+    options: [['--diff OLD_DIR', 'a policies folder as it is now in force (e.g. a checkout of the last release): joiners, movers, leavers, grants added and removed per agent']],
     takes: ['json'],
     notes: 'Every problem is listed with file:line, in one run. Warnings (the configuration still loads, exit 0) go to stderr: roles without a breaker (breaker: off), expired agents, and an issuer.url naming a loopback address the gateway does not listen on.',
     run: check,
@@ -37,9 +45,22 @@ export const checkVerbs: readonly Verb[] = [
 ];
 
 async function check(args: readonly string[], out: Out): Promise<number> {
-  const { values } = parse(args, {});
+  const { values } = parse(args, { diff: { type: 'string' } });
   const settings = await settingsFrom(values.config);
   const policy = await loadPolicy(settings, { clock: systemClock, version: 1 });
+  if (values.diff !== undefined) {
+    let old;
+    try {
+      old = await loadPolicySnapshot(resolve(values.diff), { version: 0, clock: systemClock, defaultTimeoutMs: settings.limits.upstreamTimeoutMs });
+    } catch (error) {
+      if (error instanceof ConfigError) throw new ConfigError(error.problems.map((p) => `(--diff) ${p}`));
+      throw error;
+    }
+    const changes = diffAgents(old, policy);
+    if (values.json) out.stdout(JSON.stringify({ valid: true, from: resolve(values.diff), to: settings.policies, changes }));
+    else out.stdout(changes.length === 0 ? `no agent's grants change (${resolve(values.diff)} -> ${settings.policies})` : changes.flatMap(describeChange).join('\n'));
+    return 0;
+  }
   const summary = {
     config: settings.configFile,
     policies: policy.files,
@@ -121,6 +142,7 @@ async function explain(args: readonly string[], out: Out): Promise<number> {
     path: ctx.target?.invalid === null ? ctx.target.path : null,
     route: ctx.grant?.route ?? null,
     scope: ctx.grant?.scope ?? null,
+    rules: grantedRules(policy, ctx.grant),
     note: `kill switches and breakers come from ${settings.state.driver === 'redis' ? 'the shared Redis' : 'the state file'}; body constraints are checked on the live request`,
   };
   if (values.json) {
@@ -131,6 +153,7 @@ async function explain(args: readonly string[], out: Out): Promise<number> {
   if (refusal === null) {
     lines.push(`ALLOW  ${upperMethod} ${path}`);
     lines.push(`  rule:   route "${result.route}" of scope ${result.scope}`);
+    for (const rule of result.rules) lines.push(`  ${rule}`);
   } else {
     lines.push(`DENY   ${upperMethod} ${path}  -> ${refusal.status} ${refusal.reason}`);
     lines.push(`  answer: ${refusal.detail}`);
@@ -144,3 +167,20 @@ async function explain(args: readonly string[], out: Out): Promise<number> {
   return 0;
 }
 
+
+/** The request rules the granted route applied (query) or will apply (json), with their source. */
+function grantedRules(policy: PolicySnapshot, grant: { readonly scope: string; readonly route: string } | null): string[] {
+  if (grant === null) return [];
+  const colon = grant.scope.indexOf(':');
+  const route = policy.backends.get(grant.scope.slice(0, colon))?.scopes.get(grant.scope.slice(colon + 1))?.routes.find((r) => r.template === grant.route);
+  if (route === undefined) return [];
+  const out: string[] = [];
+  if (route.queryRules !== null) {
+    for (const rule of route.queryRules.fields.values()) out.push(`query:  ${rule.name}: ${rule.text}${rule.required ? ', required' : ''} (${rule.source}) - passed`);
+    out.push(`query:  other parameters ${route.queryRules.additional ? 'allowed (additionalQuery: true)' : 'refused'}`);
+  }
+  if (route.json !== null) {
+    for (const rule of route.json.fields.values()) out.push(`json:   ${rule.name}: ${rule.text}${rule.required ? ', required' : ''} (${rule.source}) - checked on the live request`);
+  }
+  return out;
+}

@@ -43,7 +43,7 @@ t.test('the README tour, from `agentgate demo` to a tripped and revived breaker'
     return { status: res.statusCode, headers: res.headers, text: await res.body.text() };
   };
   const problem = (answer: Answer): string => (JSON.parse(answer.text) as { type?: string }).type?.replace('urn:agentgate:problem:', '') ?? '';
-  const cli = async (...args: string[]) => runCli([...args, '--config', config]);
+  const cli = async (...args: string[]) => runCli([...args, '--config', config], { timeoutMs: 60_000 });
   const marketingRow = async (): Promise<Record<string, unknown>> => {
     const res = await cli('agents', '--json');
     t.equal(res.code, 0, `agents: ${res.stderr}`);

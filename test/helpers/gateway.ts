@@ -100,7 +100,7 @@ export async function startGateway(t: Teardown, fixture: GatewayFixture = {}): P
     metricsUrl: `http://127.0.0.1:${ports.metrics.port}`,
     dir,
     async token(agent, request = {}) {
-      const plan = planAgentToken(gateway.policy(), agent, request);
+      const plan = planAgentToken(gateway.policy(), agent, request, fixture.clock?.now() ?? Date.now());
       const minted = await issueAgentToken(gateway.keys, settings.issuer.url, plan, fixture.clock ?? { now: () => Date.now() });
       return minted.token;
     },
