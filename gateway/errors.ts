@@ -33,6 +33,8 @@ export const REASONS = {
   out_of_scope: { status: 403, title: 'Route not granted to this token', bearer: 'insufficient_scope', violation: true },
   unknown_route: { status: 403, title: 'Route not defined for this backend', bearer: 'insufficient_scope', violation: true },
   read_only: { status: 403, title: 'Role is read-only', bearer: 'insufficient_scope', violation: true },
+  query_refused: { status: 403, title: 'Query parameters not allowed by the route', bearer: 'insufficient_scope', violation: true },
+  body_refused: { status: 403, title: 'JSON body not allowed by the route', bearer: 'insufficient_scope', violation: true },
   not_aggregate: { status: 403, title: 'Query is not aggregate-only', bearer: 'insufficient_scope', violation: true },
   method_denied: { status: 403, title: 'JSON-RPC method not allowed', bearer: 'insufficient_scope', violation: true },
   transport_unsupported: { status: 400, title: 'MCP transport not supported', bearer: 'none', violation: false },

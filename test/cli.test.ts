@@ -45,14 +45,14 @@ t.test('token and explain', async (t) => {
   const dir = t.testdir({});
   const config = await writeConfig(dir, SHIPPED_POLICIES);
 
-  const data = await runCli(['token', '--agent', 'data-agent-01', '--ttl', '2h', '--config', config]);
+  const data = await runCli(['token', '--agent', 'data-agent-01', '--ttl', '10m', '--config', config]);
   t.equal(data.code, 0, data.stderr);
   const token = data.stdout.trim();
   t.equal(data.stdout, `${token}\n`, 'prints only the token');
   t.match(decodeProtectedHeader(token), { alg: 'EdDSA', typ: 'at+jwt', kid: String });
   const claims = decodeJwt(token);
   t.match(claims, { iss: 'http://agentgate.test', sub: 'data-agent-01', client_id: 'data-agent-01', aud: ['bi'], scope: 'bi:query.aggregate bi:reports.read' });
-  t.equal(Number(claims.exp) - Number(claims.iat), 600, 'TTL capped at the role\'s 10m');
+  t.equal(Number(claims.exp) - Number(claims.iat), 600, 'TTL as asked, at the role\'s 10m cap');
   const keyFiles = readdirSync(join(dir, 'run', 'keys'));
   t.equal(keyFiles.length, 1, 'one signing key made at first use');
   const mode = (await stat(join(dir, 'run', 'keys', keyFiles[0] ?? ''))).mode & 0o777;
@@ -67,6 +67,7 @@ t.test('token and explain', async (t) => {
     { args: ['token', '--agent', 'marketing-agent-03', '--scope', 'tickets:tickets.read'], code: 1, line: /^agentgate: invalid_scope: .*tickets:tickets\.read/ },
     { args: ['token'], code: 2, line: /^agentgate: token needs --agent ID\n$/ },
     { args: ['token', '--agent', 'data-agent-01', '--ttl', '10'], code: 2, line: /^agentgate: --ttl: / },
+    { args: ['token', '--agent', 'data-agent-01', '--ttl', '2h'], code: 2, line: /^agentgate: --ttl 2h is longer than role data allows \(token\.ttl 10m\)/ },
     { args: ['token', '--bogus'], code: 2, line: /^agentgate: Unknown option '--bogus'/ },
     { args: ['frobnicate'], code: 2, line: /^agentgate: unknown command "frobnicate"/ },
   ];

@@ -201,6 +201,11 @@ t.test('Dockerfile', async (t) => {
   t.match(text, /^USER node$/m, 'runs as non-root');
   t.match(text, /npm ci --omit=dev/);
   t.match(text, /iproute2/, 'ss is there for the admin peer lookup');
+  // Issue 15 item 10: a health check on the metrics port the docker config opens, and OCI labels.
+  const port = /^metrics:\s*\{[^}]*port:\s*(\d+)/m.exec(readFileSync(join(ROOT, 'deploy', 'agentgate.docker.yaml'), 'utf8'))?.[1];
+  t.match(text, /^HEALTHCHECK --interval=\S+ --timeout=\S+ .*\\\n\s+CMD \["node", "-e"/m, 'a HEALTHCHECK');
+  t.ok(port !== undefined && text.includes(`fetch('http://127.0.0.1:${port}/healthz')`), 'it probes /healthz on the configured metrics port');
+  for (const label of ['title', 'description', 'licenses']) t.match(text, new RegExp(`org\\.opencontainers\\.image\\.${label}=`), `OCI label ${label}`);
   for (const m of text.matchAll(/^COPY (?!--from)(.+) \S+$/gm)) {
     for (const source of (m[1] ?? '').split(' ')) t.ok(existsSync(join(ROOT, source)), `COPY source ${source} exists`);
   }

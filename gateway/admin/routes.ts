@@ -88,6 +88,9 @@ function isProtective(path: string): boolean {
   return AGENT_PATH.exec(path)?.[2] === '/kill' || CREDENTIALS_PATH.exec(path)?.[2] === '/revoke' || APPROVAL_PATH.exec(path)?.[2] === '/deny';
 }
 
+/** The jti our tokens carry (tokens/mint.ts: randomUUID). */
+const JTI = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
 export function createAdminHandler(deps: AdminDeps) {
   const { store, clock } = deps;
 
@@ -301,8 +304,12 @@ export function createAdminHandler(deps: AdminDeps) {
       allow(method, 'POST');
       const by = operator(body);
       if (typeof body.jti === 'string' && body.jti !== '') {
+        // Our tokens' jtis are random UUIDs: anything else was never issued here, and "revoked"
+        // would tell the operator a token is dead that may not be ours at all.
+        if (!JTI.test(body.jti)) throw new AdminError(404, 'not_found', `no token of this gateway has jti "${body.jti.slice(0, 64)}" (its jtis are UUIDs); nothing was revoked`);
         // Unknown expiry: keep the revocation for the longest a token can live (24 h).
-        const exp = typeof body.exp === 'number' ? body.exp : Math.floor(clock.now() / 1000) + 86_400;
+        const now = Math.floor(clock.now() / 1000);
+        const exp = typeof body.exp === 'number' && Number.isSafeInteger(body.exp) ? Math.min(Math.max(body.exp, now), now + 86_400) : now + 86_400;
         const sharing = await store.revoke(body.jti, exp);
         audit(peer, 'revoke', null, { jti: body.jti, by, shared: sharing === 'shared' });
         return [200, { revoked: 'jti', jti: body.jti, ...sharingView(sharing) }];

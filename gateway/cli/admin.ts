@@ -39,11 +39,13 @@ export const adminVerbs: readonly Verb[] = [
   operator(
     'revoke',
     [
-      ['revoke --jti J', 'revoke one token'],
+      ['revoke --token T', 'revoke one token (its jti, expiry and agent are read from it)'],
+      ['revoke --jti J', 'revoke one token by its jti claim'],
       ['revoke --agent A', 'revoke every token of an agent issued until now'],
     ],
     [
-      ['--jti J', "the token's jti claim"],
+      ['--token T', 'the token itself'],
+      ['--jti J', "the token's jti claim (a UUID; anything else is refused as unknown)"],
       ['--agent A', 'the agent'],
     ],
   ),
@@ -67,6 +69,7 @@ async function adminVerb(command: string, args: readonly string[], out: Out): Pr
       reason: { type: 'string' },
       all: { type: 'boolean', default: false },
       jti: { type: 'string' },
+      token: { type: 'string' },
       agent: { type: 'string' },
     },
     true,
@@ -94,8 +97,11 @@ async function adminVerb(command: string, args: readonly string[], out: Out): Pr
       call = values.all ? ['POST', '/revive', { operator }] : ['POST', `/agents/${encodeURIComponent(agent ?? '')}/revive`, { operator }];
       break;
     case 'revoke':
-      if ((values.jti === undefined) === (values.agent === undefined)) throw new CliError('revoke needs --jti J or --agent A', 2);
-      call = ['POST', '/tokens/revoke', values.jti === undefined ? { agent: values.agent, operator } : { jti: values.jti, operator }];
+      if ([values.jti, values.token, values.agent].filter((v) => v !== undefined).length !== 1) throw new CliError('revoke needs one of --token T, --jti J or --agent A', 2);
+      if (values.token !== undefined) {
+        const claims = tokenClaims(values.token);
+        call = ['POST', '/tokens/revoke', { jti: claims.jti, ...(claims.exp === undefined ? {} : { exp: claims.exp }), operator }];
+      } else call = ['POST', '/tokens/revoke', values.jti === undefined ? { agent: values.agent, operator } : { jti: values.jti, operator }];
       break;
     case 'approvals':
       call = agent === undefined ? ['GET', '/approvals'] : ['GET', `/approvals/${encodeURIComponent(agent)}`];
@@ -137,7 +143,7 @@ function humanize(command: string, body: Record<string, unknown>): string {
   if (command === 'approvals' && Array.isArray(body.approvals)) return approvalTable(body.approvals as Array<Record<string, unknown>>);
   if (command === 'approvals') return approvalTable([body]);
   if (command === 'approve' || command === 'deny') return `${String(body.status)} ${String(body.id)}: ${String(body.agent)} ${String(body.method)} ${String(body.path)} (until ${String(body.expiresAt)})`;
-  if (command === 'revoke') return (body.revoked === 'jti' ? `revoked token ${String(body.jti)}` : `revoked every token of ${String(body.agent)} issued until now`) + sharingLine(body);
+  if (command === 'revoke') return (body.revoked === 'jti' ? `revoked token ${String(body.jti)}${typeof body.agent === 'string' ? ` of ${body.agent}` : ''}` : `revoked every token of ${String(body.agent)} issued until now`) + sharingLine(body);
   if (command === 'state') return body.reseeded === true ? `Redis reseeded: ${String(body.kills)} kills, ${String(body.revocations)} revocations, ${String(body.breakers)} open breakers written back (union)` : `not reseeded: ${String(body.detail)}`;
   return `policies reloaded (version ${String(body.version)}, ${Array.isArray(body.files) ? body.files.length : 0} files)`;
 }
@@ -168,3 +174,21 @@ function table(rows: ReadonlyArray<Record<string, unknown>>): string {
   return textTable(heads, cells);
 }
 
+
+/**
+ * jti and exp of a token given to `revoke --token`, read without verifying it: revoking the jti of
+ * a forged token does no harm, and the gateway refuses a jti it cannot have issued.
+ */
+function tokenClaims(token: string): { jti: string; exp: number | undefined } {
+  const payload = token.split('.')[1];
+  let claims: unknown;
+  try {
+    claims = JSON.parse(Buffer.from(payload ?? '', 'base64url').toString('utf8'));
+  } catch {
+    claims = null;
+  }
+  const jti = (claims as { jti?: unknown } | null)?.jti;
+  const exp = (claims as { exp?: unknown } | null)?.exp;
+  if (token.split('.').length !== 3 || typeof jti !== 'string' || jti === '') throw new CliError('--token: not an access token (a JWT with a jti claim)', 2);
+  return { jti, exp: typeof exp === 'number' && Number.isSafeInteger(exp) ? exp : undefined };
+}

@@ -10,6 +10,7 @@ import { createContext } from '../context.js';
 import { assertChecks, runChecks } from '../pipeline.js';
 import { viewOf } from '../state/view.js';
 import { loadPolicy } from '../server.js';
+import type { PolicySnapshot } from '../policy/types.js';
 import { createAdmit } from '../stages/admit.js';
 import { createAuthenticate } from '../stages/authenticate.js';
 import { createAuthorize } from '../stages/authorize.js';
@@ -147,6 +148,7 @@ async function explain(args: readonly string[], out: Out): Promise<number> {
     path: ctx.target?.invalid === null ? ctx.target.path : null,
     route: ctx.grant?.route ?? null,
     scope: ctx.grant?.scope ?? null,
+    rules: grantedRules(policy, ctx.grant),
     note: `kill switches and breakers come from ${settings.state.driver === 'redis' ? 'the shared Redis' : 'the state file'}; body constraints are checked on the live request`,
   };
   if (values.json) {
@@ -157,6 +159,7 @@ async function explain(args: readonly string[], out: Out): Promise<number> {
   if (refusal === null) {
     lines.push(`ALLOW  ${upperMethod} ${path}`);
     lines.push(`  rule:   route "${result.route}" of scope ${result.scope}`);
+    for (const rule of result.rules) lines.push(`  ${rule}`);
   } else {
     lines.push(`DENY   ${upperMethod} ${path}  -> ${refusal.status} ${refusal.reason}`);
     lines.push(`  answer: ${refusal.detail}`);
@@ -170,3 +173,20 @@ async function explain(args: readonly string[], out: Out): Promise<number> {
   return 0;
 }
 
+
+/** The request rules the granted route applied (query) or will apply (json), with their source. */
+function grantedRules(policy: PolicySnapshot, grant: { readonly scope: string; readonly route: string } | null): string[] {
+  if (grant === null) return [];
+  const colon = grant.scope.indexOf(':');
+  const route = policy.backends.get(grant.scope.slice(0, colon))?.scopes.get(grant.scope.slice(colon + 1))?.routes.find((r) => r.template === grant.route);
+  if (route === undefined) return [];
+  const out: string[] = [];
+  if (route.queryRules !== null) {
+    for (const rule of route.queryRules.fields.values()) out.push(`query:  ${rule.name}: ${rule.text}${rule.required ? ', required' : ''} (${rule.source}) - passed`);
+    out.push(`query:  other parameters ${route.queryRules.additional ? 'allowed (additionalQuery: true)' : 'refused'}`);
+  }
+  if (route.json !== null) {
+    for (const rule of route.json.fields.values()) out.push(`json:   ${rule.name}: ${rule.text}${rule.required ? ', required' : ''} (${rule.source}) - checked on the live request`);
+  }
+  return out;
+}

@@ -17,6 +17,7 @@ import { auditVerbs } from './audit.js';
 import { checkVerbs } from './check.js';
 import { serveVerbs } from './serve.js';
 import { tokenVerbs } from './token.js';
+import { reviewVerbs } from './review.js';
 
 const metaVerbs: readonly Verb[] = [
   {
@@ -49,7 +50,7 @@ const metaVerbs: readonly Verb[] = [
 ];
 
 /** Every verb, in the order `agentgate --help` lists them within a section. */
-export const VERBS: readonly Verb[] = [...serveVerbs, ...checkVerbs, ...tokenVerbs, ...adminVerbs, ...auditVerbs, ...metaVerbs];
+export const VERBS: readonly Verb[] = [...serveVerbs, ...checkVerbs, ...tokenVerbs, ...adminVerbs, ...auditVerbs, ...reviewVerbs, ...metaVerbs];
 
 /** Every verb the CLI accepts (the compose file and docs are checked against this list). */
 export const COMMANDS: readonly string[] = VERBS.map((v) => v.name);

@@ -19,7 +19,7 @@ export const tokenVerbs: readonly Verb[] = [
     options: [
       ['--agent ID', 'the agent (from the policies) the token is for'],
       ['--scope S', 'narrow the token to these scopes (repeat, or space/comma separated); default: every scope of the role'],
-      ['--ttl D', "lifetime, e.g. 5m or 1h; at most the role's tokenTtl (default: the role's tokenTtl)"],
+      ['--ttl D', "lifetime, e.g. 5m or 1h; at most the role's token.ttl (longer is refused); default: the role's token.ttl"],
     ],
     takes: ['json', 'socket'],
     notes: 'The token names the issuer of the running gateway (asked over its admin socket), else issuer.url, else the configured listen address.',
@@ -70,6 +70,11 @@ async function token(args: readonly string[], out: Out): Promise<number> {
   const policy = await loadPolicy(settings, { clock: systemClock, version: 1 });
   const keys = await openKeyStore({ dir: settings.issuer.keys, alg: settings.issuer.alg, clock: systemClock });
   const scopes = values.scope?.flatMap((s) => s.split(/[\s,]+/)).filter((s) => s !== '');
+  // Asking for longer than the role allows is refused, not silently shortened.
+  const role = policy.roles.get(policy.agents.get(values.agent)?.role ?? '');
+  if (ttlSeconds !== undefined && role !== undefined && ttlSeconds > role.token.ttlSeconds) {
+    throw new CliError(`--ttl ${values.ttl ?? ''} is longer than role ${role.name} allows (token.ttl ${formatSeconds(role.token.ttlSeconds)}); ask for ${formatSeconds(role.token.ttlSeconds)} or less`, 2);
+  }
   const plan = planAgentToken(policy, values.agent, { scopes, ttlSeconds });
   const issuer = await issuerOf(settings, await socketOf({ socket: values.socket, config: values.config }));
   const minted = await issueAgentToken(keys, issuer, plan, systemClock);
@@ -172,4 +177,12 @@ async function keysVerb(args: readonly string[], out: Out): Promise<number> {
   );
   out.stdout(values.json ? JSON.stringify(body) : `new signing key ${String(body.kid)} (${String(body.via)}); older keys stay in the JWKS until their tokens expire`);
   return 0;
+}
+
+/** 600 -> "10m", 5400 -> "1h30m", 45 -> "45s". */
+export function formatSeconds(seconds: number): string {
+  const h = Math.floor(seconds / 3600);
+  const m = Math.floor((seconds % 3600) / 60);
+  const sec = seconds % 60;
+  return `${h > 0 ? `${h}h` : ''}${m > 0 ? `${m}m` : ''}${sec > 0 || seconds === 0 ? `${sec}s` : ''}`;
 }

@@ -3,7 +3,7 @@
 // or be a server request or notification; list results keep only what the token grants; tool and
 // resource results are masked where the role masks fields. Anything else is refused: before the
 // head is sent a 502 upstream_invalid, mid-stream the connection is cut.
-import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { Readable } from 'node:stream';
 import type { RequestContext } from '../context.js';
 import { GatewayError } from '../errors.js';
 import type { MaskPlan } from '../policy/types.js';
@@ -48,9 +48,7 @@ export function createMcpFilter(options: McpFilterOptions): McpFilter {
         delete out['content-length'];
         // Proxies between us and the agent must not buffer the stream.
         out['cache-control'] = 'no-cache';
-        const filtered = body.pipe(new SseFilter(call, answered, maxBytes));
-        body.on('error', (error: Error) => filtered.destroy(error));
-        ctx.upstream = { ...upstream, headers: out, body: filtered };
+        ctx.upstream = { ...upstream, headers: out, body: new SseFilter(body, call, answered, maxBytes) };
         return;
       }
       if (type !== 'application/json' || call.kind === 'stream') fail(`a ${call.kind === 'stream' ? 'GET stream' : 'message'} answered with content-type ${JSON.stringify(type).slice(0, 80)}`);
@@ -70,38 +68,55 @@ export function createMcpFilter(options: McpFilterOptions): McpFilter {
   };
 }
 
-/** Re-emits each event as one `message` event carrying one checked JSON-RPC message. */
-class SseFilter extends Transform {
+/**
+ * Re-emits each event as one `message` event carrying one checked JSON-RPC message. Pull-based: the
+ * upstream body is read only while the agent's side reads, so a refusal (which destroys this
+ * stream) can only happen once the runner is relaying it and listening for the error.
+ */
+class SseFilter extends Readable {
+  readonly #source: Readable;
   readonly #parser: SseParser;
   readonly #call: McpCall;
   readonly #answered: Set<string>;
 
-  constructor(call: McpCall, answered: Set<string>, maxBytes: number) {
+  constructor(source: Readable, call: McpCall, answered: Set<string>, maxBytes: number) {
     super();
+    this.#source = source;
     this.#parser = new SseParser(maxBytes);
     this.#call = call;
     this.#answered = answered;
+    source.pause();
+    source.on('data', (chunk: Buffer) => {
+      try {
+        const text = this.#render(this.#parser.write(chunk));
+        if (text !== '' && !this.push(text)) source.pause();
+      } catch (error) {
+        this.destroy(error as Error);
+      }
+    });
+    source.on('end', () => {
+      try {
+        const text = this.#render(this.#parser.end());
+        if (text !== '') this.push(text);
+        this.push(null);
+      } catch (error) {
+        this.destroy(error as Error);
+      }
+    });
+    source.on('error', (error: Error) => this.destroy(error));
   }
 
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
-    try {
-      this.#emit(this.#parser.write(chunk));
-      done();
-    } catch (error) {
-      done(error as Error);
-    }
+  override _read(): void {
+    this.#source.resume();
   }
 
-  override _flush(done: TransformCallback): void {
-    try {
-      this.#emit(this.#parser.end());
-      done();
-    } catch (error) {
-      done(error as Error);
-    }
+  override _destroy(error: Error | null, done: (error?: Error | null) => void): void {
+    this.#source.destroy();
+    done(error);
   }
 
-  #emit(events: ReturnType<SseParser['write']>): void {
+  #render(events: ReturnType<SseParser['write']>): string {
+    let out = '';
     for (const event of events) {
       if (event.type !== '' && event.type !== 'message') throw refuse(`an SSE event of type ${JSON.stringify(event.type.slice(0, 40))} (the deprecated HTTP+SSE transport, or not MCP)`);
       let text = '';
@@ -113,8 +128,9 @@ class SseFilter extends Transform {
         if (Array.isArray(parsed.value)) throw refuse('an SSE event carrying a batch (one event is one message)');
         text += `event: message\ndata: ${JSON.stringify(serverMessage(parsed.value, this.#call, this.#answered))}\n`;
       }
-      if (text !== '') this.push(`${text}\n`);
+      if (text !== '') out += `${text}\n`;
     }
+    return out;
   }
 }
 

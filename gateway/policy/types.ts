@@ -20,6 +20,38 @@ export interface QueryRoute {
   readonly dialect: SqlDialect;
 }
 
+/**
+ * A rule for one query parameter or JSON field value. Query values are checked as sent (strict
+ * text forms), JSON values by their JSON type.
+ */
+export type ValueRule =
+  | { readonly kind: 'int'; readonly min: number; readonly max: number }
+  | { readonly kind: 'number'; readonly min: number; readonly max: number }
+  | { readonly kind: 'enum'; readonly values: ReadonlySet<string> }
+  | { readonly kind: 'string'; readonly min: number; readonly max: number; readonly pattern: RegExp | null }
+  | { readonly kind: 'bool' }
+  | { readonly kind: 'object'; readonly rules: FieldRules }
+  | { readonly kind: 'array'; readonly items: FieldRule; readonly max: number };
+
+/** One named rule as the policy wrote it. */
+export interface FieldRule {
+  readonly name: string;
+  readonly rule: ValueRule;
+  readonly required: boolean;
+  /** `file:line` of the rule, for refusals and `agentgate explain`. */
+  readonly source: string;
+  /** The rule in words (`int 1..100`), for refusals and `explain`. */
+  readonly text: string;
+}
+
+/** `query: {...}` or `json: { fields, additional }` of a route. */
+export interface FieldRules {
+  /** Query rules: by normalised name (lower-case, `-` and `.` read as `_`); JSON: by exact key. */
+  readonly fields: ReadonlyMap<string, FieldRule>;
+  /** Names or keys the rules do not list are allowed (default false). */
+  readonly additional: boolean;
+}
+
 /** A human must approve each call (`approval: required`); the approval lives this long. */
 export interface ApprovalPolicy {
   readonly ttlMs: number;
@@ -40,6 +72,10 @@ export interface Route {
   readonly acceptsBody: boolean;
   /** Set when the route's body is SQL that roles with a `query` constraint must have checked. */
   readonly query: QueryRoute | null;
+  /** Rules for the query string (`query:` with parameter rules); null: any query is forwarded. */
+  readonly queryRules: FieldRules | null;
+  /** Rules for a JSON body (`json: { fields, additional }`); null: none. */
+  readonly json: FieldRules | null;
   /** Set when each call needs a human's approval (from the route or its scope). */
   readonly approval: ApprovalPolicy | null;
 }

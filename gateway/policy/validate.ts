@@ -5,6 +5,7 @@ import type { Clock } from '../clock.js';
 import { ConfigError } from '../errors.js';
 import { RouteTableBuilder, buildNetworkSet, compileForwardHeaders, parseCidr, parseMaskPath, parseRoute, parseUriTemplate, type ParsedCidr, type ParsedRoute } from './compile.js';
 import { DEFAULT_FORWARD_HEADERS, normaliseHeaderName, reservedHeader } from '../headers.js';
+import { isSqlMarker, validateJsonRules, validateQueryRules } from './request-rules.js';
 import { problemAt, type Position, type RawEntry, type RawNode, type RawPolicy } from './load.js';
 import type {
   Agent,
@@ -13,6 +14,7 @@ import type {
   Backend,
   BodyConstraint,
   BreakerPolicy,
+  FieldRules,
   MaskPlan,
   MaskRule,
   NetworkPolicy,
@@ -183,6 +185,8 @@ export class Checker {
   }
 }
 
+/** Route methods whose requests carry no body unless the route says `body: true`. */
+const NO_BODY_ROUTE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS']);
 const BACKEND_NAME = /^[a-z][a-z0-9-]{0,31}$/;
 const SCOPE_NAME = /^[a-z][a-zA-Z0-9._-]{0,63}$/;
 const ROLE_NAME = /^[a-z][a-z0-9_-]{0,63}$/;
@@ -623,7 +627,7 @@ function validateTool(c: Checker, item: RawNode, path: string, scope: string, sc
     return null;
   }
   if (!ok) return null;
-  return { name, route: Object.freeze({ method: 'POST', template: `tools/call ${name}`, scope, body, acceptsBody: true, query, approval }) };
+  return { name, route: Object.freeze({ method: 'POST', template: `tools/call ${name}`, scope, body, acceptsBody: true, query, queryRules: null, json: null, approval }) };
 }
 
 /** A header field name (RFC 9110 §5.1 token), written the way the gateway forwards it. */
@@ -714,6 +718,9 @@ function validateRouteItem(c: Checker, item: RawNode, path: string, scope: strin
   let bodyOk = true;
   let query: QueryRoute | null = null;
   let acceptsBody = false;
+  let queryRules: FieldRules | null = null;
+  let json: FieldRules | null = null;
+  let jsonAt: Position | null = null;
   let approval = scopeApproval;
   if (item.kind === 'scalar') {
     if (typeof item.value !== 'string') {
@@ -722,7 +729,7 @@ function validateRouteItem(c: Checker, item: RawNode, path: string, scope: strin
     }
     text = item.value;
   } else if (item.kind === 'map') {
-    const keys = c.map(item, path, ['route', 'body', 'query', 'approval']);
+    const keys = c.map(item, path, ['route', 'body', 'query', 'additionalQuery', 'sql', 'json', 'approval']);
     const routeEntry = c.required(keys, 'route', path, item.at);
     textPath = `${path}.route`;
     textAt = routeEntry?.value.at ?? item.at;
@@ -737,9 +744,31 @@ function validateRouteItem(c: Checker, item: RawNode, path: string, scope: strin
       acceptsBody = true;
     }
     const queryEntry = keys?.get('query');
-    if (queryEntry !== undefined) {
+    const sqlEntry = keys?.get('sql');
+    const additionalEntry = keys?.get('additionalQuery');
+    const additionalQuery = c.boolean(additionalEntry, `${path}.additionalQuery`) ?? false;
+    if (queryEntry !== undefined && isSqlMarker(queryEntry)) {
+      // The older spelling of `sql:`; query-string rules never hold a plain `field` value.
+      if (sqlEntry !== undefined) c.add(queryEntry.at, `${path}.query`, 'the SQL field is given twice (query and sql); keep sql');
       query = validateQueryRoute(c, queryEntry, `${path}.query`);
       bodyOk &&= query !== null;
+    } else if (queryEntry !== undefined) {
+      queryRules = validateQueryRules(c, queryEntry, additionalQuery, `${path}.query`);
+      bodyOk &&= queryRules !== null;
+    }
+    if (additionalEntry !== undefined && queryRules === null && bodyOk) {
+      c.add(additionalEntry.at, `${path}.additionalQuery`, 'applies only beside query parameter rules (query: { name: rule })');
+      bodyOk = false;
+    }
+    if (sqlEntry !== undefined) {
+      query = validateQueryRoute(c, sqlEntry, `${path}.sql`);
+      bodyOk &&= query !== null;
+    }
+    const jsonEntry = keys?.get('json');
+    if (jsonEntry !== undefined) {
+      json = validateJsonRules(c, jsonEntry, `${path}.json`);
+      bodyOk &&= json !== null;
+      jsonAt = jsonEntry.at;
     }
     const approvalEntry = keys?.get('approval');
     if (approvalEntry !== undefined) {
@@ -764,9 +793,13 @@ function validateRouteItem(c: Checker, item: RawNode, path: string, scope: strin
     c.add(textAt, `${path}.query`, `${parsed.method} requests carry no body with SQL to check`);
     return null;
   }
+  if (json !== null && jsonAt !== null && !acceptsBody && NO_BODY_ROUTE_METHODS.has(parsed.method)) {
+    c.add(jsonAt, `${path}.json`, `${parsed.method} requests carry no body; add body: true if this route takes one`);
+    return null;
+  }
   if (!bodyOk) return null;
-  if (query !== null) acceptsBody = true;
-  return { route: Object.freeze({ method: parsed.method, template: `${parsed.method} ${parsed.path}`, scope, body, acceptsBody, query, approval }), parsed };
+  if (query !== null || json !== null) acceptsBody = true;
+  return { route: Object.freeze({ method: parsed.method, template: `${parsed.method} ${parsed.path}`, scope, body, acceptsBody, query, queryRules, json, approval }), parsed };
 }
 
 /** `query: { field: sql, dialect: sqlite }` on a route: its JSON body field `field` holds SQL. */

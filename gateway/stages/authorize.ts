@@ -23,7 +23,7 @@ import { approvalDigest, approvalRequestKey, approvalUse } from '../state/rules/
 import type { Metrics } from '../telemetry/metrics.js';
 import { checkSql } from './aggregate-sql.js';
 import { readBounded } from './read-body.js';
-import { checkBodyPresence, declaresBody } from './request-rules.js';
+import { checkBodyPresence, checkJson, checkQuery, declaresBody } from './request-rules.js';
 import { parseStrictJson } from './strict-json.js';
 
 export interface AuthorizeOptions {
@@ -92,10 +92,12 @@ export function createAuthorize(options: AuthorizeOptions): Stage {
         });
       }
       checkBodyPresence(ctx.request, target, route);
+      const queryRefusal = checkQuery(target.query, route);
+      if (queryRefusal !== null) refuse(refusals, queryRefusal);
       const mask = role.mask.size === 0 ? null : (role.mask.get(backend.name) ?? null);
       const approval = route.approval ?? (role.approval.has(route.scope) ? { ttlMs: DEFAULT_APPROVAL_TTL_MS } : null);
       const checksQuery = route.query !== null && role.query !== null;
-      if (route.body === null && !checksQuery && approval === null) {
+      if (route.body === null && route.json === null && !checksQuery && approval === null) {
         // The hot path: nothing to read, nothing to wait for.
         ctx.grant = { backend: backend.name, scope: route.scope, route: route.template, params: match.params, body: null, mask, shadow: refusals.shadow ?? NO_SHADOW, approvalId: null };
         return;
@@ -115,7 +117,7 @@ export function createAuthorize(options: AuthorizeOptions): Stage {
     approval: ApprovalPolicy | null,
     refusals: Refusals,
   ): Promise<void> {
-    const json = route.body !== null || (route.query !== null && role.query !== null);
+    const json = route.body !== null || route.json !== null || (route.query !== null && role.query !== null);
     const body = await readBody(ctx, route.template, json, maxBodyBytes, bodyIdleMs);
     if (json) checkBodyConstraints(`${target.method} ${target.path}`, route, role, jsonObject(body), refusals);
     let approvalId: string | null = null;
@@ -331,6 +333,9 @@ function checkBodyConstraints(label: string, route: Route, role: Role, fields: R
       );
     }
   }
+  // After the listed body values, so a wrong script still reads out_of_scope.
+  const jsonRefusal = checkJson(fields, route);
+  if (jsonRefusal !== null) refuse(refusals, jsonRefusal);
   const query = route.query;
   const constraint = role.query;
   if (query === null || constraint === null) return;

@@ -1,6 +1,7 @@
 // Strict JSON for bodies the gateway must inspect: rejects what parsers disagree on, so the value
 // we check is the value every backend sees. Duplicate keys (first-wins vs last-wins parsers),
-// a byte-order mark and invalid UTF-8 are refused; the rest is JSON.parse.
+// a byte-order mark, invalid UTF-8 and the keys __proto__, constructor and prototype (at any
+// depth) are refused; the rest is JSON.parse.
 
 export type StrictJsonResult = { readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly problem: string };
 
@@ -20,16 +21,18 @@ export function parseStrictJson(bytes: Uint8Array): StrictJsonResult {
   } catch {
     return { ok: false, problem: 'body is not valid JSON' };
   }
-  const duplicate = findDuplicateKey(text);
-  if (duplicate !== null) return { ok: false, problem: `duplicate key "${duplicate}"` };
+  const found = findDuplicateKey(text);
+  if (typeof found === 'string') return { ok: false, problem: `duplicate key "${found}"` };
+  if (found !== null) return { ok: false, problem: `key "${found.forbidden}" is not accepted` };
   return { ok: true, value };
 }
 
 /**
- * Scans already-valid JSON text and returns the first key repeated within one object, or null.
+ * Scans already-valid JSON text and returns the first key repeated within one object, or a
+ * forbidden key, or null.
  * Runs only on text JSON.parse accepted, so it can trust the grammar.
  */
-function findDuplicateKey(text: string): string | null {
+function findDuplicateKey(text: string): string | { readonly forbidden: string } | null {
   // One key set per open container; arrays get null.
   const stack: Array<Set<string> | null> = [];
   let expectKey = false;
@@ -55,6 +58,8 @@ function findDuplicateKey(text: string): string | null {
       }
       if (expectKey) {
         const key = JSON.parse(text.slice(start, i + 1)) as string;
+        // Prototype pollution in the backend's language: refused wherever it appears.
+        if (key === '__proto__' || key === 'constructor' || key === 'prototype') return { forbidden: key };
         const keys = stack[stack.length - 1];
         if (keys instanceof Set) {
           if (keys.has(key)) return key;

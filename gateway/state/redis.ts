@@ -13,7 +13,7 @@
 //   agentgate:once:<key>       SET NX, expiring at exp: single-use assertion jtis
 //   agentgate:uses:<jti>       counter, incremented by a script only while below maxUses
 //   agentgate:rate:<key>       a rate limit's theoretical arrival time (ms, Redis clock), expiring when the bucket is full
-//   agentgate:audit-checkpoints hash audit file -> its last AuditCheckpointRecord (JSON)
+//   agentgate:audit-checkpoints hash host:audit file -> its last AuditCheckpointRecord (JSON)
 //   agentgate:marker           hash epoch, gen, origin: the generation marker (see below)
 //   agentgate:events           channel: {"kind": ..., "key": ...}; receivers re-read the key
 //   agentgate:probe:<id>       channel of one instance's health probe (it publishes to itself)
@@ -31,6 +31,7 @@
 // at once or when an operator says so. An instance that meets a new epoch made by a reseed merges
 // its own snapshot into it the same way, so diverging snapshots end up as their union.
 import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
 import { createClient, createSentinel } from 'redis';
 import type { Clock } from '../clock.js';
 import { addViolation, type BreakerRecord } from './breaker.js';
@@ -1216,11 +1217,11 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
       return { lastSeen: entry.lastSeen, liveTokens: live };
     },
     async auditCheckpoint(auditFile) {
-      const json = await client.hGet(K.auditCheckpoints, auditFile);
+      const json = await client.hGet(K.auditCheckpoints, checkpointField(auditFile));
       return json === null || json === undefined ? null : asAuditCheckpoint(parse<unknown>(json));
     },
     async saveAuditCheckpoint(checkpoint) {
-      await client.hSet(K.auditCheckpoints, checkpoint.file, JSON.stringify(checkpoint));
+      await client.hSet(K.auditCheckpoints, checkpointField(checkpoint.file), JSON.stringify(checkpoint));
     },
     async close() {
       // Not reported through onHealth: a shutdown is not an outage.
@@ -1256,4 +1257,12 @@ function describe(change: UnsharedChange): Record<string, unknown> {
 
 function madeAt(change: UnsharedChange): number {
   return change.op === 'kill' ? change.record.at : change.madeAt;
+}
+
+/**
+ * Checkpoints are keyed by host and file: instances sharing one Redis (identical containers with
+ * the same `audit.file` path) each keep their own, never overwriting another's.
+ */
+function checkpointField(auditFile: string): string {
+  return `${hostname()}:${auditFile}`;
 }

@@ -201,6 +201,7 @@ export async function openAuditLog(options: AuditLogOptions): Promise<AuditLog> 
   // Rotation runs in steps that each happen once, so a retry after a failure neither shifts the
   // rotated files twice nor reopens a file it already has.
   let abandoned = false;
+  let saving: Promise<void> = Promise.resolve();
   let rotationShifted = false;
   let rotationRenamed = false;
 
@@ -352,7 +353,8 @@ export async function openAuditLog(options: AuditLogOptions): Promise<AuditLog> 
       for (const w of batch.waiters) w.resolve();
       if (batch.checkpoint !== null) {
         lastCheckpoint = batch.checkpoint;
-        options.checkpoints?.save(batch.checkpoint).catch(checkpointFailed);
+        const saved = options.checkpoints?.save(batch.checkpoint).catch(checkpointFailed);
+        if (saved !== undefined) saving = saved;
       }
       if (pending.length < highWaterMark) releaseDrainWaiters();
     }
@@ -411,7 +413,8 @@ export async function openAuditLog(options: AuditLogOptions): Promise<AuditLog> 
         options.onError?.(new AuditUnavailableError(`${unavailable ?? 'unwritable'}; ${lost} line(s) not written at shutdown`));
         await writing;
       }
-      if (lastCheckpoint !== null) await options.checkpoints?.save(lastCheckpoint).catch(checkpointFailed);
+      // The final checkpoint is in the state store before close resolves (the store closes next).
+      await saving;
       await handle.sync().catch(() => undefined);
       await handle.close();
     },

@@ -283,6 +283,18 @@ export function tailAudit(lines: readonly string[], filter: TailFilter): Array<R
 /** One human line per record. */
 export function formatAuditRecord(r: Record<string, unknown>): string {
   const s = (v: unknown): string => (v === null || v === undefined ? '-' : String(v));
-  const what = r.kind === 'admin' ? `${s(r.action)} ${s(r.agent)}` : `${s(r.method)} ${r.backend === null ? '' : `/${s(r.backend)}`}${s(r.path)}`;
+  let what: string;
+  if (r.kind === 'admin') what = `${s(r.action)} ${s(r.agent)}`;
+  else if (r.kind === 'broker') {
+    // Broker lines have an endpoint and a grant type, no method or path of a backend.
+    const endpoint = typeof r.endpoint === 'string' ? r.endpoint : '-';
+    const grant = typeof r.grantType === 'string' ? ` (${r.grantType})` : '';
+    what = `${endpoint.startsWith('/') ? endpoint : `/oauth/${endpoint}`}${grant}`;
+  } else {
+    const backend = typeof r.backend === 'string' && r.backend !== '' ? `/${r.backend}` : '';
+    // A refused target is never logged (it may be hostile or carry secrets): say so instead.
+    const path = typeof r.path === 'string' ? r.path : backend === '' ? '(target refused)' : ' (target refused)';
+    what = `${s(r.method)} ${backend}${path}`;
+  }
   return `${s(r.time)}  ${s(r.kind).padEnd(6)} ${s(r.decision).padEnd(5)} ${s(r.reason).padEnd(20)} ${s(r.agent).padEnd(20)} ${what}  ${s(r.status)}`;
 }

@@ -138,7 +138,7 @@ t.test('the gateway process: SIGTERM mid-load, admin peer, verify, tail, no toke
   await t.test('audit verify passes on the real file and names each kind of tampering', async (t) => {
     const clean = await cli('audit', 'verify', auditFile);
     t.equal(clean.code, 0, clean.stdout + clean.stderr);
-    t.match(clean.stdout, /: ok \(\d+ lines, seq 1\.\.\d+, chain intact\)/);
+    t.match(clean.stdout, /: ok \(\d+ lines, seq 1\.\.\d+, chain intact, \d+ checkpoint\(s\)/);
     const lines = (await readFile(auditFile, 'utf8')).split('\n').filter((l) => l !== '');
     t.ok(lines.length > 100);
     const cases: Array<[string, (l: string[]) => string[], RegExp]> = [

@@ -164,6 +164,36 @@ t.test('what a server sends back', async (t) => {
       t.match(line, { decision: 'deny', reason: 'upstream_invalid' });
     });
   }
+  await t.test('the GET stream carries server notifications and requests, never an answer', async (t) => {
+    const notification = JSON.stringify({ jsonrpc: '2.0', method: 'notifications/tools/list_changed' });
+    scripts['get stream'] = (_id, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write(`: keep-alive\n\nid: 7\ndata: ${notification}\n\n`);
+      // Later on the stream, an answer to a request nobody sent on it.
+      setTimeout(() => res.end(`data: ${JSON.stringify({ jsonrpc: '2.0', id: 1, result: { tools: [{ name: 'change_config' }] } })}\n\n`), 300);
+    };
+    current = 'get stream';
+    const res = await request(`${gw.url}/tools/mcp`, { method: 'GET', headers: { authorization: `Bearer ${token}`, accept: 'text/event-stream' } });
+    t.equal(res.statusCode, 200);
+    let text = '';
+    try {
+      for await (const chunk of res.body) text += String(chunk);
+    } catch (error) {
+      text += `${String(error)} CUT`;
+    }
+    t.match(text, `event: message\ndata: ${notification}\n\n`, 'the notification passes');
+    t.notMatch(text, /change_config/, 'an answer on the GET stream does not');
+    t.match(text, /CUT$/);
+    const line = (await gw.auditLines()).at(-1);
+    t.match(line, { method: 'GET', decision: 'deny', reason: 'upstream_invalid' });
+  });
+  await t.test('a GET or DELETE with a body is refused', async (t) => {
+    const before = upstream.seen.length;
+    const res = await request(`${gw.url}/tools/mcp`, { method: 'DELETE', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify(rpc(1, 'tools/call', { name: 'change_config' })) });
+    t.equal(res.statusCode, 400);
+    t.match(await res.body.json(), { type: 'urn:agentgate:problem:body_unexpected' });
+    t.equal(upstream.seen.length, before);
+  });
   for (const name of ['a JSON batch answering one request', 'JSON with duplicate keys', 'text/html instead of JSON-RPC']) {
     await t.test(`JSON: ${name} is refused`, async (t) => {
       const res = await list(name);

@@ -104,7 +104,64 @@ function runCases(cases: readonly Case[]): void {
   }
 }
 
+const ruleCases: readonly Case[] = [
+  {
+    name: 'query and json rules: every problem with its line',
+    file: y(
+      'backends:',
+      '  app:',
+      '    upstream: http://127.0.0.1:9101',
+      '    scopes:',
+      '      read:',
+      '        - route: GET /a',
+      '          query:',
+      '            limit: { int: [100, 1] }',
+      '            LIMIT: { int: [1, 2] }',
+      '            "tags[]": { string: true }',
+      '            _method: { string: true }',
+      '            status: { enum: [open, "not listed"] }',
+      '            q: { string: { max: 0 } }',
+      '            both: { int: [1, 2], bool: true }',
+      '            none: { required: true }',
+      '            re: { string: { pattern: "(" } }',
+      '            flag: { bool: yes }',
+      '        - route: GET /b',
+      '          additionalQuery: true',
+      '        - route: GET /c',
+      '          json: { fields: { q: { string: true } } }',
+      '        - route: POST /d',
+      '          json:',
+      '            fields:',
+      '              __proto__: { string: true }',
+      '              n: { int: [1.5, 2] }',
+      '              list: { array: { items: { int: [1, 2] } } }',
+      '              obj: { object: { additional: true } }',
+      '            extra: 1',
+    ),
+    expect: [
+      '{file}:8  backends.app.scopes.read[0].query.limit.int: expected [min, max] with whole numbers, min <= max (e.g. [1, 100])',
+      '{file}:9  backends.app.scopes.read[0].query.LIMIT: "LIMIT" is the same parameter as "limit" to many frameworks (case, - and . are not told apart)',
+      '{file}:10  backends.app.scopes.read[0].query.tags[]: a query parameter name uses only A-Z a-z 0-9 . _ ~ - (no brackets or escapes)',
+      '{file}:11  backends.app.scopes.read[0].query._method: "_method" overrides the method and is always refused',
+      '{file}:12  backends.app.scopes.read[0].query.status.enum[1]: expected a value of A-Z a-z 0-9 . _ ~ - (matched as sent), got "not listed"',
+      '{file}:13  backends.app.scopes.read[0].query.q.string.max: expected a whole number from 1 to 1000000, got 0',
+      '{file}:14  backends.app.scopes.read[0].query.both: needs exactly one of int, number, enum, string, bool (has int, bool)',
+      '{file}:15  backends.app.scopes.read[0].query.none: needs exactly one of int, number, enum, string, bool',
+      '{file}:16  backends.app.scopes.read[0].query.re.string.pattern: not a regular expression: Invalid regular expression: /^(?:()$/u: Unterminated group',
+      '{file}:17  backends.app.scopes.read[0].query.flag.bool: write bool: true',
+      '{file}:19  backends.app.scopes.read[1].additionalQuery: applies only beside query parameter rules (query: { name: rule })',
+      '{file}:21  backends.app.scopes.read[2].json: GET requests carry no body; add body: true if this route takes one',
+      '{file}:25  backends.app.scopes.read[3].json.fields.__proto__: "__proto__" is always refused in a JSON body',
+      '{file}:26  backends.app.scopes.read[3].json.fields.n.int: expected [min, max] with whole numbers, min <= max (e.g. [1, 100])',
+      '{file}:27  backends.app.scopes.read[3].json.fields.list.array.max: is required',
+      '{file}:28  backends.app.scopes.read[3].json.fields.obj.object.fields: is required',
+      '{file}:29  backends.app.scopes.read[3].json.extra: unknown key (allowed: fields, additional)',
+    ],
+  },
+];
+
 runCases(headerCases);
+runCases(ruleCases);
 
 t.test('a valid backend compiles its allowlist once', async (t) => {
   const dir = t.testdir({

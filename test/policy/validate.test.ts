@@ -320,7 +320,7 @@ const cases: readonly Case[] = [
       '{dir}/backends.yaml:25  backends.oauth.scopes.bad[1]: expected a route such as "GET /contacts/:id", got 42',
       '{dir}/backends.yaml:26  backends.oauth.scopes.bad[2]: expected a route such as "GET /contacts/:id", or { route, body }, got a list',
       '{dir}/backends.yaml:27  backends.oauth.scopes.bad[3].route: route "FETCH /x": unknown method "FETCH" (allowed: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, ANY)',
-      '{dir}/backends.yaml:28  backends.oauth.scopes.bad[4].path: unknown key (allowed: route, body, query, approval)',
+      '{dir}/backends.yaml:28  backends.oauth.scopes.bad[4].path: unknown key (allowed: route, body, query, additionalQuery, sql, json, approval)',
       '{dir}/backends.yaml:28  backends.oauth.scopes.bad[4].route: is required',
       '{dir}/backends.yaml:29  backends.oauth.scopes.bad[5].body: GET requests carry no body to check',
       '{dir}/backends.yaml:30  backends.oauth.scopes.bad[6].body.script[1]: expected a string, got 1',

@@ -1,10 +1,11 @@
 // The audit trail: a hash chain that names every edited, removed, inserted or reordered line,
 // continues across restarts and rotations, and never loses a queued record.
 import t from 'tap';
-import { readdir } from 'node:fs/promises';
+import { appendFile, readdir, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { openAuditLog, readAuditLines } from '../../gateway/telemetry/audit-log.js';
-import { tailAudit, verifyAuditLines } from '../../gateway/telemetry/audit-verify.js';
+import { AuditUnavailableError, openAuditLog, readAuditLines, type AuditCheckpoint } from '../../gateway/telemetry/audit-log.js';
+import { loadAuditKeys, openAuditSigner } from '../../gateway/telemetry/audit-key.js';
+import { tailAudit, verifyAuditFiles, verifyAuditLines } from '../../gateway/telemetry/audit-verify.js';
 
 function record(i: number, agent = 'marketing-agent-03') {
   return { time: new Date(Date.UTC(2026, 10, 22, 12, 0, i)).toISOString(), kind: 'proxy' as const, requestId: `r${i}`, decision: i % 3 === 0 ? ('deny' as const) : ('allow' as const), reason: i % 3 === 0 ? 'out_of_scope' : 'none', agent, n: i };
@@ -93,3 +94,64 @@ function order(name: string): number {
   const m = /\.(\d+)$/.exec(name);
   return m === null ? 0 : Number(m[1]);
 }
+
+t.test('append resolves once the line is in the file, and chains signed checkpoints', async (t) => {
+  const dir = t.testdir();
+  const file = join(dir, 'audit.jsonl');
+  const signer = await openAuditSigner(join(dir, 'keys'));
+  const saved: AuditCheckpoint[] = [];
+  const log = await openAuditLog({ file, signer, checkpointLines: 10, checkpoints: { load: async () => null, save: async (c) => void saved.push(c) } });
+  for (let i = 1; i <= 25; i++) {
+    await log.append(record(i));
+    const lines = await readAuditLines(file);
+    t.equal(JSON.parse(lines[lines.length - 1] ?? '{}').requestId ?? 'checkpoint', lines[lines.length - 1]?.includes('"kind":"checkpoint"') ? 'checkpoint' : `r${i}`);
+  }
+  await log.close();
+  const lines = await readAuditLines(file);
+  const kinds = lines.map((l) => (JSON.parse(l) as { kind: string }).kind);
+  t.same(kinds.filter((k) => k === 'checkpoint').length, 3, 'after 10 and 20 lines, and at close');
+  t.equal(kinds[kinds.length - 1], 'checkpoint', 'close ends with a checkpoint');
+  t.same(saved.map((c) => c.seq), [11, 22, lines.length], 'each checkpoint reached the store once on disk');
+  const keys = await loadAuditKeys([join(dir, 'keys', 'audit-key.pub.pem')]);
+  const verified = await verifyAuditFiles([file], { keys, checkpoint: saved[saved.length - 1] ?? null });
+  t.equal(verified.problemCount, 0);
+  t.equal(verified.checkpoints, 3);
+});
+
+t.test('an unwritable file: appends are refused at once, the log says why, close gives up', async (t) => {
+  // /dev/full answers every write with ENOSPC: a full disk without a disk.
+  const dir = t.testdir();
+  const file = join(dir, 'audit.jsonl');
+  await symlink('/dev/full', file);
+  const changes: Array<[boolean, string | null]> = [];
+  const log = await openAuditLog({ file, retryMs: 20, onAvailability: (available, why) => changes.push([available, why]) });
+  t.equal(log.available, true);
+  const error = await log.append(record(1)).then(
+    () => null,
+    (e: unknown) => e,
+  );
+  t.type(error, AuditUnavailableError, 'the waiting append is refused');
+  t.equal(log.available, false);
+  t.match(log.unavailableReason, /^ENOSPC/);
+  t.match(changes, [[false, /^ENOSPC/]]);
+  await t.rejects(log.append(record(2)), AuditUnavailableError, 'a new append is refused without waiting');
+  t.ok(log.writeErrors >= 1);
+  await log.close(100);
+});
+
+t.test('a torn last line (a crash mid-batch on a full disk) is dropped at open and the chain continues', async (t) => {
+  const dir = t.testdir();
+  const file = join(dir, 'audit.jsonl');
+  const warnings: string[] = [];
+  const first = await openAuditLog({ file });
+  for (let i = 1; i <= 5; i++) await first.append(record(i));
+  await first.close();
+  await appendFile(file, '{"seq":6,"prev":"abc","time":"2026-');
+  const second = await openAuditLog({ file, onWarning: (message) => warnings.push(message) });
+  await second.append(record(6));
+  await second.close();
+  t.match(warnings, [/torn line/]);
+  const lines = await readAuditLines(file);
+  t.equal(lines.length, 6);
+  t.same(verifyAuditLines(lines).problems, [], 'no broken line, one chain');
+});
