@@ -37,6 +37,8 @@ import { createBroker, type Broker } from './broker/router.js';
 import { createCredentialManager, type CredentialManager } from './broker/credentials.js';
 import { createKeyRotation } from './broker/jwks.js';
 import { createTrustedIssuers } from './tokens/trusted.js';
+import { TOKEN_EXCHANGE } from './broker/metadata.js';
+import { VERSION } from './version.js';
 
 export interface GatewayOptions {
   readonly clock?: Clock;
@@ -146,6 +148,8 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
     audit: () => auditStatus ?? { available: true, writeErrors: 0 },
     agents: () => admissionRef?.gauges(policy) ?? [],
     state: () => storeRef?.status() ?? { healthy: false, unshared: 0 },
+    version: VERSION,
+    names: () => ({ backends: policy.backends.keys(), roles: policy.roles.keys(), agents: policy.agents.keys(), grantTypes: ['client_credentials', TOKEN_EXCHANGE] }),
   });
   // Redis: unhealthy while the connection is lost, a command or probe misses `state.timeout`, or
   // Redis lost its data; admit and authenticate then fail closed (503).

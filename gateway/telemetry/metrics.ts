@@ -9,7 +9,14 @@ export const UNKNOWN_LABEL = 'unknown';
 /** The `reason` label of an allowed request. */
 export const NO_REASON = 'none';
 
-export type UpstreamErrorKind = 'connect' | 'timeout' | 'reset' | 'redirect' | 'protocol';
+export const UPSTREAM_ERROR_KINDS = ['connect', 'timeout', 'reset', 'redirect', 'protocol'] as const;
+export type UpstreamErrorKind = (typeof UPSTREAM_ERROR_KINDS)[number];
+
+/**
+ * prom-client's default metrics that are gauges named like counters (promtool refuses the `_total`
+ * suffix on a gauge). Dropped: each equals `sum(nodejs_active_<x>)` over the per-type gauge kept.
+ */
+export const DROPPED_DEFAULT_METRICS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'] as const;
 
 export interface Metrics {
   readonly registry: Registry;
@@ -54,11 +61,37 @@ export interface MetricsOptions {
   readonly audit?: () => { readonly available: boolean; readonly writeErrors: number };
   /** The state store's health and its changes not yet shared, read at scrape time. */
   readonly state?: () => { readonly healthy: boolean; readonly unshared: number };
+  /** `version` label of agentgate_build_info (the `node` label is this process's Node.js). */
+  readonly version?: string;
+  /**
+   * The policy's names, read at scrape time: counters whose labels are all from closed sets
+   * (per backend, role or agent) start at 0 for each name, so a dashboard draws a line at 0
+   * instead of "no data". Label sets that multiply by a reason or limit are left to appear on
+   * their first event.
+   */
+  readonly names?: () => PolicyNames;
+}
+
+export interface PolicyNames {
+  readonly backends: Iterable<string>;
+  readonly roles: Iterable<string>;
+  readonly agents: Iterable<string>;
+  /** The broker's grant types (the `grant_type` label of agentgate_tokens_issued_total). */
+  readonly grantTypes: Iterable<string>;
 }
 
 export function createMetrics(options: MetricsOptions = {}): Metrics {
   const registry = new Registry();
-  if (options.defaults !== false) collectDefaultMetrics({ register: registry });
+  if (options.defaults !== false) {
+    collectDefaultMetrics({ register: registry });
+    for (const name of DROPPED_DEFAULT_METRICS) registry.removeSingleMetric(name);
+  }
+  new Gauge({
+    name: 'agentgate_build_info',
+    help: 'Always 1; the labels name the running AgentGate version and Node.js version.',
+    labelNames: ['version', 'node'] as const,
+    registers: [registry],
+  }).set({ version: options.version ?? 'unknown', node: process.version }, 1);
 
   const requests = new Counter({
     name: 'agentgate_requests_total',
@@ -198,6 +231,31 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
 
   // Children are resolved once per label combination and reused: prom-client hashes the label
   // object on every inc() otherwise, which shows on the hot path.
+  for (const cause of ['connection', 'timeout', 'data_lost'] as const) outages.inc({ cause }, 0);
+  for (const kind of ['reseed', 'merge'] as const) reseeds.inc({ kind }, 0);
+  // Names already given their zero series (a name stays seeded across reloads: counters never vanish).
+  const seeded = new Set<string>();
+  function firstTime(key: string): boolean {
+    if (seeded.has(key)) return false;
+    seeded.add(key);
+    return true;
+  }
+  function seedZeroSeries(): void {
+    const names = options.names?.();
+    if (names === undefined) return;
+    for (const backend of names.backends) {
+      if (!firstTime(`backend\u0000${backend}`)) continue;
+      requests.inc({ backend, decision: 'allow', reason: NO_REASON }, 0);
+      for (const kind of UPSTREAM_ERROR_KINDS) upstreamErrors.inc({ backend, kind }, 0);
+    }
+    const grantTypes = [...names.grantTypes];
+    for (const role of names.roles) {
+      if (!firstTime(`role\u0000${role}`)) continue;
+      for (const grant_type of grantTypes) tokensIssued.inc({ role, grant_type }, 0);
+    }
+    for (const agent of names.agents) if (firstTime(`agent\u0000${agent}`)) trips.inc({ agent }, 0);
+  }
+
   const requestChildren = new Map<string, Map<string, ReturnType<typeof requests.labels>>>();
   const durationChildren = new Map<string, ReturnType<typeof duration.labels>>();
   const violationChildren = new Map<string, ReturnType<typeof violations.labels>>();
@@ -267,6 +325,9 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     stateReseeded(kind) {
       reseeds.labels(kind).inc();
     },
-    exposition: () => registry.metrics(),
+    exposition: () => {
+      seedZeroSeries();
+      return registry.metrics();
+    },
   };
 }
