@@ -8,6 +8,7 @@ import type { MaskPlan, PolicySnapshot } from './policy/types.js';
 import type { Logger } from './telemetry/log.js';
 import type { Clock } from './clock.js';
 import type { Principal } from './tokens/claims.js';
+import type { Intent } from './state/view.js';
 
 /**
  * The inbound request as data. A live request wraps node's IncomingMessage; `agentgate explain`
@@ -109,6 +110,11 @@ export interface RequestContext {
   upstream: UpstreamResult | null;
   /** Set by the runner. */
   outcome: Outcome | null;
+  /**
+   * What the decision changes in shared state, appended by the checks (and the outcome writer)
+   * and applied once by the commit step (admission/); `explain` never applies them.
+   */
+  readonly intents: Intent[];
 }
 
 export interface ContextInit {
@@ -135,6 +141,7 @@ export function createContext(init: ContextInit): RequestContext {
     mcp: null,
     upstream: null,
     outcome: null,
+    intents: [],
   };
 }
 

@@ -124,6 +124,15 @@ export class GatewayError extends Error {
   }
 }
 
+/** The refusal naming the approval a person must give before the exact request is repeated. */
+export function approvalRequiredError(approval: { readonly id: string; readonly route: string; readonly expiresAt: number }): GatewayError {
+  const until = new Date(approval.expiresAt).toISOString();
+  return new GatewayError('approval_required', `${approval.route} needs a person's approval: ask an operator to approve ${approval.id}, then repeat this exact request with the header X-AgentGate-Approval: ${approval.id} before ${until}`, {
+    reasonDetail: `approval ${approval.id} requested`,
+    extensions: { approvalId: approval.id, approvalExpiresAt: until },
+  });
+}
+
 /**
  * Invalid configuration or policy: carries every problem found, each formatted
  * `file:line  path: message`, so an operator fixes them all in one pass.

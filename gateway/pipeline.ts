@@ -1,21 +1,23 @@
 // The request runner: the only place that knows the stage order and the only writer to the
-// client. Every request ends in exactly one outcome, one metrics observation and one audit line,
-// whatever happened (refusal, upstream failure, bug, client gone).
+// client. Checks read state; the commit (admission/) applies what the decision changes; the
+// outcome writer accounts for every request exactly once, whatever happened (refusal, upstream
+// failure, bug, client gone).
 import { randomUUID } from 'node:crypto';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Readable } from 'node:stream';
 import { createContext, type InboundRequest, type RequestContext, type Stage } from './context.js';
 import type { Clock } from './clock.js';
-import { GatewayError, REASONS, type ReasonCode } from './errors.js';
+import type { Abort, Admission } from './admission/admission.js';
+import { GatewayError, REASONS } from './errors.js';
+import { abortReason, type OutcomeWriter, type Written } from './outcome.js';
+import { AuditUnavailableError } from './telemetry/audit-log.js';
 import type { RateLimiter } from './admission/rate-limiter.js';
-import { toolLabels } from './mcp/outcome.js';
 import { renderMcpRefusal } from './mcp/refusal.js';
 import { renderProblem, renderReason } from './problem.js';
 import type { PolicySnapshot } from './policy/types.js';
-import { AuditUnavailableError, type AuditLog, type AuditRecord } from './telemetry/audit-log.js';
 import type { Logger } from './telemetry/log.js';
-import { NO_REASON, UNKNOWN_LABEL, type Metrics } from './telemetry/metrics.js';
 
 /** The stage order of DESIGN §3. Checks run before `forward`; `explain` and upgrades stop there. */
 export const STAGE_ORDER = ['normalize', 'authenticate', 'admit', 'authorize', 'forward'] as const;
@@ -26,13 +28,15 @@ export interface ResponseFilter {
   apply(ctx: RequestContext): void | Promise<void>;
 }
 
-/** Run the checks (every stage before `forward`) in order; used by the pipeline, upgrades and `explain`. */
+/** Check that `checks` are the stages before `forward`, in order (explain builds its own). */
+export function assertChecks(checks: readonly Stage[]): void {
+  const names = checks.map((s) => s.name).join();
+  if (names !== STAGE_ORDER.slice(0, -1).join()) throw new Error(`checks must follow ${STAGE_ORDER.slice(0, -1).join(', ')}; got ${names}`);
+}
+
+/** Run the checks (every stage before `forward`) in order. Reads state only: nothing is committed. */
 export async function runChecks(checks: readonly Stage[], ctx: RequestContext): Promise<void> {
-  for (let i = 0; i < checks.length; i++) {
-    const stage = checks[i];
-    if (stage === undefined || stage.name !== STAGE_ORDER[i] || stage.name === 'forward') {
-      throw new Error(`checks must follow ${STAGE_ORDER.slice(0, -1).join(', ')}`);
-    }
+  for (const stage of checks) {
     const pending = stage.run(ctx);
     if (pending !== undefined) await pending;
   }
@@ -42,34 +46,31 @@ export interface PipelineDeps {
   /** Stages in STAGE_ORDER; checked at construction. */
   readonly stages: readonly Stage[];
   readonly filters: readonly ResponseFilter[];
-  readonly metrics: Metrics;
-  readonly audit: AuditLog;
+  readonly admission: Admission;
+  readonly outcome: OutcomeWriter;
   readonly log: Logger;
   readonly clock: Clock;
   currentPolicy(): PolicySnapshot;
   /** The gateway's public URL (the issuer's), for MCP resource metadata in challenges; a function when known only once the agent port is bound. */
   readonly publicUrl?: string | (() => string);
-  /** Called once per violation made with a valid token (breaker accounting). */
-  onViolation?(ctx: RequestContext, error: GatewayError): void;
-  /**
-   * Register an admitted request so a kill can abort it; returns the unregister function.
-   * Called after the checks, so it must itself refuse (call `abort`) an agent killed meanwhile.
-   */
-  track?(ctx: RequestContext, abort: (reason: GatewayError) => void): () => void;
-  /** Per-agent rate limits, charged after the checks; absent: none. */
+  /** Per-agent rate limits, charged after the checks and before the commit; absent: none. */
   readonly rateLimiter?: RateLimiter;
 }
 
 export interface Pipeline {
   /** Serve one request on the agent port. */
   handle(req: IncomingMessage, res: ServerResponse): void;
-  /** Run the checks (every stage before `forward`) on a context; throws the refusal. */
-  check(ctx: RequestContext): Promise<void>;
   /**
-   * Charge a call that passed the checks against its rate limits (never for `explain`); throws
-   * 429 rate_limited. Resolves the RateLimit header fields to send, or null.
+   * Run the checks and commit the decision. Resolves when the call is admitted (a use spent, an
+   * approval consumed); throws the refusal to answer with otherwise, after its accounting
+   * (violation, approval request) was committed. `gate` is one more check a caller adds after
+   * the stages and before the commit (upgrades refuse masked roles there). The call is charged
+   * against its rate limits after the checks and before the commit (never for `explain`);
+   * resolves the RateLimit header fields to send, or null.
    */
-  charge(ctx: RequestContext): Promise<Readonly<Record<string, string>> | null>;
+  admit(ctx: RequestContext, gate?: (ctx: RequestContext) => void): Promise<Readonly<Record<string, string>> | null>;
+  /** Register an admitted request so a kill can abort it; returns the unregister function. */
+  track(ctx: RequestContext, abort: Abort): () => void;
   /** Build a context for a live or synthetic request. */
   context(request: InboundRequest, signal: AbortSignal): RequestContext;
   /**
@@ -78,6 +79,13 @@ export interface Pipeline {
    * AuditUnavailableError when it cannot be (the caller then closes without answering).
    */
   finish(ctx: RequestContext, error: unknown, status: number): Promise<void>;
+  /**
+   * Answer a request node's HTTP parser refused (bad bytes, oversized headers, a slow client) with
+   * a problem document on the raw socket, and account for it like any refusal.
+   */
+  clientError(error: NodeJS.ErrnoException, socket: Socket): void;
+  /** Resolves once no request is being served, or after `graceMs`. */
+  drained(graceMs: number): Promise<void>;
   /** Requests currently being served. */
   readonly inFlight: number;
 }
@@ -91,22 +99,37 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
   const last = deps.stages[deps.stages.length - 1];
   if (last === undefined) throw new Error('pipeline has no forward stage');
   const forward: Stage = last;
-  const { metrics, audit, log, clock, filters } = deps;
+  const { admission, outcome, log, clock, filters } = deps;
   let inFlight = 0;
+  let idle: Array<() => void> = [];
+  const refusedSockets = new WeakSet<Socket>();
+  function done(): void {
+    inFlight--;
+    if (inFlight > 0 || idle.length === 0) return;
+    const waiting = idle;
+    idle = [];
+    for (const resolve of waiting) resolve();
+  }
 
   function context(request: InboundRequest, signal: AbortSignal): RequestContext {
     return createContext({ requestId: randomUUID(), clock, policy: deps.currentPolicy(), request, signal, log });
   }
 
-  async function check(ctx: RequestContext): Promise<void> {
-    for (const stage of checks) {
-      const pending = stage.run(ctx);
-      if (pending !== undefined) await pending;
+  async function admit(ctx: RequestContext, gate?: (ctx: RequestContext) => void): Promise<Readonly<Record<string, string>> | null> {
+    let rateHeaders: Readonly<Record<string, string>> | null = null;
+    try {
+      await runChecks(checks, ctx);
+      gate?.(ctx);
+      // Charged only for a call the checks passed; a rate-limited call spends no use.
+      if (deps.rateLimiter !== undefined) rateHeaders = await deps.rateLimiter.charge(ctx);
+    } catch (error) {
+      if (!(error instanceof GatewayError)) throw error;
+      const violation = outcome.violation(ctx, error);
+      if (violation !== null) ctx.intents.push(violation);
+      throw (await admission.commit(ctx, error)) ?? error;
     }
-  }
-
-  function charge(ctx: RequestContext): Promise<Readonly<Record<string, string>> | null> {
-    return deps.rateLimiter === undefined ? Promise.resolve(null) : deps.rateLimiter.charge(ctx);
+    await admission.commit(ctx, null);
+    return rateHeaders;
   }
 
   async function serve(ctx: RequestContext, res: ServerResponse, controller: AbortController): Promise<void> {
@@ -118,10 +141,9 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     let line: Written | null = null;
     try {
       // Write-ahead audit: no answer without its line, so with an unwritable file nothing is served.
-      if (!audit.available) throw auditUnavailable();
-      await check(ctx);
-      const rateHeaders = await charge(ctx);
-      untrack = deps.track?.(ctx, (reason) => controller.abort(reason));
+      if (!outcome.available) throw outcome.unavailable();
+      const rateHeaders = await admit(ctx);
+      untrack = admission.track(ctx, (reason) => controller.abort(reason));
       if (ctx.signal.aborted) throw ctx.signal.reason;
       const pending = forward.run(ctx);
       if (pending !== undefined) await pending;
@@ -136,7 +158,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       if (rateHeaders !== null) Object.assign(headers, rateHeaders);
       status = upstream.status;
       line = { reason: null, status, reasonDetail: '' };
-      await audit.append(recordOf(ctx, null, '', status));
+      await outcome.writeAhead(ctx, null, status);
       res.writeHead(status, headers);
       headersAt = performance.now();
       if (upstream.body !== null) await relay(upstream.body, res);
@@ -149,8 +171,8 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       line = refused.line;
     } finally {
       untrack?.();
-      inFlight--;
-      finishWith(ctx, error, status, headersAt, line);
+      done();
+      outcome.finish(ctx, error, status, headersAt, line);
     }
   }
 
@@ -194,10 +216,9 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     // Refused at the door because the audit is down: the one answer sent without a line (it
     // could not be written), counted in the metrics.
     if (!(caught instanceof GatewayError && caught.reason === 'audit_unavailable' && line === null)) {
-      const { reason, reasonDetail } = outcomeOf(ctx, caught);
-      line = { reason, status: rendered.status, reasonDetail };
+      line = { ...outcome.outcomeOf(ctx, caught), status: rendered.status };
       try {
-        await audit.append(recordOf(ctx, reason, reasonDetail, rendered.status));
+        await outcome.writeAhead(ctx, caught, rendered.status);
       } catch (error) {
         if (!(error instanceof AuditUnavailableError)) throw error;
         res.destroy();
@@ -215,100 +236,13 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     return { status: rendered.status, line };
   }
 
-  /** The refusal reason and its internal detail for a request that ended with `error` (null: allowed). */
-  function outcomeOf(ctx: RequestContext, error: unknown): { reason: ReasonCode | null; reasonDetail: string } {
-    const killed = abortReason(ctx);
-    if (killed !== null && error !== null) error = killed;
-    if (error instanceof AuditUnavailableError) return { reason: 'audit_unavailable', reasonDetail: `answer not sent: ${error.message}` };
-    if (error instanceof GatewayError) return { reason: error.reason, reasonDetail: error.reasonDetail };
-    if (error === null) return { reason: null, reasonDetail: '' };
-    if (ctx.signal.aborted) return { reason: 'client_closed', reasonDetail: '' };
-    // The head went out, then the stream failed: the call was allowed, the delivery was not.
-    if (ctx.upstream !== null) return { reason: null, reasonDetail: `stream failed: ${describe(error)}` };
-    return { reason: 'internal', reasonDetail: describe(error) };
-  }
-
-  function recordOf(ctx: RequestContext, reason: ReasonCode | null, reasonDetail: string, status: number, phase?: 'end'): AuditRecord {
-    const principal = ctx.principal;
-    const target = ctx.target;
-    const totalMs = Number(process.hrtime.bigint() - ctx.startedAt) / 1e6;
-    return {
-      time: new Date(ctx.receivedAt).toISOString(),
-      kind: 'proxy',
-      requestId: ctx.requestId,
-      // A second line for the same request: what happened after its answer's head went out.
-      ...(phase === undefined ? {} : { phase }),
-      agent: principal?.agent ?? null,
-      role: principal?.role ?? null,
-      onBehalfOf: principal?.onBehalfOf ?? null,
-      jti: principal?.jti ?? null,
-      backend: target !== null && target.backend !== '' ? target.backend : null,
-      method: ctx.request.method,
-      // The canonical path only: query strings can carry secrets and are never logged.
-      path: target !== null && target.invalid === null ? target.path : null,
-      decision: reason === null ? 'allow' : 'deny',
-      reason: reason ?? NO_REASON,
-      reasonDetail: reasonDetail === '' ? null : reasonDetail,
-      route: ctx.grant?.route ?? null,
-      // Role constraints: what shadow mode let through, and the human approval a call used.
-      ...(ctx.grant !== null && ctx.grant.shadow.length > 0 ? { shadow: ctx.grant.shadow } : {}),
-      ...(ctx.grant?.approvalId ? { approvalId: ctx.grant.approvalId } : {}),
-      // MCP: the JSON-RPC id, method and tool of every message of the body.
-      ...(ctx.mcp !== null && ctx.mcp.messages.length > 0 ? { rpc: ctx.mcp.messages } : {}),
-      status,
-      upstreamStatus: ctx.upstream?.status ?? null,
-      durationMs: Math.round(totalMs * 1000) / 1000,
-      remote: ctx.request.remoteAddress,
-    };
-  }
-
-  /**
-   * Metrics, violation accounting and the outcome, once per request. The audit line was written
-   * before the answer (`line`); when the request ended differently than that line says (a
-   * stream cut, a kill mid-stream), a second line with `phase: end` records how. A request with
-   * no line yet (the client left first) gets it now.
-   */
-  function finishWith(ctx: RequestContext, error: unknown, status: number, headersAt: number, line: Written | null): void {
-    const end = performance.now();
-    const totalMs = Number(process.hrtime.bigint() - ctx.startedAt) / 1e6;
-    const { reason, reasonDetail } = outcomeOf(ctx, error);
-    const refusal = error === null ? null : (abortReason(ctx) ?? error);
-    const principal = ctx.principal;
-    if (refusal instanceof GatewayError && refusal.violation && principal !== null) {
-      metrics.violation(principal.agent, principal.role, refusal.reason);
-      deps.onViolation?.(ctx, refusal);
-    }
-    ctx.outcome =
-      reason === null
-        ? { decision: 'allow', status }
-        : { decision: 'deny', reason, status, reasonDetail };
-
-    const policy = ctx.policy;
-    const backendName = ctx.target?.backend ?? '';
-    const backendLabel = policy.backends.has(backendName) ? backendName : UNKNOWN_LABEL;
-    const upstreamMs = ctx.upstream?.latencyMs ?? 0;
-    const headersMs = totalMs - (end - headersAt);
-    metrics.observeRequest(
-      backendLabel,
-      reason === null ? 'allow' : 'deny',
-      reason ?? NO_REASON,
-      totalMs / 1000,
-      Math.max(0, headersMs - upstreamMs) / 1000,
-    );
-    if (ctx.mcp !== null) for (const tool of toolLabels(ctx)) metrics.toolCall(backendLabel, tool, reason === null ? 'allow' : 'deny');
-
-    if (reason === 'audit_unavailable' && line === null) return; // refused at the door, see refuse()
-    if (line === null) audit.write(recordOf(ctx, reason, reasonDetail, status));
-    else if (line.reason !== reason || line.status !== status || line.reasonDetail !== reasonDetail) audit.write(recordOf(ctx, reason, reasonDetail, status, 'end'));
-  }
-
   return {
     get inFlight() {
       return inFlight;
     },
     context,
-    check,
-    charge,
+    admit,
+    track: (ctx, abort) => admission.track(ctx, abort),
     handle(req, res) {
       inFlight++;
       const controller = new AbortController();
@@ -320,21 +254,39 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
         log.error('request accounting failed', { requestId: ctx.requestId, error });
       });
     },
-    async finish(ctx, error, status) {
-      if (ctx.outcome !== null) {
-        // Already accounted for (an upgrade that failed after its 101 was recorded): a second line.
-        const { reason, reasonDetail } = outcomeOf(ctx, error);
-        audit.write(recordOf(ctx, reason, reasonDetail, status, 'end'));
+    finish: (ctx, error, status) => outcome.settle(ctx, error, status),
+    clientError(error, socket) {
+      if (!socket.writable || error.code === 'ECONNRESET') {
+        socket.destroy();
         return;
       }
-      if (!audit.available) {
-        finishWith(ctx, auditUnavailable(), REASONS.audit_unavailable.status, performance.now(), null);
-        throw new AuditUnavailableError(audit.unavailableReason ?? 'unwritable');
-      }
-      const { reason, reasonDetail } = outcomeOf(ctx, error);
-      const written = audit.append(recordOf(ctx, reason, reasonDetail, status));
-      finishWith(ctx, error, status, performance.now(), { reason, status, reasonDetail });
-      await written;
+      // One refusal per connection: the answer waits for its audit line, and the bytes still
+      // arriving meanwhile must not raise (and audit) a second one.
+      if (refusedSockets.has(socket)) return;
+      refusedSockets.add(socket);
+      const ctx = context(
+        { method: '-', url: '', headers: {}, rawHeaders: [], remoteAddress: socket.remoteAddress ?? '', remotePort: socket.remotePort ?? 0, encrypted: false, body: null },
+        AbortSignal.abort(),
+      );
+      const refusal = parserRefusal(error);
+      const problem = renderProblem(refusal, ctx.requestId);
+      let head = `HTTP/1.1 ${problem.status} ${STATUS_CODES[problem.status] ?? 'Error'}\r\n`;
+      for (const [name, value] of Object.entries(problem.headers)) head += `${name}: ${value}\r\n`;
+      // Write-ahead audit: the refusal goes out once its line is written, else the socket closes.
+      outcome.settle(ctx, refusal, problem.status).then(
+        () => socket.end(`${head}connection: close\r\n\r\n${problem.body}`),
+        () => socket.destroy(),
+      );
+    },
+    drained(graceMs) {
+      if (inFlight === 0) return Promise.resolve();
+      return new Promise((resolve) => {
+        const timer = setTimeout(resolve, graceMs);
+        idle.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
     },
   };
 }
@@ -382,31 +334,16 @@ function relay(body: Readable, res: ServerResponse): Promise<void> {
   });
 }
 
-/** What a request's audit line said: its reason (null: allowed) and status. */
-interface Written {
-  readonly reason: ReasonCode | null;
-  readonly status: number;
-  readonly reasonDetail: string;
-}
-
-function auditUnavailable(): GatewayError {
-  return new GatewayError('audit_unavailable', 'the gateway cannot record requests right now; retry later');
-}
-
-/** The refusal a request was aborted with (a kill), or null for a client that went away. */
-function abortReason(ctx: RequestContext): GatewayError | null {
-  return ctx.signal.aborted && ctx.signal.reason instanceof GatewayError ? ctx.signal.reason : null;
+/** The catalog reason for a request node's parser refused (its code names which check failed). */
+export function parserRefusal(error: NodeJS.ErrnoException): GatewayError {
+  const code = String(error.code ?? error.message);
+  if (code === 'HPE_HEADER_OVERFLOW') return new GatewayError('headers_too_large', 'the request headers are too large', { reasonDetail: code });
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return new GatewayError('request_timeout', 'the request headers did not arrive in time', { reasonDetail: code });
+  // Bad bytes in the target, smuggling attempts, not HTTP/1.1 at all: the target is unusable.
+  return new GatewayError('target_invalid', 'the request could not be parsed as HTTP/1.1', { reasonDetail: code });
 }
 
 function hasDeclaredBody(request: InboundRequest): boolean {
   const length = request.headers['content-length'];
   return (length !== undefined && length !== '0') || request.headers['transfer-encoding'] !== undefined;
-}
-
-function describe(error: unknown): string {
-  if (error instanceof Error) {
-    const code = (error as { code?: unknown }).code;
-    return code === undefined ? error.message : `${String(code)}: ${error.message}`;
-  }
-  return String(error);
 }

@@ -4,12 +4,13 @@ import { STATUS_CODES, createServer, type Server, type ServerResponse } from 'no
 import type { AddressInfo, Socket } from 'node:net';
 import { isLoopbackHost, issuerForAddress, settingsWarnings, type Settings } from './config.js';
 import { systemClock, type Clock } from './clock.js';
-import { GatewayError, type ReasonCode } from './errors.js';
 import { createPipeline, type Pipeline } from './pipeline.js';
+import { createAdmission, type Admission } from './admission/admission.js';
+import { createOutcomeWriter } from './outcome.js';
+import { createProbeHandler } from './telemetry/probes.js';
 import { loadPolicySnapshot } from './policy/index.js';
 import { diffAgents } from './policy/diff.js';
 import type { Backend, PolicySnapshot } from './policy/types.js';
-import { renderReason } from './problem.js';
 import { createRateLimiter } from './admission/rate-limiter.js';
 import { createAdmit } from './stages/admit.js';
 import { createAuthenticate } from './stages/authenticate.js';
@@ -22,11 +23,9 @@ import { createNormalize } from './stages/normalize.js';
 import { openStore } from './state/index.js';
 import { JournalError, moveJournalAside, readJournal } from './state/journal.js';
 import { resetStateFile } from './state/memory.js';
-import { countingPolicy, viewBreaker } from './state/breaker.js';
 import type { Store } from './state/store.js';
 import { createAdminHandler } from './admin/routes.js';
 import { openAdminSocket, type AdminSocket } from './admin/socket.js';
-import type { RequestContext } from './context.js';
 import { openAuditLog, type AuditLog } from './telemetry/audit-log.js';
 import { openAuditSigner } from './telemetry/audit-key.js';
 import { createLogger, type Logger } from './telemetry/log.js';
@@ -140,20 +139,14 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
     const aside = unreadable ? await moveJournalAside(journalFile, clock.now()) : null;
     if (aside !== null) log.warn('state journal moved aside; starting from what Redis holds', { file: journalFile, movedTo: aside });
   }
-  // Read at scrape time: the store is opened just below.
+  // Read at scrape time: the store and admission are made just below.
   let storeRef: Store | null = null;
+  let admissionRef: Admission | null = null;
   let auditStatus: { readonly available: boolean; readonly writeErrors: number } | null = null;
   const metrics = createMetrics({
     defaults: options.defaultMetrics ?? true,
     audit: () => auditStatus ?? { available: true, writeErrors: 0 },
-    *agents() {
-      if (storeRef === null) return;
-      const now = clock.now();
-      for (const [id, agent] of policy.agents) {
-        const view = viewBreaker(storeRef.breaker(id), policy.roles.get(agent.role)?.breaker ?? null, now);
-        yield { agent: id, breaker: view.state === 'open' ? 2 : view.state === 'half_open' ? 1 : 0, killed: storeRef.killRecord(id) !== undefined };
-      }
-    },
+    agents: () => admissionRef?.gauges(policy) ?? [],
     state: () => storeRef?.status() ?? { healthy: false, unshared: 0 },
     version: VERSION,
     names: () => ({ backends: policy.backends.keys(), roles: policy.roles.keys(), agents: policy.agents.keys(), grantTypes: ['client_credentials', TOKEN_EXCHANGE] }),
@@ -167,56 +160,15 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
     onNotice: (level, message, fields) => log[level](message, { driver: 'redis', ...fields }),
     // A kill or revoke made on another instance also cuts this instance's calls in flight.
     onRemoteStop: (agent, reason) => {
-      const aborted = abortAgent(agent, reason);
+      const aborted = admission.abortAgent(agent, reason);
       if (aborted > 0) log.warn('calls in flight aborted by a kill or revoke from another instance', { agent, aborted });
     },
   });
   storeRef = store;
+  // Kill registry, breaker trips, revoke-on-trip, in-flight aborts and the commit step.
+  const admission: Admission = createAdmission({ store, metrics, log, clock });
+  admissionRef = admission;
 
-  // Admitted requests and WebSockets by agent, so a kill can abort them.
-  const inFlight = new Map<string, Set<(reason: GatewayError) => void>>();
-  function track(ctx: RequestContext, abort: (reason: GatewayError) => void): () => void {
-    const agent = ctx.principal?.agent;
-    if (agent === undefined) return () => undefined;
-    let set = inFlight.get(agent);
-    if (set === undefined) {
-      set = new Set();
-      inFlight.set(agent, set);
-    }
-    set.add(abort);
-    // A kill that landed between admit and here must still stop this request.
-    const kill = store.killRecord(agent);
-    if (kill !== undefined) abort(new GatewayError('agent_killed', 'this agent has been disabled by an operator', { reasonDetail: kill.reason }));
-    const entries = set;
-    return () => {
-      entries.delete(abort);
-      if (entries.size === 0 && inFlight.get(agent) === entries) inFlight.delete(agent);
-    };
-  }
-  function abortAgent(agent: string, reason: string): number {
-    const set = inFlight.get(agent);
-    if (set === undefined) return 0;
-    const refusal = new GatewayError('agent_killed', 'this agent has been disabled by an operator', { reasonDetail: reason });
-    const aborts = [...set];
-    for (const abort of aborts) abort(refusal);
-    return aborts.length;
-  }
-  function onViolation(ctx: RequestContext): void {
-    const principal = ctx.principal;
-    if (principal === null) return;
-    // A role without a breaker is still counted (never tripped), so `agents` shows its violations.
-    const breaker = countingPolicy(ctx.policy.roles.get(principal.role)?.breaker ?? null);
-    const agent = principal.agent;
-    store.recordViolation(agent, breaker).then(
-      async (outcome) => {
-        if (!outcome.tripped) return;
-        metrics.breakerTripped(agent);
-        log.warn('circuit breaker opened', { agent, role: principal.role, trips: outcome.record.trips, reopenAt: outcome.record.reopenAt });
-        if (breaker.revokeTokens) await store.revokeAgent(agent, Math.floor(clock.now() / 1000));
-      },
-      (error: unknown) => log.error('breaker update failed', { agent, error }),
-    );
-  }
   let version = 1;
   async function reload(): Promise<PolicySnapshot> {
     const next = await loadPolicy(settings, { clock, version: version + 1, upstreams: options.upstreams });
@@ -242,7 +194,7 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
       const { agent } = change;
       await store.revokeAgent(agent, nowSeconds);
       const credentialsRevoked = change.kind === 'mover' ? 0 : await store.deleteClientSecrets(agent);
-      const aborted = change.kind === 'joiner' ? 0 : abortAgent(agent, `policy reload: agent ${change.kind}`);
+      const aborted = change.kind === 'joiner' ? 0 : admission.abortAgent(agent, `policy reload: agent ${change.kind}`);
       metrics.tokenRevoked();
       log.warn(`policy reload: ${change.kind}`, { agent, fromRole: change.fromRole, toRole: change.toRole, credentialsRevoked, aborted });
       await audit.append({
@@ -309,26 +261,25 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
     onError: (error) => log.error('token broker failed', { error }),
   });
   const forward: ForwardStage = createForward({ metrics, maxBodyBytes: settings.limits.maxBodyBytes, bodyIdleMs: settings.limits.bodyIdleTimeoutMs });
+  const state = admission.view;
   const pipeline: Pipeline = createPipeline({
     stages: [
       createNormalize({ maxBodyBytes: settings.limits.maxBodyBytes }),
-      createAuthenticate({ verifier, store }),
-      createAdmit({ store, clock }),
-      createAuthorize({ maxBodyBytes: settings.limits.maxBodyBytes, bodyIdleMs: settings.limits.bodyIdleTimeoutMs, store, clock, metrics, trustedProxies: settings.trustedProxies }),
+      createAuthenticate({ verifier, state }),
+      createAdmit({ state, clock }),
+      createAuthorize({ maxBodyBytes: settings.limits.maxBodyBytes, bodyIdleMs: settings.limits.bodyIdleTimeoutMs, state, clock, metrics, trustedProxies: settings.trustedProxies }),
       forward,
     ],
     filters: [createMcpFilter({ maxBytes: settings.limits.maxMaskedBodyBytes }), createMaskFilter({ maxBytes: settings.limits.maxMaskedBodyBytes })],
     publicUrl: () => issuer,
-    metrics,
-    audit,
+    admission,
+    outcome: createOutcomeWriter({ metrics, audit }),
     log,
     clock,
     currentPolicy: () => policy,
-    onViolation,
-    track,
     rateLimiter: createRateLimiter({ store, metrics }),
   });
-  const upgrades: UpgradeHandler = createUpgradeHandler({ pipeline, metrics, log, track });
+  const upgrades: UpgradeHandler = createUpgradeHandler({ pipeline, metrics, log });
   const startedAt = clock.now();
   let bound: BoundPorts | null = null;
   const adminHandler = createAdminHandler({
@@ -337,7 +288,7 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
     audit,
     policy: () => policy,
     reload,
-    abortAgent,
+    admission,
     credentials,
     rotateKeys: () => rotation.rotateNow(),
     onAgentChange: () => undefined,
@@ -381,80 +332,38 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
     else pipeline.handle(req, res);
   });
   agentServer.on('upgrade', upgrades.handle);
+  // Requests node's parser refuses (bad bytes in the target, oversized headers, smuggling
+  // attempts) get a problem document too, and are counted and audited like any refusal; a parser
+  // error in the middle of a body never writes a second answer into a response under way.
   agentServer.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => {
-    // Requests node's parser refuses (bad bytes in the target, oversized headers, smuggling
-    // attempts) get a problem document too, and are counted and audited like any refusal.
-    if (!socket.writable || error.code === 'ECONNRESET') {
-      socket.destroy();
-      return;
-    }
-    if (serving.get(socket)?.headersSent === true) {
-      socket.destroy();
-      return;
-    }
-    const ctx = pipeline.context(
-      { method: '-', url: '', headers: {}, rawHeaders: [], remoteAddress: socket.remoteAddress ?? '', remotePort: socket.remotePort ?? 0, encrypted: false, body: null },
-      AbortSignal.abort(),
-    );
-    const code = String(error.code ?? '');
-    // Node's headersTimeout and requestTimeout both arrive as ERR_HTTP_REQUEST_TIMEOUT.
-    const reason: ReasonCode = code === 'HPE_HEADER_OVERFLOW' ? 'headers_too_large' : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'request_timeout' : 'target_invalid';
-    const detail =
-      reason === 'headers_too_large'
-        ? `the request headers exceed ${settings.limits.maxHeaderBytes} bytes`
-        : reason === 'request_timeout'
-          ? 'the request was not received in time'
-          : 'the request could not be parsed as HTTP/1.1';
-    const refusal = new GatewayError(reason, detail, { reasonDetail: code === '' ? error.message : code });
-    const problem = renderReason(reason, refusal.detail, ctx.requestId);
-    const status = refusal.status;
-    let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Bad Request'}\r\n`;
-    for (const [name, value] of Object.entries(problem.headers)) head += `${name}: ${value}\r\n`;
-    // Write-ahead like every answer: sent once its audit line is written, else the socket closes.
-    pipeline.finish(ctx, refusal, status).then(
-      () => socket.end(`${head}connection: close\r\n\r\n${problem.body}`),
-      () => socket.destroy(),
-    );
+    if (serving.get(socket)?.headersSent === true) socket.destroy();
+    else pipeline.clientError(error, socket);
   });
 
-  const metricsServer: Server = createServer((req, res) => {
-    const path = (req.url ?? '').split('?')[0];
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.writeHead(405, { allow: 'GET, HEAD' }).end();
-      return;
-    }
-    if (path === '/metrics') {
-      metrics.exposition().then(
-        (text) => res.writeHead(200, { 'content-type': metrics.contentType }).end(text),
-        (error: unknown) => {
-          log.error('metrics exposition failed', { error });
-          res.writeHead(500).end();
-        },
-      );
-    } else if (path === '/healthz') {
-      res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
-    } else if (path === '/readyz') {
+  const metricsServer: Server = createServer(
+    createProbeHandler({
+      metrics,
+      log,
       // Policies are loaded before the listeners open; state and keys can go missing later.
-      const state = store.status();
-      const keyCount = keys.publicJwks().keys.length;
-      const auditOk = audit.available;
-      const ready = state.healthy && keyCount > 0 && auditOk;
-      res.writeHead(ready ? 200 : 503, { 'content-type': 'application/json' }).end(
-        JSON.stringify({
-          status: ready ? 'ready' : 'not_ready',
-          policyVersion: policy.version,
-          state: state.healthy ? 'ok' : 'unavailable',
-          ...(state.healthy ? {} : { stateDetail: state.detail }),
-          unsharedChanges: state.unshared,
-          keys: keyCount,
-          audit: auditOk ? 'ok' : 'unavailable',
-          ...(auditOk ? {} : { auditReason: audit.unavailableReason }),
-        }),
-      );
-    } else {
-      res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not found"}');
-    }
-  });
+      readiness() {
+        const state = store.status();
+        const keyCount = keys.publicJwks().keys.length;
+        const auditOk = audit.available;
+        return {
+          ready: state.healthy && keyCount > 0 && auditOk,
+          detail: {
+            policyVersion: policy.version,
+            state: state.healthy ? 'ok' : 'unavailable',
+            ...(state.healthy ? {} : { stateDetail: state.detail }),
+            unsharedChanges: state.unshared,
+            keys: keyCount,
+            audit: auditOk ? 'ok' : 'unavailable',
+            ...(auditOk ? {} : { auditReason: audit.unavailableReason }),
+          },
+        };
+      },
+    }),
+  );
 
   const sockets = new Set<Socket>();
   agentServer.on('connection', (socket: Socket) => {
@@ -484,7 +393,7 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
     policy: () => policy,
     issuer: () => issuer,
     reload,
-    abortAgent,
+    abortAgent: (agent, reason) => admission.abortAgent(agent, reason),
     async start() {
       // No request before the store's replay horizon (at most a second away): a client assertion
       // made from now on is then never mistaken for one that may predate a restart.
@@ -510,10 +419,7 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
       rotation.stop();
       const closing = new Promise<void>((resolve) => agentServer.close(() => resolve()));
       agentServer.closeIdleConnections();
-      const deadline = Date.now() + graceMs;
-      while (pipeline.inFlight > 0 && Date.now() < deadline) {
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
+      await pipeline.drained(graceMs);
       for (const socket of sockets) socket.destroy();
       await closing;
       await new Promise<void>((resolve) => metricsServer.close(() => resolve()));

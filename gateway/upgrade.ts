@@ -23,8 +23,6 @@ export interface UpgradeOptions {
   readonly pipeline: Pipeline;
   readonly metrics: Metrics;
   readonly log: Logger;
-  /** Register the open WebSocket so a kill can close it (see PipelineDeps.track). */
-  readonly track?: (ctx: RequestContext, abort: (reason: GatewayError) => void) => () => void;
 }
 
 export function createUpgradeHandler(options: UpgradeOptions): UpgradeHandler {
@@ -40,14 +38,9 @@ export function createUpgradeHandler(options: UpgradeOptions): UpgradeHandler {
       if ((req.headers.upgrade ?? '').toLowerCase() !== 'websocket') {
         throw new GatewayError('target_invalid', 'only WebSocket upgrades are supported');
       }
-      await pipeline.check(ctx);
-      // WebSocket frames are not JSON documents the mask filter can read: a masked role is refused
-      // rather than given an unmasked stream.
-      if (ctx.grant !== null && ctx.grant.mask !== null) {
-        throw new GatewayError('response_unmaskable', 'this role has fields masked on this backend; WebSocket streams cannot be masked', { reasonDetail: 'upgrade on a masked backend' });
-      }
-      // An upgrade is one call against the agent's rate limit, like any other.
-      await pipeline.charge(ctx);
+      // The checks, the rate limit (an upgrade is one call), then the commit (a use spent): a
+      // refused upgrade spends nothing.
+      await pipeline.admit(ctx, refuseMasked);
     } catch (error) {
       if (!(error instanceof GatewayError)) log.error('upgrade check failed', { requestId: ctx.requestId, error });
       const rendered = error instanceof GatewayError ? renderProblem(error, ctx.requestId) : renderReason('internal', 'upgrade failed', ctx.requestId);
@@ -78,8 +71,8 @@ export function createUpgradeHandler(options: UpgradeOptions): UpgradeHandler {
       socket.destroy();
       return;
     }
-    const untrack = options.track?.(ctx, () => socket.destroy());
-    socket.once('close', () => untrack?.());
+    const untrack = pipeline.track(ctx, () => socket.destroy());
+    socket.once('close', () => untrack());
     if (socket.destroyed) return;
     let failed = false;
     proxy.ws(req, socket, head, { target: backend.origin }, (error: Error) => {
@@ -106,6 +99,16 @@ export function createUpgradeHandler(options: UpgradeOptions): UpgradeHandler {
       proxy.close();
     },
   };
+}
+
+/**
+ * WebSocket frames are not JSON documents the mask filter can read: a masked role is refused
+ * rather than given an unmasked stream (before the commit, so the refusal spends no use).
+ */
+function refuseMasked(ctx: RequestContext): void {
+  if (ctx.grant !== null && ctx.grant.mask !== null) {
+    throw new GatewayError('response_unmaskable', 'this role has fields masked on this backend; WebSocket streams cannot be masked', { reasonDetail: 'upgrade on a masked backend' });
+  }
 }
 
 function writeRaw(socket: Duplex, problem: RenderedProblem): void {

@@ -22,7 +22,7 @@ export const IMPORT_TABLE: ReadonlyArray<readonly [string, readonly string[]]> =
   ['problem.ts', ['errors.ts']],
   // Which request headers reach a backend: read by policy (validation), stages and upgrades.
   ['headers.ts', ['errors.ts', 'type:context.ts', 'type:tokens/claims.ts', 'type:policy/types.ts']],
-  ['context.ts', ['errors.ts', 'clock.ts', 'tokens/claims.ts', 'type:policy/types.ts', 'type:telemetry/log.ts', 'type:mcp/types.ts']],
+  ['context.ts', ['errors.ts', 'clock.ts', 'tokens/claims.ts', 'type:policy/types.ts', 'type:telemetry/log.ts', 'type:state/view.ts', 'type:mcp/types.ts']],
   // Composition roots build everything.
   ['main.ts', ['*']],
   ['server.ts', ['*']],
@@ -32,7 +32,7 @@ export const IMPORT_TABLE: ReadonlyArray<readonly [string, readonly string[]]> =
   // MCP backends: JSON-RPC parsing, tool grants, response filtering, refusals (authorize, the runner and the filters call it).
   ['mcp/', ['mcp/', 'context.ts', 'errors.ts', 'problem.ts', 'policy/types.ts', 'policy/resource.ts', 'stages/strict-json.ts', 'stages/filters/mask.ts', 'telemetry/']],
   ['admission/', ['admission/', 'context.ts', 'errors.ts', 'clock.ts', 'tokens/claims.ts', 'telemetry/', 'policy/types.ts', 'state/store.ts', 'state/view.ts', 'state/breaker.ts', 'state/rules/']],
-  ['outcome.ts', ['context.ts', 'errors.ts', 'clock.ts', 'tokens/claims.ts', 'telemetry/', 'policy/types.ts', 'state/view.ts']],
+  ['outcome.ts', ['mcp/outcome.ts', 'context.ts', 'errors.ts', 'clock.ts', 'tokens/claims.ts', 'telemetry/', 'policy/types.ts', 'state/view.ts', 'state/breaker.ts']],
   ['pipeline.ts', ['stages/', 'mcp/', 'admission/', 'outcome.ts', 'context.ts', 'errors.ts', 'problem.ts', 'clock.ts', 'tokens/claims.ts', 'telemetry/', 'policy/types.ts', 'type:state/store.ts', 'state/view.ts']],
   ['upgrade.ts', ['pipeline.ts', 'headers.ts', 'outcome.ts', 'context.ts', 'errors.ts', 'problem.ts', 'clock.ts', 'telemetry/', 'type:policy/types.ts']],
   // Around it.

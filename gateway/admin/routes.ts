@@ -7,6 +7,7 @@ import type { PolicySnapshot } from '../policy/types.js';
 import { viewBreaker } from '../state/breaker.js';
 import { StateUnavailableError, type ApprovalRecord, type KillRecord, type Sharing, type Store } from '../state/store.js';
 import type { AuditLog } from '../telemetry/audit-log.js';
+import type { Admission } from '../admission/admission.js';
 import { peerCredentials, type PeerCredentials } from './peer.js';
 
 export interface AdminDeps {
@@ -16,8 +17,8 @@ export interface AdminDeps {
   policy(): PolicySnapshot;
   /** Validate and swap in the policies on disk; throws ConfigError with every problem. */
   reload(): Promise<PolicySnapshot>;
-  /** Abort the agent's in-flight requests, streams and WebSockets. Returns how many. */
-  abortAgent(agent: string, reason: string): number;
+  /** Kill switches and agent-wide revocation: durable, then the agent's calls in flight are cut. */
+  readonly admission: Pick<Admission, 'kill' | 'revive' | 'revokeAgent'>;
   /** Gateway-wide facts for GET /status. */
   status(): Record<string, unknown>;
   /** Keep metrics gauges in step with kills and breakers. */
@@ -141,15 +142,14 @@ export function createAdminHandler(deps: AdminDeps) {
     const record: KillRecord = { agent: id, reason, at: clock.now(), by };
     // Durable first: the next request is refused, and a restart keeps the kill. With Redis away
     // it is in force here and in the journal only, and the answer says so.
-    const sharing = await store.kill(record);
+    const { sharing, aborted } = await deps.admission.kill(record);
     deps.onAgentChange(id);
-    const aborted = deps.abortAgent(id, reason);
     audit(peer, 'kill', id, { detail: reason, by, aborted, shared: sharing === 'shared' });
     return { agent: id, aborted, ...sharingView(sharing) };
   }
 
   async function revive(peer: Peer, id: string, by: string): Promise<{ agent: string; revived: boolean }> {
-    const revived = await store.revive(id);
+    const revived = await deps.admission.revive(id);
     deps.onAgentChange(id);
     audit(peer, 'revive', id, { by, revived });
     return { agent: id, revived };
@@ -316,8 +316,7 @@ export function createAdminHandler(deps: AdminDeps) {
       }
       if (typeof body.agent === 'string' && body.agent !== '') {
         requireAgent(body.agent);
-        const sharing = await store.revokeAgent(body.agent, Math.floor(clock.now() / 1000));
-        const aborted = deps.abortAgent(body.agent, 'tokens revoked');
+        const { sharing, aborted } = await deps.admission.revokeAgent(body.agent, 'tokens revoked');
         audit(peer, 'revoke', body.agent, { scope: 'all tokens', by, aborted, shared: sharing === 'shared' });
         return [200, { revoked: 'agent', agent: body.agent, aborted, ...sharingView(sharing) }];
       }

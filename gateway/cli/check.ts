@@ -7,7 +7,8 @@ import { describeChange, diffAgents } from '../policy/diff.js';
 import { loadPolicySnapshot } from '../policy/index.js';
 import { systemClock } from '../clock.js';
 import { createContext } from '../context.js';
-import { runChecks } from '../pipeline.js';
+import { assertChecks, runChecks } from '../pipeline.js';
+import { viewOf } from '../state/view.js';
 import { loadPolicy } from '../server.js';
 import type { PolicySnapshot } from '../policy/types.js';
 import { createAdmit } from '../stages/admit.js';
@@ -88,16 +89,21 @@ async function explain(args: readonly string[], out: Out): Promise<number> {
   const clock = systemClock;
   const policy = await loadPolicy(settings, { clock, version: 1 });
   const keys = await openKeyStore({ dir: settings.issuer.keys, alg: settings.issuer.alg, clock });
-  // Read-only use of the gateway's state (file, or the shared Redis): kills and open breakers count.
+  // Read-only use of the gateway's state (file, or the shared Redis): kills, open breakers, spent
+  // tokens count. The checks get only a view and nothing is ever committed: explain spends no use,
+  // ends no session, requests no approval and never rewrites the state file.
   const store = await openStore(settings.state, clock, { tool: true });
+  const state = viewOf(store);
   const issuer = await issuerOf(settings, await socketOf({ socket: values.socket, config: values.config }));
   const verifier = createTokenVerifier({ keys, issuer, clock });
   const checks = [
     createNormalize({ maxBodyBytes: settings.limits.maxBodyBytes }),
-    createAuthenticate({ verifier, store }),
-    createAdmit({ store, clock }),
-    createAuthorize({ maxBodyBytes: settings.limits.maxBodyBytes, trustedProxies: settings.trustedProxies, dryRun: true }),
+    createAuthenticate({ verifier, state }),
+    createAdmit({ state, clock }),
+    // No state for approvals: explain says a route needs one, and never files a request.
+    createAuthorize({ maxBodyBytes: settings.limits.maxBodyBytes, trustedProxies: settings.trustedProxies }),
   ];
+  assertChecks(checks);
   const upperMethod = method.toUpperCase();
   const ctx = createContext({
     requestId: 'explain',

@@ -1,26 +1,27 @@
 // Admission: the agent's expiry, the operator's kill switch, then the agent's circuit breaker,
-// before any grant is looked at. Fails closed: when the state store cannot be trusted, nobody is admitted.
+// before any grant is looked at. Reads state only (the last-seen note is an intent for the
+// commit). Fails closed: when the state store cannot be trusted, nobody is admitted.
 import type { RequestContext, Stage } from '../context.js';
 import type { Clock } from '../clock.js';
 import { GatewayError } from '../errors.js';
 import { viewBreaker } from '../state/breaker.js';
-import type { Store } from '../state/store.js';
+import type { StateView } from '../state/view.js';
 
 export interface AdmitOptions {
-  readonly store: Store;
+  readonly state: StateView;
   readonly clock: Clock;
 }
 
 export function createAdmit(options: AdmitOptions): Stage {
-  const { store, clock } = options;
+  const { state, clock } = options;
   return {
     name: 'admit',
     run(ctx: RequestContext): void {
       const principal = ctx.principal;
       if (principal === null) throw new Error('admit ran before authenticate');
-      if (!store.isHealthy()) {
+      if (!state.isHealthy()) {
         throw new GatewayError('state_unavailable', 'the gateway cannot check agent state right now; retry shortly', {
-          reasonDetail: `store ${store.driver} unhealthy`,
+          reasonDetail: `store ${state.driver} unhealthy`,
         });
       }
       // An agent past its policy's `expires` is refused whatever tokens it still holds.
@@ -30,13 +31,13 @@ export function createAdmit(options: AdmitOptions): Stage {
           reasonDetail: `agent expired at ${new Date(expiresAt).toISOString()}`,
         });
       }
-      const kill = store.killRecord(principal.agent);
+      const kill = state.killRecord(principal.agent);
       if (kill !== undefined) {
         throw new GatewayError('agent_killed', 'this agent has been disabled by an operator', {
           reasonDetail: `killed at ${new Date(kill.at).toISOString()} by ${kill.by}: ${kill.reason}`,
         });
       }
-      const record = store.breaker(principal.agent);
+      const record = state.breaker(principal.agent);
       if (record !== undefined && record.tripped) {
         const policy = ctx.policy.roles.get(principal.role)?.breaker ?? null;
         const view = viewBreaker(record, policy, clock.now());
@@ -50,7 +51,7 @@ export function createAdmit(options: AdmitOptions): Stage {
           );
         }
       }
-      store.touch(principal.agent, principal.jti, principal.expiresAt);
+      ctx.intents.push({ kind: 'touch', when: 'always', agent: principal.agent, jti: principal.jti, expiresAt: principal.expiresAt });
     },
   };
 }

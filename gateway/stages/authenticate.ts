@@ -1,15 +1,16 @@
 // Authentication: exactly one `Authorization: Bearer <jwt>` -> Principal. Fails closed: a token that
 // cannot be verified, a revoked one or one for an agent the policy does not know is token_invalid;
 // when the state store cannot be trusted (revocations unknown) the call is refused (state_unavailable).
+// Reads state only: a use to spend and a session to refresh or end are intents for the commit.
 import type { RequestContext, Stage } from '../context.js';
 import type { Principal } from '../tokens/claims.js';
 import { GatewayError } from '../errors.js';
-import type { Store } from '../state/store.js';
+import type { StateView } from '../state/view.js';
 import { TokenError, exceedsLifetime, type TokenVerifier, type VerifiedClaims } from '../tokens/verify.js';
 
 export interface AuthenticateOptions {
   readonly verifier: TokenVerifier;
-  readonly store: Store;
+  readonly state: StateView;
 }
 
 /** The one detail an agent sees for any unusable token: which check failed stays in the audit. */
@@ -27,14 +28,14 @@ const AUTHORIZATION = 'authorization';
 const DEFAULT_SINGLE_IDLE_SECONDS = 900;
 
 export function createAuthenticate(options: AuthenticateOptions): Stage {
-  const { verifier, store } = options;
+  const { verifier, state } = options;
 
-  /** Everything after verification; synchronous (a cache hit never waits) unless a use must be counted. */
-  function establish(ctx: RequestContext, claims: VerifiedClaims): void | Promise<void> {
+  /** Everything after verification; synchronous, so a cache hit never waits. */
+  function establish(ctx: RequestContext, claims: VerifiedClaims): void {
     let revoked: boolean;
     try {
-      if (!store.isHealthy()) throw new Error(`store ${store.driver} unhealthy`);
-      revoked = store.isRevoked(claims.jti, claims.agent, claims.issuedAt);
+      if (!state.isHealthy()) throw new Error(`store ${state.driver} unhealthy`);
+      revoked = state.isRevoked(claims.jti, claims.agent, claims.issuedAt);
     } catch (error) {
       throw new GatewayError('state_unavailable', 'the gateway cannot check token revocation right now; retry shortly', {
         reasonDetail: `revocation check failed: ${(error as Error).message}`,
@@ -55,19 +56,23 @@ export function createAuthenticate(options: AuthenticateOptions): Stage {
       throw new GatewayError('token_invalid', INVALID, { reasonDetail: 'subject_mismatch' });
     }
     // Role token policy, from the policy in force: session (single, idle timeout), then usage
-    // limit last, so a call refused for another reason never spends a use.
+    // limit. The use is spent by the commit, and only for a call every check admitted.
     const tokenPolicy = ctx.policy.roles.get(agent.role)?.token;
     // A token that outlives its role's TTL was not minted under the policy in force: refused.
     if (tokenPolicy !== undefined && exceedsLifetime(claims, tokenPolicy.ttlSeconds)) {
       throw new GatewayError('token_invalid', INVALID, { reasonDetail: 'lifetime' });
     }
-    let spend: Promise<boolean> | null = null;
     if (tokenPolicy !== undefined) {
       const idleSeconds = tokenPolicy.idleTimeoutSeconds ?? (tokenPolicy.session === 'single' ? DEFAULT_SINGLE_IDLE_SECONDS : null);
       const tracked = tokenPolicy.session === 'single' || idleSeconds !== null;
-      const session = store.checkSession(claims.sid, agent.id, claims.expiresAt, idleSeconds === null ? null : idleSeconds * 1000, tracked);
+      const session = state.sessionState(claims.sid, agent.id, claims.expiresAt, idleSeconds === null ? null : idleSeconds * 1000);
+      if (session === 'idle') ctx.intents.push({ kind: 'end_session', when: 'always', sid: claims.sid, expiresAt: claims.expiresAt });
       if (session !== 'live') throw new GatewayError('token_invalid', INVALID, { reasonDetail: session === 'idle' ? 'session_idle' : 'session_ended' });
-      if (tokenPolicy.maxUses !== null) spend = store.consumeUse(claims.jti, tokenPolicy.maxUses, claims.expiresAt);
+      if (tracked) ctx.intents.push({ kind: 'touch_session', when: 'always', sid: claims.sid, agent: agent.id, expiresAt: claims.expiresAt });
+      if (tokenPolicy.maxUses !== null) {
+        if (state.usesOf(claims.jti) >= tokenPolicy.maxUses) throw new GatewayError('token_invalid', INVALID, { reasonDetail: 'spent' });
+        ctx.intents.push({ kind: 'spend_use', when: 'admitted', jti: claims.jti, maxUses: tokenPolicy.maxUses, expiresAt: claims.expiresAt });
+      }
     }
     const principal: Principal = {
       agent: agent.id,
@@ -82,22 +87,7 @@ export function createAuthenticate(options: AuthenticateOptions): Stage {
       issuedAt: claims.issuedAt,
       expiresAt: claims.expiresAt,
     };
-    if (spend === null) {
-      ctx.principal = principal;
-      return;
-    }
-    return spend.then(
-      (ok) => {
-        if (!ok) throw new GatewayError('token_invalid', INVALID, { reasonDetail: 'spent' });
-        ctx.principal = principal;
-      },
-      (error: unknown) => {
-        throw new GatewayError('state_unavailable', 'the gateway cannot count this token\'s uses right now; retry shortly', {
-          reasonDetail: `use count failed: ${(error as Error).message}`,
-          cause: error,
-        });
-      },
-    );
+    ctx.principal = principal;
   }
 
   return {

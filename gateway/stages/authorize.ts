@@ -2,22 +2,24 @@
 // backend exists, it is in the token's `aud`, the caller's network, the role's read-only
 // constraint, the most specific route and its scope, body values, aggregate-only SQL and human
 // approval. A role with `enforce: false` has its constraint refusals counted and audited instead
-// of enforced. Anything it cannot decide is refused; when the state store cannot record or use an
-// approval the call is refused with state_unavailable.
+// of enforced. Anything it cannot decide is refused. Reads state only: an approval to request or
+// to use up is an intent the commit applies (and refuses with state_unavailable when it cannot).
 import { createHash, randomUUID } from 'node:crypto';
 import { isIP } from 'node:net';
 import type { Readable } from 'node:stream';
 import type { RequestContext, ShadowRefusal, Stage, Target } from '../context.js';
 import type { Principal } from '../tokens/claims.js';
 import type { Clock } from '../clock.js';
-import { GatewayError } from '../errors.js';
+import { GatewayError, approvalRequiredError } from '../errors.js';
 import { checkRequestHead } from '../headers.js';
 import { parseRequestBody, type ParsedBody } from '../mcp/jsonrpc.js';
 import { grantedView, holdsAny, planMessages, type MessagePlan } from '../mcp/grants.js';
 import { transportKind } from '../mcp/transport.js';
 import type { McpCall, McpView } from '../mcp/types.js';
 import { DEFAULT_APPROVAL_TTL_MS, SAFE_METHODS, type Agent, type ApprovalPolicy, type MaskPlan, type McpBackend, type NetworkSet, type Role, type Route } from '../policy/types.js';
-import type { ApprovalUse, Store } from '../state/store.js';
+import type { ApprovalUse } from '../state/store.js';
+import type { StateView } from '../state/view.js';
+import { approvalDigest, approvalRequestKey, approvalUse } from '../state/rules/approvals.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { checkSql } from './aggregate-sql.js';
 import { readBounded } from './read-body.js';
@@ -29,13 +31,11 @@ export interface AuthorizeOptions {
   /** Longest pause between two pieces of a body authorize reads (limits.bodyIdleTimeout); default 10 s. */
   readonly bodyIdleMs?: number;
   /** Needed for approvals; without it a route that needs approval is always refused. */
-  readonly store?: Store;
+  readonly state?: StateView;
   readonly clock?: Clock;
   readonly metrics?: Metrics;
   /** Peers whose `X-Forwarded-For` is believed; null or absent: none (the socket peer counts). */
   readonly trustedProxies?: NetworkSet | null;
-  /** `agentgate explain`: never create approval requests. */
-  readonly dryRun?: boolean;
 }
 
 /** The header an agent repeats a call with once a person approved it. */
@@ -43,11 +43,10 @@ export const APPROVAL_HEADER = 'x-agentgate-approval';
 const APPROVAL_ID = /^apr_[0-9a-f-]{36}$/;
 
 export function createAuthorize(options: AuthorizeOptions): Stage {
-  const { maxBodyBytes, store, metrics } = options;
+  const { maxBodyBytes, state, metrics } = options;
   const bodyIdleMs = options.bodyIdleMs ?? 10_000;
   const clock = options.clock ?? { now: () => Date.now() };
   const trustedProxies = options.trustedProxies ?? null;
-  const dryRun = options.dryRun === true;
 
   return {
     name: 'authorize',
@@ -158,33 +157,30 @@ export function createAuthorize(options: AuthorizeOptions): Stage {
   }
 
   async function checkApproval(ctx: RequestContext, target: Target, caller: Principal, route: Route, policy: ApprovalPolicy, body: Buffer, refusals: Refusals): Promise<string | null> {
-    if (store === undefined || dryRun) {
-      refuse(refusals, new GatewayError('approval_required', `${route.template} needs a person's approval for each call`, { reasonDetail: 'no approval store (explain)' }));
+    if (state === undefined) {
+      refuse(refusals, new GatewayError('approval_required', `${route.template} needs a person's approval for each call`, { reasonDetail: 'no approval store' }));
       return null;
     }
     const bodySha256 = createHash('sha256').update(body).digest('hex');
     const path = target.path + target.query;
-    const requestKey = createHash('sha256').update(`${caller.agent}\n${target.method}\n${path}\n${bodySha256}`).digest('hex');
+    const requestKey = approvalRequestKey(caller.agent, target.method, path, bodySha256);
     const presented = ctx.request.headers[APPROVAL_HEADER];
+    const now = clock.now();
     if (presented !== undefined) {
       const id = typeof presented === 'string' ? presented.trim() : '';
-      let use: ApprovalUse = 'unknown';
-      if (APPROVAL_ID.test(id)) {
-        try {
-          use = await store.consumeApproval(id, requestKey);
-        } catch (error) {
-          throw new GatewayError('state_unavailable', 'the approval could not be checked; try again', { cause: error, reasonDetail: 'approval store write failed' });
-        }
+      const use: ApprovalUse = APPROVAL_ID.test(id) ? approvalUse(state.approval(id), requestKey, now) : 'unknown';
+      if (use === 'ok') {
+        // Used up by the commit, once, and only when every check admitted the call.
+        ctx.intents.push({ kind: 'consume_approval', when: 'admitted', id, requestKey });
+        return id;
       }
-      if (use === 'ok') return id;
       refuse(refusals, new GatewayError('approval_invalid', APPROVAL_ANSWERS[use], { reasonDetail: `approval ${id.slice(0, 48)}: ${use}` }));
       return null;
     }
-    const now = clock.now();
     const expiresAt = now + policy.ttlMs;
-    let record;
-    try {
-      record = await store.requestApproval({
+    let record = state.pendingApproval(requestKey, now);
+    if (record === undefined) {
+      record = {
         id: `apr_${randomUUID()}`,
         agent: caller.agent,
         role: caller.role,
@@ -194,7 +190,7 @@ export function createAuthorize(options: AuthorizeOptions): Stage {
         route: route.template,
         bodySha256,
         requestKey,
-        digest: createHash('sha256').update(`${requestKey}\n${expiresAt}`).digest('hex'),
+        digest: approvalDigest(requestKey, expiresAt),
         createdAt: now,
         expiresAt,
         status: 'pending',
@@ -202,17 +198,11 @@ export function createAuthorize(options: AuthorizeOptions): Stage {
         decidedAt: null,
         reason: null,
         usedAt: null,
-      });
-    } catch (error) {
-      throw new GatewayError('state_unavailable', 'the approval request could not be recorded; try again later', { cause: error, reasonDetail: String(error instanceof Error ? error.message : error) });
+      };
+      // Recorded by the commit before the agent is answered; the answer names the stored record.
+      ctx.intents.push({ kind: 'request_approval', when: 'always', record });
     }
-    refuse(
-      refusals,
-      new GatewayError('approval_required', `${route.template} needs a person's approval: ask an operator to approve ${record.id}, then repeat this exact request with the header X-AgentGate-Approval: ${record.id} before ${new Date(record.expiresAt).toISOString()}`, {
-        reasonDetail: `approval ${record.id} requested`,
-        extensions: { approvalId: record.id, approvalExpiresAt: new Date(record.expiresAt).toISOString() },
-      }),
-    );
+    refuse(refusals, approvalRequiredError(record));
     return null;
   }
 }

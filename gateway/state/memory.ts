@@ -2,12 +2,12 @@
 // Kill switches, revocations and tripped breakers are written (temp file, fsync, rename, fsync of
 // the folder) before the call that changed them resolves, and loaded at start. A corrupt file
 // stops the start: a kill is never silently forgotten.
-import { createHash } from 'node:crypto';
 import { mkdir, open, readFile, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Clock } from '../clock.js';
 import { decide } from './rules/rate-limit.js';
 import { addViolation, type BreakerRecord } from './breaker.js';
+import { approvalUse, decidedApproval, placeApproval, pruneApprovals, usedApproval } from './rules/approvals.js';
 import { asAuditCheckpoint, type AuditCheckpointRecord, type Activity, type ApprovalRecord, type ApprovalUse, type ClientSecretRecord, type KillRecord, type SessionState, type Store } from './store.js';
 
 export interface MemoryStoreOptions {
@@ -59,15 +59,6 @@ interface Session {
 const SWEEP_EVERY = 1024;
 
 const MAX_TRACKED_TOKENS = 1000;
-/** Decided and expired approvals stay listed this long, then are forgotten. */
-const APPROVAL_RETENTION_MS = 86_400_000;
-/** Pending approvals kept at most; beyond it new requests are refused (fail closed). */
-const MAX_PENDING_APPROVALS = 10_000;
-
-/** The digest an approval is bound to: its request and its expiry. */
-export function approvalDigest(requestKey: string, expiresAt: number): string {
-  return createHash('sha256').update(`${requestKey}\n${expiresAt}`).digest('hex');
-}
 
 export async function openMemoryStore(options: MemoryStoreOptions): Promise<Store> {
   const { clock, file } = options;
@@ -315,6 +306,8 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
       }
       if (session.ended) return 'ended';
       if (idleMs !== null && now - session.lastSeen > idleMs) {
+        // A read (the checks' view) reports it; only the write path ends the session.
+        if (!touch) return 'idle';
         session.ended = true;
         liveSessions.get(session.agent)?.delete(sid);
         endedSessions.set(sid, session.expiresAt);
@@ -342,21 +335,15 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
     async requestApproval(record) {
       const now = clock.now();
       pruneApprovals(approvals, now);
-      for (const existing of approvals.values()) {
-        if (existing.requestKey === record.requestKey && existing.status === 'pending' && existing.expiresAt > now) return existing;
-      }
-      let pending = 0;
-      for (const existing of approvals.values()) if (existing.status === 'pending') pending++;
-      if (pending >= MAX_PENDING_APPROVALS) throw new Error(`more than ${MAX_PENDING_APPROVALS} approvals are pending`);
+      const placed = placeApproval(approvals.values(), record, now);
+      if ('use' in placed) return placed.use;
       approvals.set(record.id, record);
       await persist();
       return record;
     },
     async decideApproval(id, decision, by, reason) {
-      const record = approvals.get(id);
-      const now = clock.now();
-      if (record === undefined || record.status !== 'pending' || record.expiresAt <= now) return null;
-      const decided: ApprovalRecord = { ...record, status: decision, decidedBy: by, decidedAt: now, reason };
+      const decided = decidedApproval(approvals.get(id), decision, by, reason, clock.now());
+      if (decided === null) return null;
       approvals.set(id, decided);
       await persist();
       return decided;
@@ -364,14 +351,10 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
     async consumeApproval(id, requestKey): Promise<ApprovalUse> {
       const record = approvals.get(id);
       const now = clock.now();
-      if (record === undefined) return 'unknown';
-      if (record.status === 'used') return 'used';
-      if (record.status === 'denied') return 'denied';
-      if (record.expiresAt <= now) return 'expired';
-      if (record.status === 'pending') return 'pending';
-      if (record.requestKey !== requestKey || record.digest !== approvalDigest(requestKey, record.expiresAt)) return 'mismatch';
+      const use = approvalUse(record, requestKey, now);
+      if (use !== 'ok' || record === undefined) return use;
       // Marked used (synchronously, so a concurrent repeat sees it) and durable before the call goes on.
-      approvals.set(id, { ...record, status: 'used', usedAt: now });
+      approvals.set(id, usedApproval(record, now));
       await persist();
       return 'ok';
     },
@@ -408,10 +391,6 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
       while (writing !== null) await writing;
     },
   };
-}
-
-function pruneApprovals(approvals: Map<string, ApprovalRecord>, now: number): void {
-  for (const [id, record] of approvals) if (record.expiresAt + APPROVAL_RETENTION_MS <= now) approvals.delete(id);
 }
 
 function prune(tokens: Map<string, number>, nowSeconds: number): void {

@@ -35,9 +35,9 @@ import { hostname } from 'node:os';
 import { createClient, createSentinel } from 'redis';
 import type { Clock } from '../clock.js';
 import { addViolation, type BreakerRecord } from './breaker.js';
+import { approvalUse, decidedApproval, placeApproval, pruneApprovals, usedApproval } from './rules/approvals.js';
 import { deadline, withDeadlines } from './deadline.js';
 import { createJournalWriter, readJournal, type JournalWriter, type Marker, type Snapshot, type UnsharedChange } from './journal.js';
-import { approvalDigest } from './memory.js';
 import {
   asAuditCheckpoint,
   StateUnavailableError,
@@ -208,8 +208,6 @@ return ended`;
 /** Compare-and-set retries before a write is reported as failed (contention, not an outage). */
 const MAX_CAS_ATTEMPTS = 50;
 const MAX_TRACKED_TOKENS = 1000;
-const APPROVAL_RETENTION_MS = 86_400_000;
-const MAX_PENDING_APPROVALS = 10_000;
 const SWEEP_EVERY = 1024;
 
 interface Session {
@@ -1144,6 +1142,8 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
       }
       if (session.ended) return 'ended';
       if (idleMs !== null && now - session.lastSeen > idleMs) {
+        // A read (the checks' view) reports it; only the write path ends the session.
+        if (!touch) return 'idle';
         // The idle clock is this instance's: a session busy on another instance may idle out here.
         markEnded(sid, session.expiresAt);
         endSessionShared(sid, session.expiresAt).catch(() => undefined);
@@ -1161,12 +1161,8 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
     async requestApproval(record) {
       const now = clock.now();
       pruneApprovals(view.approvals, now);
-      for (const existing of view.approvals.values()) {
-        if (existing.requestKey === record.requestKey && existing.status === 'pending' && existing.expiresAt > now) return existing;
-      }
-      let pending = 0;
-      for (const existing of view.approvals.values()) if (existing.status === 'pending') pending++;
-      if (pending >= MAX_PENDING_APPROVALS) throw new Error(`more than ${MAX_PENDING_APPROVALS} approvals are pending`);
+      const placed = placeApproval(view.approvals.values(), record, now);
+      if ('use' in placed) return placed.use;
       await client.hSet(K.approvals, record.id, JSON.stringify(record));
       view.approvals.set(record.id, record);
       await publish('approval', record.id);
@@ -1174,9 +1170,7 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
     },
     async decideApproval(id, decision, by, reason) {
       const decided = await casJson<ApprovalRecord, ApprovalRecord | null>(K.approvals, id, (record) => {
-        const now = clock.now();
-        if (record === undefined || record.status !== 'pending' || record.expiresAt <= now) return { next: null, result: null };
-        const next: ApprovalRecord = { ...record, status: decision, decidedBy: by, decidedAt: now, reason };
+        const next = decidedApproval(record, decision, by, reason, clock.now());
         return { next, result: next };
       });
       if (decided !== null) {
@@ -1189,13 +1183,9 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
       const refused = (use: ApprovalUse): { next: null; result: { use: ApprovalUse; used: null } } => ({ next: null, result: { use, used: null } });
       const outcome = await casJson<ApprovalRecord, { use: ApprovalUse; used: ApprovalRecord | null }>(K.approvals, id, (record) => {
         const now = clock.now();
-        if (record === undefined) return refused('unknown');
-        if (record.status === 'used') return refused('used');
-        if (record.status === 'denied') return refused('denied');
-        if (record.expiresAt <= now) return refused('expired');
-        if (record.status === 'pending') return refused('pending');
-        if (record.requestKey !== requestKey || record.digest !== approvalDigest(requestKey, record.expiresAt)) return refused('mismatch');
-        const used: ApprovalRecord = { ...record, status: 'used', usedAt: now };
+        const use = approvalUse(record, requestKey, now);
+        if (use !== 'ok' || record === undefined) return refused(use);
+        const used = usedApproval(record, now);
         return { next: used, result: { use: 'ok', used } };
       });
       if (outcome.used !== null) {
@@ -1253,10 +1243,6 @@ function parse<T>(json: string): T | null {
   } catch {
     return null;
   }
-}
-
-function pruneApprovals(approvals: Map<string, ApprovalRecord>, now: number): void {
-  for (const [id, record] of approvals) if (record.expiresAt + APPROVAL_RETENTION_MS <= now) approvals.delete(id);
 }
 
 function prune(tokens: Map<string, number>, nowSeconds: number): void {

@@ -202,8 +202,9 @@ export interface Store {
   openSession(sid: string, agent: string, expiresAt: number, single: boolean): Promise<void>;
   /**
    * Check (and, when `touch`, refresh) session `sid` on a call: `ended` after revocation or a newer
-   * single session, `idle` when unused for longer than `idleMs` (the session then ends). A sid the
-   * store never saw (a token minted offline) starts its idle clock now.
+   * single session, `idle` when unused for longer than `idleMs`. Without `touch` it is a pure read;
+   * with it, an idle session ends and a sid the store never saw (a token minted offline) starts
+   * its idle clock now.
    */
   checkSession(sid: string, agent: string, expiresAt: number, idleMs: number | null, touch: boolean): SessionState;
   /** End session `sid` until `expiresAt` (seconds); durable before it resolves. */

@@ -5,6 +5,7 @@ import type { RequestContext } from '../../gateway/context.js';
 import { GatewayError, type ReasonCode } from '../../gateway/errors.js';
 import { openMemoryStore } from '../../gateway/state/memory.js';
 import type { Store } from '../../gateway/state/store.js';
+import { viewOf } from '../../gateway/state/view.js';
 import { createAuthenticate } from '../../gateway/stages/authenticate.js';
 import { createNormalize } from '../../gateway/stages/normalize.js';
 import { mintAccessToken } from '../../gateway/tokens/mint.js';
@@ -23,7 +24,7 @@ async function setup(t: Test, options: { cacheSize?: number } = {}) {
   t.teardown(() => store.close());
   const policy = await loadTestPolicy(clock);
   const verifier = createTokenVerifier({ keys, issuer: ISSUER, clock, ...options });
-  const stage = createAuthenticate({ verifier, store });
+  const stage = createAuthenticate({ verifier, state: viewOf(store) });
   /** normalize then authenticate, as the pipeline runs them; what authenticate returned or threw. */
   const run = (request: Omit<SyntheticRequest, 'policy' | 'clock'>) => {
     const ctx = syntheticContext({ policy, clock, ...request });
@@ -265,7 +266,7 @@ t.test('fails closed when the store cannot be trusted', async (t) => {
   const { keys, policy, clock, verifier, store } = await setup(t);
   // The Store contract's own health signal, as a Redis store reports it when Redis is unreachable.
   const unhealthy: Store = { ...store, isHealthy: () => false };
-  const stage = createAuthenticate({ verifier, store: unhealthy });
+  const stage = createAuthenticate({ verifier, state: viewOf(unhealthy) });
   const token = await mintFor(keys, ISSUER, policy, 'marketing-agent-03', { clock });
   const ctx = syntheticContext({ policy, clock, authorization: [`Bearer ${token}`] });
   normalize.run(ctx);

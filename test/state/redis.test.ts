@@ -4,7 +4,7 @@
 import t, { type Test } from 'tap';
 import { openMemoryStore } from '../../gateway/state/memory.js';
 import { openRedisStore, RedisUnavailableError } from '../../gateway/state/redis.js';
-import { approvalDigest } from '../../gateway/state/memory.js';
+import { approvalDigest } from '../../gateway/state/rules/approvals.js';
 import type { ApprovalRecord, Store } from '../../gateway/state/store.js';
 import type { BreakerPolicy } from '../../gateway/policy/types.js';
 import { systemClock } from '../../gateway/clock.js';
