@@ -99,9 +99,10 @@ t.test('the gateway process: SIGTERM mid-load, admin peer, verify, tail, no toke
     t.equal(revive.code, 0, revive.stderr);
     const refused = await cli('kill', 'nobody', '--reason', 'x');
     t.equal(refused.code, 1);
-    // The line is written once the peer lookup returns; give it a moment.
+    // The line is written once the peer lookup returns: poll for it (with a deadline).
     let admin: Array<Record<string, unknown>> = [];
-    for (let i = 0; i < 50 && admin.length < 3; i++) {
+    const deadline = Date.now() + 15_000;
+    while (admin.length < 3 && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 50));
       admin = (await readFile(auditFile, 'utf8').catch(() => ''))
         .split('\n')
