@@ -58,10 +58,11 @@ async function serve(args: readonly string[], out: Out, demo: boolean): Promise<
     throw error;
   });
   // People read stderr; stdout carries only the JSON log, so `agentgate serve | jq` works.
-  out.stderr(`agentgate listening on http://${hostFor(ports.agent.address)}:${ports.agent.port} (metrics on http://${hostFor(ports.metrics.address)}:${ports.metrics.port}/metrics)`);
+  const scheme = settings.listen.tls === undefined ? 'http' : 'https';
+  out.stderr(`agentgate listening on ${scheme}://${hostFor(ports.agent.address)}:${ports.agent.port} (metrics on http://${hostFor(ports.metrics.address)}:${ports.metrics.port}/metrics)`);
   if (demo && backends !== null) {
     const { demoBanner } = await import('../../demo/banner.js');
-    out.stderr(await demoBanner({ gateway, agentUrl: `http://${hostFor(ports.agent.address)}:${ports.agent.port}`, metricsUrl: `http://${hostFor(ports.metrics.address)}:${ports.metrics.port}`, backends: backends.urls }));
+    out.stderr(await demoBanner({ gateway, agentUrl: `${scheme}://${hostFor(ports.agent.address)}:${ports.agent.port}`, metricsUrl: `http://${hostFor(ports.metrics.address)}:${ports.metrics.port}`, backends: backends.urls }));
   }
   await new Promise<void>((resolve) => {
     const stop = (signal: string): void => {
