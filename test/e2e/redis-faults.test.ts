@@ -1,7 +1,7 @@
 // Two real `agentgate serve` processes on one real redis-server, under load, while Redis fails:
 // hung (SIGSTOP), emptied (FLUSHALL), restarted without its data. Both instances must fail closed
-// within a second of a hang and let nothing through to the backend; a kill made on A during the
-// hang is in force on A at once and reaches B within a second of SIGCONT; a killed agent and a
+// on a hang and let nothing through to the backend; a kill made on A during the hang is in force
+// on A at once and reaches B after SIGCONT (how soon is printed, not asserted); a killed agent and a
 // revoked token are refused at every moment of a data loss, and the instances agree after it.
 import t from 'tap';
 import { readFile, readdir, symlink, mkdir, writeFile } from 'node:fs/promises';

@@ -55,7 +55,7 @@ export function runCli(args: readonly string[], options: { env?: NodeJS.ProcessE
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 20_000);
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 60_000);
     child.on('error', reject);
     child.on('close', (code) => {
       clearTimeout(timer);
@@ -99,7 +99,7 @@ export function serveCli(
         child.kill('SIGKILL');
         reject(new Error(`gateway did not start in time:\n${out}`));
       }
-    }, options.timeoutMs ?? 20_000);
+    }, options.timeoutMs ?? 60_000);
     const onData = (d: string): void => {
       out += d;
       const m = /agentgate listening on (https?:\/\/\S+) \(metrics on (http:\/\/\S+)\/metrics\)/.exec(out);
