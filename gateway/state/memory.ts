@@ -9,6 +9,7 @@ import { decide } from './rules/rate-limit.js';
 import { addViolation, type BreakerRecord } from './breaker.js';
 import { approvalUse, decidedApproval, placeApproval, pruneApprovals, usedApproval } from './rules/approvals.js';
 import { RECORD_BYTES, RevocationSet } from './revocations.js';
+import { ActivityTable, createSweeper, pruneExpired, SessionTable, UseCounts } from './rules/sessions.js';
 import { asAuditCheckpoint, type AuditCheckpointRecord, type Activity, type ApprovalRecord, type ApprovalUse, type ClientSecretRecord, type KillRecord, type SessionState, type Store } from './store.js';
 
 export interface MemoryStoreOptions {
@@ -55,53 +56,28 @@ interface StateFile {
   readonly auditCheckpoints?: Record<string, AuditCheckpointRecord>;
 }
 
-interface Session {
-  readonly agent: string;
-  readonly expiresAt: number;
-  lastSeen: number;
-  ended: boolean;
-}
-
-/** Sweep expired single-use jtis, use counters and sessions after this many insertions. */
-const SWEEP_EVERY = 1024;
-
-const MAX_TRACKED_TOKENS = 1000;
-
 export async function openMemoryStore(options: MemoryStoreOptions): Promise<Store> {
   const { clock, file } = options;
   const revoked = new RevocationSet();
   const agentRevoked = new Map<string, number>();
   const kills = new Map<string, KillRecord>();
   const breakers = new Map<string, BreakerRecord>();
-  const activity = new Map<string, { lastSeen: number; tokens: Map<string, number> }>();
+  const activity = new ActivityTable();
   const secrets = new Map<string, ClientSecretRecord>();
   /** Ended sessions that must survive a restart: sid -> exp (seconds). */
   const endedSessions = new Map<string, number>();
-  const sessions = new Map<string, Session>();
-  const liveSessions = new Map<string, Set<string>>();
   /** Used client assertion jtis: key -> exp (seconds). */
   const usedOnce = new Map<string, number>();
-  /** Token uses: jti -> { count, exp (seconds) }. */
-  const uses = new Map<string, { count: number; expiresAt: number }>();
   /** Rate-limit key -> theoretical arrival time (ms); in memory only: a restart forgives. */
   const rateTats = new Map<string, number>();
-  let insertions = 0;
-
-  function sweep(): void {
-    if (++insertions % SWEEP_EVERY !== 0) return;
-    const nowSeconds = clock.now() / 1000;
-    for (const [key, exp] of usedOnce) if (exp <= nowSeconds) usedOnce.delete(key);
-    for (const [jti, entry] of uses) if (entry.expiresAt <= nowSeconds) uses.delete(jti);
-    for (const [sid, session] of sessions) if (session.expiresAt <= nowSeconds) dropSession(sid, session);
-    for (const [sid, exp] of endedSessions) if (exp <= nowSeconds) endedSessions.delete(sid);
-  }
-
-  function dropSession(sid: string, session: Session): void {
-    sessions.delete(sid);
-    const live = liveSessions.get(session.agent);
-    live?.delete(sid);
-    if (live?.size === 0) liveSessions.delete(session.agent);
-  }
+  const sweep = createSweeper(() => {
+    const now = clock.now();
+    pruneExpired(usedOnce, now / 1000);
+    uses.sweep(now);
+    sessions.sweep(now / 1000);
+  });
+  const sessions = new SessionTable(() => endedSessions, sweep);
+  const uses = new UseCounts(sweep);
   const approvals = new Map<string, ApprovalRecord>();
   const checkpoints = new Map<string, AuditCheckpointRecord>();
 
@@ -116,7 +92,7 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
       for (const [agent, record] of Object.entries(loaded.breakers)) breakers.set(agent, record);
       for (const record of loaded.clientSecrets ?? []) secrets.set(record.id, record);
       for (const [sid, exp] of Object.entries(loaded.endedSessions ?? {})) if (exp > nowSeconds) endedSessions.set(sid, exp);
-      for (const [jti, entry] of Object.entries(loaded.uses ?? {})) if (entry.expiresAt > nowSeconds) uses.set(jti, { count: entry.count, expiresAt: entry.expiresAt });
+      for (const [jti, entry] of Object.entries(loaded.uses ?? {})) if (entry.expiresAt > nowSeconds) uses.note(jti, entry.count, entry.expiresAt * 1000);
       for (const record of loaded.approvals ?? []) approvals.set(record.id, record);
       for (const value of Object.values(loaded.auditCheckpoints ?? {})) {
         const checkpoint = asAuditCheckpoint(value);
@@ -150,7 +126,7 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
     const ended: Record<string, number> = {};
     for (const [sid, exp] of endedSessions) if (exp > nowSeconds) ended[sid] = exp;
     const counted: Record<string, { count: number; expiresAt: number }> = {};
-    for (const [jti, entry] of uses) if (entry.expiresAt > nowSeconds) counted[jti] = entry;
+    for (const [jti, count, untilMs] of uses.live(clock.now())) counted[jti] = { count, expiresAt: untilMs / 1000 };
     const state: StateFile = {
       version: 2,
       savedAt: new Date(clock.now()).toISOString(),
@@ -254,78 +230,26 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
       return outcome;
     },
     async consumeUse(jti, maxUses, expiresAt) {
-      // The check and the increment are one synchronous step, so concurrent calls on this event
-      // loop can never both take the last use; the count is on disk before the call goes on
-      // (concurrent uses share one write).
-      let entry = uses.get(jti);
-      if (entry === undefined) {
-        entry = { count: 0, expiresAt };
-        uses.set(jti, entry);
-        sweep();
-      }
-      if (entry.count >= maxUses) return false;
-      entry.count++;
+      // Taken in one synchronous step, so concurrent calls on this event loop can never both take
+      // the last use; the count is on disk before the call goes on (concurrent uses share one write).
+      if (!uses.take(jti, maxUses, expiresAt * 1000)) return false;
       await persist();
       return true;
     },
-    usesOf: (jti) => uses.get(jti)?.count ?? 0,
+    usesOf: (jti) => uses.of(jti),
     async openSession(sid, agent, expiresAt, single) {
-      const now = clock.now();
-      let live = liveSessions.get(agent);
-      if (single && live !== undefined) {
-        let ended = 0;
-        for (const other of live) {
-          const session = sessions.get(other);
-          if (session === undefined) continue;
-          session.ended = true;
-          endedSessions.set(other, session.expiresAt);
-          ended++;
-        }
-        live.clear();
-        // Durable before the new token is handed out: a restart must not revive the old session.
-        if (ended > 0) await persist();
-      }
-      sessions.set(sid, { agent, expiresAt, lastSeen: now, ended: false });
-      live = liveSessions.get(agent) ?? new Set();
-      live.add(sid);
-      liveSessions.set(agent, live);
-      sweep();
+      // Durable before the new token is handed out: a restart must not revive the old session.
+      if (single && sessions.endOthers(agent, sid).length > 0) await persist();
+      sessions.track(sid, agent, expiresAt, clock.now());
     },
     checkSession(sid, agent, expiresAt, idleMs, touch): SessionState {
-      if (endedSessions.has(sid)) return 'ended';
-      const now = clock.now();
-      let session = sessions.get(sid);
-      if (session === undefined) {
-        if (!touch) return 'live';
-        session = { agent, expiresAt, lastSeen: now, ended: false };
-        sessions.set(sid, session);
-        const live = liveSessions.get(agent) ?? new Set();
-        live.add(sid);
-        liveSessions.set(agent, live);
-        sweep();
-        return 'live';
-      }
-      if (session.ended) return 'ended';
-      if (idleMs !== null && now - session.lastSeen > idleMs) {
-        // A read (the checks' view) reports it; only the write path ends the session.
-        if (!touch) return 'idle';
-        session.ended = true;
-        liveSessions.get(session.agent)?.delete(sid);
-        endedSessions.set(sid, session.expiresAt);
-        // In force at once in memory; the file catches up (a failed write is retried by the next one).
-        persist().catch(() => undefined);
-        return 'idle';
-      }
-      if (touch) session.lastSeen = now;
-      return 'live';
+      const checked = sessions.check(sid, agent, expiresAt, idleMs, touch, clock.now());
+      // In force at once in memory; the file catches up (a failed write is retried by the next one).
+      if (checked.endedNow) persist().catch(() => undefined);
+      return checked.state;
     },
     endSession(sid, expiresAt) {
-      const session = sessions.get(sid);
-      if (session !== undefined) {
-        session.ended = true;
-        liveSessions.get(session.agent)?.delete(sid);
-      }
-      endedSessions.set(sid, Math.max(expiresAt, endedSessions.get(sid) ?? 0));
+      sessions.markEnded(sid, expiresAt);
       return persist();
     },
     approval: (id) => approvals.get(id),
@@ -359,28 +283,8 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
       await persist();
       return 'ok';
     },
-    touch(agent, jti, expiresAt) {
-      let entry = activity.get(agent);
-      if (entry === undefined) {
-        entry = { lastSeen: 0, tokens: new Map() };
-        activity.set(agent, entry);
-      }
-      entry.lastSeen = clock.now();
-      if (!entry.tokens.has(jti)) {
-        if (entry.tokens.size >= MAX_TRACKED_TOKENS) prune(entry.tokens, clock.now() / 1000);
-        if (entry.tokens.size < MAX_TRACKED_TOKENS) entry.tokens.set(jti, expiresAt);
-      }
-    },
-    activity(agent): Activity {
-      const entry = activity.get(agent);
-      if (entry === undefined) return { lastSeen: null, liveTokens: 0 };
-      const nowSeconds = clock.now() / 1000;
-      prune(entry.tokens, nowSeconds);
-      let live = 0;
-      const before = agentRevoked.get(agent);
-      for (const [jti, exp] of entry.tokens) if (exp > nowSeconds && !revoked.has(jti, nowSeconds) && before === undefined) live++;
-      return { lastSeen: entry.lastSeen, liveTokens: live };
-    },
+    touch: (agent, jti, expiresAt) => activity.touch(agent, jti, expiresAt, clock.now()),
+    activity: (agent): Activity => activity.activity(agent, clock.now(), (jti) => revoked.has(jti, clock.now() / 1000), agentRevoked.has(agent)),
     auditCheckpoint(auditFile) {
       return Promise.resolve(checkpoints.get(auditFile) ?? null);
     },
@@ -392,10 +296,6 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
       while (writing !== null) await writing;
     },
   };
-}
-
-function prune(tokens: Map<string, number>, nowSeconds: number): void {
-  for (const [jti, exp] of tokens) if (exp <= nowSeconds) tokens.delete(jti);
 }
 
 async function readStateFile(file: string): Promise<StateFile | null> {

@@ -36,6 +36,7 @@ import { createClient, createSentinel } from 'redis';
 import type { Clock } from '../clock.js';
 import { addViolation, type BreakerRecord } from './breaker.js';
 import { approvalUse, decidedApproval, placeApproval, pruneApprovals, usedApproval } from './rules/approvals.js';
+import { ActivityTable, createSweeper, pruneExpired, SessionTable, UseCounts } from './rules/sessions.js';
 import { deadline, withDeadlines } from './deadline.js';
 import { createJournalWriter, readJournal, type JournalWriter, type Marker, type Snapshot, type UnsharedChange } from './journal.js';
 import {
@@ -207,15 +208,6 @@ return ended`;
 
 /** Compare-and-set retries before a write is reported as failed (contention, not an outage). */
 const MAX_CAS_ATTEMPTS = 50;
-const MAX_TRACKED_TOKENS = 1000;
-const SWEEP_EVERY = 1024;
-
-interface Session {
-  readonly agent: string;
-  readonly expiresAt: number;
-  lastSeen: number;
-  ended: boolean;
-}
 
 /** The view rebuilt by a full load. */
 interface View {
@@ -304,13 +296,17 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
   let replayHorizon = 0;
   let saveTimer: NodeJS.Timeout | null = null;
 
-  const sessions = new Map<string, Session>();
-  const liveSessions = new Map<string, Set<string>>();
-  /** Token uses seen by this instance (introspection): jti -> count and exp (ms). */
-  const uses = new Map<string, { count: number; untilMs: number }>();
-  for (const [jti, entry] of Object.entries(saved?.uses ?? {})) if (entry.untilMs > clock.now()) uses.set(jti, { count: entry.count, untilMs: entry.untilMs });
-  const activity = new Map<string, { lastSeen: number; tokens: Map<string, number> }>();
-  let insertions = 0;
+  const sweep = createSweeper(() => {
+    const now = clock.now();
+    pruneExpired(view.revoked, now / 1000);
+    sessions.sweep(now / 1000);
+    uses.sweep(now);
+  });
+  const sessions = new SessionTable(() => view.ended, sweep);
+  /** Token uses seen by this instance (introspection). */
+  const uses = new UseCounts(sweep);
+  for (const [jti, entry] of Object.entries(saved?.uses ?? {})) if (entry.untilMs > clock.now()) uses.note(jti, entry.count, entry.untilMs);
+  const activity = new ActivityTable();
 
   // Health: both connections ready, subscribed, answering in time, marker as expected, and a
   // full load done since.
@@ -628,7 +624,7 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
     const breakers: Record<string, BreakerRecord> = {};
     for (const [agent, record] of view.breakers) if (record.tripped) breakers[agent] = record;
     const counted: Record<string, { count: number; untilMs: number }> = {};
-    for (const [jti, entry] of uses) if (entry.untilMs > nowSeconds * 1000) counted[jti] = { count: entry.count, untilMs: entry.untilMs };
+    for (const [jti, count, untilMs] of uses.live(nowSeconds * 1000)) counted[jti] = { count, untilMs };
     return {
       uses: counted,
       marker: known,
@@ -723,9 +719,8 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
       breakers++;
       jobs.push(() => client.hSetNX(K.breakers, agent, JSON.stringify(record)));
     }
-    for (const [jti, entry] of uses) {
-      if (entry.untilMs <= nowMs) continue;
-      jobs.push(() => client.eval(RAISE_USES, { keys: [`${K.uses}${jti}`], arguments: [String(entry.count), String(Math.ceil(entry.untilMs))] }));
+    for (const [jti, count, untilMs] of uses.live(nowMs)) {
+      jobs.push(() => client.eval(RAISE_USES, { keys: [`${K.uses}${jti}`], arguments: [String(count), String(Math.ceil(untilMs))] }));
     }
     // Pipelined in slices (node-redis sends concurrent commands in one write).
     for (let i = 0; i < jobs.length; i += 500) await Promise.all(jobs.slice(i, i + 500).map((job) => job()));
@@ -845,17 +840,13 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
         const exp = await client.hGet(K.ended, key);
         if (exp === null || exp === undefined) return;
         view.ended.set(key, Number(exp));
-        const session = sessions.get(key);
-        if (session !== undefined) {
-          session.ended = true;
-          liveSessions.get(session.agent)?.delete(key);
-        }
+        sessions.heardEnded(key);
         return;
       }
       case 'uses': {
         // PTTL, not PEXPIRETIME: Redis 6.2 is enough.
         const [count, ttlMs] = await Promise.all([client.get(`${K.uses}${key}`), client.pTTL(`${K.uses}${key}`)]);
-        if (count !== null) noteUses(key, Number(count), clock.now() + Math.max(Number(ttlMs), 0));
+        if (count !== null) uses.note(key, Number(count), clock.now() + Math.max(Number(ttlMs), 0));
         return;
       }
     }
@@ -908,52 +899,9 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
     throw new Error(`state.driver redis: ${hash} ${field} changed under ${MAX_CAS_ATTEMPTS} attempts in a row`);
   }
 
-  function sweep(): void {
-    if (++insertions % SWEEP_EVERY !== 0) return;
-    const nowSeconds = clock.now() / 1000;
-    for (const [jti, exp] of view.revoked) if (exp <= nowSeconds) view.revoked.delete(jti);
-    for (const [sid, exp] of view.ended) if (exp <= nowSeconds) view.ended.delete(sid);
-    for (const [sid, session] of sessions) if (session.expiresAt <= nowSeconds) dropSession(sid, session);
-    for (const [jti, entry] of uses) if (entry.untilMs <= nowSeconds * 1000) uses.delete(jti);
-  }
-
-  function noteUses(jti: string, count: number, untilMs: number): void {
-    const entry = uses.get(jti);
-    if (entry === undefined) {
-      uses.set(jti, { count, untilMs });
-      sweep();
-    } else entry.count = Math.max(entry.count, count);
-  }
-
-  function dropSession(sid: string, session: Session): void {
-    sessions.delete(sid);
-    const live = liveSessions.get(session.agent);
-    live?.delete(sid);
-    if (live?.size === 0) liveSessions.delete(session.agent);
-  }
-
-  function trackSession(sid: string, agent: string, expiresAt: number, now: number): Session {
-    const session: Session = { agent, expiresAt, lastSeen: now, ended: false };
-    sessions.set(sid, session);
-    const live = liveSessions.get(agent) ?? new Set();
-    live.add(sid);
-    liveSessions.set(agent, live);
-    sweep();
-    return session;
-  }
-
-  function markEnded(sid: string, expiresAt: number): void {
-    const session = sessions.get(sid);
-    if (session !== undefined) {
-      session.ended = true;
-      liveSessions.get(session.agent)?.delete(sid);
-    }
-    view.ended.set(sid, Math.max(expiresAt, view.ended.get(sid) ?? 0));
-  }
-
   async function endSessionShared(sid: string, expiresAt: number): Promise<void> {
     await client.eval(HASH_MAX, { keys: [K.ended], arguments: [sid, String(expiresAt)] });
-    markEnded(sid, expiresAt);
+    sessions.markEnded(sid, expiresAt);
     await publish('ended', sid);
   }
 
@@ -1111,11 +1059,11 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
       const until = Math.max(Math.ceil(expiresAt * 1000), clock.now() + 1000);
       const count = Number(await client.eval(CONSUME_USE, { keys: [`${K.uses}${jti}`], arguments: [String(maxUses), String(until)] }));
       if (count < 0) return false;
-      noteUses(jti, count, until);
+      uses.note(jti, count, until);
       await publish('uses', jti);
       return true;
     },
-    usesOf: (jti) => uses.get(jti)?.count ?? 0,
+    usesOf: (jti) => uses.of(jti),
     async openSession(sid, agent, expiresAt, single) {
       const now = clock.now();
       const ended = (await client.eval(OPEN_SESSION, {
@@ -1123,34 +1071,19 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
         arguments: [sid, String(expiresAt), String(Math.floor(now / 1000)), single ? '1' : '0'],
       })) as string[];
       if (single) {
-        for (const other of liveSessions.get(agent) ?? []) if (other !== sid) markEnded(other, sessions.get(other)?.expiresAt ?? expiresAt);
-        for (const other of ended) markEnded(other, sessions.get(other)?.expiresAt ?? expiresAt);
+        sessions.endOthers(agent, sid);
+        for (const other of ended) sessions.markEnded(other, sessions.expiresAt(other, expiresAt));
         // Other instances end them when they hear of it; until then they are refused there only
         // after the event arrives (well under a second).
         await Promise.all(ended.map((other) => publish('ended', other)));
       }
-      trackSession(sid, agent, expiresAt, now);
+      sessions.track(sid, agent, expiresAt, now);
     },
     checkSession(sid, agent, expiresAt, idleMs, touch): SessionState {
-      if (view.ended.has(sid)) return 'ended';
-      const now = clock.now();
-      const session = sessions.get(sid);
-      if (session === undefined) {
-        if (!touch) return 'live';
-        trackSession(sid, agent, expiresAt, now);
-        return 'live';
-      }
-      if (session.ended) return 'ended';
-      if (idleMs !== null && now - session.lastSeen > idleMs) {
-        // A read (the checks' view) reports it; only the write path ends the session.
-        if (!touch) return 'idle';
-        // The idle clock is this instance's: a session busy on another instance may idle out here.
-        markEnded(sid, session.expiresAt);
-        endSessionShared(sid, session.expiresAt).catch(() => undefined);
-        return 'idle';
-      }
-      if (touch) session.lastSeen = now;
-      return 'live';
+      const checked = sessions.check(sid, agent, expiresAt, idleMs, touch, clock.now());
+      // The idle clock is this instance's: a session busy on another instance may idle out here.
+      if (checked.endedNow) endSessionShared(sid, checked.expiresAt).catch(() => undefined);
+      return checked.state;
     },
     endSession: endSessionShared,
     approval: (id) => view.approvals.get(id),
@@ -1194,28 +1127,8 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
       }
       return outcome.use;
     },
-    touch(agent, jti, expiresAt) {
-      let entry = activity.get(agent);
-      if (entry === undefined) {
-        entry = { lastSeen: 0, tokens: new Map() };
-        activity.set(agent, entry);
-      }
-      entry.lastSeen = clock.now();
-      if (!entry.tokens.has(jti)) {
-        if (entry.tokens.size >= MAX_TRACKED_TOKENS) prune(entry.tokens, clock.now() / 1000);
-        if (entry.tokens.size < MAX_TRACKED_TOKENS) entry.tokens.set(jti, expiresAt);
-      }
-    },
-    activity(agent): Activity {
-      const entry = activity.get(agent);
-      if (entry === undefined) return { lastSeen: null, liveTokens: 0 };
-      const nowSeconds = clock.now() / 1000;
-      prune(entry.tokens, nowSeconds);
-      let live = 0;
-      const before = view.agentRevoked.get(agent);
-      for (const [jti, exp] of entry.tokens) if (exp > nowSeconds && !view.revoked.has(jti) && before === undefined) live++;
-      return { lastSeen: entry.lastSeen, liveTokens: live };
-    },
+    touch: (agent, jti, expiresAt) => activity.touch(agent, jti, expiresAt, clock.now()),
+    activity: (agent): Activity => activity.activity(agent, clock.now(), (jti) => view.revoked.has(jti), view.agentRevoked.has(agent)),
     async auditCheckpoint(auditFile) {
       const json = await client.hGet(K.auditCheckpoints, checkpointField(auditFile));
       return json === null || json === undefined ? null : asAuditCheckpoint(parse<unknown>(json));
@@ -1243,10 +1156,6 @@ function parse<T>(json: string): T | null {
   } catch {
     return null;
   }
-}
-
-function prune(tokens: Map<string, number>, nowSeconds: number): void {
-  for (const [jti, exp] of tokens) if (exp <= nowSeconds) tokens.delete(jti);
 }
 
 function describe(change: UnsharedChange): Record<string, unknown> {
