@@ -1,6 +1,7 @@
 // agentgate.yaml plus environment overrides -> validated, frozen Settings. Relative paths in the
 // file resolve against the file's folder; relative paths in env overrides against the cwd.
-import { accessSync, constants } from 'node:fs';
+import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
+import { accessSync, constants, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { ConfigError } from './errors.js';
 import { loadYamlFile, type RawEntry } from './policy/load.js';
@@ -11,6 +12,25 @@ export interface Endpoint {
   readonly host: string;
   /** 0 picks a free port; the gateway prints what it bound. */
   readonly port: number;
+}
+
+/** The agent port over TLS (`listen.tls`): PEM files checked at load, read again at start. */
+export interface ListenTls {
+  /** Absolute path of the server certificate (PEM; intermediates may follow the leaf). */
+  readonly cert: string;
+  /** Absolute path of its unencrypted private key (PEM). */
+  readonly key: string;
+  /** Absolute path of the CA bundle client certificates must chain to (mutual TLS); null: none asked. */
+  readonly ca: string | null;
+  readonly minVersion: TlsMinVersion;
+}
+
+export const TLS_MIN_VERSIONS = ['TLSv1.2', 'TLSv1.3'] as const;
+export type TlsMinVersion = (typeof TLS_MIN_VERSIONS)[number];
+
+/** The agent port: an endpoint, over TLS when `tls` is there. */
+export interface ListenEndpoint extends Endpoint {
+  readonly tls?: ListenTls;
 }
 
 export interface TrustedIssuer {
@@ -50,7 +70,7 @@ export interface Settings {
   readonly configFile: string;
   /** Folder relative paths were resolved against. */
   readonly baseDir: string;
-  readonly listen: Endpoint;
+  readonly listen: ListenEndpoint;
   readonly metrics: Endpoint;
   readonly admin: { readonly socket: string };
   /** Absolute path of the policies folder. */
@@ -163,8 +183,10 @@ export async function loadSettings(options: LoadSettingsOptions = {}): Promise<S
   const top = loaded.root === null ? null : c.map(loaded.root, '', TOP_KEYS);
   const section = (key: string, allowed: readonly string[]): ReadonlyMap<string, RawEntry> | null => c.map(top?.get(key)?.value, key, allowed);
 
-  const endpoint = (key: 'listen' | 'metrics', defaultPort: number, envName: string): Endpoint | null => {
-    const keys = section(key, ['host', 'port']);
+  let tlsOk = true;
+  const endpoint = (key: 'listen' | 'metrics', defaultPort: number, envName: string): ListenEndpoint | null => {
+    // Only the agent port speaks TLS: the metrics port and the admin socket stay as they are.
+    const keys = section(key, key === 'listen' ? ['host', 'port', 'tls'] : ['host', 'port']);
     const host = c.string(keys?.get('host'), `${key}.host`, { pattern: HOST, patternHelp: 'is not a host name or IP address' }) ?? DEFAULTS.host;
     let port = keys?.has('port') ? c.integer(keys.get('port'), `${key}.port`, 0, 65535) : defaultPort;
     const override = fromEnv(envName);
@@ -172,7 +194,11 @@ export async function loadSettings(options: LoadSettingsOptions = {}): Promise<S
       port = /^\d{1,5}$/.test(override) && Number(override) <= 65535 ? Number(override) : null;
       if (port === null) c.problems.push(`${envName}: "${override}" is not a port (a whole number from 0 to 65535; 0 picks a free one)`);
     }
-    return port === null ? null : Object.freeze({ host, port });
+    const tlsEntry = keys?.get('tls');
+    const tls = tlsEntry === undefined ? undefined : listenTls(c, tlsEntry, baseDir);
+    if (tls === null) tlsOk = false;
+    if (port === null) return null;
+    return Object.freeze(tls === undefined || tls === null ? { host, port } : { host, port, tls });
   };
   const listen = endpoint('listen', DEFAULTS.listenPort, 'AGENTGATE_LISTEN_PORT');
   const metrics = endpoint('metrics', DEFAULTS.metricsPort, 'AGENTGATE_METRICS_PORT');
@@ -250,7 +276,7 @@ export async function loadSettings(options: LoadSettingsOptions = {}): Promise<S
   }
 
   c.fail();
-  if (logLevel === null || listen === null || metrics === null || state === null || rotateMs === null || maxBodyBytes === null || upstreamTimeoutMs === null || maxHeaderBytes === null || maxMaskedBodyBytes === null || bodyIdleTimeoutMs === null || headersTimeoutMs === null || requestTimeoutMs === null || auditFsync === null || checkpointLines === null || checkpointIntervalMs === null) {
+  if (!tlsOk || logLevel === null || listen === null || metrics === null || state === null || rotateMs === null || maxBodyBytes === null || upstreamTimeoutMs === null || maxHeaderBytes === null || maxMaskedBodyBytes === null || bodyIdleTimeoutMs === null || headersTimeoutMs === null || requestTimeoutMs === null || auditFsync === null || checkpointLines === null || checkpointIntervalMs === null) {
     // Every null above records a problem, so c.fail() has thrown; this keeps the types honest.
     throw new ConfigError([`${loaded.file}: invalid configuration`]);
   }
@@ -261,7 +287,7 @@ export async function loadSettings(options: LoadSettingsOptions = {}): Promise<S
     metrics,
     admin: Object.freeze({ socket }),
     policies: resolvePath(baseDir, policies),
-    issuer: Object.freeze({ url: issuerFromEnv ?? issuerFromFile ?? issuerForAddress('http', listen.host, listen.port), urlFrom, keys: resolvePath(baseDir, keysDir), alg, rotateSeconds: Math.floor(rotateMs / 1000) }),
+    issuer: Object.freeze({ url: issuerFromEnv ?? issuerFromFile ?? issuerForAddress(listen.tls === undefined ? 'http' : 'https', listen.host, listen.port), urlFrom, keys: resolvePath(baseDir, keysDir), alg, rotateSeconds: Math.floor(rotateMs / 1000) }),
     trust: Object.freeze(trust),
     state,
     audit: Object.freeze({ file: resolvePath(baseDir, auditFile), fsync: auditFsync, checkpointLines, checkpointIntervalMs }),
@@ -344,6 +370,7 @@ export function settingsWarnings(settings: Settings): string[] {
       );
     }
   }
+  warnings.push(...tlsWarnings(settings));
   return warnings;
 }
 
@@ -439,6 +466,156 @@ function tlsSettings(c: Checker, entry: RawEntry | undefined, baseDir: string): 
     ok = false;
   }
   return ok ? Object.freeze({ ca, cert, key }) : null;
+}
+
+const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
+
+/** The certificates of a PEM file, leaf first; throws an Error whose message says what is wrong. */
+function readCertificates(path: string): X509Certificate[] {
+  const text = readFileSync(path, 'utf8');
+  const blocks = text.match(PEM_CERTIFICATE) ?? [];
+  if (blocks.length === 0) throw new Error(`${path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)`);
+  return blocks.map((block, i) => {
+    try {
+      return new X509Certificate(block);
+    } catch {
+      throw new Error(`${path}: certificate ${i + 1} of ${blocks.length} is not a valid X.509 certificate`);
+    }
+  });
+}
+
+function readPrivateKey(path: string): KeyObject {
+  const text = readFileSync(path, 'utf8');
+  if (/-----BEGIN (?:ENCRYPTED PRIVATE KEY|[A-Z ]+PRIVATE KEY-----\r?\nProc-Type: 4,ENCRYPTED)/.test(text)) {
+    throw new Error(`${path} is an encrypted private key (the gateway reads an unencrypted PEM key; protect it with file permissions)`);
+  }
+  try {
+    return createPrivateKey({ key: text, format: 'pem' });
+  } catch {
+    throw new Error(`${path} holds no PEM private key (-----BEGIN PRIVATE KEY-----)`);
+  }
+}
+
+/**
+ * `listen.tls: { cert, key, ca, minVersion }`: each file readable and PEM, the key the
+ * certificate's own, and TLS 1.2 at the least. `ca` asks every client for a certificate that
+ * chains to it (mutual TLS).
+ */
+function listenTls(c: Checker, entry: RawEntry, baseDir: string): ListenTls | null {
+  const keys = c.map(entry.value, 'listen.tls', ['cert', 'key', 'ca', 'minVersion']);
+  if (keys === null) return null;
+  let ok = true;
+  const file = (name: 'cert' | 'key' | 'ca'): string | null => {
+    const item = name === 'ca' ? keys.get(name) : c.required(keys, name, 'listen.tls', entry.value.at);
+    if (item === undefined) {
+      if (name !== 'ca') ok = false;
+      return null;
+    }
+    const text = c.string(item, `listen.tls.${name}`);
+    if (text === null) {
+      ok = false;
+      return null;
+    }
+    const path = resolvePath(baseDir, text);
+    try {
+      accessSync(path, constants.R_OK);
+    } catch {
+      c.add(item.value.at, `listen.tls.${name}`, `cannot read ${path} (a PEM file)`);
+      ok = false;
+      return null;
+    }
+    return path;
+  };
+  const parsed = <T>(name: 'cert' | 'key' | 'ca', path: string | null, read: (path: string) => T): T | null => {
+    if (path === null) return null;
+    try {
+      return read(path);
+    } catch (error) {
+      c.add(keys.get(name)?.value.at ?? entry.value.at, `listen.tls.${name}`, (error as Error).message);
+      ok = false;
+      return null;
+    }
+  };
+  const certPath = file('cert');
+  const keyPath = file('key');
+  const caPath = file('ca');
+  const chain = parsed('cert', certPath, readCertificates);
+  const key = parsed('key', keyPath, readPrivateKey);
+  parsed('ca', caPath, readCertificates);
+  const leaf = chain?.[0];
+  if (leaf !== undefined && key !== null && !leaf.checkPrivateKey(key)) {
+    c.add(keys.get('key')?.value.at ?? entry.value.at, 'listen.tls.key', `${keyPath ?? ''} is not the private key of the certificate in ${certPath ?? ''}`);
+    ok = false;
+  }
+  const minVersion = keys.has('minVersion') ? c.oneOf(keys.get('minVersion'), 'listen.tls.minVersion', TLS_MIN_VERSIONS, 'a TLS version this gateway accepts') : 'TLSv1.2';
+  if (!ok || minVersion === null || certPath === null || keyPath === null) return null;
+  return Object.freeze({ cert: certPath, key: keyPath, ca: caPath, minVersion });
+}
+
+/** Problems with the files of a `listen.tls` loaded earlier (a reload reads them again). */
+export function listenTlsProblems(tls: ListenTls): string[] {
+  try {
+    const leaf = readCertificates(tls.cert)[0];
+    const key = readPrivateKey(tls.key);
+    if (tls.ca !== null) readCertificates(tls.ca);
+    if (leaf !== undefined && !leaf.checkPrivateKey(key)) return [`listen.tls.key: ${tls.key} is not the private key of the certificate in ${tls.cert}`];
+    return [];
+  } catch (error) {
+    return [`listen.tls: ${(error as Error).message}`];
+  }
+}
+
+/** node:https options for `listen.tls`, read from disk now (at start, and again on reload). */
+export function tlsServerOptions(tls: ListenTls): {
+  cert: Buffer;
+  key: Buffer;
+  ca?: Buffer;
+  minVersion: TlsMinVersion;
+  requestCert: boolean;
+  rejectUnauthorized: boolean;
+} {
+  const ca = tls.ca === null ? undefined : readFileSync(tls.ca);
+  return {
+    cert: readFileSync(tls.cert),
+    key: readFileSync(tls.key),
+    ...(ca === undefined ? {} : { ca }),
+    minVersion: tls.minVersion,
+    // With a CA, a client without a certificate that chains to it gets no TLS session at all.
+    requestCert: ca !== undefined,
+    rejectUnauthorized: ca !== undefined,
+  };
+}
+
+/** What `check` says about a valid `listen.tls`: validity dates, and the issuer's host and scheme. */
+function tlsWarnings(settings: Settings): string[] {
+  const tls = settings.listen.tls;
+  const issuer = new URL(settings.issuer.url);
+  if (tls === undefined) {
+    const ok = issuer.protocol !== 'https:' || !isLoopbackHost(issuer.hostname) || !isLoopbackHost(settings.listen.host);
+    return ok ? [] : [`issuer.url ${settings.issuer.url} is https but the agent port speaks plain HTTP: set listen.tls { cert, key } or put a TLS terminator in front`];
+  }
+  const warnings: string[] = [];
+  if (issuer.protocol === 'http:') {
+    warnings.push(`${settings.issuer.urlFrom === 'env' ? 'AGENTGATE_ISSUER_URL' : 'issuer.url'} ${settings.issuer.url} is http but listen.tls is set: tokens and the broker's metadata will name a scheme this gateway does not answer`);
+  }
+  let leaf: X509Certificate | undefined;
+  try {
+    leaf = readCertificates(tls.cert)[0];
+  } catch (error) {
+    return [...warnings, `listen.tls.cert: ${(error as Error).message}`];
+  }
+  if (leaf === undefined) return warnings;
+  const now = Date.now();
+  const notAfter = Date.parse(leaf.validTo);
+  const notBefore = Date.parse(leaf.validFrom);
+  const days = Math.floor((notAfter - now) / 86_400_000);
+  if (notAfter <= now) warnings.push(`listen.tls.cert: the certificate expired on ${new Date(notAfter).toISOString()}: clients will refuse it`);
+  else if (notBefore > now) warnings.push(`listen.tls.cert: the certificate is not valid before ${new Date(notBefore).toISOString()}: clients will refuse it until then`);
+  else if (days < 14) warnings.push(`listen.tls.cert: the certificate expires on ${new Date(notAfter).toISOString()} (in ${days} day${days === 1 ? '' : 's'})`);
+  const host = issuer.hostname.replace(/^\[|\]$/g, '');
+  const covered = /^[\d.]+$/.test(host) || host.includes(':') ? leaf.checkIP(host) !== undefined : leaf.checkHost(host) !== undefined;
+  if (!covered) warnings.push(`listen.tls.cert: the certificate does not name ${host} (the issuer's host): clients that check the name will refuse it`);
+  return warnings;
 }
 
 function isHttpUrl(text: string): boolean {

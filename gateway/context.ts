@@ -1,6 +1,6 @@
 // The per-request context every stage reads and writes, and the Stage contract.
 // Each field has exactly one writer (named on it); every field exists from createContext() on.
-import type { IncomingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { ReasonCode } from './errors.js';
 import type { McpCall } from './mcp/types.js';
@@ -67,12 +67,31 @@ export interface ShadowRefusal {
   readonly detail: string;
 }
 
+/**
+ * An upstream body on the plain path (no response filter applies to the route): undici hands its
+ * chunks straight to the client response, with no Readable in between. Forward holds the upstream
+ * paused after its head until the runner calls `sendTo` (the answer waits for its audit line).
+ */
+export interface DirectBody {
+  /**
+   * Write the body into `sink`, whose head the caller has written, and end it. `done` is called
+   * once: with null when the sink has finished, or with the error that cut the stream (the
+   * upstream failed, the client left, the request was aborted); the caller then cuts the connection.
+   */
+  sendTo(sink: ServerResponse, done: (error: Error | null) => void): void;
+  /** Drop the body unsent (the answer became a refusal): the upstream exchange is aborted. No-op once sent. */
+  discard(): void;
+}
+
 /** The upstream answer, as forward received it. */
 export interface UpstreamResult {
   readonly status: number;
   /** Response headers to send on, already cleaned of hop-by-hop headers. */
   readonly headers: Record<string, string | string[]>;
+  /** The body as a stream, for response filters; null on the plain path and for no body. */
   readonly body: Readable | null;
+  /** The body on the plain path (set instead of `body` when no response filter applies), or null. */
+  readonly direct: DirectBody | null;
   /** ms from the start of the upstream call to its response headers. */
   readonly latencyMs: number;
 }

@@ -1,6 +1,12 @@
-// The error catalog: every reason the gateway can refuse a call for, with its HTTP status,
-// RFC 6750 challenge and whether it counts as a violation against the agent's grant.
-// `problem.ts` renders these; the README's refusal table is checked against this list by a test.
+// The error catalog: every refusal the gateway answers with, in one place. Three surfaces, one
+// list each, every entry with its HTTP status, challenge, title and whether it counts as a
+// violation against the agent's grant:
+// - REASONS: the agent port's problem documents (proxy, upgrades, parser refusals);
+// - ADMIN_PROBLEMS: the admin socket's problem documents (shared codes are the same entry);
+// - OAUTH_ERRORS: the token broker's RFC 6749 §5.2 error answers.
+// `problem.ts` renders the problems and `broker/form.ts` the OAuth errors; the README's tables
+// are checked against these lists by test/errors.test.ts, and no module writes a problem type,
+// title or OAuth error code of its own (the same test reads the sources).
 
 /** How a refusal challenges the client (RFC 6750 §3). */
 export type BearerChallenge = 'none' | 'challenge' | 'invalid_token' | 'insufficient_scope' | 'invalid_request';
@@ -64,6 +70,70 @@ export const REASON_CODES = Object.keys(REASONS) as ReasonCode[];
 export function isReasonCode(value: string): value is ReasonCode {
   return Object.hasOwn(REASONS, value);
 }
+
+/**
+ * The admin API's problem codes (`urn:agentgate:problem:<code>` on the admin socket). A code the
+ * agent port uses too is the same entry, so one code never has two statuses or titles.
+ */
+export const ADMIN_PROBLEMS = {
+  invalid_request: { status: 400, title: 'Admin request not valid', bearer: 'none', violation: false },
+  not_found: { status: 404, title: 'Nothing to act on', bearer: 'none', violation: false },
+  agent_unknown: { status: 404, title: 'No such agent', bearer: 'none', violation: false },
+  credential_unknown: { status: 404, title: 'No such client credential', bearer: 'none', violation: false },
+  approval_unknown: { status: 404, title: 'No such approval', bearer: 'none', violation: false },
+  method_not_allowed: { status: 405, title: 'Method not allowed on this endpoint', bearer: 'none', violation: false },
+  approval_not_pending: { status: 409, title: 'Approval already decided or expired', bearer: 'none', violation: false },
+  request_timeout: REASONS.request_timeout,
+  body_too_large: REASONS.body_too_large,
+  headers_too_large: REASONS.headers_too_large,
+  policy_invalid: { status: 422, title: 'Policies not valid', bearer: 'none', violation: false },
+  audit_unavailable: REASONS.audit_unavailable,
+  state_unavailable: REASONS.state_unavailable,
+  internal: REASONS.internal,
+} as const satisfies Record<string, ReasonSpec>;
+
+export type AdminProblemCode = keyof typeof ADMIN_PROBLEMS;
+
+export const ADMIN_PROBLEM_CODES = Object.keys(ADMIN_PROBLEMS) as AdminProblemCode[];
+
+/** How a broker error challenges the client: `basic` is HTTP Basic on a 401 (RFC 6749 §5.2). */
+export type OAuthChallenge = 'none' | 'basic';
+
+export interface OAuthErrorSpec {
+  /** The status it answers with unless a refusal names another of `statuses`. */
+  readonly status: number;
+  /** Every status a refusal with this code may carry (the first is `status`). */
+  readonly statuses: readonly number[];
+  readonly title: string;
+  readonly challenge: OAuthChallenge;
+  /** Broker refusals never count against an agent's breaker (failed logins have their own limit). */
+  readonly violation: false;
+}
+
+/**
+ * The token broker's error codes (RFC 6749 §5.2, RFC 8707 `invalid_target`; RFC 6749 §4.1.2.1's
+ * `temporarily_unavailable` and `server_error` for an unwritable audit trail and a bug). The
+ * answer is `{ error, error_description }`; the title is what the code means, for the README and
+ * the CLI.
+ */
+export const OAUTH_ERRORS = {
+  invalid_request: { status: 400, statuses: [400, 404, 405, 413], title: 'Malformed token request', challenge: 'none', violation: false },
+  invalid_client: { status: 401, statuses: [401, 429], title: 'Client authentication failed', challenge: 'basic', violation: false },
+  invalid_grant: { status: 400, statuses: [400], title: 'Grant not valid', challenge: 'none', violation: false },
+  unauthorized_client: { status: 400, statuses: [400], title: 'Client may not use this grant', challenge: 'none', violation: false },
+  unsupported_grant_type: { status: 400, statuses: [400], title: 'Grant type not supported', challenge: 'none', violation: false },
+  invalid_scope: { status: 400, statuses: [400], title: 'Scope not granted', challenge: 'none', violation: false },
+  invalid_target: { status: 400, statuses: [400], title: 'Resource not served by this broker', challenge: 'none', violation: false },
+  temporarily_unavailable: { status: 503, statuses: [503], title: 'Broker cannot record requests', challenge: 'none', violation: false },
+  server_error: { status: 500, statuses: [500], title: 'Broker failure', challenge: 'none', violation: false },
+} as const satisfies Record<string, OAuthErrorSpec>;
+
+export type OAuthErrorCode = keyof typeof OAUTH_ERRORS;
+
+/** The statuses a refusal with `code` may answer with. */
+export type OAuthStatus<C extends OAuthErrorCode> = (typeof OAUTH_ERRORS)[C]['statuses'][number];
+
+export const OAUTH_ERROR_CODES = Object.keys(OAUTH_ERRORS) as OAuthErrorCode[];
 
 export interface GatewayErrorOptions {
   /** Precise internal cause (which token check failed, which byte was bad). Audit only; never sent. */

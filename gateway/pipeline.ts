@@ -7,7 +7,7 @@ import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Readable } from 'node:stream';
-import { createContext, type InboundRequest, type RequestContext, type Stage } from './context.js';
+import { createContext, type DirectBody, type InboundRequest, type RequestContext, type Stage } from './context.js';
 import type { Clock } from './clock.js';
 import type { Abort, Admission } from './admission/admission.js';
 import { GatewayError, REASONS } from './errors.js';
@@ -161,10 +161,13 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       await outcome.writeAhead(ctx, null, status);
       res.writeHead(status, headers);
       headersAt = performance.now();
-      if (upstream.body !== null) await relay(upstream.body, res);
+      if (upstream.direct !== null) await sendDirect(upstream.direct, res);
+      else if (upstream.body !== null) await relay(upstream.body, res);
       else res.end();
     } catch (caught) {
       error = caught;
+      // A plain-path body not sent yet (the answer became a refusal): the upstream exchange ends here.
+      ctx.upstream?.direct?.discard();
       headersAt = performance.now();
       const refused = await refuse(ctx, res, caught, line);
       status = refused.status;
@@ -331,6 +334,13 @@ function relay(body: Readable, res: ServerResponse): Promise<void> {
       if (!settled) fail(new Error('the client closed the connection before the response was sent'));
     });
     body.pipe(res);
+  });
+}
+
+/** Send a plain-path body; resolves once the response is finished, rejects when the stream was cut. */
+function sendDirect(direct: DirectBody, res: ServerResponse): Promise<void> {
+  return new Promise((resolve, reject) => {
+    direct.sendTo(res, (error) => (error === null ? resolve() : reject(error)));
   });
 }
 

@@ -1,7 +1,7 @@
 // Renders a GatewayError as an RFC 9457 problem document with its RFC 6750 challenge.
 // Never includes a stack trace, a backend address or upstream body text: only catalog text,
 // the error's agent-safe `detail` and the request id.
-import { REASONS, type GatewayError, type ReasonCode } from './errors.js';
+import { ADMIN_PROBLEMS, REASONS, type AdminProblemCode, type GatewayError, type ReasonCode } from './errors.js';
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
 const REALM = 'Bearer realm="agentgate"';
@@ -12,7 +12,7 @@ export interface RenderedProblem {
   readonly body: string;
 }
 
-export function problemType(reason: ReasonCode): string {
+export function problemType(reason: ReasonCode | AdminProblemCode): string {
   return `urn:agentgate:problem:${reason}`;
 }
 
@@ -65,4 +65,23 @@ export function renderReason(
   if (challenge !== null) headers['www-authenticate'] = challenge;
   if (retryAfterSeconds !== undefined) headers['retry-after'] = String(Math.max(0, Math.ceil(retryAfterSeconds)));
   return { status: spec.status, headers, body };
+}
+
+/**
+ * An admin API answer for a refused call: the catalog's type, title and status, the operator's
+ * `detail`, and `members` (e.g. the policy `problems`) that never replace a standard member.
+ */
+export function renderAdminProblem(
+  code: AdminProblemCode,
+  detail: string,
+  members: Readonly<Record<string, unknown>> = {},
+  extraHeaders: Readonly<Record<string, string>> = {},
+): RenderedProblem {
+  const spec = ADMIN_PROBLEMS[code];
+  const body = `${JSON.stringify({ ...members, type: problemType(code), title: spec.title, status: spec.status, detail })}\n`;
+  return {
+    status: spec.status,
+    headers: { ...extraHeaders, 'content-type': PROBLEM_CONTENT_TYPE, 'content-length': String(Buffer.byteLength(body)), 'cache-control': 'no-store' },
+    body,
+  };
 }

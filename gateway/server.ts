@@ -1,9 +1,11 @@
 // Composition root: builds every module from Settings, opens the agent and metrics listeners,
 // and owns start, reload and shutdown. Nothing else constructs stages or stores.
-import { STATUS_CODES, createServer, type Server, type ServerResponse } from 'node:http';
+import { STATUS_CODES, createServer, type Server, type ServerOptions, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer, type Server as TlsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
-import { isLoopbackHost, issuerForAddress, settingsWarnings, type Settings } from './config.js';
+import { isLoopbackHost, issuerForAddress, settingsWarnings, listenTlsProblems, tlsServerOptions, type Settings } from './config.js';
 import { systemClock, type Clock } from './clock.js';
+import { ConfigError } from './errors.js';
 import { createPipeline, type Pipeline } from './pipeline.js';
 import { createAdmission, type Admission } from './admission/admission.js';
 import { createOutcomeWriter } from './outcome.js';
@@ -171,7 +173,11 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
 
   let version = 1;
   async function reload(): Promise<PolicySnapshot> {
+    // A renewed certificate is picked up by a reload too; a bad one keeps both the old pair and the old policies.
+    const tlsProblems = settings.listen.tls === undefined ? [] : listenTlsProblems(settings.listen.tls);
+    if (tlsProblems.length > 0) throw new ConfigError(tlsProblems);
     const next = await loadPolicy(settings, { clock, version: version + 1, upstreams: options.upstreams });
+    if (settings.listen.tls !== undefined && 'setSecureContext' in agentServer) agentServer.setSecureContext(tlsServerOptions(settings.listen.tls));
     const before = policy;
     version = next.version;
     preloadDialects(next);
@@ -308,7 +314,8 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
   });
   let adminSocket: AdminSocket | null = null;
 
-  const agentServer: Server = createServer({
+  const listenTls = settings.listen.tls;
+  const agentOptions: ServerOptions = {
     maxHeaderSize: settings.limits.maxHeaderBytes,
     keepAliveTimeout: 5_000,
     // A request head, and a whole request, must arrive in time (answered 408 below); once the
@@ -318,7 +325,10 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
     requestTimeout: settings.limits.requestTimeoutMs,
     connectionsCheckingInterval: Math.min(1000, settings.limits.headersTimeoutMs),
     joinDuplicateHeaders: false,
-  });
+  };
+  // listen.tls: the agent port (broker included) speaks only HTTPS; the metrics port and the admin
+  // socket stay as they are.
+  const agentServer: Server | TlsServer = listenTls === undefined ? createServer(agentOptions) : createTlsServer({ ...agentOptions, ...tlsServerOptions(listenTls) });
   // The response in progress on each connection: a parser error in the middle of a request body
   // must not write a second answer into a response already under way.
   const serving = new WeakMap<Socket, ServerResponse>();
@@ -371,7 +381,7 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
     socket.once('close', () => sockets.delete(socket));
   });
 
-  async function listen(server: Server, host: string, port: number): Promise<AddressInfo> {
+  async function listen(server: Server | TlsServer, host: string, port: number): Promise<AddressInfo> {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(port, host, () => {
@@ -404,7 +414,7 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
       const agent = await listen(agentServer, settings.listen.host, settings.listen.port);
       // Set before any request is read: a connection is handled on a later turn of the event loop.
       if (deriveIssuer) {
-        issuer = issuerForAddress('http', agent.address, agent.port);
+        issuer = issuerForAddress(listenTls === undefined ? 'http' : 'https', agent.address, agent.port);
         if (!isLoopbackHost(agent.address)) log.warn('issuer.url is not set, so tokens and the broker metadata name this machine\'s loopback address; set issuer.url (or AGENTGATE_ISSUER_URL) to the URL agents use', { issuer });
       }
       else for (const warning of settingsWarnings(settings)) log.warn(warning);

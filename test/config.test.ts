@@ -227,7 +227,7 @@ const broken: ReadonlyArray<{ name: string; file: string; env?: NodeJS.ProcessEn
     expect: [
       '{dir}/agentgate.yaml:1  state: expected a map with keys driver, file, url, timeout, journal, reseed, tls, sentinels, masterName, got "memory"',
       '{dir}/agentgate.yaml:2  trust: expected a list, got a map',
-      '{dir}/agentgate.yaml:3  listen: expected a map with keys host, port, got a list',
+      '{dir}/agentgate.yaml:3  listen: expected a map with keys host, port, tls, got a list',
     ],
   },
   {
@@ -293,7 +293,8 @@ t.test('the issuer comes from AGENTGATE_ISSUER_URL, else issuer.url, else the li
     { file: 'issuer: { url: "http://localhost:8080" }', env: { AGENTGATE_LISTEN_PORT: '0' }, url: 'http://localhost:8080', from: 'config', warn: /does not match listen 127\.0\.0\.1:0/ },
     { file: 'issuer: { url: "http://[::1]:8081" }\nlisten: { host: "::1", port: 8080 }', url: 'http://[::1]:8081', from: 'config', warn: /does not match/ },
     { file: 'issuer: { url: "http://127.0.0.1:8080" }', url: 'http://127.0.0.1:8080', from: 'config' },
-    { file: 'issuer: { url: "https://127.0.0.1" }\nlisten: { port: 443 }', url: 'https://127.0.0.1', from: 'config' },
+    // Issue 15 item 11: https on a loopback gateway that speaks plain HTTP cannot be reached.
+    { file: 'issuer: { url: "https://127.0.0.1" }\nlisten: { port: 443 }', url: 'https://127.0.0.1', from: 'config', warn: /^issuer\.url https:\/\/127\.0\.0\.1 is https but the agent port speaks plain HTTP: set listen\.tls/ },
     { file: 'issuer: { url: "https://gw.example.com" }\nlisten: { port: 9000 }', url: 'https://gw.example.com', from: 'config' },
     { file: 'issuer: { url: "http://127.0.0.1:8080" }\nlisten: { host: 0.0.0.0, port: 9000 }', url: 'http://127.0.0.1:8080', from: 'config' },
   ];

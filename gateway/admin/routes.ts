@@ -2,7 +2,8 @@
 // its change durable (store write) before answering, so an answered kill is a kill in force.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Clock } from '../clock.js';
-import { ConfigError } from '../errors.js';
+import { ADMIN_PROBLEMS, ConfigError, type AdminProblemCode } from '../errors.js';
+import { renderAdminProblem, type RenderedProblem } from '../problem.js';
 import type { PolicySnapshot } from '../policy/types.js';
 import { viewBreaker } from '../state/breaker.js';
 import { StateUnavailableError, type ApprovalRecord, type KillRecord, type Sharing, type Store } from '../state/store.js';
@@ -37,14 +38,18 @@ export interface AdminCredentials {
   revoke(agent: string, id?: string): Promise<number>;
 }
 
+/** A refused admin call: a catalog code (errors.ts ADMIN_PROBLEMS), what to do, extra members. */
 export class AdminError extends Error {
+  readonly status: number;
+
   constructor(
-    readonly status: number,
-    readonly code: string,
+    readonly code: AdminProblemCode,
     readonly detail: string,
     readonly extra: Record<string, unknown> = {},
+    readonly headers: Record<string, string> = {},
   ) {
     super(detail);
+    this.status = ADMIN_PROBLEMS[code].status;
   }
 }
 
@@ -117,12 +122,12 @@ export function createAdminHandler(deps: AdminDeps) {
   }
 
   function credentialsOf(): AdminCredentials {
-    if (deps.credentials === undefined) throw new AdminError(404, 'not_found', 'credential management is not available');
+    if (deps.credentials === undefined) throw new AdminError('not_found', 'credential management is not available');
     return deps.credentials;
   }
 
   function requireAgent(id: string): void {
-    if (!deps.policy().agents.has(id)) throw new AdminError(404, 'agent_unknown', `no agent "${id}" in the policies`);
+    if (!deps.policy().agents.has(id)) throw new AdminError('agent_unknown', `no agent "${id}" in the policies`);
   }
 
   // The operator as the CLI names it (for people); the audit line adds the socket peer's uid and
@@ -133,8 +138,8 @@ export function createAdminHandler(deps: AdminDeps) {
 
   function reasonOf(body: Record<string, unknown>): string {
     const reason = body.reason;
-    if (typeof reason !== 'string' || reason.trim() === '') throw new AdminError(400, 'invalid_request', 'a non-empty "reason" is required');
-    if (reason.length > 500) throw new AdminError(400, 'invalid_request', '"reason" is limited to 500 characters');
+    if (typeof reason !== 'string' || reason.trim() === '') throw new AdminError('invalid_request', 'a non-empty "reason" is required');
+    if (reason.length > 500) throw new AdminError('invalid_request', '"reason" is limited to 500 characters');
     return reason.trim();
   }
 
@@ -212,7 +217,7 @@ export function createAdminHandler(deps: AdminDeps) {
       requireAgent(id);
       const manager = credentialsOf();
       if (cm[2] === undefined && method === 'GET') return [200, { credentials: manager.list(id) }];
-      allow(method, 'POST');
+      allow(method, 'POST', cm[2] === undefined ? 'GET, POST' : 'POST');
       const by = operator(body);
       if (cm[2] === undefined) {
         const issued = await manager.issue(id);
@@ -222,7 +227,7 @@ export function createAdminHandler(deps: AdminDeps) {
       if (cm[2] === '/rotate') {
         const overlap = body.overlapMs;
         if (overlap !== undefined && (typeof overlap !== 'number' || !Number.isInteger(overlap) || overlap < 0 || overlap > MAX_OVERLAP_MS)) {
-          throw new AdminError(400, 'invalid_request', `"overlapMs" must be a whole number of milliseconds from 0 to ${MAX_OVERLAP_MS}`);
+          throw new AdminError('invalid_request', `"overlapMs" must be a whole number of milliseconds from 0 to ${MAX_OVERLAP_MS}`);
         }
         const issued = await manager.rotate(id, overlap);
         audit(peer, 'credentials.rotate', id, { by, id: (issued as { id?: unknown }).id, overlapMs: overlap ?? null });
@@ -233,14 +238,14 @@ export function createAdminHandler(deps: AdminDeps) {
       try {
         removed = await manager.revoke(id, secretId);
       } catch (error) {
-        throw new AdminError(404, 'credential_unknown', (error as Error).message);
+        throw new AdminError('credential_unknown', (error as Error).message);
       }
       audit(peer, 'credentials.revoke', id, { by, id: secretId ?? 'all', removed });
       return [200, { agent: id, revoked: removed }];
     }
     if (path === '/keys/rotate') {
       allow(method, 'POST');
-      if (deps.rotateKeys === undefined) throw new AdminError(404, 'not_found', 'key rotation is not available');
+      if (deps.rotateKeys === undefined) throw new AdminError('not_found', 'key rotation is not available');
       const kid = await deps.rotateKeys();
       audit(peer, 'keys.rotate', null, { by: operator(body), kid });
       return [200, { rotated: true, kid }];
@@ -265,7 +270,7 @@ export function createAdminHandler(deps: AdminDeps) {
     if (a !== null) {
       const id = decodeURIComponent(a[1] ?? '');
       const record = store.approval(id);
-      if (record === undefined) throw new AdminError(404, 'approval_unknown', `no approval "${id}"`);
+      if (record === undefined) throw new AdminError('approval_unknown', `no approval "${id}"`);
       if (a[2] === undefined) {
         allow(method, 'GET');
         return [200, approvalView(record)];
@@ -278,7 +283,7 @@ export function createAdminHandler(deps: AdminDeps) {
       if (decided === null) {
         const current = store.approval(id) ?? record;
         const state = current.status !== 'pending' ? `already ${current.status}` : 'expired';
-        throw new AdminError(409, 'approval_not_pending', `approval ${id} is ${state}; only a pending, unexpired approval can be decided`);
+        throw new AdminError('approval_not_pending', `approval ${id} is ${state}; only a pending, unexpired approval can be decided`);
       }
       audit(peer, decision === 'approved' ? 'approve' : 'deny', decided.agent, { approvalId: id, approval: decision, by, detail: reason, method: decided.method, path: decided.path, digest: decided.digest });
       return [200, approvalView(decided)];
@@ -306,7 +311,7 @@ export function createAdminHandler(deps: AdminDeps) {
       if (typeof body.jti === 'string' && body.jti !== '') {
         // Our tokens' jtis are random UUIDs: anything else was never issued here, and "revoked"
         // would tell the operator a token is dead that may not be ours at all.
-        if (!JTI.test(body.jti)) throw new AdminError(404, 'not_found', `no token of this gateway has jti "${body.jti.slice(0, 64)}" (its jtis are UUIDs); nothing was revoked`);
+        if (!JTI.test(body.jti)) throw new AdminError('not_found', `no token of this gateway has jti "${body.jti.slice(0, 64)}" (its jtis are UUIDs); nothing was revoked`);
         // Unknown expiry: keep the revocation for the longest a token can live (24 h).
         const now = Math.floor(clock.now() / 1000);
         const exp = typeof body.exp === 'number' && Number.isSafeInteger(body.exp) ? Math.min(Math.max(body.exp, now), now + 86_400) : now + 86_400;
@@ -320,7 +325,7 @@ export function createAdminHandler(deps: AdminDeps) {
         audit(peer, 'revoke', body.agent, { scope: 'all tokens', by, aborted, shared: sharing === 'shared' });
         return [200, { revoked: 'agent', agent: body.agent, aborted, ...sharingView(sharing) }];
       }
-      throw new AdminError(400, 'invalid_request', 'send {"jti": "..."} or {"agent": "..."}');
+      throw new AdminError('invalid_request', 'send {"jti": "..."} or {"agent": "..."}');
     }
     if (path === '/state/reseed') {
       allow(method, 'POST');
@@ -337,12 +342,12 @@ export function createAdminHandler(deps: AdminDeps) {
       } catch (error) {
         if (error instanceof ConfigError) {
           audit(peer, 'reload', null, { rejected: true, problems: error.problems.length });
-          throw new AdminError(422, 'policy_invalid', `the policies have ${error.problems.length} problem(s); the current policy stays in force`, { problems: error.problems });
+          throw new AdminError('policy_invalid', `the policies have ${error.problems.length} problem(s); the current policy stays in force`, { problems: error.problems });
         }
         throw error;
       }
     }
-    throw new AdminError(404, 'not_found', `no admin endpoint ${path}`);
+    throw new AdminError('not_found', `no admin endpoint ${path}`);
   }
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -351,7 +356,7 @@ export function createAdminHandler(deps: AdminDeps) {
     try {
       const path = (req.url ?? '/').split('?')[0] ?? '/';
       if (req.method === 'POST' && !deps.audit.available && !isProtective(path)) {
-        throw new AdminError(503, 'audit_unavailable', `the audit trail cannot be written (${deps.audit.unavailableReason ?? 'unwritable'}); changes other than kill, revoke and deny are refused until it recovers`);
+        throw new AdminError('audit_unavailable', `the audit trail cannot be written (${deps.audit.unavailableReason ?? 'unwritable'}); changes other than kill, revoke and deny are refused until it recovers`);
       }
       const body = req.method === 'POST' ? await readJson(req) : {};
       const [status, payload] = await route(peer, req.method ?? 'GET', path, body);
@@ -366,7 +371,7 @@ export function createAdminHandler(deps: AdminDeps) {
           audit(peer, 'refused', null, { path: (req.url ?? '/').split('?')[0], decision: 'deny', reason: error.code, detail: error.detail });
           await linesWritten(peer);
         }
-        send(res, error.status, 'application/problem+json', { type: `urn:agentgate:problem:${error.code}`, title: error.code.replaceAll('_', ' '), status: error.status, detail: error.detail, ...error.extra });
+        sendProblem(res, renderAdminProblem(error.code, error.detail, error.extra, error.headers));
         return;
       }
       if (error instanceof StateUnavailableError) {
@@ -375,10 +380,10 @@ export function createAdminHandler(deps: AdminDeps) {
           audit(peer, 'refused', null, { path: (req.url ?? '/').split('?')[0], decision: 'deny', reason: 'state_unavailable', detail: error.message });
           await settled(peer, PEER_WAIT_MS);
         }
-        send(res, 503, 'application/problem+json', { type: 'urn:agentgate:problem:state_unavailable', title: 'state unavailable', status: 503, detail: error.message });
+        sendProblem(res, renderAdminProblem('state_unavailable', error.message));
         return;
       }
-      send(res, 500, 'application/problem+json', { type: 'urn:agentgate:problem:internal', title: 'internal', status: 500, detail: 'the admin call failed; see the gateway log' });
+      sendProblem(res, renderAdminProblem('internal', 'the admin call failed; see the gateway log'));
       throw error;
     }
   }
@@ -429,8 +434,14 @@ function approvalView(r: ApprovalRecord) {
   };
 }
 
-function allow(method: string, expected: string): void {
-  if (method !== expected) throw new AdminError(405, 'method_not_allowed', `use ${expected}`);
+/** `methods`: the Allow field of the 405 (RFC 9110 §15.5.6) when the path takes more than `expected`. */
+function allow(method: string, expected: string, methods: string = expected): void {
+  if (method !== expected) throw new AdminError('method_not_allowed', `use ${methods.replace(', ', ' or ')}`, {}, { allow: methods });
+}
+
+function sendProblem(res: ServerResponse, problem: RenderedProblem): void {
+  res.writeHead(problem.status, problem.headers);
+  res.end(problem.body);
 }
 
 function send(res: ServerResponse, status: number, type: string, payload: unknown): void {
@@ -444,7 +455,7 @@ async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> 
   let size = 0;
   for await (const chunk of req) {
     size += (chunk as Buffer).length;
-    if (size > MAX_BODY) throw new AdminError(413, 'invalid_request', `body larger than ${MAX_BODY} bytes`);
+    if (size > MAX_BODY) throw new AdminError('body_too_large', `body larger than ${MAX_BODY} bytes`);
     chunks.push(chunk as Buffer);
   }
   if (size === 0) return {};
@@ -452,8 +463,8 @@ async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> 
   try {
     value = JSON.parse(Buffer.concat(chunks).toString('utf8'));
   } catch {
-    throw new AdminError(400, 'invalid_request', 'the body is not valid JSON');
+    throw new AdminError('invalid_request', 'the body is not valid JSON');
   }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new AdminError(400, 'invalid_request', 'the body must be a JSON object');
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new AdminError('invalid_request', 'the body must be a JSON object');
   return value as Record<string, unknown>;
 }

@@ -2,6 +2,7 @@
 // parameter at most once, empty values count as absent) and OAuth JSON answers. Anything that is
 // not a well-formed form is invalid_request, never an exception.
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { OAUTH_ERRORS } from '../errors.js';
 import { BrokerError } from './issue.js';
 
 /** Token endpoint bodies are small: a client assertion plus a subject and an actor token fit easily. */
@@ -95,10 +96,10 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
   res.end(text);
 }
 
-/** An RFC 6749 §5.2 error answer; invalid_client carries the Basic challenge (§5.2, 401). */
+/** An RFC 6749 §5.2 error answer; a 401 whose catalog entry says so carries the Basic challenge (§5.2). */
 export function sendOAuthError(res: ServerResponse, error: BrokerError, headers: Record<string, string> = {}): void {
   const extra: Record<string, string> = { ...headers };
-  if (error.status === 401) extra['www-authenticate'] = 'Basic realm="agentgate", charset="UTF-8"';
+  if (error.status === 401 && OAUTH_ERRORS[error.error].challenge === 'basic') extra['www-authenticate'] = 'Basic realm="agentgate", charset="UTF-8"';
   if (error.retryAfterSeconds !== undefined) extra['retry-after'] = String(Math.max(1, Math.ceil(error.retryAfterSeconds)));
   if (error.status === 413) extra.connection = 'close';
   sendJson(res, error.status, { error: error.error, error_description: describeSafely(error.description) }, extra);

@@ -3,25 +3,18 @@
 // terms (RFC 6749 §5.2). Used by the CLI `token` verb, the demo and the OAuth token endpoint.
 import { randomUUID } from 'node:crypto';
 import type { Clock } from '../clock.js';
+import { OAUTH_ERRORS, type OAuthErrorCode, type OAuthStatus } from '../errors.js';
 import type { TokenPlan } from '../tokens/claims.js';
 import type { PolicySnapshot } from '../policy/types.js';
 import type { KeyStore } from '../tokens/keys.js';
 import { mintAccessToken, type MintedToken } from '../tokens/mint.js';
 
-/** RFC 6749 §5.2 error codes. */
-export type OAuthErrorCode =
-  | 'invalid_request'
-  | 'invalid_client'
-  | 'invalid_grant'
-  | 'unauthorized_client'
-  | 'unsupported_grant_type'
-  | 'invalid_scope'
-  /** RFC 8707 §2: the `resource` is not one this broker issues tokens for. */
-  | 'invalid_target';
+/** RFC 6749 §5.2 error codes: the catalog's OAUTH_ERRORS. */
+export type { OAuthErrorCode };
 
-export interface BrokerErrorOptions {
-  /** HTTP status; default 401 for invalid_client, else 400 (RFC 6749 §5.2). */
-  readonly status?: number;
+export interface BrokerErrorOptions<C extends OAuthErrorCode = OAuthErrorCode> {
+  /** HTTP status; default the catalog's (401 for invalid_client, else 400: RFC 6749 §5.2). */
+  readonly status?: OAuthStatus<C>;
   /** Precise internal cause for the audit line; never sent. */
   readonly reasonDetail?: string;
   readonly retryAfterSeconds?: number;
@@ -29,19 +22,19 @@ export interface BrokerErrorOptions {
 }
 
 /** A refusal in OAuth terms; the token endpoint renders it as `{ error, error_description }`. */
-export class BrokerError extends Error {
-  readonly error: OAuthErrorCode;
+export class BrokerError<C extends OAuthErrorCode = OAuthErrorCode> extends Error {
+  readonly error: C;
   readonly description: string;
   readonly status: number;
   readonly reasonDetail: string;
   readonly retryAfterSeconds: number | undefined;
 
-  constructor(error: OAuthErrorCode, description: string, options: BrokerErrorOptions = {}) {
+  constructor(error: C, description: string, options: BrokerErrorOptions<C> = {}) {
     super(`${error}: ${description}`, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'BrokerError';
     this.error = error;
     this.description = description;
-    this.status = options.status ?? (error === 'invalid_client' ? 401 : 400);
+    this.status = options.status ?? OAUTH_ERRORS[error].status;
     this.reasonDetail = options.reasonDetail ?? description;
     this.retryAfterSeconds = options.retryAfterSeconds;
   }

@@ -158,10 +158,10 @@ export function createBroker(deps: BrokerDeps): Broker {
       if (endpoint === undefined) {
         if ((method === 'GET' || method === 'HEAD') && req.url === path && get(path, res)) return;
         if (method !== 'GET' && method !== 'HEAD' && (path === PATHS.metadata || path === PATHS.jwks)) {
-          sendJson(res, 405, { error: 'invalid_request', error_description: 'use GET' }, { allow: 'GET, HEAD' });
+          sendOAuthError(res, new BrokerError('invalid_request', 'use GET', { status: 405 }), { allow: 'GET, HEAD' });
           return;
         }
-        sendJson(res, 404, { error: 'invalid_request', error_description: 'no such endpoint' });
+        sendOAuthError(res, new BrokerError('invalid_request', 'no such endpoint', { status: 404 }));
         return;
       }
       if (method !== 'POST') {
@@ -178,7 +178,7 @@ export function createBroker(deps: BrokerDeps): Broker {
       if (deps.auditAvailable?.() === false) {
         // Nothing the broker does may go unrecorded: refused at once, before any token is minted.
         req.resume();
-        sendJson(res, 503, { error: 'temporarily_unavailable', error_description: 'the gateway cannot record requests right now; retry later' }, { 'retry-after': '1' });
+        sendOAuthError(res, new BrokerError('temporarily_unavailable', 'the gateway cannot record requests right now; retry later', { retryAfterSeconds: 1 }));
         return;
       }
       post(endpoint, req, note).then(
@@ -198,7 +198,7 @@ export function createBroker(deps: BrokerDeps): Broker {
           req.resume();
           deps.audit({ ...note, requestId, decision: 'deny', reason: 'server_error', durationMs: Number(process.hrtime.bigint() - started) / 1e6 }).then(
             () => {
-              if (!res.headersSent) sendJson(res, 500, { error: 'server_error', error_description: 'the broker failed; see the gateway log' });
+              if (!res.headersSent) sendOAuthError(res, new BrokerError('server_error', 'the broker failed; see the gateway log'));
             },
             () => res.destroy(),
           );

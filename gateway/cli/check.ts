@@ -9,7 +9,6 @@ import { systemClock } from '../clock.js';
 import { createContext } from '../context.js';
 import { assertChecks, runChecks } from '../pipeline.js';
 import { viewOf } from '../state/view.js';
-import { loadPolicy } from '../server.js';
 import type { PolicySnapshot } from '../policy/types.js';
 import { createAdmit } from '../stages/admit.js';
 import { createAuthenticate } from '../stages/authenticate.js';
@@ -19,7 +18,7 @@ import { openStore } from '../state/index.js';
 import { createLogger } from '../telemetry/log.js';
 import { openKeyStore } from '../tokens/keys.js';
 import { createTokenVerifier } from '../tokens/verify.js';
-import { CliError, issuerOf, parse, settingsFrom, socketOf, type Out, type Verb } from './common.js';
+import { CliError, issuerOf, parse, readPolicy, settingsFrom, socketOf, type Out, type Verb } from './common.js';
 
 export const checkVerbs: readonly Verb[] = [
   {
@@ -48,7 +47,7 @@ export const checkVerbs: readonly Verb[] = [
 async function check(args: readonly string[], out: Out): Promise<number> {
   const { values } = parse(args, { diff: { type: 'string' } });
   const settings = await settingsFrom(values.config);
-  const policy = await loadPolicy(settings, { clock: systemClock, version: 1 });
+  const policy = await readPolicy(settings, systemClock);
   if (values.diff !== undefined) {
     let old;
     try {
@@ -87,7 +86,7 @@ async function explain(args: readonly string[], out: Out): Promise<number> {
   if (method === undefined || path === undefined || extra.length > 0) throw new CliError('explain needs METHOD PATH, e.g. explain --token T GET /crm/contacts', 2);
   const settings = await settingsFrom(values.config);
   const clock = systemClock;
-  const policy = await loadPolicy(settings, { clock, version: 1 });
+  const policy = await readPolicy(settings, clock);
   const keys = await openKeyStore({ dir: settings.issuer.keys, alg: settings.issuer.alg, clock });
   // Read-only use of the gateway's state (file, or the shared Redis): kills, open breakers, spent
   // tokens count. The checks get only a view and nothing is ever committed: explain spends no use,

@@ -3,6 +3,9 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { userInfo } from 'node:os';
 import { loadSettings, type Settings } from '../config.js';
+import type { Clock } from '../clock.js';
+import { loadPolicySnapshot } from '../policy/index.js';
+import type { PolicySnapshot } from '../policy/types.js';
 import { adminCall, AdminClientError } from '../admin/client.js';
 
 /** A failure the CLI reports as one line and an exit code (1 failure, 2 usage). */
@@ -51,6 +54,16 @@ export function parse<T extends NonNullable<ParseArgsConfig['options']>>(args: r
 
 export async function settingsFrom(config: string | undefined): Promise<Settings> {
   return loadSettings(config === undefined ? {} : { configFile: config });
+}
+
+/**
+ * The policies of `settings` as `serve` loads them (server.ts `loadPolicy`, without the demo's
+ * upstream overrides). Verbs read them here rather than import server.ts, which would load every
+ * listener's library (undici, prom-client, http-proxy) into a process that only reads files: the
+ * CLI starts in about half the time.
+ */
+export async function readPolicy(settings: Settings, clock: Clock, version = 1): Promise<PolicySnapshot> {
+  return loadPolicySnapshot(settings.policies, { version, clock, defaultTimeoutMs: settings.limits.upstreamTimeoutMs });
 }
 
 /** --socket, else $AGENTGATE_SOCKET, else admin.socket of the config. */

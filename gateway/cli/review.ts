@@ -5,9 +5,8 @@ import { readdir, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { systemClock } from '../clock.js';
 import { parseDuration } from '../policy/units.js';
-import { loadPolicy } from '../server.js';
 import { openStore } from '../state/index.js';
-import { CliError, parse, settingsFrom, type Out, type Verb } from './common.js';
+import { CliError, parse, readPolicy, settingsFrom, type Out, type Verb } from './common.js';
 import { buildReview, reviewCsv, reviewHtml, type CredentialAge } from './review-report.js';
 
 export const reviewVerbs: readonly Verb[] = [
@@ -51,7 +50,7 @@ async function review(args: readonly string[], out: Out): Promise<number> {
   const since = parseDuration(values.since ?? '30d');
   if (!since.ok) throw new CliError(`--since: ${since.error}`, 2);
   const settings = await settingsFrom(values.config);
-  const policy = await loadPolicy(settings, { clock: systemClock, version: 1 });
+  const policy = await readPolicy(settings, systemClock);
   const store = await openStore(settings.state, systemClock, { readOnly: true });
   let credentials: CredentialAge[];
   try {

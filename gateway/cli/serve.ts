@@ -2,9 +2,9 @@
 // print where they listen, and run until SIGINT/SIGTERM (SIGHUP reloads the policies).
 import { ConfigError } from '../errors.js';
 import { systemClock } from '../clock.js';
-import { createGateway, loadPolicy, type Gateway } from '../server.js';
+import type { Gateway } from '../server.js';
 import { createLogger } from '../telemetry/log.js';
-import { CliError, hostFor, parse, settingsFrom, type Out, type Verb } from './common.js';
+import { CliError, hostFor, parse, readPolicy, settingsFrom, type Out, type Verb } from './common.js';
 
 const serveOptions: NonNullable<Verb['options']> = [['--reset-state', 'move an unreadable state file aside and start empty']];
 
@@ -43,6 +43,8 @@ async function serve(args: readonly string[], out: Out, demo: boolean): Promise<
     const { startDemoBackends } = await import('../../demo/backends.js');
     backends = await startDemoBackends({ host: '127.0.0.1' });
   }
+  // Loaded here, not at the top: the other verbs never need the listeners' libraries.
+  const { createGateway } = await import('../server.js');
   let gateway: Gateway;
   try {
     gateway = await createGateway(settings, { log, upstreams: backends?.urls, resetState: values['reset-state'], issuerFromBoundAddress: demo });
@@ -58,10 +60,11 @@ async function serve(args: readonly string[], out: Out, demo: boolean): Promise<
     throw error;
   });
   // People read stderr; stdout carries only the JSON log, so `agentgate serve | jq` works.
-  out.stderr(`agentgate listening on http://${hostFor(ports.agent.address)}:${ports.agent.port} (metrics on http://${hostFor(ports.metrics.address)}:${ports.metrics.port}/metrics)`);
+  const scheme = settings.listen.tls === undefined ? 'http' : 'https';
+  out.stderr(`agentgate listening on ${scheme}://${hostFor(ports.agent.address)}:${ports.agent.port} (metrics on http://${hostFor(ports.metrics.address)}:${ports.metrics.port}/metrics)`);
   if (demo && backends !== null) {
     const { demoBanner } = await import('../../demo/banner.js');
-    out.stderr(await demoBanner({ gateway, agentUrl: `http://${hostFor(ports.agent.address)}:${ports.agent.port}`, metricsUrl: `http://${hostFor(ports.metrics.address)}:${ports.metrics.port}`, backends: backends.urls }));
+    out.stderr(await demoBanner({ gateway, agentUrl: `${scheme}://${hostFor(ports.agent.address)}:${ports.agent.port}`, metricsUrl: `http://${hostFor(ports.metrics.address)}:${ports.metrics.port}`, backends: backends.urls }));
   }
   await new Promise<void>((resolve) => {
     const stop = (signal: string): void => {
@@ -96,7 +99,7 @@ async function serve(args: readonly string[], out: Out, demo: boolean): Promise<
 async function demoBackends(args: readonly string[], out: Out): Promise<number> {
   const { values } = parse(args, { host: { type: 'string', default: '127.0.0.1' } });
   const settings = await settingsFrom(values.config);
-  const policy = await loadPolicy(settings, { clock: systemClock, version: 1 });
+  const policy = await readPolicy(settings, systemClock);
   const { DEMO_BACKENDS, startDemoBackends } = await import('../../demo/backends.js');
   // Each demo backend listens on the port its policy's upstream URL names.
   const ports: Partial<Record<(typeof DEMO_BACKENDS)[number], number>> = {};

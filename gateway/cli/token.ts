@@ -3,13 +3,12 @@
 // state file and key folder when no gateway is running.
 import { systemClock } from '../clock.js';
 import { parseDuration } from '../policy/units.js';
-import { loadPolicy } from '../server.js';
 import { openStore } from '../state/index.js';
 import { adminCall } from '../admin/client.js';
 import { openKeyStore } from '../tokens/keys.js';
 import { issueAgentToken, planAgentToken } from '../broker/issue.js';
 import { createCredentialManager, DEFAULT_OVERLAP_MS, type CredentialView, type IssuedSecret } from '../broker/credentials.js';
-import { CliError, issuerOf, operatorName, parse, settingsFrom, socketOf, textTable, throughGateway, type Out, type Verb } from './common.js';
+import { CliError, issuerOf, operatorName, parse, readPolicy, settingsFrom, socketOf, textTable, throughGateway, type Out, type Verb } from './common.js';
 
 export const tokenVerbs: readonly Verb[] = [
   {
@@ -67,7 +66,7 @@ async function token(args: readonly string[], out: Out): Promise<number> {
     ttlSeconds = Math.floor(parsed.value / 1000);
   }
   const settings = await settingsFrom(values.config);
-  const policy = await loadPolicy(settings, { clock: systemClock, version: 1 });
+  const policy = await readPolicy(settings, systemClock);
   const keys = await openKeyStore({ dir: settings.issuer.keys, alg: settings.issuer.alg, clock: systemClock });
   const scopes = values.scope?.flatMap((s) => s.split(/[\s,]+/)).filter((s) => s !== '');
   // Asking for longer than the role allows is refused, not silently shortened.
@@ -117,7 +116,7 @@ async function credentials(args: readonly string[], out: Out): Promise<number> {
   const offline = async (): Promise<Record<string, unknown>> => {
     const settings = await settingsFrom(values.config);
     if (settings.state.driver === 'memory' && settings.state.file === null) throw new CliError('no gateway is running and there is no state file to change: start the gateway, or set state.file');
-    const policy = await loadPolicy(settings, { clock: systemClock, version: 1 });
+    const policy = await readPolicy(settings, systemClock);
     // With state.driver redis the change goes to the shared Redis, and every instance hears of it.
     const store = await openStore(settings.state, systemClock, { tool: true });
     try {

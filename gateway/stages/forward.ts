@@ -1,9 +1,11 @@
 // Forwarding: one undici keep-alive pool per upstream origin, bodies streamed both ways, header
 // hygiene on the way out (the allowlist of headers.ts) and in, and every upstream failure mapped to 502/504. When the upstream
 // is down or slow the request fails with upstream_unavailable / upstream_timeout; nothing retries.
-import type { IncomingHttpHeaders } from 'node:http';
-import { Pool, errors as undiciErrors } from 'undici';
-import type { RequestContext, Stage, UpstreamResult } from '../context.js';
+// Routes no response filter applies to take the plain path: undici `dispatch` with a handler that
+// writes each chunk straight into the client response (no Readable, no per-request undici signal).
+import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
+import { Pool, errors as undiciErrors, type Dispatcher } from 'undici';
+import type { DirectBody, RequestContext, Stage, UpstreamResult } from '../context.js';
 import { GatewayError } from '../errors.js';
 import { upstreamHeaders } from '../headers.js';
 import { readBounded } from './read-body.js';
@@ -84,9 +86,24 @@ export function createForward(options: ForwardOptions): ForwardStage {
     }
 
     const started = performance.now();
+    const pool = poolFor(backend);
+    if (grant.mask === null && ctx.mcp === null) {
+      // The plain path: no response filter reads this body, so it goes from undici to the client.
+      const options: Dispatcher.DispatchOptions = {
+        method: target.method as Dispatcher.HttpMethod,
+        path: backend.basePath + target.path + target.query,
+        headers,
+        body,
+        headersTimeout: backend.timeoutMs,
+        bodyTimeout: backend.timeoutMs,
+      };
+      return new Promise<void>((resolve, reject) => {
+        pool.dispatch(options, new PlainExchange(ctx, backend, metrics, started, resolve, reject));
+      });
+    }
     let response;
     try {
-      response = await poolFor(backend).request({
+      response = await pool.request({
         method: target.method,
         path: backend.basePath + target.path + target.query,
         headers,
@@ -119,6 +136,7 @@ export function createForward(options: ForwardOptions): ForwardStage {
       status: response.statusCode,
       headers: responseHeaders,
       body: response.body,
+      direct: null,
       latencyMs: performance.now() - started,
     };
     ctx.upstream = result;
@@ -137,13 +155,163 @@ export function createForward(options: ForwardOptions): ForwardStage {
 
 type IncomingBody = NonNullable<RequestContext['request']['body']>;
 
+/**
+ * One upstream exchange on the plain path: the undici dispatch handler and the body the runner
+ * sends. The head resolves the stage (`ctx.upstream`, status and headers); the upstream then stays
+ * paused until the runner has written the answer's audit line and its head and calls `sendTo`.
+ * Each chunk is written to the client as it arrives, pausing undici while the client socket is
+ * full. An abort of the request (client gone, agent killed: `ctx.signal`) aborts the upstream
+ * exchange, and a stream cut after the head reaches the runner through `done`, which cuts the
+ * client connection.
+ */
+class PlainExchange implements Dispatcher.DispatchHandler, DirectBody {
+  readonly #ctx: RequestContext;
+  readonly #backend: Backend;
+  readonly #metrics: Metrics;
+  readonly #started: number;
+  #resolve: (() => void) | null;
+  #reject: ((error: unknown) => void) | null;
+  #controller: Dispatcher.DispatchController | null = null;
+  #sink: ServerResponse | null = null;
+  #done: ((error: Error | null) => void) | null = null;
+  /** The upstream body ended (onResponseEnd). */
+  #ended = false;
+  /** Why the exchange failed after its head, until the runner takes it. */
+  #error: Error | null = null;
+  #settled = false;
+  /** Chunks that arrived before the sink (undici may deliver some after a pause). */
+  #held: Buffer[] | null = null;
+
+  constructor(ctx: RequestContext, backend: Backend, metrics: Metrics, started: number, resolve: () => void, reject: (error: unknown) => void) {
+    this.#ctx = ctx;
+    this.#backend = backend;
+    this.#metrics = metrics;
+    this.#started = started;
+    this.#resolve = resolve;
+    this.#reject = reject;
+    // The object itself is the listener (handleEvent): no closure per request.
+    ctx.signal.addEventListener('abort', this);
+  }
+
+  /** `ctx.signal` aborted: stop the upstream exchange, or end a body already complete. */
+  handleEvent(): void {
+    const reason = this.#ctx.signal.reason instanceof Error ? this.#ctx.signal.reason : new Error('request aborted');
+    if (this.#ended || this.#error !== null) {
+      if (this.#sink !== null) this.#settle(reason);
+      return;
+    }
+    // Not yet connected: onRequestStart sees the aborted signal.
+    this.#controller?.abort(reason);
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.#controller = controller;
+    if (this.#ctx.signal.aborted) controller.abort(this.#ctx.signal.reason instanceof Error ? this.#ctx.signal.reason : new Error('request aborted'));
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, incoming: IncomingHttpHeaders): void {
+    if (statusCode < 200) return; // 1xx: informational, not passed on
+    const ctx = this.#ctx;
+    const backend = this.#backend;
+    const headers = incomingHeaders(incoming);
+    const location = incoming.location;
+    if (statusCode >= 300 && statusCode < 400 && location !== undefined && ctx.target !== null) {
+      const rewritten = rewriteLocation(location, backend, ctx.target.path);
+      if (rewritten === null) {
+        this.#metrics.upstreamError(backend.name, 'redirect');
+        this.#fail(new GatewayError('upstream_redirect', 'the backend redirected outside its origin; the redirect was not passed on', {
+          reasonDetail: `location to another origin (status ${statusCode})`,
+        }));
+        controller.abort(new Error('redirect refused'));
+        return;
+      }
+      headers.location = rewritten;
+    }
+    // Held until the runner has the line written and the head sent.
+    controller.pause();
+    ctx.upstream = { status: statusCode, headers, body: null, direct: this, latencyMs: performance.now() - this.#started };
+    const resolve = this.#resolve;
+    this.#resolve = null;
+    this.#reject = null;
+    resolve?.();
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    const sink = this.#sink;
+    if (sink === null) {
+      (this.#held ??= []).push(chunk);
+      controller.pause();
+    } else if (!sink.write(chunk)) {
+      controller.pause();
+    }
+  }
+
+  onResponseEnd(): void {
+    this.#ended = true;
+    const sink = this.#sink;
+    if (sink !== null && !this.#settled) sink.end(this.#finished);
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+    if (this.#reject !== null) {
+      this.#fail(translate(error, this.#backend.name, this.#metrics, this.#ctx.signal));
+      return;
+    }
+    if (this.#settled || this.#ended) return;
+    this.#error = error;
+    if (this.#sink !== null) this.#settle(error);
+  }
+
+  sendTo(sink: ServerResponse, done: (error: Error | null) => void): void {
+    this.#sink = sink;
+    this.#done = done;
+    if (this.#error !== null) return this.#settle(this.#error);
+    const held = this.#held;
+    this.#held = null;
+    if (held !== null) for (const chunk of held) sink.write(chunk);
+    if (this.#ended) {
+      sink.end(this.#finished);
+      return;
+    }
+    const controller = this.#controller;
+    if (controller === null) return;
+    sink.on('drain', () => controller.resume());
+    if (!sink.writableNeedDrain) controller.resume();
+  }
+
+  discard(): void {
+    if (this.#sink !== null || this.#settled) return;
+    this.#settled = true;
+    this.#ctx.signal.removeEventListener('abort', this);
+    if (!this.#ended && this.#error === null) this.#controller?.abort(new Error('response discarded: the answer became a refusal'));
+  }
+
+  readonly #finished = (): void => this.#settle(null);
+
+  #fail(error: unknown): void {
+    const reject = this.#reject;
+    this.#resolve = null;
+    this.#reject = null;
+    this.#settled = true;
+    this.#ctx.signal.removeEventListener('abort', this);
+    reject?.(error);
+  }
+
+  #settle(error: Error | null): void {
+    if (this.#settled) return;
+    this.#settled = true;
+    this.#ctx.signal.removeEventListener('abort', this);
+    this.#done?.(error);
+  }
+}
+
 function hasBody(headers: IncomingHttpHeaders): boolean {
   const length = headers['content-length'];
   if (length !== undefined) return length !== '0';
   return headers['transfer-encoding'] !== undefined;
 }
 
-function incomingHeaders(incoming: Record<string, string | string[] | undefined>): Record<string, string | string[]> {
+function incomingHeaders(incoming: IncomingHttpHeaders | Record<string, string | string[] | undefined>): Record<string, string | string[]> {
   const named = connectionTokens(incoming.connection);
   const out: Record<string, string | string[]> = {};
   for (const name in incoming) {

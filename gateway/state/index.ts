@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises';
 import type { StateSettings } from '../config.js';
 import type { Clock } from '../clock.js';
 import { openMemoryStore } from './memory.js';
-import { openRedisStore, type OutageCause } from './redis.js';
+import type { OutageCause } from './redis.js';
 import { asAuditCheckpoint, type AuditCheckpointRecord, type Store } from './store.js';
 
 export interface OpenStoreOptions {
@@ -31,6 +31,9 @@ export async function openStore(settings: StateSettings, clock: Clock, options: 
   if (settings.driver === 'redis') {
     const pem = async (file: string | null): Promise<string | undefined> => (file === null ? undefined : readFile(file, 'utf8'));
     const tls = settings.tls === null ? null : { ca: await pem(settings.tls.ca), cert: await pem(settings.tls.cert), key: await pem(settings.tls.key) };
+    // Loaded on first use: the Redis client is some 600 modules that memory-driver processes and
+    // most CLI verbs never need.
+    const { openRedisStore } = await import('./redis.js');
     return openRedisStore({
       clock,
       url: settings.url,

@@ -4,6 +4,7 @@ import t from 'tap';
 import { randomUUID } from 'node:crypto';
 import { SignJWT } from 'jose';
 import { request } from 'undici';
+import { OAUTH_ERRORS } from '../../gateway/errors.js';
 import { startGateway } from '../helpers/gateway.js';
 import { brokerPolicies, clientKey, startUserIssuer } from '../helpers/broker.js';
 
@@ -119,6 +120,8 @@ for (const c of cases) {
     const res = await call(await c.input());
     t.equal(res.status, c.status);
     t.equal(res.json.error, c.error);
+    const spec: { statuses: readonly number[] } | undefined = (OAUTH_ERRORS as Record<string, { statuses: readonly number[] }>)[c.error];
+    t.ok(spec?.statuses.includes(c.status), `${c.status} is a status the catalog lists for ${c.error}`);
     t.type(res.json.error_description, 'string');
     t.match(String(res.json.error_description), /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/, 'RFC 6749 §5.2 characters only');
     if (c.match !== undefined) t.match(String(res.json.error_description), c.match);
@@ -126,6 +129,21 @@ for (const c of cases) {
     if (c.status === 401) t.match(res.headers['www-authenticate'], /^Basic realm="agentgate"/);
   });
 }
+
+t.test('broker paths outside the endpoints answer catalog errors too', async (t) => {
+  const answers = [
+    { name: 'an unknown /oauth/ path', res: await call({ path: '/oauth/authorize', method: 'GET' }), status: 404 },
+    { name: 'an unknown /.well-known/ path', res: await call({ path: '/.well-known/openid-configuration', method: 'GET' }), status: 404 },
+    { name: 'POST on the JWKS', res: await call({ path: '/.well-known/jwks.json', body: 'x=1' }), status: 405, allow: 'GET, HEAD' },
+  ];
+  for (const a of answers) {
+    t.equal(a.res.status, a.status, a.name);
+    t.equal(a.res.json.error, 'invalid_request', a.name);
+    t.ok((OAUTH_ERRORS.invalid_request.statuses as readonly number[]).includes(a.status), `${a.name}: a catalog status`);
+    t.equal(a.res.headers['cache-control'], 'no-store', a.name);
+    if (a.allow !== undefined) t.equal(a.res.headers.allow, a.allow, `${a.name}: Allow`);
+  }
+});
 
 t.test('the gateway keeps serving, and every refusal was audited', async (t) => {
   const ok = await call({ headers: { authorization: SUPPORT }, body: 'grant_type=client_credentials' });

@@ -75,7 +75,7 @@ export function serveCli(
     }, options.timeoutMs ?? 20_000);
     const onData = (d: string): void => {
       out += d;
-      const m = /agentgate listening on (http:\/\/\S+) \(metrics on (http:\/\/\S+)\/metrics\)/.exec(out);
+      const m = /agentgate listening on (https?:\/\/\S+) \(metrics on (http:\/\/\S+)\/metrics\)/.exec(out);
       if (m !== null && !settled) {
         settled = true;
         clearTimeout(timer);
