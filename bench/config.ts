@@ -4,6 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { RevocationSet } from '../gateway/state/revocations.js';
 
 /** The agents every bench policy holds, by what they are used for. */
 export const AGENTS = {
@@ -116,8 +117,9 @@ export interface StateOptions {
 }
 
 /**
- * A state file as `gateway/state/memory.ts` writes it (version 1): every agent with violations
- * inside its window, one in ten with its breaker open, and `revocations` unexpired jtis.
+ * A state file as `gateway/state/memory.ts` writes it (version 2, revocations as digests): every
+ * agent with violations inside its window, one in ten with its breaker open, and `revocations`
+ * unexpired jtis.
  */
 export function stateJson(options: StateOptions): string {
   const { now } = options;
@@ -128,12 +130,14 @@ export function stateJson(options: StateOptions): string {
       ? { violations: [], openedAt: now - 1000, reopenAt: now + 900_000, cooldownMs: 900_000, tripped: true, trips: 1 }
       : { violations: [now - 20_000, now - 10_000], openedAt: null, reopenAt: null, cooldownMs: null, tripped: false, trips: 0 };
   }
-  const revocations: Record<string, number> = {};
-  const exp = Math.floor(now / 1000) + 3600;
+  const nowSeconds = now / 1000;
+  const exp = Math.floor(nowSeconds) + 3600;
   const include = options.include ?? [];
-  for (const jti of include) revocations[jti] = exp;
-  for (let i = include.length; i < options.revocations; i++) revocations[randomUUID()] = exp;
-  return `${JSON.stringify({ version: 1, savedAt: new Date(now).toISOString(), kills: [], revocations, agentRevocations: {}, breakers })}\n`;
+  const revoked = new RevocationSet({ expected: Math.max(options.revocations, include.length) });
+  for (const jti of include) revoked.add(jti, exp, nowSeconds);
+  for (let i = include.length; i < options.revocations; i++) revoked.add(randomUUID(), exp, nowSeconds);
+  const revocationTable = revoked.toBuffer(nowSeconds).toString('base64');
+  return `${JSON.stringify({ version: 2, savedAt: new Date(now).toISOString(), kills: [], revocations: {}, revocationTable, agentRevocations: {}, breakers })}\n`;
 }
 
 export interface BenchFiles {

@@ -8,6 +8,7 @@ import type { Clock } from '../clock.js';
 import { decide } from './rules/rate-limit.js';
 import { addViolation, type BreakerRecord } from './breaker.js';
 import { approvalUse, decidedApproval, placeApproval, pruneApprovals, usedApproval } from './rules/approvals.js';
+import { RECORD_BYTES, RevocationSet } from './revocations.js';
 import { ActivityTable, createSweeper, pruneExpired, SessionTable, UseCounts } from './rules/sessions.js';
 import { asAuditCheckpoint, type AuditCheckpointRecord, type Activity, type ApprovalRecord, type ApprovalUse, type ClientSecretRecord, type KillRecord, type SessionState, type Store } from './store.js';
 
@@ -29,11 +30,17 @@ export class StateFileError extends Error {
 }
 
 interface StateFile {
-  readonly version: 1;
+  /** 2 since revocations are kept as digests (`revocationTable`); version 1 files are still read. */
+  readonly version: 1 | 2;
   readonly savedAt: string;
   readonly kills: KillRecord[];
-  /** jti -> exp (seconds). */
+  /** jti -> exp (seconds): version 1 files; version 2 writes it empty. */
   readonly revocations: Record<string, number>;
+  /**
+   * Version 2: base64 of the revoked jtis as records of revocations.ts (16-byte SHA-256 prefix of
+   * the jti, expiry as a little-endian u32 of seconds).
+   */
+  readonly revocationTable?: string;
   /** agent -> tokens issued at or before this second are revoked. */
   readonly agentRevocations: Record<string, number>;
   readonly breakers: Record<string, BreakerRecord>;
@@ -51,7 +58,7 @@ interface StateFile {
 
 export async function openMemoryStore(options: MemoryStoreOptions): Promise<Store> {
   const { clock, file } = options;
-  const revoked = new Map<string, number>();
+  const revoked = new RevocationSet();
   const agentRevoked = new Map<string, number>();
   const kills = new Map<string, KillRecord>();
   const breakers = new Map<string, BreakerRecord>();
@@ -79,7 +86,8 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
     if (loaded !== null) {
       for (const k of loaded.kills) kills.set(k.agent, k);
       const nowSeconds = clock.now() / 1000;
-      for (const [jti, exp] of Object.entries(loaded.revocations)) if (exp > nowSeconds) revoked.set(jti, exp);
+      if (loaded.revocationTable !== undefined) revoked.addBuffer(Buffer.from(loaded.revocationTable, 'base64'), nowSeconds);
+      for (const [jti, exp] of Object.entries(loaded.revocations)) revoked.add(jti, exp, nowSeconds);
       for (const [agent, at] of Object.entries(loaded.agentRevocations)) agentRevoked.set(agent, at);
       for (const [agent, record] of Object.entries(loaded.breakers)) breakers.set(agent, record);
       for (const record of loaded.clientSecrets ?? []) secrets.set(record.id, record);
@@ -113,8 +121,6 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
 
   function serialize(): string {
     const nowSeconds = clock.now() / 1000;
-    const revocations: Record<string, number> = {};
-    for (const [jti, exp] of revoked) if (exp > nowSeconds) revocations[jti] = exp;
     const tripped: Record<string, BreakerRecord> = {};
     for (const [agent, record] of breakers) if (record.tripped) tripped[agent] = record;
     const ended: Record<string, number> = {};
@@ -122,10 +128,11 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
     const counted: Record<string, { count: number; expiresAt: number }> = {};
     for (const [jti, count, untilMs] of uses.live(clock.now())) counted[jti] = { count, expiresAt: untilMs / 1000 };
     const state: StateFile = {
-      version: 1,
+      version: 2,
       savedAt: new Date(clock.now()).toISOString(),
       kills: [...kills.values()],
-      revocations,
+      revocations: {},
+      revocationTable: revoked.toBuffer(nowSeconds).toString('base64'),
       agentRevocations: Object.fromEntries(agentRevoked),
       breakers: tripped,
       clientSecrets: [...secrets.values()],
@@ -154,16 +161,10 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
         const before = agentRevoked.get(agent);
         if (before !== undefined && issuedAt <= before) return true;
       }
-      const until = revoked.get(jti);
-      if (until === undefined) return false;
-      if (until * 1000 <= clock.now()) {
-        revoked.delete(jti);
-        return false;
-      }
-      return true;
+      return revoked.has(jti, clock.now() / 1000);
     },
     async revoke(jti, expiresAt) {
-      revoked.set(jti, expiresAt);
+      revoked.add(jti, expiresAt, clock.now() / 1000);
       await persist();
       return 'shared';
     },
@@ -283,7 +284,7 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
       return 'ok';
     },
     touch: (agent, jti, expiresAt) => activity.touch(agent, jti, expiresAt, clock.now()),
-    activity: (agent): Activity => activity.activity(agent, clock.now(), (jti) => revoked.has(jti), agentRevoked.has(agent)),
+    activity: (agent): Activity => activity.activity(agent, clock.now(), (jti) => revoked.has(jti, clock.now() / 1000), agentRevoked.has(agent)),
     auditCheckpoint(auditFile) {
       return Promise.resolve(checkpoints.get(auditFile) ?? null);
     },
@@ -315,9 +316,12 @@ async function readStateFile(file: string): Promise<StateFile | null> {
   if (
     state === null ||
     typeof state !== 'object' ||
-    state.version !== 1 ||
+    (state.version !== 1 && state.version !== 2) ||
     !Array.isArray(state.kills) ||
     typeof state.revocations !== 'object' ||
+    state.revocations === null ||
+    Object.values(state.revocations).some((exp) => typeof exp !== 'number') ||
+    (state.revocationTable !== undefined && (typeof state.revocationTable !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(state.revocationTable) || Buffer.byteLength(state.revocationTable, 'base64') % RECORD_BYTES !== 0)) ||
     typeof state.agentRevocations !== 'object' ||
     typeof state.breakers !== 'object' ||
     (state.clientSecrets !== undefined && (!Array.isArray(state.clientSecrets) || state.clientSecrets.some((r) => typeof r?.id !== 'string' || typeof r.agent !== 'string' || typeof r.hash !== 'string' || typeof r.createdAt !== 'number'))) ||
@@ -326,7 +330,7 @@ async function readStateFile(file: string): Promise<StateFile | null> {
     state.kills.some((k) => typeof k?.agent !== 'string' || typeof k.reason !== 'string' || typeof k.at !== 'number') ||
     (state.approvals !== undefined && (!Array.isArray(state.approvals) || state.approvals.some((a) => typeof a?.id !== 'string' || typeof a.requestKey !== 'string' || typeof a.expiresAt !== 'number')))
   ) {
-    throw new StateFileError(file, 'not an AgentGate state file (version 1)');
+    throw new StateFileError(file, 'not an AgentGate state file (version 1 or 2)');
   }
   return state as StateFile;
 }

@@ -10,6 +10,7 @@ import type { RoundFigures } from '../../bench/rig.js';
 import { formatMs, formatRatio, latencyPercentiles, markdownTable, median, quantileSorted, SampleBuffer, summarize } from '../../bench/stats.js';
 import { pairedRatio, roundOrder, toResult } from '../../bench/throughput.js';
 import { openMemoryStore } from '../../gateway/state/memory.js';
+import { RECORD_BYTES } from '../../gateway/state/revocations.js';
 import { runCli } from '../helpers/process.js';
 
 t.test('median and quantiles', async (t) => {
@@ -138,6 +139,7 @@ t.test('the generated state file loads into the real memory store', async (t) =>
   t.equal(store.isRevoked('not-revoked'), false);
   t.equal(store.breaker(extraAgentId(10))?.tripped, true, 'every tenth agent has an open breaker');
   t.equal(store.breaker(extraAgentId(11))?.violations.length, 2, 'the others hold violations in their window');
-  const parsed = JSON.parse(stateJson({ agents: 3, revocations: 4, now })) as { revocations: Record<string, number> };
-  t.equal(Object.keys(parsed.revocations).length, 4);
+  const parsed = JSON.parse(stateJson({ agents: 3, revocations: 4, now })) as { version: number; revocationTable: string };
+  t.equal(parsed.version, 2, 'written as the memory store writes it');
+  t.equal(Buffer.from(parsed.revocationTable, 'base64').length, 4 * RECORD_BYTES, 'four revocation records');
 });
