@@ -91,7 +91,7 @@ async function explain(args: readonly string[], out: Out): Promise<number> {
   // Read-only use of the gateway's state (file, or the shared Redis): kills, open breakers, spent
   // tokens count. The checks get only a view and nothing is ever committed: explain spends no use,
   // ends no session, requests no approval and never rewrites the state file.
-  const store = await openStore(settings.state, clock, { tool: true });
+  const store = await openStore(settings.state, clock, { readOnly: true });
   const state = viewOf(store);
   const issuer = await issuerOf(settings, await socketOf({ socket: values.socket, config: values.config }));
   const verifier = createTokenVerifier({ keys, issuer, clock });
