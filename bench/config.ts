@@ -4,6 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { RevocationSet } from '../gateway/state/revocations.js';
 
 /** The agents every bench policy holds, by what they are used for. */
 export const AGENTS = {
@@ -15,6 +16,10 @@ export const AGENTS = {
   killed: 'kill-target',
   /** Gets tokens over HTTP with private_key_jwt and client_secret_basic (token issuance group). */
   client: 'token-client',
+  /** Rate-limited flood: a role allowed one call (burst 1) then one per 1000 s: every call but the first is a 429. */
+  limited: 'limited-agent',
+  /** The masked route: its role masks `email` and `phone` in the bench backend's JSON. */
+  masked: 'mask-agent',
 } as const;
 
 export const BACKEND = 'bench';
@@ -28,6 +33,8 @@ export const PATHS = {
   admin: '/admin',
   download: '/download',
   upload: '/upload',
+  /** An 18 KiB JSON list of contacts (email, phone): masked for AGENTS.masked, plain for the caller. */
+  contacts: '/contacts',
 } as const;
 
 export interface ConfigOptions {
@@ -76,7 +83,7 @@ export function policyYaml(options: PolicyOptions): string {
     `  ${BACKEND}:`,
     `    upstream: ${options.upstream}`,
     '    scopes:',
-    `      data.read: ["GET ${PATHS.small}", "GET ${PATHS.large}", "GET ${PATHS.download}"]`,
+    `      data.read: ["GET ${PATHS.small}", "GET ${PATHS.large}", "GET ${PATHS.download}", "GET ${PATHS.contacts}"]`,
     `      data.write: ["POST ${PATHS.echo}", "POST ${PATHS.upload}"]`,
     `      admin: ["GET ${PATHS.admin}"]`,
     'roles:',
@@ -84,6 +91,17 @@ export function policyYaml(options: PolicyOptions): string {
     `    grants: [${BACKEND}:data.read, ${BACKEND}:data.write]`,
     '    token: { ttl: 1h }',
     '    breaker: { violations: 5, window: 1m, cooldown: 15m }',
+    // Every check on: each allowed call is charged against a limit no run reaches.
+    '    rateLimit: { rps: 1000000, burst: 1000000 }',
+    '  limited:',
+    `    grants: [${BACKEND}:data.read]`,
+    '    token: { ttl: 1h }',
+    '    rateLimit: { rps: 0.001, burst: 1 }',
+    '  masked:',
+    `    grants: [${BACKEND}:data.read]`,
+    '    token: { ttl: 1h }',
+    '    rateLimit: { rps: 1000000, burst: 1000000 }',
+    `    mask: { ${BACKEND}: [email, phone] }`,
     '  flooder:',
     // A threshold no run reaches: every out-of-scope call is counted by the breaker and refused
     // as out_of_scope, rather than short-cut as agent_suspended after the fifth.
@@ -94,6 +112,8 @@ export function policyYaml(options: PolicyOptions): string {
     `  ${AGENTS.caller}: { role: caller, owner: bench }`,
     `  ${AGENTS.killed}: { role: caller, owner: bench }`,
     `  ${AGENTS.flooder}: { role: flooder, owner: bench }`,
+    `  ${AGENTS.limited}: { role: limited, owner: bench }`,
+    `  ${AGENTS.masked}: { role: masked, owner: bench }`,
     options.clientJwk === undefined
       ? `  ${AGENTS.client}: { role: caller, owner: bench }`
       : `  ${AGENTS.client}: { role: caller, owner: bench, credentials: [{ type: private_key_jwt, jwk: ${JSON.stringify(options.clientJwk)} }] }`,
@@ -116,8 +136,9 @@ export interface StateOptions {
 }
 
 /**
- * A state file as `gateway/state/memory.ts` writes it (version 1): every agent with violations
- * inside its window, one in ten with its breaker open, and `revocations` unexpired jtis.
+ * A state file as `gateway/state/memory.ts` writes it (version 2, revocations as digests): every
+ * agent with violations inside its window, one in ten with its breaker open, and `revocations`
+ * unexpired jtis.
  */
 export function stateJson(options: StateOptions): string {
   const { now } = options;
@@ -128,12 +149,14 @@ export function stateJson(options: StateOptions): string {
       ? { violations: [], openedAt: now - 1000, reopenAt: now + 900_000, cooldownMs: 900_000, tripped: true, trips: 1 }
       : { violations: [now - 20_000, now - 10_000], openedAt: null, reopenAt: null, cooldownMs: null, tripped: false, trips: 0 };
   }
-  const revocations: Record<string, number> = {};
-  const exp = Math.floor(now / 1000) + 3600;
+  const nowSeconds = now / 1000;
+  const exp = Math.floor(nowSeconds) + 3600;
   const include = options.include ?? [];
-  for (const jti of include) revocations[jti] = exp;
-  for (let i = include.length; i < options.revocations; i++) revocations[randomUUID()] = exp;
-  return `${JSON.stringify({ version: 1, savedAt: new Date(now).toISOString(), kills: [], revocations, agentRevocations: {}, breakers })}\n`;
+  const revoked = new RevocationSet({ expected: Math.max(options.revocations, include.length) });
+  for (const jti of include) revoked.add(jti, exp, nowSeconds);
+  for (let i = include.length; i < options.revocations; i++) revoked.add(randomUUID(), exp, nowSeconds);
+  const revocationTable = revoked.toBuffer(nowSeconds).toString('base64');
+  return `${JSON.stringify({ version: 2, savedAt: new Date(now).toISOString(), kills: [], revocations: {}, revocationTable, agentRevocations: {}, breakers })}\n`;
 }
 
 export interface BenchFiles {

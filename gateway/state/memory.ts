@@ -1,20 +1,35 @@
 // The embedded store for a single instance: state in process memory, made durable in `state.file`.
 // Kill switches, revocations and tripped breakers are written (temp file, fsync, rename, fsync of
 // the folder) before the call that changed them resolves, and loaded at start. A corrupt file
-// stops the start: a kill is never silently forgotten.
+// stops the start: a kill is never silently forgotten. One writer per file: a writer holds
+// `<file>.lock` (lock.ts), so a second gateway or an offline CLI change beside a running gateway
+// is refused instead of overwriting its state; readers (`explain`, `review`) open it read-only.
 import { mkdir, open, readFile, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Clock } from '../clock.js';
 import { decide } from './rules/rate-limit.js';
 import { addViolation, type BreakerRecord } from './breaker.js';
 import { approvalUse, decidedApproval, placeApproval, pruneApprovals, usedApproval } from './rules/approvals.js';
+import { RECORD_BYTES, RevocationSet } from './revocations.js';
 import { ActivityTable, createSweeper, pruneExpired, SessionTable, UseCounts } from './rules/sessions.js';
+import { lockStateFile, type FileLock, type LockOptions } from './lock.js';
 import { asAuditCheckpoint, type AuditCheckpointRecord, type Activity, type ApprovalRecord, type ApprovalUse, type ClientSecretRecord, type KillRecord, type SessionState, type Store } from './store.js';
 
 export interface MemoryStoreOptions {
   readonly clock: Clock;
   /** Where state survives restarts; null keeps it in memory only. */
   readonly file: string | null;
+  /** Read the file and never write it (no lock taken): every change is refused. */
+  readonly readOnly?: boolean;
+  readonly lock?: LockOptions;
+}
+
+/** A change was asked of a store opened read-only. */
+export class ReadOnlyStoreError extends Error {
+  constructor() {
+    super('this state file was opened read-only (a tool beside the gateway); changes go through the gateway');
+    this.name = 'ReadOnlyStoreError';
+  }
 }
 
 /** The state file exists but cannot be read back; the gateway refuses to start on it. */
@@ -29,11 +44,17 @@ export class StateFileError extends Error {
 }
 
 interface StateFile {
-  readonly version: 1;
+  /** 2 since revocations are kept as digests (`revocationTable`); version 1 files are still read. */
+  readonly version: 1 | 2;
   readonly savedAt: string;
   readonly kills: KillRecord[];
-  /** jti -> exp (seconds). */
+  /** jti -> exp (seconds): version 1 files; version 2 writes it empty. */
   readonly revocations: Record<string, number>;
+  /**
+   * Version 2: base64 of the revoked jtis as records of revocations.ts (16-byte SHA-256 prefix of
+   * the jti, expiry as a little-endian u32 of seconds).
+   */
+  readonly revocationTable?: string;
   /** agent -> tokens issued at or before this second are revoked. */
   readonly agentRevocations: Record<string, number>;
   readonly breakers: Record<string, BreakerRecord>;
@@ -51,7 +72,7 @@ interface StateFile {
 
 export async function openMemoryStore(options: MemoryStoreOptions): Promise<Store> {
   const { clock, file } = options;
-  const revoked = new Map<string, number>();
+  const revoked = new RevocationSet();
   const agentRevoked = new Map<string, number>();
   const kills = new Map<string, KillRecord>();
   const breakers = new Map<string, BreakerRecord>();
@@ -74,12 +95,22 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
   const approvals = new Map<string, ApprovalRecord>();
   const checkpoints = new Map<string, AuditCheckpointRecord>();
 
+  const readOnly = options.readOnly === true;
+  let lock: FileLock | null = null;
+  if (file !== null && !readOnly) {
+    await mkdir(dirname(file), { recursive: true });
+    lock = await lockStateFile(file, options.lock);
+  }
   if (file !== null) {
-    const loaded = await readStateFile(file);
+    const loaded = await readStateFile(file).catch(async (error: unknown) => {
+      await lock?.release();
+      throw error;
+    });
     if (loaded !== null) {
       for (const k of loaded.kills) kills.set(k.agent, k);
       const nowSeconds = clock.now() / 1000;
-      for (const [jti, exp] of Object.entries(loaded.revocations)) if (exp > nowSeconds) revoked.set(jti, exp);
+      if (loaded.revocationTable !== undefined) revoked.addBuffer(Buffer.from(loaded.revocationTable, 'base64'), nowSeconds);
+      for (const [jti, exp] of Object.entries(loaded.revocations)) revoked.add(jti, exp, nowSeconds);
       for (const [agent, at] of Object.entries(loaded.agentRevocations)) agentRevoked.set(agent, at);
       for (const [agent, record] of Object.entries(loaded.breakers)) breakers.set(agent, record);
       for (const record of loaded.clientSecrets ?? []) secrets.set(record.id, record);
@@ -96,6 +127,7 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
   let writing: Promise<void> | null = null;
   let dirty = false;
   function persist(): Promise<void> {
+    if (readOnly) return Promise.reject(new ReadOnlyStoreError());
     if (file === null) return Promise.resolve();
     dirty = true;
     writing ??= (async () => {
@@ -113,8 +145,6 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
 
   function serialize(): string {
     const nowSeconds = clock.now() / 1000;
-    const revocations: Record<string, number> = {};
-    for (const [jti, exp] of revoked) if (exp > nowSeconds) revocations[jti] = exp;
     const tripped: Record<string, BreakerRecord> = {};
     for (const [agent, record] of breakers) if (record.tripped) tripped[agent] = record;
     const ended: Record<string, number> = {};
@@ -122,10 +152,11 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
     const counted: Record<string, { count: number; expiresAt: number }> = {};
     for (const [jti, count, untilMs] of uses.live(clock.now())) counted[jti] = { count, expiresAt: untilMs / 1000 };
     const state: StateFile = {
-      version: 1,
+      version: 2,
       savedAt: new Date(clock.now()).toISOString(),
       kills: [...kills.values()],
-      revocations,
+      revocations: {},
+      revocationTable: revoked.toBuffer(nowSeconds).toString('base64'),
       agentRevocations: Object.fromEntries(agentRevoked),
       breakers: tripped,
       clientSecrets: [...secrets.values()],
@@ -154,16 +185,10 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
         const before = agentRevoked.get(agent);
         if (before !== undefined && issuedAt <= before) return true;
       }
-      const until = revoked.get(jti);
-      if (until === undefined) return false;
-      if (until * 1000 <= clock.now()) {
-        revoked.delete(jti);
-        return false;
-      }
-      return true;
+      return revoked.has(jti, clock.now() / 1000);
     },
     async revoke(jti, expiresAt) {
-      revoked.set(jti, expiresAt);
+      revoked.add(jti, expiresAt, clock.now() / 1000);
       await persist();
       return 'shared';
     },
@@ -283,7 +308,7 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
       return 'ok';
     },
     touch: (agent, jti, expiresAt) => activity.touch(agent, jti, expiresAt, clock.now()),
-    activity: (agent): Activity => activity.activity(agent, clock.now(), (jti) => revoked.has(jti), agentRevoked.has(agent)),
+    activity: (agent): Activity => activity.activity(agent, clock.now(), (jti) => revoked.has(jti, clock.now() / 1000), agentRevoked.has(agent)),
     auditCheckpoint(auditFile) {
       return Promise.resolve(checkpoints.get(auditFile) ?? null);
     },
@@ -293,6 +318,7 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
     },
     async close() {
       while (writing !== null) await writing;
+      await lock?.release();
     },
   };
 }
@@ -315,9 +341,12 @@ async function readStateFile(file: string): Promise<StateFile | null> {
   if (
     state === null ||
     typeof state !== 'object' ||
-    state.version !== 1 ||
+    (state.version !== 1 && state.version !== 2) ||
     !Array.isArray(state.kills) ||
     typeof state.revocations !== 'object' ||
+    state.revocations === null ||
+    Object.values(state.revocations).some((exp) => typeof exp !== 'number') ||
+    (state.revocationTable !== undefined && (typeof state.revocationTable !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(state.revocationTable) || Buffer.byteLength(state.revocationTable, 'base64') % RECORD_BYTES !== 0)) ||
     typeof state.agentRevocations !== 'object' ||
     typeof state.breakers !== 'object' ||
     (state.clientSecrets !== undefined && (!Array.isArray(state.clientSecrets) || state.clientSecrets.some((r) => typeof r?.id !== 'string' || typeof r.agent !== 'string' || typeof r.hash !== 'string' || typeof r.createdAt !== 'number'))) ||
@@ -326,7 +355,7 @@ async function readStateFile(file: string): Promise<StateFile | null> {
     state.kills.some((k) => typeof k?.agent !== 'string' || typeof k.reason !== 'string' || typeof k.at !== 'number') ||
     (state.approvals !== undefined && (!Array.isArray(state.approvals) || state.approvals.some((a) => typeof a?.id !== 'string' || typeof a.requestKey !== 'string' || typeof a.expiresAt !== 'number')))
   ) {
-    throw new StateFileError(file, 'not an AgentGate state file (version 1)');
+    throw new StateFileError(file, 'not an AgentGate state file (version 1 or 2)');
   }
   return state as StateFile;
 }
