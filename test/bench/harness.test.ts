@@ -98,7 +98,7 @@ t.test('the bar: met and missed lines', async (t) => {
     elapsedSeconds: 1,
     forwarding: [{ scenario: 'GET 200 B', direct: contestant, bare: contestant, agentgate: contestant, agentgateToBare: summary(0.9), agentgateToDirect: summary(0.2), bareToDirect: summary(0.22), addedP99: summary(1.5) }],
     refusal: { allowed: contestant, refusals: [{ kind: 'bad token (401)', status: 401, result: contestant, toAllowed: summary(2), backendRequests: 1 }] },
-    kill: { kills: 10, latency: latencyPercentiles([1, 2, 3]), adminCall: latencyPercentiles([1]), allowedAfterKill: 0, refusedAfterRevive: 0 },
+    kill: { kills: 10, latency: latencyPercentiles([1, 2, 3]), adminCall: latencyPercentiles([1]), allowedAfterKill: 0, refusedAfterRevive: 0, probes: 100 },
   };
   const lines = barLines(results);
   t.same(
