@@ -108,12 +108,18 @@ t.test('the bar: met and missed lines', async (t) => {
       ['GET 200 B: p99 added over the bare proxy', false],
       ['refusal, bad token (401): throughput / allowed', true],
       ['refusal, bad token (401): requests that reached the backend', false],
-      ['kill latency p99 (10 kills)', true],
+      ['kill in force p99, admin call → first refusal seen by a probe (10 kills)', true],
+      ['kill answer p99, admin call → its answer (durable, waits for the peer lookup)', null],
     ],
   );
   const markdown = renderResults(results);
   t.match(markdown, /Node v20, cpu, 2 cores/);
   t.match(markdown, /\| GET 200 B: p99 added over the bare proxy \| 1\.50 ms \| ≤ 1 ms \| MISSED \|/);
+  // A probe request allowed after the kill answer misses the bar whatever the latency.
+  const leaked = barLines({ ...results, kill: { ...(results.kill as NonNullable<Results['kill']>), allowedAfterKill: 1 } });
+  t.equal(leaked.find((l) => l.what.startsWith('kill in force'))?.met, false, 'a request allowed after the kill answer fails the bar');
+  const stuck = barLines({ ...results, kill: { ...(results.kill as NonNullable<Results['kill']>), refusedAfterRevive: 1 } });
+  t.equal(stuck.find((l) => l.what.startsWith('kill in force'))?.met, false, 'a request refused after the revive answer fails it too');
 });
 
 t.test('generated config and policy pass `agentgate check`', async (t) => {
