@@ -7,6 +7,12 @@ import type { AddressInfo } from 'node:net';
 const SMALL = Buffer.from(JSON.stringify({ ok: true, pad: 'x'.repeat(200 - 22) }));
 const LARGE = Buffer.alloc(16 * 1024, 0x61);
 const CHUNK = Buffer.alloc(64 * 1024, 0x62);
+// About 18 KiB of JSON with fields a role masks (email, phone) beside ones it does not.
+const CONTACTS = Buffer.from(
+  JSON.stringify({
+    contacts: Array.from({ length: 150 }, (_, i) => ({ id: i, name: `Contact ${i}`, company: `Company ${i % 7}`, email: `contact${i}@example.com`, phone: `+1-555-${String(i).padStart(4, '0')}`, tags: ['a', 'b'] })),
+  }),
+);
 
 let requests = 0;
 const byPath = new Map<string, number>();
@@ -40,6 +46,7 @@ function handle(req: IncomingMessage, res: ServerResponse): void {
   const path = q === -1 ? url : url.slice(0, q);
   byPath.set(path, (byPath.get(path) ?? 0) + 1);
   if (req.method === 'GET' && path === '/large') return send(res, LARGE, 'application/octet-stream');
+  if (req.method === 'GET' && path === '/contacts') return send(res, CONTACTS);
   if (req.method === 'GET' && path === '/download') {
     const bytes = Number(new URLSearchParams(q === -1 ? '' : url.slice(q + 1)).get('bytes') ?? 0);
     return download(res, Number.isSafeInteger(bytes) && bytes > 0 ? bytes : 0);

@@ -16,6 +16,10 @@ export const AGENTS = {
   killed: 'kill-target',
   /** Gets tokens over HTTP with private_key_jwt and client_secret_basic (token issuance group). */
   client: 'token-client',
+  /** Rate-limited flood: a role allowed one call (burst 1) then one per 1000 s: every call but the first is a 429. */
+  limited: 'limited-agent',
+  /** The masked route: its role masks `email` and `phone` in the bench backend's JSON. */
+  masked: 'mask-agent',
 } as const;
 
 export const BACKEND = 'bench';
@@ -29,6 +33,8 @@ export const PATHS = {
   admin: '/admin',
   download: '/download',
   upload: '/upload',
+  /** An 18 KiB JSON list of contacts (email, phone): masked for AGENTS.masked, plain for the caller. */
+  contacts: '/contacts',
 } as const;
 
 export interface ConfigOptions {
@@ -77,7 +83,7 @@ export function policyYaml(options: PolicyOptions): string {
     `  ${BACKEND}:`,
     `    upstream: ${options.upstream}`,
     '    scopes:',
-    `      data.read: ["GET ${PATHS.small}", "GET ${PATHS.large}", "GET ${PATHS.download}"]`,
+    `      data.read: ["GET ${PATHS.small}", "GET ${PATHS.large}", "GET ${PATHS.download}", "GET ${PATHS.contacts}"]`,
     `      data.write: ["POST ${PATHS.echo}", "POST ${PATHS.upload}"]`,
     `      admin: ["GET ${PATHS.admin}"]`,
     'roles:',
@@ -85,6 +91,17 @@ export function policyYaml(options: PolicyOptions): string {
     `    grants: [${BACKEND}:data.read, ${BACKEND}:data.write]`,
     '    token: { ttl: 1h }',
     '    breaker: { violations: 5, window: 1m, cooldown: 15m }',
+    // Every check on: each allowed call is charged against a limit no run reaches.
+    '    rateLimit: { rps: 1000000, burst: 1000000 }',
+    '  limited:',
+    `    grants: [${BACKEND}:data.read]`,
+    '    token: { ttl: 1h }',
+    '    rateLimit: { rps: 0.001, burst: 1 }',
+    '  masked:',
+    `    grants: [${BACKEND}:data.read]`,
+    '    token: { ttl: 1h }',
+    '    rateLimit: { rps: 1000000, burst: 1000000 }',
+    `    mask: { ${BACKEND}: [email, phone] }`,
     '  flooder:',
     // A threshold no run reaches: every out-of-scope call is counted by the breaker and refused
     // as out_of_scope, rather than short-cut as agent_suspended after the fifth.
@@ -95,6 +112,8 @@ export function policyYaml(options: PolicyOptions): string {
     `  ${AGENTS.caller}: { role: caller, owner: bench }`,
     `  ${AGENTS.killed}: { role: caller, owner: bench }`,
     `  ${AGENTS.flooder}: { role: flooder, owner: bench }`,
+    `  ${AGENTS.limited}: { role: limited, owner: bench }`,
+    `  ${AGENTS.masked}: { role: masked, owner: bench }`,
     options.clientJwk === undefined
       ? `  ${AGENTS.client}: { role: caller, owner: bench }`
       : `  ${AGENTS.client}: { role: caller, owner: bench, credentials: [{ type: private_key_jwt, jwk: ${JSON.stringify(options.clientJwk)} }] }`,

@@ -1,8 +1,9 @@
 // The benchmark's options: defaults sized to finish `npm run bench` in under 10 minutes, `--quick`
 // for a smoke run of a minute or two, and flags or BENCH_* variables for each knob. Pure.
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 
-export const GROUPS = ['forwarding', 'refusal', 'tokens', 'kill', 'memory'] as const;
+export const GROUPS = ['forwarding', 'refusal', 'masking', 'tokens', 'kill', 'memory'] as const;
 export type GroupName = (typeof GROUPS)[number];
 
 export interface BenchOptions {
@@ -27,6 +28,11 @@ export interface BenchOptions {
   /** Folder for a CPU profile of the gateway process (`node --cpu-prof`), or null. */
   readonly cpuProf: string | null;
   readonly keep: boolean;
+  /**
+   * A second AgentGate build (a folder holding `bin/agentgate.js` and its built `dist/`) measured
+   * beside this one in the forwarding group: CPU per request before -> after from the same run.
+   */
+  readonly baseline: string | null;
 }
 
 const FULL = { rounds: 5, durationSeconds: 5, warmupSeconds: 1, tokens: 5000, kills: 1000, streamMiB: 1024 };
@@ -47,7 +53,9 @@ export const USAGE = `usage: npm run bench -- [options]
   --revocations N       live revocations in the memory group (default 100000)
   --out FILE            markdown results (default bench/RESULTS.md, none with --quick; --no-write prints only)
   --cpu-prof DIR        write a CPU profile of the gateway process into DIR
-  --keep                keep the temporary folder (configs, audit, state)`;
+  --keep                keep the temporary folder (configs, audit, state)
+  --baseline DIR        also measure the AgentGate build in DIR (bin/agentgate.js + dist/, e.g. made by
+                        bench/baseline.sh COMMIT DIR) in the forwarding group: before -> after, same run`;
 
 export class UsageError extends Error {}
 
@@ -81,6 +89,7 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv, re
       'no-write': { type: 'boolean', default: false },
       'cpu-prof': { type: 'string' },
       keep: { type: 'boolean', default: false },
+      baseline: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -113,5 +122,6 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv, re
     out,
     cpuProf: values['cpu-prof'] ?? null,
     keep: values.keep,
+    baseline: values.baseline === undefined || values.baseline === '' ? null : resolve(values.baseline),
   };
 }

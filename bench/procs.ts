@@ -158,9 +158,11 @@ export function parseListening(output: string): { url: string; metricsUrl: strin
 }
 
 /** Start `agentgate serve --config FILE` pinned to `core` and wait until it has bound its ports. */
-export function startGatewayProcess(configFile: string, options: { core: number | null; nodeFlags?: readonly string[]; timeoutMs?: number }): Promise<GatewayProcess> {
+export function startGatewayProcess(configFile: string, options: { core: number | null; nodeFlags?: readonly string[]; timeoutMs?: number; root?: string }): Promise<GatewayProcess> {
   const spawnedAt = performance.now();
-  const child = spawnNode(CLI, ['serve', '--config', configFile], { core: options.core, nodeFlags: options.nodeFlags ?? [], cwd: ROOT });
+  // `root`: another build of the gateway (the bench's --baseline); default this checkout.
+  const root = options.root ?? ROOT;
+  const child = spawnNode(join(root, 'bin', 'agentgate.js'), ['serve', '--config', configFile], { core: options.core, nodeFlags: options.nodeFlags ?? [], cwd: root });
   const output = captureOutput(child);
   return new Promise((resolvePromise, reject) => {
     let settled = false;

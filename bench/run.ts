@@ -14,7 +14,7 @@ import { parseOptions, UsageError, type BenchOptions } from './options.js';
 import { canPin, ROOT } from './procs.js';
 import { renderResults, type Results } from './report.js';
 import { forge, SERVER_CORE, startBackend, startBareProxy, startGatewayRig, startLoadWorker, type Backend, type BareProxy, type GatewayRig, type LoadWorker } from './rig.js';
-import { runForwarding, runRefusal } from './throughput.js';
+import { runForwarding, runMasking, runRefusal } from './throughput.js';
 import { issuanceMethods, measureIssuance } from './tokens.js';
 import { exportJWK, generateKeyPair } from 'jose';
 import { Pool } from 'undici';
@@ -57,13 +57,14 @@ async function main(argv: readonly string[]): Promise<number> {
   let backend: Backend | null = null;
   let bare: BareProxy | null = null;
   let rig: GatewayRig | null = null;
+  let baselineRig: GatewayRig | null = null;
   let load: LoadWorker | null = null;
   const results: { -readonly [K in keyof Results]?: Results[K] } = {};
   try {
     backend = await startBackend();
     load = await startLoadWorker();
     const settings = { durationSeconds: options.durationSeconds, warmupSeconds: options.warmupSeconds, connections: options.connections };
-    const needsGateway = ['forwarding', 'refusal', 'tokens', 'kill'].some((g) => options.groups.has(g as never));
+    const needsGateway = ['forwarding', 'refusal', 'masking', 'tokens', 'kill'].some((g) => options.groups.has(g as never));
     if (needsGateway) {
       const files = await writeBenchFiles(join(workDir, 'gateway'), { socket: join(workDir, 'admin.sock'), issuer: 'http://agentgate.bench' }, { upstream: backend.url, clientJwk: clientKey.publicJwk });
       const nodeFlags = options.cpuProf === null ? [] : ['--cpu-prof', `--cpu-prof-dir=${options.cpuProf}`];
@@ -71,20 +72,32 @@ async function main(argv: readonly string[]): Promise<number> {
       rig = await startGatewayRig(files.configFile, { core: SERVER_CORE, nodeFlags });
       progress(`agentgate serving on ${rig.gateway.url} (pid ${rig.gateway.pid}), backend ${backend.url} (pid ${backend.pid})`);
     }
-    if (rig !== null && (options.groups.has('forwarding') || options.groups.has('refusal'))) {
+    if (rig !== null && (options.groups.has('forwarding') || options.groups.has('refusal') || options.groups.has('masking'))) {
       const caller = (await rig.mint(AGENTS.caller)).token;
       const endpoints = {
         backend: { pid: backend.pid, url: backend.url },
         bare: { pid: 0, url: '' },
         gateway: { pid: rig.gateway.pid, url: rig.gateway.url },
-        tokens: { caller, flooder: (await rig.mint(AGENTS.flooder)).token, forged: forge(caller) },
+        tokens: { caller, flooder: (await rig.mint(AGENTS.flooder)).token, forged: forge(caller), limited: (await rig.mint(AGENTS.limited)).token, masked: (await rig.mint(AGENTS.masked)).token },
+        baseline: null,
       };
       if (options.groups.has('forwarding')) {
         bare = await startBareProxy(backend.url);
-        results.forwarding = await runForwarding(load, { ...endpoints, bare: { pid: bare.pid, url: bare.url } }, options.rounds, settings, progress);
+        if (options.baseline !== null) {
+          // The other build gets its own folder (keys, state, audit, admin socket), pinned alike.
+          const baseFiles = await writeBenchFiles(join(workDir, 'baseline'), { socket: join(workDir, 'base.sock'), issuer: 'http://agentgate.bench' }, { upstream: backend.url });
+          baselineRig = await startGatewayRig(baseFiles.configFile, { core: SERVER_CORE, root: options.baseline });
+          progress(`baseline agentgate (${options.baseline}) serving on ${baselineRig.gateway.url} (pid ${baselineRig.gateway.pid})`);
+        }
+        const baseline = baselineRig === null ? null : { pid: baselineRig.gateway.pid, url: baselineRig.gateway.url, caller: (await baselineRig.mint(AGENTS.caller)).token };
+        results.forwarding = await runForwarding(load, { ...endpoints, bare: { pid: bare.pid, url: bare.url }, baseline }, options.rounds, settings, progress);
         await bare.stop();
         bare = null;
+        await baselineRig?.stop();
+        baselineRig = null;
       }
+      // Three rounds at most: two contestants of one gateway, and the whole run stays under ~8 minutes.
+      if (options.groups.has('masking')) results.masking = await runMasking(load, endpoints, Math.min(options.rounds, 3), settings, progress);
       if (options.groups.has('refusal')) {
         const b = backend;
         results.refusal = await runRefusal(load, endpoints, options.rounds, settings, async () => (await b.count()).requests, progress);
@@ -121,6 +134,7 @@ async function main(argv: readonly string[]): Promise<number> {
     }
   } finally {
     await rig?.stop();
+    await baselineRig?.stop();
     await bare?.stop();
     await load?.stop();
     await backend?.stop();
@@ -136,6 +150,7 @@ async function main(argv: readonly string[]): Promise<number> {
       warmupSeconds: options.warmupSeconds,
       connections: options.connections,
       quick: options.quick,
+      baseline: options.baseline,
       command: ['npm run bench', ...(argv.length > 0 ? ['--', ...argv] : [])].join(' '),
     },
     elapsedSeconds: (performance.now() - started) / 1000,

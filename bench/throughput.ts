@@ -69,7 +69,9 @@ export interface Endpoints {
   readonly backend: { readonly pid: number; readonly url: string };
   readonly bare: { readonly pid: number; readonly url: string };
   readonly gateway: { readonly pid: number; readonly url: string };
-  readonly tokens: { readonly caller: string; readonly flooder: string; readonly forged: string };
+  readonly tokens: { readonly caller: string; readonly flooder: string; readonly forged: string; readonly limited: string; readonly masked: string };
+  /** A second AgentGate build (`--baseline`) measured beside this one, or null. */
+  readonly baseline: { readonly pid: number; readonly url: string; readonly caller: string } | null;
 }
 
 export interface ForwardingResult {
@@ -77,6 +79,8 @@ export interface ForwardingResult {
   readonly direct: ContestantResult;
   readonly bare: ContestantResult;
   readonly agentgate: ContestantResult;
+  /** The `--baseline` build, when one was given. */
+  readonly baseline: ContestantResult | null;
   readonly agentgateToBare: Summary;
   readonly agentgateToDirect: Summary;
   readonly bareToDirect: Summary;
@@ -125,6 +129,10 @@ export async function runForwarding(load: LoadWorker, endpoints: Endpoints, roun
         headers: { ...bodyHeaders, authorization: `Bearer ${endpoints.tokens.caller}` },
       },
     ];
+    const baseline = endpoints.baseline;
+    if (baseline !== null) {
+      contestants.push({ ...common, name: 'AgentGate (baseline)', pid: baseline.pid, url: `${baseline.url}/${BACKEND}${scenario.path}`, headers: { ...bodyHeaders, authorization: `Bearer ${baseline.caller}` } });
+    }
     const figures = await interleave(load, endpoints.backend.pid, contestants, rounds, settings, progress);
     const direct = figures.get('direct') ?? [];
     const bare = figures.get('bare proxy') ?? [];
@@ -134,6 +142,7 @@ export async function runForwarding(load: LoadWorker, endpoints: Endpoints, roun
       direct: toResult('direct', direct),
       bare: toResult('bare proxy', bare),
       agentgate: toResult('AgentGate', agentgate),
+      baseline: baseline === null ? null : toResult('AgentGate (baseline)', figures.get('AgentGate (baseline)') ?? []),
       agentgateToBare: pairedRatio(agentgate, bare, (r) => r.rps),
       agentgateToDirect: pairedRatio(agentgate, direct, (r) => r.rps),
       bareToDirect: pairedRatio(bare, direct, (r) => r.rps),
@@ -170,6 +179,7 @@ export async function runRefusal(
     { name: 'allowed (GET 200 B)', pid: endpoints.gateway.pid, url: `${base}${PATHS.small}`, method: 'GET', headers: { authorization: `Bearer ${endpoints.tokens.caller}` }, expectStatus: 200 },
     { name: 'out of scope (403)', pid: endpoints.gateway.pid, url: `${base}${PATHS.admin}`, method: 'GET', headers: { authorization: `Bearer ${endpoints.tokens.flooder}` }, expectStatus: 403 },
     { name: 'bad token (401)', pid: endpoints.gateway.pid, url: `${base}${PATHS.small}`, method: 'GET', headers: { authorization: `Bearer ${endpoints.tokens.forged}` }, expectStatus: 401 },
+    { name: 'rate limited (429)', pid: endpoints.gateway.pid, url: `${base}${PATHS.small}`, method: 'GET', headers: { authorization: `Bearer ${endpoints.tokens.limited}` }, expectStatus: 429 },
   ];
   const leaked = new Map<string, number>();
   let before = 0;
@@ -203,3 +213,27 @@ export async function runRefusal(
   };
 }
 
+
+export interface MaskingResult {
+  readonly plain: ContestantResult;
+  readonly masked: ContestantResult;
+  /** Masked rps over plain rps, paired per round. */
+  readonly toPlain: Summary;
+}
+
+/**
+ * The masked route against the plain one: the same JSON body (PATHS.contacts) through AgentGate,
+ * for the caller (no filter: the plain path) and for a role that masks two of its fields.
+ */
+export async function runMasking(load: LoadWorker, endpoints: Endpoints, rounds: number, settings: MeasureSettings, progress: Progress): Promise<MaskingResult> {
+  progress('masking: the same JSON body plain and masked');
+  const url = `${endpoints.gateway.url}/${BACKEND}${PATHS.contacts}`;
+  const contestants: Contestant[] = [
+    { name: 'plain route', pid: endpoints.gateway.pid, url, method: 'GET', headers: { authorization: `Bearer ${endpoints.tokens.caller}` }, expectStatus: 200 },
+    { name: 'masked route', pid: endpoints.gateway.pid, url, method: 'GET', headers: { authorization: `Bearer ${endpoints.tokens.masked}` }, expectStatus: 200 },
+  ];
+  const figures = await interleave(load, endpoints.backend.pid, contestants, rounds, settings, progress);
+  const plain = figures.get('plain route') ?? [];
+  const masked = figures.get('masked route') ?? [];
+  return { plain: toResult('plain route', plain), masked: toResult('masked route', masked), toPlain: pairedRatio(masked, plain, (r) => r.rps) };
+}

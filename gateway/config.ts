@@ -6,7 +6,8 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { ConfigError } from './errors.js';
 import { loadYamlFile, type RawEntry } from './policy/load.js';
 import type { NetworkSet } from './policy/types.js';
-import { Checker, validateCidrs } from './policy/validate.js';
+import { Checker } from './policy/validate/checker.js';
+import { validateCidrs } from './policy/validate/network.js';
 
 export interface Endpoint {
   readonly host: string;

@@ -5,7 +5,7 @@
 import t from 'tap';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, posix } from 'node:path';
 import { parse } from 'yaml';
 import { request } from 'undici';
 import { loadSettings } from '../gateway/config.js';
@@ -13,6 +13,7 @@ import { COMMANDS } from '../gateway/main.js';
 import { loadPolicy } from '../gateway/server.js';
 import { systemClock } from '../gateway/clock.js';
 import { ROOT, startGateway } from './helpers/gateway.js';
+import { runCli } from './helpers/process.js';
 import { parseExposition } from './helpers/prom.js';
 
 interface Service {
@@ -129,7 +130,12 @@ t.test('Prometheus scrapes the gateway and loads the alert rules', async (t) => 
     rule_files: string[];
     scrape_configs: Array<{ job_name: string; static_configs: Array<{ targets: string[] }> }>;
   };
-  for (const rules of config.rule_files) t.ok(mounts.has(rules), `rule file ${rules} is mounted`);
+  // Relative to the config file, as Prometheus reads them: the same file works on the host.
+  for (const rules of config.rule_files) {
+    t.notOk(rules.startsWith('/'), `rule file ${rules} is relative to the config file`);
+    t.ok(mounts.has(posix.join(posix.dirname(configFile), rules)), `rule file ${rules} is mounted beside the config`);
+    t.ok(existsSync(join(ROOT, dirname(hostConfig ?? ''), rules)), `and is beside it on the host`);
+  }
   const gwRoot = containerView(t, service('gateway'), 'gateway-for-prometheus');
   const gwSettings = await containerSettings(gwRoot, '/app/agentgate.yaml');
   const targets = config.scrape_configs.flatMap((s) => s.static_configs.flatMap((c) => c.targets));
@@ -170,7 +176,7 @@ t.test('dashboard and alert rules name only metrics the gateway exports', async 
   for (const panel of dashboard.panels) {
     t.ok(panel.targets.length > 0, `${panel.title}: has a query`);
     for (const target of panel.targets) {
-      t.equal(target.datasource.uid, 'prometheus', `${panel.title}: uses the provisioned data source`);
+      t.equal(target.datasource.uid, '${DS_PROMETHEUS}', `${panel.title}: uses the data source chosen at import (no hard-coded uid)`);
       const names = namesIn(target.expr);
       t.ok(names.length > 0, `${panel.title}: queries an AgentGate metric`);
       for (const name of names) t.ok(exported.has(name), `${panel.title}: ${name} is exported`);
@@ -196,6 +202,58 @@ t.test('dashboard and alert rules name only metrics the gateway exports', async 
   const check = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
   t.equal(check.status, 0, `promtool check metrics: ${check.stdout}${check.stderr}`);
   t.pass('promtool check rules passed');
+});
+
+t.test('Grafana dashboard imports anywhere: a ${DS_PROMETHEUS} input, no hard-coded data source uid', async (t) => {
+  const dashboard = JSON.parse(readFileSync(join(ROOT, 'deploy', 'grafana', 'dashboards', 'agentgate.json'), 'utf8')) as {
+    __inputs: Array<{ name: string; type: string; pluginId: string }>;
+    __requires: Array<{ type: string; id: string }>;
+    templating: { list: Array<{ name: string; type: string; query: string }> };
+    panels: Array<{ type: string }>;
+  };
+  t.match(dashboard.__inputs, [{ name: 'DS_PROMETHEUS', type: 'datasource', pluginId: 'prometheus' }], 'the import dialog asks for a Prometheus data source');
+  // File provisioning does not read __inputs: a data source variable of the same name resolves it there.
+  t.match(dashboard.templating.list, [{ name: 'DS_PROMETHEUS', type: 'datasource', query: 'prometheus' }]);
+  for (const type of new Set(dashboard.panels.map((p) => p.type))) t.ok(dashboard.__requires.some((r) => r.type === 'panel' && r.id === type), `__requires names panel ${type}`);
+  const uids: string[] = [];
+  const walk = (node: unknown): void => {
+    if (Array.isArray(node)) node.forEach(walk);
+    else if (node !== null && typeof node === 'object') {
+      for (const [key, value] of Object.entries(node)) {
+        if (key === 'datasource') uids.push(typeof value === 'object' && value !== null ? String((value as { uid?: unknown }).uid) : String(value));
+        walk(value);
+      }
+    }
+  };
+  walk(dashboard.panels);
+  t.ok(uids.length > 10, 'every panel and query names its data source');
+  t.same([...new Set(uids)], ['${DS_PROMETHEUS}'], 'and only through the input');
+});
+
+t.test('the docker config validates from the repository root; promtool checks both Prometheus configs', async (t) => {
+  const res = await runCli(['check', '--config', 'deploy/agentgate.docker.yaml'], { cwd: ROOT, env: { AGENTGATE_CONFIG: '' }, timeoutMs: 60_000 });
+  t.equal(res.code, 0, res.stderr);
+  t.match(res.stdout, /deploy\/agentgate\.docker\.yaml: ok \(6 backends, 3 roles, 3 agents from 3 policy files\)/);
+  const settings = await loadSettings({ configFile: join(ROOT, 'deploy', 'agentgate.docker.yaml'), env: {} });
+  t.equal(settings.policies, join(ROOT, 'deploy', 'policies'), 'paths resolve against the file');
+  const policy = await loadPolicy(settings, { clock: systemClock, version: 1 });
+  for (const backend of policy.backends.values()) t.equal(backend.upstream.hostname, 'backends', `${backend.name}: the compose upstream, not the host's`);
+  for (const name of ['roles.yaml', 'agents.yaml']) {
+    t.equal(readFileSync(join(ROOT, 'deploy', 'policies', name), 'utf8'), readFileSync(join(ROOT, 'policies', name), 'utf8'), `deploy/policies/${name} is policies/${name} (a link)`);
+  }
+  const noPromtool = spawnSync('promtool', ['--version']).error !== undefined;
+  for (const file of ['prometheus.yml', 'prometheus.host.yml']) {
+    await t.test(`promtool check config ${file}`, { skip: noPromtool ? 'promtool is not on PATH (.ci/run installs the prometheus package)' : false }, async (t) => {
+      // From another folder: the rule file is found relative to the config, not the working directory.
+      const check = spawnSync('promtool', ['check', 'config', join(ROOT, 'deploy', 'prometheus', file)], { cwd: t.testdir({}), encoding: 'utf8' });
+      t.equal(check.status, 0, `${check.stdout}${check.stderr}`);
+      t.match(check.stdout, /SUCCESS: 1 rule files found/);
+      t.match(check.stdout, /SUCCESS: \d+ rules found/);
+    });
+  }
+  const host = parse(readFileSync(join(ROOT, 'deploy', 'prometheus', 'prometheus.host.yml'), 'utf8')) as { scrape_configs: Array<{ static_configs: Array<{ targets: string[] }> }> };
+  const shipped = await loadSettings({ configFile: join(ROOT, 'agentgate.yaml'), env: {} });
+  t.same(host.scrape_configs.flatMap((s) => s.static_configs.flatMap((c) => c.targets)), [`${shipped.metrics.host}:${shipped.metrics.port}`], 'the host config scrapes the shipped metrics address');
 });
 
 t.test('Dockerfile', async (t) => {

@@ -5,7 +5,7 @@
 // broken documents, each one change away from a document both accept, that both refuse. A real
 // JSON Schema validator (ajv, draft 2020-12, strict mode) judges the schema side.
 import t from 'tap';
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { lstatSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { parse, stringify } from 'yaml';
@@ -38,7 +38,10 @@ const SHIPPED: ReadonlyArray<{ file: string; schema: 'agentgate' | 'policy' }> =
   { file: 'agentgate.yaml', schema: 'agentgate' },
   { file: 'deploy/agentgate.docker.yaml', schema: 'agentgate' },
   ...readdirSync(join(ROOT, 'policies')).filter((f) => f.endsWith('.yaml')).map((f) => ({ file: `policies/${f}`, schema: 'policy' as const })),
-  ...readdirSync(join(ROOT, 'deploy', 'policies')).filter((f) => f.endsWith('.yaml')).map((f) => ({ file: `deploy/policies/${f}`, schema: 'policy' as const })),
+  // deploy/policies/roles.yaml and agents.yaml are links to policies/ (checked there).
+  ...readdirSync(join(ROOT, 'deploy', 'policies'))
+    .filter((f) => f.endsWith('.yaml') && !lstatSync(join(ROOT, 'deploy', 'policies', f)).isSymbolicLink())
+    .map((f) => ({ file: `deploy/policies/${f}`, schema: 'policy' as const })),
 ];
 
 t.test('every shipped YAML names its schema on its first line and validates against it', async (t) => {

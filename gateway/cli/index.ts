@@ -5,7 +5,8 @@
 // with a `Verb` object in that file's list, and make sure the list is spread into VERBS below.
 // `agentgate --help`, `agentgate VERB --help` and `agentgate help VERB` are generated from it.
 import { ConfigError } from '../errors.js';
-import { StateFileError } from '../state/memory.js';
+import { ReadOnlyStoreError, StateFileError } from '../state/memory.js';
+import { StateFileLockedError } from '../state/lock.js';
 import { AdminClientError } from '../admin/client.js';
 import { AdminSocketInUseError } from '../admin/socket.js';
 import { BrokerError } from '../broker/issue.js';
@@ -140,7 +141,7 @@ function report(error: unknown, out: Out): number {
     out.stderr(`agentgate: ${error.message}`);
     return error.exitCode;
   }
-  if (error instanceof AdminClientError || error instanceof StateFileError || error instanceof AdminSocketInUseError || error instanceof CredentialError) {
+  if (error instanceof AdminClientError || error instanceof StateFileError || error instanceof StateFileLockedError || error instanceof ReadOnlyStoreError || error instanceof AdminSocketInUseError || error instanceof CredentialError) {
     out.stderr(`agentgate: ${error.message}`);
     return 1;
   }

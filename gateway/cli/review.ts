@@ -51,7 +51,7 @@ async function review(args: readonly string[], out: Out): Promise<number> {
   if (!since.ok) throw new CliError(`--since: ${since.error}`, 2);
   const settings = await settingsFrom(values.config);
   const policy = await readPolicy(settings, systemClock);
-  const store = await openStore(settings.state, systemClock, { tool: true });
+  const store = await openStore(settings.state, systemClock, { readOnly: true });
   let credentials: CredentialAge[];
   try {
     credentials = store.clientSecrets().map((s) => ({ agent: s.agent, id: s.id, createdAt: s.createdAt }));

@@ -3,7 +3,7 @@
 import type { Clock } from '../clock.js';
 import { loadPolicyDir } from './load.js';
 import type { PolicySnapshot } from './types.js';
-import { validatePolicy } from './validate.js';
+import { validatePolicy } from './validate/index.js';
 
 export interface LoadPolicyOptions {
   readonly version: number;

@@ -4,7 +4,7 @@
 import type { RawEntry, RawNode } from './load.js';
 import type { FieldRule, FieldRules, ValueRule } from './types.js';
 import { describe } from './units.js';
-import type { Checker } from './validate.js';
+import type { Checker } from './validate/checker.js';
 
 export type RuleMode = 'query' | 'json';
 

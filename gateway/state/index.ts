@@ -18,6 +18,11 @@ export interface OpenStoreOptions {
   readonly onReseed?: (kind: 'reseed' | 'merge') => void;
   /** A CLI tool beside a running gateway: reads the Redis journal, never writes it, never reseeds. */
   readonly tool?: boolean;
+  /**
+   * A reader beside a running gateway (`explain`, `review`): a memory-driver state file is read
+   * without taking its writer's lock, and never written. Implies `tool`.
+   */
+  readonly readOnly?: boolean;
   /** Log lines about changes kept locally, pushed late, lost data and reseeds. */
   readonly onNotice?: (level: 'info' | 'warn' | 'error', message: string, fields: Record<string, unknown>) => void;
 }
@@ -38,9 +43,10 @@ export async function openStore(settings: StateSettings, clock: Clock, options: 
       journal: settings.journal,
       reseed: settings.reseed,
       ...options,
+      tool: options.tool === true || options.readOnly === true,
     });
   }
-  return openMemoryStore({ clock, file: settings.file });
+  return openMemoryStore({ clock, file: settings.file, readOnly: options.readOnly === true });
 }
 
 /**

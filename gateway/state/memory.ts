@@ -1,7 +1,9 @@
 // The embedded store for a single instance: state in process memory, made durable in `state.file`.
 // Kill switches, revocations and tripped breakers are written (temp file, fsync, rename, fsync of
 // the folder) before the call that changed them resolves, and loaded at start. A corrupt file
-// stops the start: a kill is never silently forgotten.
+// stops the start: a kill is never silently forgotten. One writer per file: a writer holds
+// `<file>.lock` (lock.ts), so a second gateway or an offline CLI change beside a running gateway
+// is refused instead of overwriting its state; readers (`explain`, `review`) open it read-only.
 import { mkdir, open, readFile, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Clock } from '../clock.js';
@@ -10,12 +12,24 @@ import { addViolation, type BreakerRecord } from './breaker.js';
 import { approvalUse, decidedApproval, placeApproval, pruneApprovals, usedApproval } from './rules/approvals.js';
 import { RECORD_BYTES, RevocationSet } from './revocations.js';
 import { ActivityTable, createSweeper, pruneExpired, SessionTable, UseCounts } from './rules/sessions.js';
+import { lockStateFile, type FileLock, type LockOptions } from './lock.js';
 import { asAuditCheckpoint, type AuditCheckpointRecord, type Activity, type ApprovalRecord, type ApprovalUse, type ClientSecretRecord, type KillRecord, type SessionState, type Store } from './store.js';
 
 export interface MemoryStoreOptions {
   readonly clock: Clock;
   /** Where state survives restarts; null keeps it in memory only. */
   readonly file: string | null;
+  /** Read the file and never write it (no lock taken): every change is refused. */
+  readonly readOnly?: boolean;
+  readonly lock?: LockOptions;
+}
+
+/** A change was asked of a store opened read-only. */
+export class ReadOnlyStoreError extends Error {
+  constructor() {
+    super('this state file was opened read-only (a tool beside the gateway); changes go through the gateway');
+    this.name = 'ReadOnlyStoreError';
+  }
 }
 
 /** The state file exists but cannot be read back; the gateway refuses to start on it. */
@@ -81,8 +95,17 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
   const approvals = new Map<string, ApprovalRecord>();
   const checkpoints = new Map<string, AuditCheckpointRecord>();
 
+  const readOnly = options.readOnly === true;
+  let lock: FileLock | null = null;
+  if (file !== null && !readOnly) {
+    await mkdir(dirname(file), { recursive: true });
+    lock = await lockStateFile(file, options.lock);
+  }
   if (file !== null) {
-    const loaded = await readStateFile(file);
+    const loaded = await readStateFile(file).catch(async (error: unknown) => {
+      await lock?.release();
+      throw error;
+    });
     if (loaded !== null) {
       for (const k of loaded.kills) kills.set(k.agent, k);
       const nowSeconds = clock.now() / 1000;
@@ -104,6 +127,7 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
   let writing: Promise<void> | null = null;
   let dirty = false;
   function persist(): Promise<void> {
+    if (readOnly) return Promise.reject(new ReadOnlyStoreError());
     if (file === null) return Promise.resolve();
     dirty = true;
     writing ??= (async () => {
@@ -294,6 +318,7 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
     },
     async close() {
       while (writing !== null) await writing;
+      await lock?.release();
     },
   };
 }

@@ -79,6 +79,8 @@ t.test('options: defaults, quick, flags, env, and refusals', async (t) => {
   t.equal(parseOptions([], { BENCH_QUICK: '1' }, '/repo').quick, true);
   t.equal(parseOptions(['--rounds', '3'], { BENCH_ROUNDS: '7' }, '/repo').rounds, 3, 'a flag beats the environment');
   t.same([...parseOptions(['--groups', 'kill,tokens'], {}, '/repo').groups], ['kill', 'tokens']);
+  t.equal(full.baseline, null, 'no baseline build unless asked');
+  t.equal(parseOptions(['--baseline', '/tmp/before'], {}, '/repo').baseline, '/tmp/before');
   const refusals = [
     { name: 'unknown group', argv: ['--groups', 'forwarding,speed'], message: /unknown group "speed"/ },
     { name: 'zero rounds', argv: ['--rounds', '0'], message: /--rounds: "0" is not a positive whole number/ },
@@ -96,8 +98,15 @@ t.test('the bar: met and missed lines', async (t) => {
     machine: { node: 'v20', cpu: 'cpu', cores: 2, pinned: true, loadAverage: [0, 0, 0], date: 'today' },
     settings: { rounds: 1, durationSeconds: 1, warmupSeconds: 1, connections: 50, quick: false, command: 'npm run bench' },
     elapsedSeconds: 1,
-    forwarding: [{ scenario: 'GET 200 B', direct: contestant, bare: contestant, agentgate: contestant, agentgateToBare: summary(0.9), agentgateToDirect: summary(0.2), bareToDirect: summary(0.22), addedP99: summary(1.5) }],
-    refusal: { allowed: contestant, refusals: [{ kind: 'bad token (401)', status: 401, result: contestant, toAllowed: summary(2), backendRequests: 1 }] },
+    forwarding: [{ scenario: 'GET 200 B', direct: contestant, bare: contestant, agentgate: contestant, baseline: null, agentgateToBare: summary(0.9), agentgateToDirect: summary(0.2), bareToDirect: summary(0.22), addedP99: summary(1.5) }],
+    refusal: {
+      allowed: contestant,
+      refusals: [
+        { kind: 'bad token (401)', status: 401, result: contestant, toAllowed: summary(2), backendRequests: 1 },
+        { kind: 'rate limited (429)', status: 429, result: contestant, toAllowed: summary(0.95), backendRequests: 1 },
+      ],
+    },
+    masking: { plain: contestant, masked: contestant, toPlain: summary(0.7) },
     kill: { kills: 10, latency: latencyPercentiles([1, 2, 3]), adminCall: latencyPercentiles([1]), allowedAfterKill: 0, refusedAfterRevive: 0, probes: 100 },
   };
   const lines = barLines(results);
@@ -108,6 +117,9 @@ t.test('the bar: met and missed lines', async (t) => {
       ['GET 200 B: p99 added over the bare proxy', false],
       ['refusal, bad token (401): throughput / allowed', true],
       ['refusal, bad token (401): requests that reached the backend', false],
+      ['refusal, rate limited (429): throughput / allowed (issue 14: cheaper than an allowed call)', false],
+      ['refusal, rate limited (429): requests that reached the backend', true],
+      ['masked route / plain route throughput (same 18 KiB JSON)', null],
       ['kill in force p99, admin call → first refusal seen by a probe (10 kills)', true],
       ['kill answer p99, admin call → its answer (durable, waits for the peer lookup)', null],
     ],
@@ -128,7 +140,7 @@ t.test('generated config and policy pass `agentgate check`', async (t) => {
   const files = await writeBenchFiles(dir, { socket: join(dir, 's.sock'), issuer: 'http://agentgate.bench' }, { upstream: 'http://127.0.0.1:9', extraAgents: 20, clientJwk });
   const result = await runCli(['check', '--config', files.configFile, '--json']);
   t.equal(result.code, 0, result.stderr);
-  t.match(JSON.parse(result.stdout), { valid: true, backends: 1, roles: 2, agents: 24 });
+  t.match(JSON.parse(result.stdout), { valid: true, backends: 1, roles: 4, agents: 26 });
   t.match(policyYaml({ upstream: 'http://u', clientJwk }), /token-client: \{ role: caller, owner: bench, credentials: \[\{ type: private_key_jwt, jwk: \{"kty":"OKP"/);
   t.match(configYaml({ policiesDir: '/p', socket: '/s', issuer: 'http://i' }), /maxBodyBytes: 1MiB/);
   t.match(policyYaml({ upstream: 'http://u' }), new RegExp(`${AGENTS.flooder}: \\{ role: flooder`));

@@ -1,6 +1,7 @@
 // The Store contract, one table run against both drivers. For Redis every case gets TWO stores
 // on one real redis-server (two gateway instances): a write on one must be seen, and counted
-// exactly, on the other. The memory driver runs the same table with one store in both roles.
+// exactly, on the other. The memory driver runs the same table with one store in both roles: it
+// is one instance by contract, and a second store on the same file is refused (test/state/lock.test.ts).
 import t, { type Test } from 'tap';
 import { openMemoryStore } from '../../gateway/state/memory.js';
 import { openRedisStore, RedisUnavailableError } from '../../gateway/state/redis.js';
