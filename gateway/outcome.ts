@@ -78,7 +78,8 @@ export function createOutcomeWriter(deps: OutcomeDeps): OutcomeWriter {
       kind: 'proxy',
       requestId: ctx.requestId,
       // A second line for the same request: what happened after its answer's head went out.
-      ...(phase === undefined ? {} : { phase }),
+      // (Absent fields are left undefined, which JSON leaves out: no spread copies per line.)
+      phase,
       agent: principal?.agent ?? null,
       role: principal?.role ?? null,
       onBehalfOf: principal?.onBehalfOf ?? null,
@@ -92,10 +93,10 @@ export function createOutcomeWriter(deps: OutcomeDeps): OutcomeWriter {
       reasonDetail: reasonDetail === '' ? null : reasonDetail,
       route: ctx.grant?.route ?? null,
       // Role constraints: what shadow mode let through, and the human approval a call used.
-      ...(ctx.grant !== null && ctx.grant.shadow.length > 0 ? { shadow: ctx.grant.shadow } : {}),
-      ...(ctx.grant?.approvalId ? { approvalId: ctx.grant.approvalId } : {}),
+      shadow: ctx.grant !== null && ctx.grant.shadow.length > 0 ? ctx.grant.shadow : undefined,
+      approvalId: ctx.grant?.approvalId ? ctx.grant.approvalId : undefined,
       // MCP: the JSON-RPC id, method and tool of every message of the body.
-      ...(ctx.mcp !== null && ctx.mcp.messages.length > 0 ? { rpc: ctx.mcp.messages } : {}),
+      rpc: ctx.mcp !== null && ctx.mcp.messages.length > 0 ? ctx.mcp.messages : undefined,
       status,
       upstreamStatus: ctx.upstream?.status ?? null,
       durationMs: Math.round(totalMs * 1000) / 1000,

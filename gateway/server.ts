@@ -346,7 +346,10 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
   };
   // listen.tls: the agent port (broker included) speaks only HTTPS; the metrics port and the admin
   // socket stay as they are.
-  const agentServer: Server | TlsServer = listenTls === undefined ? createServer(agentOptions) : createTlsServer({ ...agentOptions, ...tlsServerOptions(listenTls) });
+  // A TLS handshake gets the time a request head gets (node's own default is 120 s), so a
+  // connection that never finishes it cannot hold a socket longer than a slow plain-HTTP client.
+  const agentServer: Server | TlsServer =
+    listenTls === undefined ? createServer(agentOptions) : createTlsServer({ ...agentOptions, ...tlsServerOptions(listenTls), handshakeTimeout: settings.limits.headersTimeoutMs });
   // The response in progress on each connection: a parser error in the middle of a request body
   // must not write a second answer into a response already under way.
   const serving = new WeakMap<Socket, ServerResponse>();
@@ -363,6 +366,16 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
   // Requests node's parser refuses (bad bytes in the target, oversized headers, smuggling
   // attempts) get a problem document too, and are counted and audited like any refusal; a parser
   // error in the middle of a body never writes a second answer into a response under way.
+  if (listenTls !== undefined) {
+    // node:https hands a failed TLS handshake (untrusted or missing client certificate, an old
+    // version, plain HTTP, a handshake not finished in time) to 'clientError' by default. There is
+    // no HTTP request to answer or audit and no channel to answer on: close the connection.
+    agentServer.removeAllListeners('tlsClientError');
+    agentServer.on('tlsClientError', (error: NodeJS.ErrnoException, socket: Socket) => {
+      log.debug('TLS handshake failed', { code: error.code, remoteAddress: socket.remoteAddress });
+      socket.destroy();
+    });
+  }
   agentServer.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => {
     if (serving.get(socket)?.headersSent === true) socket.destroy();
     else pipeline.clientError(error, socket);

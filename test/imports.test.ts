@@ -124,6 +124,8 @@ export function violation(edge: Edge): string | null {
     // Only the composition roots reach outside gateway/ (the CLI starts the demo backends).
     if (edge.to.startsWith('..')) return rule.includes('*') ? null : `${at}: imports ${edge.to}, outside gateway/`;
     if (STAGE_FILES.includes(edge.from) && STAGE_FILES.includes(edge.to) && edge.from !== edge.to) return `${at}: stage ${edge.from} imports another stage (${edge.to})`;
+    // Helpers beside the stages (constraints/, request-rules.ts, ...) serve them and never call one.
+    if (edge.from.startsWith('stages/') && !STAGE_FILES.includes(edge.from) && STAGE_FILES.includes(edge.to)) return `${at}: stage helper ${edge.from} imports a stage (${edge.to})`;
     if (edge.from === edge.to) return null;
     for (const allowed of rule) {
       if (allowed === '*') return null;
@@ -164,6 +166,8 @@ t.test('the checker refuses what the table forbids', async (t) => {
     { name: 'tokens importing the request context', file: 'tokens/mint.ts', source: "import type { Actor } from '../context.js';", expect: /must not import context\.ts/ },
     { name: 'state importing the request context', file: 'state/memory.ts', source: "import type { Clock } from '../context.js';", expect: /must not import context\.ts/ },
     { name: 'a stage importing another stage', file: 'stages/authorize.ts', source: "import { createAdmit } from './admit.js';", expect: /imports another stage/ },
+    { name: 'the authorize stage running its constraints', file: 'stages/authorize.ts', source: "import { checkNetwork } from './constraints/network.js';", expect: null },
+    { name: 'a constraint importing the stage that runs it', file: 'stages/constraints/approval.ts', source: "import { createAuthorize } from '../authorize.js';", expect: /stage helper stages\/constraints\/approval\.ts imports a stage/ },
     { name: 'a stage importing the pipeline', file: 'stages/forward.ts', source: "import { STAGE_ORDER } from '../pipeline.js';", expect: /must not import pipeline\.ts/ },
     { name: 'a stage importing the broker', file: 'stages/authenticate.ts', source: "import { DEFAULT_SINGLE_IDLE_SECONDS } from '../broker/introspect.js';", expect: /must not import broker\/introspect\.ts/ },
     { name: 'a stage importing a store value (a driver)', file: 'stages/admit.ts', source: "import { createMemoryStore } from '../state/memory.js';", expect: /must not import state\/memory\.ts/ },

@@ -30,7 +30,7 @@ export const checkVerbs: readonly Verb[] = [
     ],
     options: [['--diff OLD_DIR', 'a policies folder as it is now in force (e.g. a checkout of the last release): joiners, movers, leavers, grants added and removed per agent']],
     takes: ['json'],
-    notes: 'Every problem is listed with file:line, in one run. Warnings (the configuration still loads, exit 0) go to stderr: roles without a breaker (breaker: off), expired agents, and an issuer.url naming a loopback address the gateway does not listen on.',
+    notes: 'Every problem is listed with file:line, in one run. Warnings (the configuration still loads, exit 0) go to stderr: roles without a breaker (breaker: off), expired agents, an issuer.url naming a loopback address the gateway does not listen on, and a listen.tls certificate that has expired, runs out within 14 days or does not name the issuer host.',
     run: check,
   },
   {

@@ -4,27 +4,26 @@
 // approval. A role with `enforce: false` has its constraint refusals counted and audited instead
 // of enforced. Anything it cannot decide is refused. Reads state only: an approval to request or
 // to use up is an intent the commit applies (and refuses with state_unavailable when it cannot).
-import { createHash, randomUUID } from 'node:crypto';
-import { isIP } from 'node:net';
-import type { Readable } from 'node:stream';
-import type { RequestContext, ShadowRefusal, Stage, Target } from '../context.js';
+// The stage decides the order; the role constraints are in constraints/ (network.ts, body.ts,
+// sql.ts, approval.ts; refusals.ts says where a refusal goes in shadow mode).
+import type { RequestContext, Stage, Target } from '../context.js';
 import type { Principal } from '../tokens/claims.js';
 import type { Clock } from '../clock.js';
-import { GatewayError, approvalRequiredError } from '../errors.js';
+import { GatewayError } from '../errors.js';
 import { checkRequestHead } from '../headers.js';
 import { parseRequestBody, type ParsedBody } from '../mcp/jsonrpc.js';
 import { grantedView, holdsAny, planMessages, type MessagePlan } from '../mcp/grants.js';
 import { transportKind } from '../mcp/transport.js';
 import type { McpCall, McpView } from '../mcp/types.js';
-import { DEFAULT_APPROVAL_TTL_MS, SAFE_METHODS, type Agent, type ApprovalPolicy, type MaskPlan, type McpBackend, type NetworkSet, type Role, type Route } from '../policy/types.js';
-import type { ApprovalUse } from '../state/store.js';
+import { SAFE_METHODS, type ApprovalPolicy, type MaskPlan, type McpBackend, type NetworkSet, type Role, type Route } from '../policy/types.js';
 import type { StateView } from '../state/view.js';
-import { approvalDigest, approvalRequestKey, approvalUse } from '../state/rules/approvals.js';
 import type { Metrics } from '../telemetry/metrics.js';
-import { checkSql } from './aggregate-sql.js';
-import { readBounded } from './read-body.js';
-import { checkBodyPresence, checkJson, checkQuery, declaresBody } from './request-rules.js';
-import { parseStrictJson } from './strict-json.js';
+import { approvalPolicy, checkApproval, type ApprovalDeps } from './constraints/approval.js';
+import { checkBodyValues, jsonObject, readBody } from './constraints/body.js';
+import { checkNetwork } from './constraints/network.js';
+import { NO_SHADOW, refuse, type Refusals } from './constraints/refusals.js';
+import { checkAggregateSql } from './constraints/sql.js';
+import { checkBodyPresence, checkQuery, declaresBody } from './request-rules.js';
 
 export interface AuthorizeOptions {
   readonly maxBodyBytes: number;
@@ -38,15 +37,12 @@ export interface AuthorizeOptions {
   readonly trustedProxies?: NetworkSet | null;
 }
 
-/** The header an agent repeats a call with once a person approved it. */
-export const APPROVAL_HEADER = 'x-agentgate-approval';
-const APPROVAL_ID = /^apr_[0-9a-f-]{36}$/;
-
 export function createAuthorize(options: AuthorizeOptions): Stage {
   const { maxBodyBytes, state, metrics } = options;
   const bodyIdleMs = options.bodyIdleMs ?? 10_000;
   const clock = options.clock ?? { now: () => Date.now() };
   const trustedProxies = options.trustedProxies ?? null;
+  const approvals: ApprovalDeps = { state, clock };
 
   return {
     name: 'authorize',
@@ -95,7 +91,7 @@ export function createAuthorize(options: AuthorizeOptions): Stage {
       const queryRefusal = checkQuery(target.query, route);
       if (queryRefusal !== null) refuse(refusals, queryRefusal);
       const mask = role.mask.size === 0 ? null : (role.mask.get(backend.name) ?? null);
-      const approval = route.approval ?? (role.approval.has(route.scope) ? { ttlMs: DEFAULT_APPROVAL_TTL_MS } : null);
+      const approval = approvalPolicy(route, role);
       const checksQuery = route.query !== null && role.query !== null;
       if (route.body === null && route.json === null && !checksQuery && approval === null) {
         // The hot path: nothing to read, nothing to wait for.
@@ -122,7 +118,7 @@ export function createAuthorize(options: AuthorizeOptions): Stage {
     if (json) checkBodyConstraints(`${target.method} ${target.path}`, route, role, jsonObject(body), refusals);
     let approvalId: string | null = null;
     // Last: a request other checks refuse never waits for a person.
-    if (approval !== null) approvalId = await checkApproval(ctx, target, principal, route, approval, body, refusals);
+    if (approval !== null) approvalId = await checkApproval(approvals, ctx, target, principal, route, approval, body, refusals);
     ctx.grant = { backend: target.backend, scope: route.scope, route: route.template, params, body, mask, shadow: refusals.shadow ?? NO_SHADOW, approvalId };
   }
 
@@ -145,65 +141,15 @@ export function createAuthorize(options: AuthorizeOptions): Stage {
     let approvalId: string | null = null;
     for (const call of plan.tools) {
       checkBodyConstraints(`tools/call ${call.name}`, call.route, role, call.arguments, refusals);
-      const approval = call.route.approval ?? (role.approval.has(call.route.scope) ? { ttlMs: DEFAULT_APPROVAL_TTL_MS } : null);
+      const approval = approvalPolicy(call.route, role);
       if (approval === null) continue;
       if (parsed.batch) throw new GatewayError('body_invalid', `tool "${call.name}" needs a person's approval and must be called alone, not in a batch`);
       // The approval covers the tool and its arguments, not the JSON-RPC id a retry changes.
       const subject = Buffer.from(JSON.stringify({ tool: call.name, arguments: call.arguments }));
-      approvalId = await checkApproval(ctx, { ...target, path: `${target.path}#tools/call/${call.name}` }, principal, call.route, approval, subject, refusals);
+      approvalId = await checkApproval(approvals, ctx, { ...target, path: `${target.path}#tools/call/${call.name}` }, principal, call.route, approval, subject, refusals);
     }
     const first = plan.tools[0];
     ctx.grant = { backend, scope: plan.scope, route: first === undefined ? (plan.summaries[0]?.method ?? 'response') : first.route.template, params: {}, body, mask: null, shadow: refusals.shadow ?? NO_SHADOW, approvalId };
-  }
-
-  async function checkApproval(ctx: RequestContext, target: Target, caller: Principal, route: Route, policy: ApprovalPolicy, body: Buffer, refusals: Refusals): Promise<string | null> {
-    if (state === undefined) {
-      refuse(refusals, new GatewayError('approval_required', `${route.template} needs a person's approval for each call`, { reasonDetail: 'no approval store' }));
-      return null;
-    }
-    const bodySha256 = createHash('sha256').update(body).digest('hex');
-    const path = target.path + target.query;
-    const requestKey = approvalRequestKey(caller.agent, target.method, path, bodySha256);
-    const presented = ctx.request.headers[APPROVAL_HEADER];
-    const now = clock.now();
-    if (presented !== undefined) {
-      const id = typeof presented === 'string' ? presented.trim() : '';
-      const use: ApprovalUse = APPROVAL_ID.test(id) ? approvalUse(state.approval(id), requestKey, now) : 'unknown';
-      if (use === 'ok') {
-        // Used up by the commit, once, and only when every check admitted the call.
-        ctx.intents.push({ kind: 'consume_approval', when: 'admitted', id, requestKey });
-        return id;
-      }
-      refuse(refusals, new GatewayError('approval_invalid', APPROVAL_ANSWERS[use], { reasonDetail: `approval ${id.slice(0, 48)}: ${use}` }));
-      return null;
-    }
-    const expiresAt = now + policy.ttlMs;
-    let record = state.pendingApproval(requestKey, now);
-    if (record === undefined) {
-      record = {
-        id: `apr_${randomUUID()}`,
-        agent: caller.agent,
-        role: caller.role,
-        backend: target.backend,
-        method: target.method,
-        path,
-        route: route.template,
-        bodySha256,
-        requestKey,
-        digest: approvalDigest(requestKey, expiresAt),
-        createdAt: now,
-        expiresAt,
-        status: 'pending',
-        decidedBy: null,
-        decidedAt: null,
-        reason: null,
-        usedAt: null,
-      };
-      // Recorded by the commit before the agent is answered; the answer names the stored record.
-      ctx.intents.push({ kind: 'request_approval', when: 'always', record });
-    }
-    refuse(refusals, approvalRequiredError(record));
-    return null;
   }
 }
 
@@ -220,30 +166,6 @@ function planMessagesAudited(ctx: RequestContext, parsed: ParsedBody, mcp: McpBa
   return plan;
 }
 
-/** Where a constraint refusal goes: thrown, or (shadow mode) recorded and counted. */
-interface Refusals {
-  readonly shadow: ShadowRefusal[] | null;
-  readonly agent: string;
-  readonly metrics: Metrics | undefined;
-}
-
-const NO_SHADOW: readonly ShadowRefusal[] = Object.freeze([]);
-
-function refuse(refusals: Refusals, error: GatewayError): void {
-  if (refusals.shadow === null) throw error;
-  refusals.shadow.push({ reason: error.reason, detail: error.reasonDetail });
-  refusals.metrics?.shadowRefusal(refusals.agent, error.reason);
-}
-
-const APPROVAL_ANSWERS: Readonly<Record<Exclude<ApprovalUse, 'ok'>, string>> = {
-  unknown: 'no approval with this id exists',
-  pending: 'this approval is still waiting for a person; repeat the request once it is approved',
-  denied: 'this approval was denied',
-  used: 'this approval was already used; each approval passes one call',
-  expired: 'this approval has expired; send the request without the header to ask again',
-  mismatch: 'this approval was given for a different request (agent, method, path or body); send the request without the header to ask again',
-};
-
 /** The first candidate route the token holds a scope for, which the agent's role still grants. */
 function grantedRoute(routes: readonly Route[], principal: Principal, roleGrants: ReadonlySet<string>): Route | null {
   for (const route of routes) {
@@ -254,102 +176,8 @@ function grantedRoute(routes: readonly Route[], principal: Principal, roleGrants
   return null;
 }
 
-/**
- * The caller's address: the socket peer, or, when the peer is a trusted proxy, the right-most
- * `X-Forwarded-For` entry that is not itself a trusted proxy. Null when an entry is not an address.
- */
-export function clientAddress(remoteAddress: string, forwardedFor: string | string[] | undefined, trusted: NetworkSet | null): string | null {
-  if (trusted === null || forwardedFor === undefined || !inSet(trusted, remoteAddress)) return remoteAddress;
-  const entries = (Array.isArray(forwardedFor) ? forwardedFor.join(',') : forwardedFor).split(',');
-  let address = remoteAddress;
-  for (let i = entries.length - 1; i >= 0; i--) {
-    const entry = (entries[i] ?? '').trim();
-    if (isIP(entry) === 0) return null;
-    address = entry;
-    if (!inSet(trusted, entry)) return entry;
-  }
-  return address;
-}
-
-function inSet(set: NetworkSet, address: string): boolean {
-  const family = isIP(address);
-  if (family === 0) return false;
-  return set.list.check(address, family === 4 ? 'ipv4' : 'ipv6');
-}
-
-function checkNetwork(ctx: RequestContext, role: Role, agent: Agent | undefined, trusted: NetworkSet | null, refusals: Refusals): void {
-  const address = clientAddress(ctx.request.remoteAddress, ctx.request.headers['x-forwarded-for'], trusted);
-  const sets = [role.network?.allow, agent?.network?.allow];
-  for (const set of sets) {
-    if (set === undefined) continue;
-    if (address === null || !inSet(set, address)) {
-      refuse(
-        refusals,
-        new GatewayError('network_denied', 'calls for this agent are not accepted from this network', {
-          reasonDetail: `${address ?? 'unparseable X-Forwarded-For'} (peer ${ctx.request.remoteAddress}) not in ${set.cidrs.join(', ')}`,
-        }),
-      );
-      return;
-    }
-  }
-}
-
-/** Buffer the body a constraint must read (bounded): what is checked is exactly what is forwarded. */
-async function readBody(ctx: RequestContext, template: string, json: boolean, maxBodyBytes: number, bodyIdleMs: number): Promise<Buffer> {
-  if (json) {
-    const contentType = ctx.request.headers['content-type'] ?? '';
-    if (!isJsonContentType(contentType)) {
-      throw new GatewayError('body_invalid', `${template} takes a JSON body (content-type: application/json)`, {
-        reasonDetail: `content-type ${JSON.stringify(contentType).slice(0, 80)}`,
-      });
-    }
-  }
-  if (ctx.request.headers['content-encoding'] !== undefined) {
-    throw new GatewayError('body_invalid', 'a checked body must not be content-encoded');
-  }
-  return ctx.request.body === null ? Buffer.alloc(0) : readBounded(ctx.request.body, { maxBytes: maxBodyBytes, idleMs: bodyIdleMs }, ctx.signal);
-}
-
-function jsonObject(body: Buffer): Readonly<Record<string, unknown>> {
-  const parsed = parseStrictJson(body);
-  if (!parsed.ok) throw new GatewayError('body_invalid', `the JSON body cannot be checked: ${parsed.problem}`);
-  const value = parsed.value;
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new GatewayError('body_invalid', 'the JSON body must be an object');
-  }
-  return value as Record<string, unknown>;
-}
-
-/** Body-value rules and aggregate-only SQL on a JSON object: a REST body or a tool's arguments. */
+/** Body-value rules, then aggregate-only SQL, on a JSON object: a REST body or a tool's arguments. */
 function checkBodyConstraints(label: string, route: Route, role: Role, fields: Readonly<Record<string, unknown>>, refusals: Refusals): void {
-  for (const [field, allowed] of route.body?.fields ?? []) {
-    const actual = Object.hasOwn(fields, field) ? fields[field] : undefined;
-    if (typeof actual !== 'string' || !allowed.has(actual)) {
-      refuse(
-        refusals,
-        new GatewayError('out_of_scope', `field "${field}" must be one of: ${[...allowed].join(', ')}`, {
-          reasonDetail: `${label} ${field}=${JSON.stringify(actual)?.slice(0, 64) ?? 'undefined'}`,
-        }),
-      );
-    }
-  }
-  // After the listed body values, so a wrong script still reads out_of_scope.
-  const jsonRefusal = checkJson(fields, route);
-  if (jsonRefusal !== null) refuse(refusals, jsonRefusal);
-  const query = route.query;
-  const constraint = role.query;
-  if (query === null || constraint === null) return;
-  const sql = Object.hasOwn(fields, query.field) ? fields[query.field] : undefined;
-  const verdict = typeof sql === 'string' ? checkSql(sql, constraint, query.dialect) : { ok: false as const, problem: `${label} needs the SQL as a string in "${query.field}"` };
-  if (!verdict.ok) {
-    refuse(refusals, new GatewayError('not_aggregate', `${verdict.problem}; role "${role.name}" may run ${constraint.aggregateOnly ? 'aggregate queries only, ' : ''}over ${[...constraint.tables].join(', ')}`, {
-      reasonDetail: `${verdict.problem}: ${typeof sql === 'string' ? JSON.stringify(sql.slice(0, 200)) : typeof sql}`,
-    }));
-  }
-}
-
-function isJsonContentType(value: string): boolean {
-  const semi = value.indexOf(';');
-  const type = (semi === -1 ? value : value.slice(0, semi)).trim().toLowerCase();
-  return type === 'application/json';
+  checkBodyValues(label, route, fields, refusals);
+  checkAggregateSql(label, route, role, fields, refusals);
 }

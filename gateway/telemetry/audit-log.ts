@@ -6,7 +6,7 @@
 // When the file cannot be written (ENOSPC, EIO, EACCES) the log turns unavailable: waiting
 // appends reject at once, callers refuse new work, and the writer retries from the exact byte not
 // yet written, so a recovered file never holds a duplicated or broken line.
-import { createHash } from 'node:crypto';
+import { createHash, hash as cryptoHash } from 'node:crypto';
 import { mkdir, open, readFile, rename, stat, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
@@ -119,15 +119,24 @@ export function hashLine(line: string): string {
   return createHash('sha256').update(line).digest('hex');
 }
 
+/** One-shot SHA-256 (crypto.hash, Node 20.12+): no Hash object per line. */
+const sha256Hex: (line: string) => string = typeof cryptoHash === 'function' ? (line) => cryptoHash('sha256', line, 'hex') : hashLine;
+
 interface Waiter {
   resolve(): void;
   reject(error: Error): void;
 }
 
+/**
+ * A line not yet in a batch. Its `seq` and `prev` are given, and its hash taken, when a batch is
+ * cut (in order, so the chain is the same as if each had been hashed on arrival): `body` is the
+ * record's JSON without its opening brace; a checkpoint is signed then, over its own seq and prev.
+ */
 interface Pending {
-  readonly text: string;
+  readonly body: string | null;
   readonly waiter: Waiter | null;
-  readonly checkpoint: AuditCheckpoint | null;
+  /** Set for a checkpoint line: when it was decided. */
+  readonly checkpointTime: string | null;
 }
 
 interface Batch {
@@ -205,29 +214,28 @@ export async function openAuditLog(options: AuditLogOptions): Promise<AuditLog> 
   let rotationShifted = false;
   let rotationRenamed = false;
 
-  function chain(body: Record<string, unknown>, waiter: Waiter | null): void {
-    seq += 1;
-    const line = JSON.stringify({ seq, prev, ...body });
-    prev = hashLine(line);
-    pending.push({ text: `${line}\n`, waiter, checkpoint: null });
-    schedule();
-  }
-
   function chainCheckpoint(): void {
     if (signer === null || sinceCheckpoint === 0) return;
     sinceCheckpoint = 0;
-    seq += 1;
-    const time = new Date().toISOString();
-    const sig = signer.sign(checkpointPayload(seq, prev, time, signer.kid));
-    const line = JSON.stringify({ seq, prev, time, kind: 'checkpoint', kid: signer.kid, sig });
-    prev = hashLine(line);
-    pending.push({ text: `${line}\n`, waiter: null, checkpoint: { file, seq, hash: prev, time } });
+    pending.push({ body: null, waiter: null, checkpointTime: new Date().toISOString() });
     schedule();
+  }
+
+  /** The next line of the chain: `{"seq":N,"prev":"...",` then the record (or the signed checkpoint). */
+  function lineOf(entry: Pending, lineSeq: number, linePrev: string): string {
+    if (entry.body !== null) return entry.body === '' ? `{"seq":${lineSeq},"prev":"${linePrev}"}` : `{"seq":${lineSeq},"prev":"${linePrev}",${entry.body}`;
+    const time = entry.checkpointTime ?? '';
+    const kid = signer?.kid ?? '';
+    const sig = signer?.sign(checkpointPayload(lineSeq, linePrev, time, kid)) ?? '';
+    return JSON.stringify({ seq: lineSeq, prev: linePrev, time, kind: 'checkpoint', kid, sig });
   }
 
   function addRecord(record: AuditRecord, waiter: Waiter | null): void {
     if (closed) throw new Error('audit log is closed');
-    chain(record, waiter);
+    // Serialised now (the record may change after this call); chained and hashed when its batch is cut.
+    const json = JSON.stringify(record);
+    pending.push({ body: json.length > 2 ? json.slice(1) : '', waiter, checkpointTime: null });
+    schedule();
     sinceCheckpoint += 1;
     if (sinceCheckpoint >= checkpointLines) chainCheckpoint();
     else if (checkpointTimer === null && signer !== null) {
@@ -245,12 +253,13 @@ export async function openAuditLog(options: AuditLogOptions): Promise<AuditLog> 
     writing ??= nextTurn().then(pump);
   }
 
-  /** The next batch: as many pending lines as fit before `maxBytes`, at least one. */
+  /**
+   * The next batch: as many pending lines as fit before `maxBytes`, at least one. This is where
+   * lines are chained: each gets the next `seq` and the previous line's hash as `prev`.
+   */
   function cut(): Batch {
     let rotateFirst = false;
-    const first = pending[0];
-    if (first !== undefined && size > 0 && size + Buffer.byteLength(first.text) > maxBytes) rotateFirst = true;
-    let room = (rotateFirst ? 0 : size);
+    let room = size;
     let end = 0;
     const texts: string[] = [];
     const waiters: Waiter[] = [];
@@ -258,12 +267,18 @@ export async function openAuditLog(options: AuditLogOptions): Promise<AuditLog> 
     while (end < pending.length) {
       const entry = pending[end];
       if (entry === undefined) break;
-      const bytes = Buffer.byteLength(entry.text);
-      if (end > 0 && room + bytes > maxBytes) break;
+      const text = `${lineOf(entry, seq + 1, prev)}\n`;
+      const bytes = Buffer.byteLength(text);
+      if (end === 0 && size > 0 && size + bytes > maxBytes) {
+        rotateFirst = true;
+        room = 0;
+      } else if (end > 0 && room + bytes > maxBytes) break;
       room += bytes;
-      texts.push(entry.text);
+      seq += 1;
+      prev = sha256Hex(text.slice(0, -1));
+      texts.push(text);
       if (entry.waiter !== null) waiters.push(entry.waiter);
-      if (entry.checkpoint !== null) checkpoint = entry.checkpoint;
+      if (entry.checkpointTime !== null) checkpoint = { file, seq, hash: prev, time: entry.checkpointTime };
       end++;
     }
     pending = end === pending.length ? [] : pending.slice(end);

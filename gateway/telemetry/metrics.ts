@@ -1,7 +1,7 @@
 // Every Prometheus metric the gateway exports, on one registry per gateway (so tests can run
 // several gateways in one process). Label values come only from closed sets: reason codes and
 // backend, role and agent names from the policy. Anything else is folded into `unknown`.
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ReasonCode } from '../errors.js';
 
 /** The label value for a backend, agent or role name that is not in the policy. */
@@ -93,25 +93,29 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     registers: [registry],
   }).set({ version: options.version ?? 'unknown', node: process.version }, 1);
 
+  // Counted per request in pre-resolved children (a number each) and added to prom-client at
+  // scrape time: prom-client's own children hash and validate their labels on every inc().
+  const pendingRequests = new Map<string, RequestCount>();
   const requests = new Counter({
     name: 'agentgate_requests_total',
     help: 'Requests on the agent port, by backend, decision and reason.',
     labelNames: ['backend', 'decision', 'reason'] as const,
     registers: [registry],
+    collect() {
+      for (const child of pendingRequests.values()) {
+        if (child.pending === 0) continue;
+        this.inc(child.labels, child.pending);
+        child.pending = 0;
+      }
+    },
   });
-  const duration = new Histogram({
-    name: 'agentgate_request_duration_seconds',
-    help: 'Time from request arrival to response headers sent, by backend.',
-    labelNames: ['backend'] as const,
-    buckets: LATENCY_BUCKETS,
-    registers: [registry],
-  });
-  const overhead = new Histogram({
-    name: 'agentgate_overhead_seconds',
-    help: 'Gateway time per request excluding time spent waiting for the upstream.',
-    buckets: OVERHEAD_BUCKETS,
-    registers: [registry],
-  });
+  // The two per-request histograms are kept by HotHistogram (a bucket scan into a typed array per
+  // series, resolved once), not prom-client's Histogram, which hashes the labels on every observe.
+  const duration = new HotHistogram('agentgate_request_duration_seconds', 'Time from request arrival to response headers sent, by backend.', 'backend', LATENCY_BUCKETS);
+  const overhead = new HotHistogram('agentgate_overhead_seconds', 'Gateway time per request excluding time spent waiting for the upstream.', null, OVERHEAD_BUCKETS);
+  registry.registerMetric(duration as unknown as Parameters<Registry['registerMetric']>[0]);
+  registry.registerMetric(overhead as unknown as Parameters<Registry['registerMetric']>[0]);
+  const overheadSeries = overhead.series('');
   const violations = new Counter({
     name: 'agentgate_violations_total',
     help: 'Calls made with a valid token outside its grant, by agent, role and reason.',
@@ -256,8 +260,8 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     for (const agent of names.agents) if (firstTime(`agent\u0000${agent}`)) trips.inc({ agent }, 0);
   }
 
-  const requestChildren = new Map<string, Map<string, ReturnType<typeof requests.labels>>>();
-  const durationChildren = new Map<string, ReturnType<typeof duration.labels>>();
+  const requestChildren = new Map<string, Map<string, RequestCount>>();
+  const durationChildren = new Map<string, HistogramSeries>();
   const violationChildren = new Map<string, ReturnType<typeof violations.labels>>();
 
   function requestChild(backend: string, decision: 'allow' | 'deny', reason: string) {
@@ -268,8 +272,9 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     }
     let child = byReason.get(reason);
     if (child === undefined) {
-      child = requests.labels(backend, decision, reason);
+      child = { labels: { backend, decision, reason }, pending: 0 };
       byReason.set(reason, child);
+      pendingRequests.set(`${backend}\u0000${reason}`, child);
     }
     return child;
   }
@@ -278,14 +283,14 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     registry,
     contentType: registry.contentType,
     observeRequest(backend, decision, reason, seconds, overheadSeconds) {
-      requestChild(backend, decision, reason).inc();
+      requestChild(backend, decision, reason).pending += 1;
       let d = durationChildren.get(backend);
       if (d === undefined) {
-        d = duration.labels(backend);
+        d = duration.series(backend);
         durationChildren.set(backend, d);
       }
       d.observe(seconds);
-      overhead.observe(overheadSeconds);
+      overheadSeries.observe(overheadSeconds);
     },
     violation(agent, role, reason) {
       // Resolved once per (agent, role, reason), like the request counters: a refusal flood pays
@@ -330,4 +335,93 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       return registry.metrics();
     },
   };
+}
+
+/** One label combination of agentgate_requests_total: requests counted since the last scrape. */
+interface RequestCount {
+  readonly labels: { readonly backend: string; readonly decision: string; readonly reason: string };
+  pending: number;
+}
+
+/** One series of a HotHistogram: per-bucket counts (not cumulative), sum and count. */
+class HistogramSeries {
+  readonly counts: Float64Array;
+  sum = 0;
+  count = 0;
+  constructor(readonly bounds: readonly number[]) {
+    this.counts = new Float64Array(bounds.length);
+  }
+
+  observe(value: number): void {
+    if (!Number.isFinite(value)) return;
+    const bounds = this.bounds;
+    // Few buckets, most observations in the first ones: a linear scan beats a binary search.
+    for (let i = 0; i < bounds.length; i++) {
+      if (value <= (bounds[i] as number)) {
+        this.counts[i] = (this.counts[i] ?? 0) + 1;
+        break;
+      }
+    }
+    this.sum += value;
+    this.count += 1;
+  }
+}
+
+interface HistogramValue {
+  readonly metricName: string;
+  readonly labels: Record<string, string | number>;
+  readonly value: number;
+}
+
+/**
+ * A Prometheus histogram with at most one label, for the per-request observations: each series is
+ * resolved once and observed without allocating. Registered into the prom-client registry, which
+ * reads it at scrape time through `get`/`getForPromString` (the exposition is prom-client's own:
+ * cumulative `_bucket` lines with `le`, then `_sum` and `_count`).
+ */
+class HotHistogram {
+  readonly type = 'histogram';
+  readonly aggregator = 'sum';
+  readonly #series = new Map<string, HistogramSeries>();
+
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    readonly labelName: string | null,
+    readonly buckets: readonly number[],
+  ) {}
+
+  /** The series for a label value (`''` for a histogram without a label). */
+  series(labelValue: string): HistogramSeries {
+    let series = this.#series.get(labelValue);
+    if (series === undefined) {
+      series = new HistogramSeries(this.buckets);
+      this.#series.set(labelValue, series);
+    }
+    return series;
+  }
+
+  get(): { name: string; help: string; type: string; aggregator: string; values: HistogramValue[] } {
+    const values: HistogramValue[] = [];
+    for (const [labelValue, series] of this.#series) {
+      const base: Record<string, string> = this.labelName === null ? {} : { [this.labelName]: labelValue };
+      let cumulative = 0;
+      for (let i = 0; i < this.buckets.length; i++) {
+        cumulative += series.counts[i] ?? 0;
+        values.push({ metricName: `${this.name}_bucket`, labels: { ...base, le: this.buckets[i] as number }, value: cumulative });
+      }
+      values.push({ metricName: `${this.name}_bucket`, labels: { ...base, le: '+Inf' }, value: series.count });
+      values.push({ metricName: `${this.name}_sum`, labels: base, value: series.sum });
+      values.push({ metricName: `${this.name}_count`, labels: base, value: series.count });
+    }
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
+  }
+
+  getForPromString(): ReturnType<HotHistogram['get']> {
+    return this.get();
+  }
+
+  reset(): void {
+    this.#series.clear();
+  }
 }

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { mkdir, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Pool, request } from 'undici';
+import { ADMIN_PROBLEMS, OAUTH_ERRORS } from '../../gateway/errors.js';
 import { startUpstream } from '../helpers/gateway.js';
 import { runCli, serveCli, writeConfig } from '../helpers/process.js';
 
@@ -116,6 +117,11 @@ t.test('a full audit disk under load: 503 at once, no line lost or broken, servi
   const refused = await request(`${gw.url}/svc/items/after-full`, { headers, headersTimeout: 5_000 });
   t.equal(refused.statusCode, 503, 'a new request is refused at once, not held');
   t.match(await refused.body.json(), { type: 'urn:agentgate:problem:audit_unavailable', status: 503 });
+  // The token broker issues nothing it cannot record: the catalog's temporarily_unavailable.
+  const issued = await request(`${gw.url}/oauth/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'grant_type=client_credentials', headersTimeout: 5_000 });
+  t.equal(issued.statusCode, OAUTH_ERRORS.temporarily_unavailable.status, 'the broker refuses at once');
+  t.equal(issued.headers['retry-after'], '1');
+  t.match(await issued.body.json(), { error: 'temporarily_unavailable', error_description: String });
   const metrics = await (await request(`${gw.metricsUrl}/metrics`)).body.text();
   t.match(metrics, /^agentgate_audit_writable 0$/m);
   t.match(metrics, /^agentgate_audit_write_errors_total [1-9]\d*$/m);
@@ -126,7 +132,7 @@ t.test('a full audit disk under load: 503 at once, no line lost or broken, servi
   const socket = /admin:\s+\{ socket: "([^"]+)" \}/.exec(await readFile(config, 'utf8'))?.[1] ?? '';
   const revive = await admin(socket, '/agents/reader-02/revive', {});
   t.equal(revive.status, 503, 'revive refused while the audit is unwritable');
-  t.match(revive.body, { type: 'urn:agentgate:problem:audit_unavailable', detail: /ENOSPC/ });
+  t.match(revive.body, { type: 'urn:agentgate:problem:audit_unavailable', title: ADMIN_PROBLEMS.audit_unavailable.title, detail: /ENOSPC/ });
   const kill = await admin(socket, '/agents/reader-02/kill', { reason: 'disk full drill' });
   t.equal(kill.status, 200, 'a kill still takes effect');
   t.match(kill.body, { agent: 'reader-02', auditPending: /ENOSPC.*the change is in force/ });

@@ -1,83 +1,13 @@
-// The audit trail as a security reviewer checks it: one line per request under concurrency, none
+// The audit trail as a security reviewer checks it (one line per request under 20,000 concurrent
+// requests is in audit-load.test.ts, a file of its own to stay far from tap's timeout): none
 // lost to a SIGTERM mid-load, tampering named by the real `agentgate audit verify`, the operator
 // of an admin call identified by the kernel, and no token anywhere in audit or log output.
 import t from 'tap';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Pool } from 'undici';
-import { startGateway, startUpstream } from '../helpers/gateway.js';
+import { startUpstream } from '../helpers/gateway.js';
+import { load, POLICY } from '../helpers/audit-load.js';
 import { runCli, serveCli, writeConfig } from '../helpers/process.js';
-
-const POLICY = (upstream: string): string =>
-  [
-    'backends:',
-    '  svc:',
-    `    upstream: ${upstream}`,
-    '    scopes:',
-    '      read: ["GET /items", "GET /items/:id"]',
-    '      write: ["POST /items"]',
-    'roles:',
-    '  reader:',
-    '    grants: [svc:read]',
-    'agents:',
-    '  reader-01: { role: reader, owner: test }',
-    '  reader-02: { role: reader, owner: test }',
-    '',
-  ].join('\n');
-
-interface Answered {
-  readonly id: string;
-  readonly status: number;
-}
-
-/** Fire `count` requests over `connections` keep-alive connections; collect what was answered. */
-async function load(url: string, count: number, connections: number, token: (i: number) => string, stopAfter?: { n: number; then: () => void }): Promise<Answered[]> {
-  const pool = new Pool(url, { connections, pipelining: 1 });
-  const answered: Answered[] = [];
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < count) {
-      const i = next++;
-      try {
-        const res = await pool.request({ method: 'GET', path: i % 5 === 0 ? `/svc/admin/${i}` : `/svc/items/${i}`, headers: { authorization: `Bearer ${token(i)}` } });
-        await res.body.dump();
-        answered.push({ id: String(res.headers['x-request-id']), status: res.statusCode });
-        if (stopAfter !== undefined && answered.length === stopAfter.n) stopAfter.then();
-      } catch {
-        // Refused connections after shutdown began: not answered, so not owed an audit line.
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: connections }, worker));
-  await pool.close().catch(() => undefined);
-  return answered;
-}
-
-t.test('20,000 requests with concurrency: exactly one audit line each', async (t) => {
-  const upstream = await startUpstream(t);
-  const dir = t.testdir({ policies: { 'p.yaml': POLICY(upstream.url) } });
-  const gw = await startGateway(t, { policies: join(dir, 'policies') });
-  const tokens = [await gw.token('reader-01'), await gw.token('reader-02'), 'forged.token.value'];
-  const answered = await load(gw.url, 20_000, 64, (i) => tokens[i % 3] ?? '');
-  t.equal(answered.length, 20_000, 'every request answered');
-  const all = await gw.auditLines({ checkpoints: true });
-  const lines = all.filter((l) => l.kind === 'proxy');
-  t.equal(lines.length, 20_000, 'one proxy line per request');
-  const ids = new Set(lines.map((l) => String(l.requestId)));
-  t.equal(ids.size, 20_000, 'no request audited twice');
-  t.ok(
-    answered.every((a) => ids.has(a.id)),
-    'every answered request id is in the audit',
-  );
-  const byId = new Map(lines.map((l) => [String(l.requestId), l]));
-  const mismatched = answered.filter((a) => byId.get(a.id)?.status !== a.status);
-  t.equal(mismatched.length, 0, 'the audited status is the status the client got');
-  t.same(
-    all.map((l) => l.seq),
-    all.map((_, i) => i + 1),
-    'sequence numbers are gap-free (checkpoint lines take their place in the chain)',
-  );
-});
 
 t.test('the gateway process: SIGTERM mid-load, admin peer, verify, tail, no tokens', async (t) => {
   const upstream = await startUpstream(t, (_req, res) => {
@@ -99,9 +29,10 @@ t.test('the gateway process: SIGTERM mid-load, admin peer, verify, tail, no toke
     t.equal(revive.code, 0, revive.stderr);
     const refused = await cli('kill', 'nobody', '--reason', 'x');
     t.equal(refused.code, 1);
-    // The line is written once the peer lookup returns; give it a moment.
+    // The line is written once the peer lookup returns: poll for it (with a deadline).
     let admin: Array<Record<string, unknown>> = [];
-    for (let i = 0; i < 50 && admin.length < 3; i++) {
+    const deadline = Date.now() + 15_000;
+    while (admin.length < 3 && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 50));
       admin = (await readFile(auditFile, 'utf8').catch(() => ''))
         .split('\n')

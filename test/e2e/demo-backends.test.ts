@@ -1,13 +1,12 @@
 // `agentgate demo-backends` (the compose file's backends service): the real CLI process serves
 // each demo backend on the port its policy names, answers realistic data, and stops on SIGTERM.
 import t from 'tap';
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { ROOT } from '../helpers/gateway.js';
-import { CLI, runCli, writeConfig } from '../helpers/process.js';
+import { runCli, spawnAgentgate, writeConfig } from '../helpers/process.js';
 
 async function freePort(): Promise<number> {
   const server = createServer();
@@ -41,7 +40,7 @@ t.test('demo-backends serves the ports its policies name', async (t) => {
     },
   });
   const config = await writeConfig(dir, join(dir, 'policies'));
-  const child = spawn(process.execPath, [CLI, 'demo-backends', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawnAgentgate(['demo-backends', '--config', config]);
   const exited = new Promise<number | null>((done) => child.once('exit', (code) => done(code)));
   t.teardown(() => {
     if (child.exitCode === null) child.kill('SIGKILL');

@@ -1,8 +1,8 @@
 // One agent's rate limit shared by two real `agentgate serve` processes on one real redis-server:
 // for about 10 s both instances are sent more calls than the limit allows (a bounded number), and
 // the calls admitted in total are compared with what the rule allows over the span the calls
-// actually covered (burst + rps x span, read from the audit lines): within 1 %. No timing is
-// asserted; the span is measured so the count can be exact.
+// actually covered (burst + rps x span, read from the audit lines): never more (within 1 %), and
+// not so few that calls were charged twice. No timing is asserted; the span is measured.
 import t from 'tap';
 import { readFile, symlink, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -44,19 +44,19 @@ t.test('two instances share one agent\'s rate limit exactly', { skip: missing ? 
   t.equal(minted.code, 0, minted.stderr);
   const token = minted.stdout.trim();
 
-  // Two callers per instance, each sending one call at a time with a short pause: well above
-  // 20/s in total, and at most 4 x 1000 calls.
+  // Four callers per instance, each sending one call at a time with a short pause: well above
+  // 20/s in total even when a busy machine answers a call in 100 ms, and at most 8 x 500 calls.
   const statuses = new Map<number, number>();
   const end = Date.now() + 10_000;
   const worker = async (url: string): Promise<void> => {
-    for (let sent = 0; sent < 1000 && Date.now() < end; sent++) {
+    for (let sent = 0; sent < 500 && Date.now() < end; sent++) {
       const res = await request(`${url}/svc/items`, { headers: { authorization: `Bearer ${token}` } });
       await res.body.dump();
       statuses.set(res.statusCode, (statuses.get(res.statusCode) ?? 0) + 1);
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
   };
-  await Promise.all([worker(a.url), worker(a.url), worker(b.url), worker(b.url)]);
+  await Promise.all([a.url, a.url, a.url, a.url, b.url, b.url, b.url, b.url].map(worker));
   await Promise.all([a.stop(), b.stop()]);
 
   const audit = async (side: string) =>
@@ -76,6 +76,11 @@ t.test('two instances share one agent\'s rate limit exactly', { skip: missing ? 
   t.ok(limited > admitted, `the callers asked for more than the limit (${limited} refused)`);
   t.equal(upstream.seen.length, admitted, 'the backend saw exactly the admitted calls');
   t.equal(statuses.get(200), admitted);
-  t.ok(Math.abs(admitted - expected) <= Math.max(1, expected * 0.01), `admitted ${admitted} over ${spanSeconds.toFixed(3)} s; the rule allows ${expected} (burst ${BURST} + ${RPS}/s): within 1 %`);
+  // Never more than the rule allows (within 1 %: audit times are the gateway's, not Redis's). Fewer
+  // only where the callers paused: a busy machine can stall them, and a bucket that is full while
+  // nobody calls does not grow past its burst. A limiter charging a call on both instances would
+  // admit about half; three quarters is the floor.
+  t.ok(admitted <= expected + Math.max(1, expected * 0.01), `admitted ${admitted} over ${spanSeconds.toFixed(3)} s; the rule allows ${expected} (burst ${BURST} + ${RPS}/s): never more (1 % tolerance)`);
+  t.ok(admitted >= expected * 0.75, `admitted ${admitted} of the ${expected} allowed: each call charged once`);
   t.ok(lines.some((l) => l.decision === 'allow') && (await audit('a')).some((l) => l.decision === 'allow') && (await audit('b')).some((l) => l.decision === 'allow'), 'both instances admitted calls');
 });

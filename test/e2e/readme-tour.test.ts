@@ -5,7 +5,6 @@
 // openid-client must find the broker on the moved port. The tour's finale (the breaker tripped on
 // purpose, then revived) is tour.test.ts; this file checks nothing trips before it.
 import t from 'tap';
-import { spawn } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -13,7 +12,7 @@ import { join } from 'node:path';
 import * as client from 'openid-client';
 import { decodeJwt } from 'jose';
 import { ROOT } from '../helpers/gateway.js';
-import { CLI, runCli } from '../helpers/process.js';
+import { runCli, spawnAgentgate } from '../helpers/process.js';
 
 // ---- the README, parsed ----------------------------------------------------------------------
 
@@ -134,9 +133,9 @@ async function startDemo(t: { teardown(fn: () => unknown): void }): Promise<Demo
   const dir = mkdtempSync(join(tmpdir(), 'ag-tour-'));
   cpSync(join(ROOT, 'agentgate.yaml'), join(dir, 'agentgate.yaml'));
   cpSync(join(ROOT, 'policies'), join(dir, 'policies'), { recursive: true });
-  const env: NodeJS.ProcessEnv = { ...process.env, AGENTGATE_LISTEN_PORT: '0', AGENTGATE_METRICS_PORT: '0' };
-  for (const name of ['AGENTGATE_CONFIG', 'AGENTGATE_ISSUER_URL', 'AGENTGATE_SOCKET', 'AGENTGATE_ADMIN_SOCKET', 'AGENTGATE_STATE_FILE', 'AGENTGATE_REDIS_URL', 'AGENTGATE_LOG_LEVEL']) delete env[name];
-  const child = spawn(process.execPath, [CLI, 'demo'], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const env: NodeJS.ProcessEnv = { AGENTGATE_LISTEN_PORT: '0', AGENTGATE_METRICS_PORT: '0' };
+  for (const name of ['AGENTGATE_CONFIG', 'AGENTGATE_ISSUER_URL', 'AGENTGATE_SOCKET', 'AGENTGATE_ADMIN_SOCKET', 'AGENTGATE_STATE_FILE', 'AGENTGATE_REDIS_URL', 'AGENTGATE_LOG_LEVEL']) env[name] = undefined;
+  const child = spawnAgentgate(['demo'], { cwd: dir, env });
   let stderr = '';
   let stdout = '';
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));

@@ -118,7 +118,9 @@ t.test('Retry-After and dead/hung backends', async (t) => {
   const elapsed = Date.now() - started;
   t.equal(slow.statusCode, 504);
   t.match(await slow.body.json(), { type: 'urn:agentgate:problem:upstream_timeout' });
-  t.ok(elapsed >= 350 && elapsed < 3000, `504 within the deadline (${elapsed} ms)`);
+  // The hung upstream never answers, so a 504 at all is the timeout; the lower bound shows it did not
+  // fire early. No tight upper bound: a busy machine may take long to deliver the answer.
+  t.ok(elapsed >= 350 && elapsed < 30_000, `504 after the 400 ms deadline (${elapsed} ms)`);
 
   const fine = await request(`${gw.url}/content/assets`, { headers: { authorization: `Bearer ${marketing}` } });
   t.equal(fine.statusCode, 200, 'other backends keep being served');
@@ -138,7 +140,8 @@ t.test('a client that goes away is audited as client_closed', async (t) => {
   controller.abort();
   await t.rejects(pending);
   let lines: Array<Record<string, unknown>> = [];
-  for (let i = 0; i < 200 && lines.length === 0; i++) {
+  const deadline = Date.now() + 15_000;
+  while (lines.length === 0 && Date.now() < deadline) {
     lines = await gw.auditLines();
     if (lines.length === 0) await new Promise((r) => setTimeout(r, 10));
   }

@@ -8,6 +8,7 @@
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
@@ -61,8 +62,8 @@ const POLICY = (upstream: string): string =>
   ].join('\n');
 
 /** writeConfig's file, with `listen.tls` and no issuer.url (so the issuer follows the bound address). */
-async function tlsConfig(dir: string, policies: string, tls: string): Promise<string> {
-  const file = await writeConfig(dir, policies);
+async function tlsConfig(dir: string, policies: string, tls: string, limits?: string): Promise<string> {
+  const file = await writeConfig(dir, policies, limits === undefined ? {} : { limits });
   const text = readFileSync(file, 'utf8')
     .replace('listen:   { host: 127.0.0.1, port: 0 }', `listen:   { host: 127.0.0.1, port: 0, tls: ${tls} }`)
     .replace('issuer:   { url: "http://agentgate.test", ', 'issuer:   { ');
@@ -156,6 +157,9 @@ t.test('listen.tls', { skip: noOpenssl ? 'openssl is not installed (it makes the
       });
     }
     t.equal(await call(), 200, 'the gateway keeps serving after every refused handshake');
+    // A refused handshake is not an HTTP request: no audit line, no 400 written into the raw socket.
+    const audit = readFileSync(join(dir, 'gw', 'run', 'audit.jsonl'), 'utf8');
+    t.notMatch(audit, /target_invalid/, 'no refused handshake is audited as a malformed request');
 
     await t.test('a reload picks up a renewed certificate, and keeps the old pair when the new one is broken', async (t) => {
       const ca = pem('ca.pem');
@@ -178,7 +182,7 @@ t.test('listen.tls', { skip: noOpenssl ? 'openssl is not installed (it makes the
   });
 
   await t.test('mutual TLS (ca) with TLS 1.3 as the minimum', async (t) => {
-    const config = await tlsConfig(join(dir, 'mtls'), policies, `{ cert: ${join(dir, 'server.pem')}, key: ${join(dir, 'server.key')}, ca: ${join(dir, 'client-ca.pem')}, minVersion: TLSv1.3 }`);
+    const config = await tlsConfig(join(dir, 'mtls'), policies, `{ cert: ${join(dir, 'server.pem')}, key: ${join(dir, 'server.key')}, ca: ${join(dir, 'client-ca.pem')}, minVersion: TLSv1.3 }`, '{ headersTimeout: 1s, requestTimeout: 1s }');
     const gw = await serveCli(t, ['serve', '--config', config], { timeoutMs: 60_000 });
     t.teardown(() => gw.stop());
     const base = { ca: pem('ca.pem'), servername: 'localhost' };
@@ -196,6 +200,20 @@ t.test('listen.tls', { skip: noOpenssl ? 'openssl is not installed (it makes the
       });
     }
     t.equal(await rawTls(gw.url, withClient), 'HTTP/1.1 200 OK', 'still serving');
+
+    await t.test('a connection that never starts the handshake is closed after limits.headersTimeout', async (t) => {
+      const { hostname, port } = new URL(gw.url);
+      const socket = netConnect({ host: hostname, port: Number(port) });
+      const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+      socket.on('error', () => undefined);
+      // Bounded: node's own default would keep it for 120 s; the test's own deadline is 30 s.
+      const deadline = new Promise<'open'>((resolve) => {
+        const timer = setTimeout(() => resolve('open'), 30_000);
+        void closed.then(() => clearTimeout(timer));
+      });
+      t.equal(await Promise.race([closed.then(() => 'closed' as const), deadline]), 'closed', 'the gateway closed it');
+      socket.destroy();
+    });
   });
 
   await t.test('agentgate check', async (t) => {

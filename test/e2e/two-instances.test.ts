@@ -1,7 +1,8 @@
 // Two real `agentgate serve` processes sharing one real redis-server (state.driver redis): a kill
-// or a revoke made through instance A's admin socket is refused on instance B within a second, a
-// maxUses count is shared, and when Redis goes away both fail closed (503 state_unavailable)
-// until it is back.
+// or a revoke made through instance A's admin socket is refused on instance B (the delay is
+// printed, not asserted: timings belong in bench/), a maxUses count is shared, and when Redis goes
+// away both fail closed (503 state_unavailable) until it is back. Waits poll with generous
+// deadlines so a busy machine slows the test down instead of failing it.
 import t from 'tap';
 import { readFile, symlink, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -75,7 +76,7 @@ t.test('two gateway instances share state through Redis', { skip: missing ? 'red
     t.equal((await call(b.url, w1)).status, 200);
   });
 
-  await t.test('a kill through A\'s admin socket refuses the next call on B within a second', async (t) => {
+  await t.test('a kill through A\'s admin socket refuses the next call on B', async (t) => {
     // A call streaming through B while the kill is made on A.
     const stream = await request(`${b.url}/svc/stream`, { headers: { authorization: `Bearer ${w1}` } });
     t.equal(stream.statusCode, 200);
@@ -88,13 +89,12 @@ t.test('two gateway instances share state through Redis', { skip: missing ? 'red
     // The CLI returns once A has written the kill to Redis and published it; from then on, B.
     const start = performance.now();
     let seen: { status: number; type: unknown } = { status: 0, type: null };
-    while (performance.now() - start < 2000) {
+    while (performance.now() - start < 15_000) {
       seen = await call(b.url, w1);
       if (seen.status === 403) break;
     }
     const delayMs = performance.now() - start;
     t.match(seen, { status: 403, type: 'urn:agentgate:problem:agent_killed' }, 'refused on B');
-    t.ok(delayMs < 1000, `kill reached B ${delayMs.toFixed(1)} ms after the CLI returned`);
     t.comment(`kill propagation A -> B: ${delayMs.toFixed(1)} ms (first refused call on B, including its round trip)`);
     t.equal((await call(a.url, w1)).status, 403, 'and on A');
     const drained = (async (): Promise<string> => {
@@ -104,11 +104,11 @@ t.test('two gateway instances share state through Redis', { skip: missing ? 'red
         return 'cut';
       }
     })();
-    const timeout = new Promise<string>((resolve) => setTimeout(() => resolve('still streaming after 3 s'), 3000).unref());
-    t.equal(await Promise.race([drained, timeout]), 'cut', 'the stream in flight on B is cut too');
+    // No clock here: a stream B never cuts keeps ticking and the test runs into tap's timeout.
+    t.equal(await drained, 'cut', 'the stream in flight on B is cut too');
     const revived = await runCli(['revive', 'worker-01', '--socket', socketA, '--config', configA]);
     t.equal(revived.code, 0, revived.stderr);
-    const until = performance.now() + 1000;
+    const until = performance.now() + 15_000;
     while (performance.now() < until && (await call(b.url, w1)).status !== 200);
     t.equal((await call(b.url, w1)).status, 200, 'revived on B too');
   });
@@ -120,9 +120,9 @@ t.test('two gateway instances share state through Redis', { skip: missing ? 'red
     t.equal(revoked.code, 0, revoked.stderr);
     const start = performance.now();
     let seen = await call(b.url, w2);
-    while (seen.status !== 401 && performance.now() - start < 2000) seen = await call(b.url, w2);
+    while (seen.status !== 401 && performance.now() - start < 15_000) seen = await call(b.url, w2);
     t.equal(seen.status, 401, 'refused on B');
-    t.ok(performance.now() - start < 1000, `within ${(performance.now() - start).toFixed(1)} ms`);
+    t.comment(`revoke propagation A -> B: ${(performance.now() - start).toFixed(1)} ms`);
     t.equal((await call(b.url, w1)).status, 200, 'other tokens still work');
   });
 
@@ -132,7 +132,7 @@ t.test('two gateway instances share state through Redis', { skip: missing ? 'red
     for (const [name, gw] of [['A', a], ['B', b]] as const) {
       const start = performance.now();
       let seen = await call(gw.url, w3);
-      while (seen.status !== 503 && performance.now() - start < 3000) seen = await call(gw.url, w3);
+      while (seen.status !== 503 && performance.now() - start < 15_000) seen = await call(gw.url, w3);
       t.match(seen, { status: 503, type: 'urn:agentgate:problem:state_unavailable' }, `${name} refuses without its shared state`);
     }
     const before = upstream.seen.length;
@@ -142,7 +142,7 @@ t.test('two gateway instances share state through Redis', { skip: missing ? 'red
     for (const [name, gw] of [['A', a], ['B', b]] as const) {
       const start = performance.now();
       let seen = await call(gw.url, w3);
-      while (seen.status !== 200 && performance.now() - start < 5000) {
+      while (seen.status !== 200 && performance.now() - start < 15_000) {
         await new Promise((resolve) => setTimeout(resolve, 20));
         seen = await call(gw.url, w3);
       }

@@ -65,7 +65,7 @@ t.test('Redis faults', { skip: missing ? 'redis-server is not installed (apt-get
     const b = await open(t, `stop-b-${n}`);
     redis.pause();
     t.teardown(() => redis.resume());
-    t.ok(await eventually(() => !a.store.isHealthy() && !b.store.isHealthy(), 3000), 'both instances stop trusting their view');
+    t.ok(await eventually(() => !a.store.isHealthy() && !b.store.isHealthy(), 15_000), 'both instances stop trusting their view');
     t.match(a.store.status().detail, /did not (answer|deliver)/, 'the status says why');
     t.ok(a.outages.includes('timeout') && b.outages.includes('timeout'), 'counted as timeouts');
     // Resolves while Redis is still stopped: nothing waits on it.
@@ -78,8 +78,8 @@ t.test('Redis faults', { skip: missing ? 'redis-server is not installed (apt-get
     t.equal(journal.unshared.length, 3, 'and in A\'s journal on disk before the calls resolved');
     t.equal(b.store.killRecord('bot'), undefined, 'B cannot know yet');
     redis.resume();
-    t.ok(await eventually(() => b.store.killRecord('bot') !== undefined && b.store.isRevoked('jti-stop') && b.store.isRevoked('x', 'bot', 100), 3000), 'B has all three once Redis answers');
-    t.ok(await eventually(() => a.store.isHealthy() && b.store.isHealthy(), 3000), 'both healthy again');
+    t.ok(await eventually(() => b.store.killRecord('bot') !== undefined && b.store.isRevoked('jti-stop') && b.store.isRevoked('x', 'bot', 100), 15_000), 'B has all three once Redis answers');
+    t.ok(await eventually(() => a.store.isHealthy() && b.store.isHealthy(), 15_000), 'both healthy again');
     t.equal(a.store.status().unshared, 0);
     t.ok(a.notices.some((m) => /now shared/.test(m)), 'the late push is logged');
     t.ok(await redisHasKill('bot'));
@@ -96,7 +96,7 @@ t.test('Redis faults', { skip: missing ? 'redis-server is not installed (apt-get
     t.equal(await a.store.consumeUse('jti-uses', 2, inAnHour()), true);
     t.equal(await b.store.consumeUse('jti-uses', 2, inAnHour()), true);
     t.equal(a.store.replayHorizon, 0, 'no replay horizon while Redis keeps used assertions');
-    t.ok(await eventually(() => b.store.killRecord('bot') !== undefined && b.store.isRevoked('jti-1') && a.store.isRevoked('x', 'bot', 400) && a.store.breaker('bad')?.tripped === true, 2000));
+    t.ok(await eventually(() => b.store.killRecord('bot') !== undefined && b.store.isRevoked('jti-1') && a.store.isRevoked('x', 'bot', 400) && a.store.breaker('bad')?.tripped === true, 15_000));
     await redis.flush();
     // Through the loss and the reseed, neither instance ever forgets a kill or a revocation.
     let forgot = false;
@@ -104,8 +104,8 @@ t.test('Redis faults', { skip: missing ? 'redis-server is not installed (apt-get
       for (const s of [a.store, b.store]) if (s.killRecord('bot') === undefined || !s.isRevoked('jti-1') || !s.isRevoked('x', 'bot', 400)) forgot = true;
     }, 1);
     t.teardown(() => clearInterval(watch));
-    t.ok(await eventually(() => a.outages.includes('data_lost') || b.outages.includes('data_lost'), 3000), 'the loss is noticed (data_lost)');
-    t.ok(await eventually(async () => (await redisHasKill('bot')) && a.store.isHealthy() && b.store.isHealthy(), 3000), 'reseeded; both healthy again');
+    t.ok(await eventually(() => a.outages.includes('data_lost') || b.outages.includes('data_lost'), 15_000), 'the loss is noticed (data_lost)');
+    t.ok(await eventually(async () => (await redisHasKill('bot')) && a.store.isHealthy() && b.store.isHealthy(), 15_000), 'reseeded; both healthy again');
     clearInterval(watch);
     t.notOk(forgot, 'no instance forgot a kill or a revocation at any moment');
     t.ok([...a.reseeds, ...b.reseeds].includes('reseed'), 'one of them reseeded');
@@ -131,7 +131,7 @@ t.test('Redis faults', { skip: missing ? 'redis-server is not installed (apt-get
     const a2 = await open(t, `union-a-${n}`);
     t.ok(a2.reseeds.includes('reseed'), 'A reseeded');
     t.ok(a2.store.killRecord('x-agent') !== undefined && a2.store.killRecord('y-agent') !== undefined, 'A has both');
-    t.ok(await eventually(() => b.store.killRecord('x-agent') !== undefined && b.store.killRecord('y-agent') !== undefined, 3000), 'B has both');
+    t.ok(await eventually(() => b.store.killRecord('x-agent') !== undefined && b.store.killRecord('y-agent') !== undefined, 15_000), 'B has both');
     t.ok((await redisHasKill('x-agent')) && (await redisHasKill('y-agent')), 'Redis holds the union');
   });
 
@@ -140,7 +140,7 @@ t.test('Redis faults', { skip: missing ? 'redis-server is not installed (apt-get
     const a = await open(t, `manual-a-${++n}`, { reseed: 'manual' });
     await a.store.kill({ agent: 'bot', reason: 'manual', at: clock.now(), by: 'op' });
     await redis.flush();
-    t.ok(await eventually(() => a.notices.some((m) => /lost its data/.test(m)), 3000), 'the loss is logged');
+    t.ok(await eventually(() => a.notices.some((m) => /lost its data/.test(m)), 15_000), 'the loss is logged');
     t.notOk(a.store.isHealthy(), 'unhealthy');
     t.match(a.store.status().detail, /marker is missing/);
     t.notOk(await redisHasKill('bot'), 'nothing written back by itself');
@@ -148,7 +148,7 @@ t.test('Redis faults', { skip: missing ? 'redis-server is not installed (apt-get
     const outcome = await a.store.reseed();
     t.match(outcome, { reseeded: true, kills: 1 });
     t.ok(await redisHasKill('bot'), 'written back');
-    t.ok(await eventually(() => a.store.isHealthy(), 3000), 'healthy after the reseed');
+    t.ok(await eventually(() => a.store.isHealthy(), 15_000), 'healthy after the reseed');
     t.match(await a.store.reseed(), { reseeded: false }, 'a second reseed has nothing to do');
   });
 
@@ -204,15 +204,15 @@ t.test('Redis faults', { skip: missing ? 'redis-server is not installed (apt-get
     // What a restore from an older dump looks like: the marker's count below what A saw, the kill gone.
     await redis.command('HSET agentgate:marker gen 0');
     await redis.command('HDEL agentgate:kills bot');
-    t.ok(await eventually(() => a.outages.includes('data_lost'), 3000), 'noticed');
-    t.ok(await eventually(async () => (await redisHasKill('bot')) && a.store.isHealthy(), 3000), 'reseeded');
+    t.ok(await eventually(() => a.outages.includes('data_lost'), 15_000), 'noticed');
+    t.ok(await eventually(async () => (await redisHasKill('bot')) && a.store.isHealthy(), 15_000), 'reseeded');
   });
 
   await t.test('changes kept locally survive a restart of the gateway and are pushed with a log line', async (t) => {
     await redis.flush();
     const a = await open(t, `restart-a-${++n}`);
     redis.pause();
-    t.ok(await eventually(() => !a.store.isHealthy(), 3000));
+    t.ok(await eventually(() => !a.store.isHealthy(), 15_000));
     t.equal(await a.store.kill({ agent: 'bot', reason: 'during outage', at: clock.now(), by: 'op' }), 'local');
     redis.resume();
     await redis.kill();
@@ -221,7 +221,7 @@ t.test('Redis faults', { skip: missing ? 'redis-server is not installed (apt-get
     // The restarted Redis is empty and A's journal holds an unshared kill: it is pushed at start.
     const again = await open(t, `restart-a-${n}`);
     t.ok(again.store.killRecord('bot') !== undefined);
-    t.ok(await eventually(() => redisHasKill('bot'), 3000), 'pushed to Redis');
+    t.ok(await eventually(() => redisHasKill('bot'), 15_000), 'pushed to Redis');
     t.ok(again.notices.some((m) => /now shared/.test(m)) || again.reseeds.includes('reseed'), 'with a log line');
   });
 });

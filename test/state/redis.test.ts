@@ -17,7 +17,7 @@ const inAnHour = (): number => Math.floor(clock.now() / 1000) + 3600;
 const policy: BreakerPolicy = { violations: 5, windowMs: 60_000, cooldownMs: 30_000, maxCooldownMs: 120_000, revokeTokens: false };
 
 /** Poll `check` until it holds (other instances hear of a change through pub/sub). */
-async function eventually(check: () => boolean, ms = 1000): Promise<boolean> {
+async function eventually(check: () => boolean, ms = 15_000): Promise<boolean> {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
     if (check()) return true;
@@ -53,7 +53,10 @@ const cases: Case[] = [
       t.notOk(b.isRevoked('any', 'bot', 1001), 'a token issued later is fine');
       t.notOk(b.isRevoked('any', 'other', 10), 'another agent is fine');
       await b.revokeAgent('bot', 500);
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      // No fixed pause before the negative check: a later revocation made after it on the same
+      // instance has arrived, so the older one for 'bot' has been applied (or ignored) by now.
+      await b.revokeAgent('marker', 500);
+      t.ok(await eventually(() => a.isRevoked('any', 'marker', 400)), 'a later revocation has reached the first instance');
       t.ok(a.isRevoked('any', 'bot', 1000), 'an older revocation does not lower it');
     },
   },
@@ -221,14 +224,14 @@ t.test('redis driver, two instances on one redis-server', { skip: missing ? 'red
       await b.close();
     });
     await redis.kill();
-    t.ok(await eventually(() => !a.isHealthy() && !b.isHealthy(), 2000), 'both turn unhealthy');
+    t.ok(await eventually(() => !a.isHealthy() && !b.isHealthy(), 15_000), 'both turn unhealthy');
     t.equal(await a.kill({ agent: 'bot', reason: 'r', at: 1, by: 'x' }), 'local', 'a kill with Redis away is applied here, not yet shared');
     t.equal(a.killRecord('bot')?.reason, 'r', 'in force here at once');
     t.equal(a.status().unshared, 1);
     await t.rejects(a.revive('bot'), { name: 'StateUnavailableError' }, 'a revive is never applied on one instance alone');
     await redis.restart();
-    t.ok(await eventually(() => a.isHealthy() && b.isHealthy(), 5000), 'both recover');
-    t.ok(await eventually(() => b.killRecord('bot')?.reason === 'r', 2000), 'the kill kept on A reached B once Redis answered');
+    t.ok(await eventually(() => a.isHealthy() && b.isHealthy(), 15_000), 'both recover');
+    t.ok(await eventually(() => b.killRecord('bot')?.reason === 'r', 15_000), 'the kill kept on A reached B once Redis answered');
     t.equal(a.status().unshared, 0, 'nothing left to push');
     t.same([changes[0], changes.includes(false), changes.at(-1)], [true, true, true], 'the health changes were told: healthy, lost, healthy again');
     await a.kill({ agent: 'bot2', reason: 'again', at: 2, by: 'x' });
@@ -244,6 +247,7 @@ t.test('redis driver, two instances on one redis-server', { skip: missing ? 'red
     );
     t.ok(error instanceof RedisUnavailableError, String(error));
     t.notMatch((error as Error).message, /s3cret/);
-    t.ok(Date.now() - started < 3000, 'bounded');
+    // Not a timing claim (bench/ has those): a start that retried forever instead of giving up would take far longer.
+    t.ok(Date.now() - started < 15_000, `gives up instead of retrying forever (${Date.now() - started} ms)`);
   });
 });

@@ -2,8 +2,10 @@
 // JSON transform replaces masked values with a fixed marker and passes every other byte through
 // unchanged (numbers, key order, whitespace). It fails closed: a masked response that is not JSON,
 // is larger than the limit, or uses an encoding the gateway cannot decode becomes 502
-// response_unmaskable, never the upstream's bytes. The masked body is held until the upstream body
-// has ended and was valid JSON, so a refusal is still possible after the last byte.
+// response_unmaskable, never the upstream's bytes. Up to HOLD_BYTES of masked output is held, so a
+// short body is answered only once it has ended as valid JSON; a longer one streams while it is
+// valid JSON so far, and a failure after that cuts the connection (no final chunk: the agent
+// cannot take a cut body as whole) and is audited as response_unmaskable.
 import { Readable } from 'node:stream';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import type { RequestContext } from '../../context.js';
@@ -307,6 +309,9 @@ export class JsonMasker {
   }
 }
 
+/** Masked output held before the answer starts streaming (a shorter body is validated whole first). */
+export const HOLD_BYTES = 64 * 1024;
+
 export interface MaskFilterOptions {
   /** Largest masked response body, after decoding; larger ones are refused. */
   readonly maxBytes: number;
@@ -347,7 +352,11 @@ export function createMaskFilter(options: MaskFilterOptions): MaskFilter {
       else if (encoding !== '' && encoding !== 'identity') refuse(`content-encoding ${JSON.stringify(encoding).slice(0, 40)} cannot be decoded`);
       const declared = Number(single(headers['content-length']));
       if (encoding === '' && Number.isFinite(declared) && declared > maxBytes) refuse(`content-length ${declared} above ${maxBytes}`);
-      if (decoded !== body) body.on('error', (error: Error) => decoded.destroy(error));
+      if (decoded !== body) {
+        body.on('error', (error: Error) => decoded.destroy(error));
+        // A decoder closed early (a cut, a refusal) releases the upstream body too.
+        decoded.once('close', () => discard(body));
+      }
       return maskStream(decoded, new JsonMasker(plan), maxBytes, ctx.signal).then(
         (masked) => {
           const out: Record<string, string | string[]> = {};
@@ -357,8 +366,13 @@ export function createMaskFilter(options: MaskFilterOptions): MaskFilter {
             const value = headers[name];
             if (value !== undefined) out[name] = value;
           }
-          out['content-length'] = String(masked.length);
-          ctx.upstream = { ...upstream, headers: out, body: Readable.from([masked]) };
+          if (Buffer.isBuffer(masked)) {
+            out['content-length'] = String(masked.length);
+            ctx.upstream = { ...upstream, headers: out, body: Readable.from([masked]) };
+          } else {
+            // Streaming: sent chunked, its length unknown until the upstream body ends.
+            ctx.upstream = { ...upstream, headers: out, body: masked };
+          }
         },
         (error: unknown) => {
           discard(body);
@@ -371,28 +385,74 @@ export function createMaskFilter(options: MaskFilterOptions): MaskFilter {
   };
 }
 
-function maskStream(stream: Readable, masker: JsonMasker, maxBytes: number, signal: AbortSignal): Promise<Buffer> {
+/**
+ * Mask `stream`. Resolves the whole masked body when it ends within HOLD_BYTES of output (or fails
+ * first: rejects), else a Readable of the masked body that starts with what was held and streams
+ * the rest while the JSON stays valid; a later failure destroys it with response_unmaskable (or
+ * with the upstream's or the abort's error), which the runner turns into a cut connection.
+ */
+function maskStream(stream: Readable, masker: JsonMasker, maxBytes: number, signal: AbortSignal): Promise<Buffer | Readable> {
   return new Promise((resolve, reject) => {
-    const parts: Buffer[] = [];
+    let parts: Buffer[] = [];
+    let held = 0;
     let inBytes = 0;
+    let out: Readable | null = null;
     const fail = (error: unknown): void => {
       cleanup();
-      reject(error);
+      if (out === null) return reject(error);
+      stream.destroy();
+      out.destroy(
+        error instanceof MaskError
+          ? new GatewayError('response_unmaskable', 'the response must be masked for this role and could not be; it was cut', { reasonDetail: `after streaming began: ${error.message}` })
+          : error instanceof Error
+            ? error
+            : new Error(String(error)),
+      );
+    };
+    const emit = (chunks: Buffer[]): void => {
+      if (out !== null) {
+        let more = true;
+        for (const c of chunks) more = out.push(c) && more;
+        if (!more) stream.pause();
+        return;
+      }
+      for (const c of chunks) {
+        parts.push(c);
+        held += c.length;
+      }
+      if (held <= HOLD_BYTES) return;
+      // Valid JSON so far and past what is worth holding: the answer starts now.
+      out = new Readable({
+        read: () => {
+          stream.resume();
+        },
+        destroy: (error, callback) => {
+          cleanup();
+          stream.destroy();
+          callback(error);
+        },
+      });
+      for (const p of parts) out.push(p);
+      parts = [];
+      stream.pause();
+      resolve(out);
     };
     const onData = (chunk: Buffer): void => {
       inBytes += chunk.length;
       if (inBytes > maxBytes) return fail(new MaskError(`response above ${maxBytes} bytes`));
       try {
-        for (const p of masker.write(chunk)) parts.push(p);
+        emit(masker.write(chunk));
       } catch (error) {
         fail(error);
       }
     };
     const onEnd = (): void => {
       try {
-        for (const p of masker.end()) parts.push(p);
+        const rest = masker.end();
         cleanup();
-        resolve(Buffer.concat(parts));
+        if (out === null) return resolve(Buffer.concat([...parts, ...rest]));
+        emit(rest);
+        out.push(null);
       } catch (error) {
         fail(error);
       }
@@ -402,6 +462,8 @@ function maskStream(stream: Readable, masker: JsonMasker, maxBytes: number, sign
       stream.off('data', onData);
       stream.off('end', onEnd);
       stream.off('error', fail);
+      // A source destroyed from here on must not raise an unhandled 'error'.
+      stream.on('error', () => undefined);
       signal.removeEventListener('abort', onAbort);
     };
     stream.on('data', onData);
