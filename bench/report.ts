@@ -70,11 +70,13 @@ export function barLines(results: Results): BarLine[] {
     lines.push({ what: 'masked route / plain route throughput (same 18 KiB JSON)', figure: formatRatio(results.masking.toPlain.median), bar: 'reported', met: null });
   }
   for (const t of results.tokens ?? []) {
-    lines.push({ what: `token issuance p99 (${t.method})`, figure: formatMs(t.latency.p99), bar: '≤ 2 ms', met: t.latency.p99 <= 2 });
+    if (t.clientSide) lines.push({ what: `p99, ${t.method}`, figure: formatMs(t.latency.p99), bar: '–', met: null });
+    else lines.push({ what: `token issuance p99 (${t.method})`, figure: formatMs(t.latency.p99), bar: '≤ 2 ms', met: t.latency.p99 <= 2 });
   }
   if (results.kill !== undefined) {
     const k = results.kill;
-    lines.push({ what: `kill latency p99 (${k.kills} kills)`, figure: formatMs(k.latency.p99), bar: '≤ 10 ms', met: k.latency.p99 <= 10 && k.allowedAfterKill === 0 });
+    lines.push({ what: `kill in force p99, admin call → first refusal seen by a probe (${k.kills} kills)`, figure: formatMs(k.latency.p99), bar: '≤ 10 ms', met: k.latency.p99 <= 10 && k.allowedAfterKill === 0 && k.refusedAfterRevive === 0 });
+    lines.push({ what: 'kill answer p99, admin call → its answer (durable, waits for the peer lookup)', figure: formatMs(k.adminCall.p99), bar: '–', met: null });
   }
   if (results.memory !== undefined) {
     const m = results.memory;
@@ -164,8 +166,8 @@ export function killTable(k: KillResult): string {
   return markdownTable(
     ['measure', 'kills', 'p50', 'p90', 'p99', 'max'],
     [
-      ['admin call → first refused request', String(k.kills), formatMs(k.latency.p50), formatMs(k.latency.p90), formatMs(k.latency.p99), formatMs(k.latency.max)],
-      ['admin call → its answer (kill durable)', String(k.kills), formatMs(k.adminCall.p50), formatMs(k.adminCall.p90), formatMs(k.adminCall.p99), formatMs(k.adminCall.max)],
+      ['admin call sent → first refusal seen by the probe (kill in force)', String(k.kills), formatMs(k.latency.p50), formatMs(k.latency.p90), formatMs(k.latency.p99), formatMs(k.latency.max)],
+      ['admin call sent → its answer (kill durable, peer looked up)', String(k.kills), formatMs(k.adminCall.p50), formatMs(k.adminCall.p90), formatMs(k.adminCall.p99), formatMs(k.adminCall.max)],
     ],
     ['left', 'right', 'right', 'right', 'right', 'right'],
   );
@@ -220,11 +222,11 @@ export function renderResults(results: Results): string {
   }
   if (results.tokens !== undefined) {
     out.push('## 3. Token issuance', '', tokensTable(results.tokens), '');
-    out.push('Sequential issuance, one at a time, over one keep-alive connection to the real `agentgate serve` process (its token endpoint audits every issuance). The private_key_jwt client signs a fresh EdDSA assertion per request, inside the measured time, as a real client does.', '');
+    out.push('Sequential issuance, one at a time, over one keep-alive connection to the real `agentgate serve` process (its token endpoint audits every issuance). The private_key_jwt client signs a fresh EdDSA assertion per request, as a real client does: the bar (≤ 2 ms server-side) is read on the row where the assertion is signed just before the timer starts (the server’s part plus the loopback round trip); the signing alone and the two together are the rows beside it. tokens / s is over the timed part.', '');
   }
   if (results.kill !== undefined) {
     out.push('## 4. Kill latency', '', killTable(results.kill), '');
-    out.push(`Requests allowed after the kill was answered: ${results.kill.allowedAfterKill}; refused after the revive was answered: ${results.kill.refusedAfterRevive}. Each kill and revive is written to the state file (fsync) before it is answered.`, '');
+    out.push(`A probe (two requests in flight back to back, ${results.kill.probes} in all) runs during every call. Probe requests sent after the kill was answered and still allowed: ${results.kill.allowedAfterKill}; sent after the revive was answered and still refused: ${results.kill.refusedAfterRevive}. Each kill and revive is written to the state file (fsync) before it is answered.`, '');
   }
   if (results.memory !== undefined) out.push('## 5. Memory', '', memoryTable(results.memory), '');
   return `${out.join('\n').trimEnd()}\n`;

@@ -351,21 +351,41 @@ export function createAdminHandler(deps: AdminDeps) {
   }
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    // Only calls that change something are audited, so only they ask the kernel who called.
-    const peer: Peer = req.method === 'POST' ? peerCredentials(req.socket) : Promise.resolve(null);
+    // Only calls that change something are audited, so only they ask the kernel who called. The
+    // lookup starts once the change is in force (below): spawning `ss` costs the event loop a
+    // fork, which a kill should not wait for. The caller is still connected then (it waits for
+    // its answer), so the kernel still knows it.
+    let lookUp: () => void = () => undefined;
+    const peer: Peer =
+      req.method === 'POST'
+        ? new Promise((resolve) => {
+            let started = false;
+            lookUp = () => {
+              if (started) return;
+              started = true;
+              resolve(peerCredentials(req.socket));
+            };
+          })
+        : Promise.resolve(null);
     try {
       const path = (req.url ?? '/').split('?')[0] ?? '/';
       if (req.method === 'POST' && !deps.audit.available && !isProtective(path)) {
         throw new AdminError('audit_unavailable', `the audit trail cannot be written (${deps.audit.unavailableReason ?? 'unwritable'}); changes other than kill, revoke and deny are refused until it recovers`);
       }
       const body = req.method === 'POST' ? await readJson(req) : {};
-      const [status, payload] = await route(peer, req.method ?? 'GET', path, body);
+      // Up to its first wait, a route applies its change in memory (a kill: the next request is
+      // refused); then the peer lookup starts, alongside the durable write.
+      const routed = route(peer, req.method ?? 'GET', path, body);
+      lookUp();
+      const [status, payload] = await routed;
       // The change is in force; the answer waits for the peer lookup (started when the call
       // arrived), because the caller is gone once it has its answer and with it who it was, and
       // for its audit line. A line that cannot be written is said in the answer.
       const unwritten = req.method === 'POST' ? await linesWritten(peer) : null;
       send(res, status, 'application/json', unwritten === null ? payload : { ...(payload as Record<string, unknown>), auditPending: `${unwritten}; the change is in force and its audit line is written when the audit file recovers (lost if the gateway stops first)` });
     } catch (error) {
+      // A refused call is audited with its caller too.
+      lookUp();
       if (error instanceof AdminError) {
         if (req.method === 'POST' && error.code !== 'audit_unavailable') {
           audit(peer, 'refused', null, { path: (req.url ?? '/').split('?')[0], decision: 'deny', reason: error.code, detail: error.detail });

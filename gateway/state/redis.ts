@@ -32,6 +32,8 @@
 // its own snapshot into it the same way, so diverging snapshots end up as their union.
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
+import { createRequire } from 'node:module';
+import type { TLSSocket } from 'node:tls';
 import { createClient, createSentinel } from 'redis';
 import type { Clock } from '../clock.js';
 import { addViolation, type BreakerRecord } from './breaker.js';
@@ -244,7 +246,8 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
   const probeIntervalMs = options.probeIntervalMs ?? 100;
   const reseedMode = options.tool === true ? 'manual' : (options.reseed ?? 'auto');
   const tls = options.tls ?? null;
-  const tlsSocket = tls === null ? {} : { tls: true as const, ...(tls.ca === undefined ? {} : { ca: tls.ca }), ...(tls.cert === undefined ? {} : { cert: tls.cert }), ...(tls.key === undefined ? {} : { key: tls.key }) };
+  const tlsSocket = tls === null ? {} : { tls: true as const, [REDIS_TLS]: true, ...(tls.ca === undefined ? {} : { ca: tls.ca }), ...(tls.cert === undefined ? {} : { cert: tls.cert }), ...(tls.key === undefined ? {} : { key: tls.key }) };
+  guardRedisTlsSockets();
   const socket = { reconnectStrategy: (retries: number) => Math.min(50 + retries * 50, 500), connectTimeout: 2000, ...tlsSocket };
   const sentinelOptions = options.sentinel ?? null;
   // Sentinel: node-redis asks the sentinels for the master, follows failovers, and keeps its own
@@ -1147,6 +1150,34 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
       await (viaSentinel !== null ? viaSentinel.close().catch(() => undefined) : Promise.allSettled([subscriber.close(), raw.close()]));
     },
   };
+}
+
+/** Marks the TLS options node-redis hands to `tls.connect` for our Redis connections. */
+const REDIS_TLS = Symbol('agentgate.redis-tls');
+let tlsGuarded = false;
+/** The `node:tls` module object node-redis calls `connect` on (an ESM namespace cannot be patched). */
+const nodeTls = createRequire(import.meta.url)('node:tls') as typeof import('node:tls');
+
+/**
+ * node-redis listens for one 'error' per socket (`once`). A TLS socket can raise two: a refused
+ * handshake (redis-server wants a client certificate: the alert arrives after the client side has
+ * finished) and then the reset that follows. The second had no listener and crashed the process
+ * as an uncaught exception. Sockets made for our Redis connections (marked by REDIS_TLS, which
+ * node-redis passes through to `tls.connect`) get a lasting listener: node-redis still sees the
+ * first error and the close, and the late one is dropped instead of ending the gateway. Other
+ * callers of `tls.connect` are untouched.
+ */
+function guardRedisTlsSockets(): void {
+  if (tlsGuarded) return;
+  tlsGuarded = true;
+  const connect = nodeTls.connect;
+  const guarded = function (this: unknown, ...args: unknown[]): TLSSocket {
+    const socket = (connect as (...a: unknown[]) => TLSSocket).apply(this, args);
+    const first = args[0] as Record<PropertyKey, unknown> | undefined;
+    if (first !== null && typeof first === 'object' && first[REDIS_TLS] === true) socket.on('error', () => undefined);
+    return socket;
+  };
+  nodeTls.connect = guarded as typeof nodeTls.connect;
 }
 
 function parse<T>(json: string): T | null {

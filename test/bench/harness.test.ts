@@ -107,7 +107,7 @@ t.test('the bar: met and missed lines', async (t) => {
       ],
     },
     masking: { plain: contestant, masked: contestant, toPlain: summary(0.7) },
-    kill: { kills: 10, latency: latencyPercentiles([1, 2, 3]), adminCall: latencyPercentiles([1]), allowedAfterKill: 0, refusedAfterRevive: 0 },
+    kill: { kills: 10, latency: latencyPercentiles([1, 2, 3]), adminCall: latencyPercentiles([1]), allowedAfterKill: 0, refusedAfterRevive: 0, probes: 100 },
   };
   const lines = barLines(results);
   t.same(
@@ -120,12 +120,18 @@ t.test('the bar: met and missed lines', async (t) => {
       ['refusal, rate limited (429): throughput / allowed (issue 14: cheaper than an allowed call)', false],
       ['refusal, rate limited (429): requests that reached the backend', true],
       ['masked route / plain route throughput (same 18 KiB JSON)', null],
-      ['kill latency p99 (10 kills)', true],
+      ['kill in force p99, admin call → first refusal seen by a probe (10 kills)', true],
+      ['kill answer p99, admin call → its answer (durable, waits for the peer lookup)', null],
     ],
   );
   const markdown = renderResults(results);
   t.match(markdown, /Node v20, cpu, 2 cores/);
   t.match(markdown, /\| GET 200 B: p99 added over the bare proxy \| 1\.50 ms \| ≤ 1 ms \| MISSED \|/);
+  // A probe request allowed after the kill answer misses the bar whatever the latency.
+  const leaked = barLines({ ...results, kill: { ...(results.kill as NonNullable<Results['kill']>), allowedAfterKill: 1 } });
+  t.equal(leaked.find((l) => l.what.startsWith('kill in force'))?.met, false, 'a request allowed after the kill answer fails the bar');
+  const stuck = barLines({ ...results, kill: { ...(results.kill as NonNullable<Results['kill']>), refusedAfterRevive: 1 } });
+  t.equal(stuck.find((l) => l.what.startsWith('kill in force'))?.met, false, 'a request refused after the revive answer fails it too');
 });
 
 t.test('generated config and policy pass `agentgate check`', async (t) => {

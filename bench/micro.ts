@@ -1,0 +1,62 @@
+// Per-request CPU of two hot-path pieces, this build against a baseline build, in one process,
+// alternating builds round by round (CPU time from process.cpuUsage, so a busy machine inflates
+// both sides alike): an audit line (append until written, fsync off) and a request's metrics.
+//   bench/baseline.sh e68c703 /tmp/agentgate-before && npm run build
+//   node dist/bench/micro.js /tmp/agentgate-before [rounds]
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+type AuditModule = typeof import('../gateway/telemetry/audit-log.js');
+type MetricsModule = typeof import('../gateway/telemetry/metrics.js');
+
+const baseline = process.argv[2];
+if (baseline === undefined) {
+  process.stderr.write('usage: node dist/bench/micro.js BASELINE_DIR [rounds]\n');
+  process.exit(2);
+}
+const rounds = Number(process.argv[3] ?? 5);
+const here = resolve(fileURLToPath(new URL('../..', import.meta.url)));
+const builds = { baseline: resolve(baseline), 'this build': here };
+
+function record(): Record<string, unknown> & { time: string; kind: 'proxy'; requestId: string; decision: 'allow'; reason: string } {
+  return { time: new Date().toISOString(), kind: 'proxy', requestId: randomUUID(), agent: 'bench-agent', role: 'caller', onBehalfOf: null, jti: randomUUID(), backend: 'bench', method: 'GET', path: '/small', decision: 'allow', reason: 'none', reasonDetail: null, route: 'GET /small', status: 200, upstreamStatus: 200, durationMs: 1.234, remote: '127.0.0.1' };
+}
+
+async function auditUs(root: string): Promise<number> {
+  const { openAuditLog } = (await import(join(root, 'dist/gateway/telemetry/audit-log.js'))) as AuditModule;
+  const dir = await mkdtemp(join(tmpdir(), 'agm-'));
+  const log = await openAuditLog({ file: join(dir, 'audit.jsonl'), fsync: 'off' });
+  const lines = 50_000;
+  const records = Array.from({ length: lines }, record);
+  const start = process.cpuUsage();
+  // Batches of 50 appends, as 50 connections would make them.
+  for (let i = 0; i < lines; i += 50) await Promise.all(records.slice(i, i + 50).map((r) => log.append(r)));
+  const used = process.cpuUsage(start);
+  await log.close();
+  await rm(dir, { recursive: true, force: true });
+  return (used.user + used.system) / lines;
+}
+
+async function metricsUs(root: string): Promise<number> {
+  const { createMetrics } = (await import(join(root, 'dist/gateway/telemetry/metrics.js'))) as MetricsModule;
+  const metrics = createMetrics({ defaults: false });
+  const calls = 300_000;
+  for (let i = 0; i < 1000; i++) metrics.observeRequest('bench', 'allow', 'none', 0.001, 0.0001);
+  const start = process.cpuUsage();
+  for (let i = 0; i < calls; i++) metrics.observeRequest('bench', 'allow', 'none', 0.001 + (i % 7) * 0.001, 0.00008 + (i % 5) * 0.0001);
+  const used = process.cpuUsage(start);
+  if (!(await metrics.exposition()).includes('agentgate_overhead_seconds_count')) throw new Error('no overhead histogram in the exposition');
+  return (used.user + used.system) / calls;
+}
+
+const median = (values: number[]): number => [...values].sort((a, b) => a - b)[values.length >> 1] ?? Number.NaN;
+for (const [what, measure] of [['audit line (append until written)', auditUs], ['request metrics (observeRequest)', metricsUs]] as const) {
+  const figures: Record<string, number[]> = { baseline: [], 'this build': [] };
+  for (let r = 0; r < rounds; r++) for (const [name, root] of Object.entries(builds)) figures[name]?.push(await measure(root));
+  const before = median(figures.baseline ?? []);
+  const after = median(figures['this build'] ?? []);
+  process.stdout.write(`${what}: ${before.toFixed(2)} µs -> ${after.toFixed(2)} µs CPU per request (median of ${rounds} alternating rounds)\n`);
+}
