@@ -3,7 +3,7 @@
 import { ConfigError } from '../errors.js';
 import { systemClock } from '../clock.js';
 import type { Gateway } from '../server.js';
-import { createLogger } from '../telemetry/log.js';
+import { createLogger, type Logger } from '../telemetry/log.js';
 import { CliError, hostFor, parse, readPolicy, settingsFrom, type Out, type Verb } from './common.js';
 
 const serveOptions: NonNullable<Verb['options']> = [['--reset-state', 'move an unreadable state file aside and start empty']];
@@ -52,6 +52,8 @@ async function serve(args: readonly string[], out: Out, demo: boolean): Promise<
     await backends?.close();
     throw error;
   }
+  const stopped = untilStopped(log);
+  onReload(gateway, log);
   const ports = await gateway.start().catch(async (error: unknown) => {
     await gateway.close(0);
     await backends?.close();
@@ -66,34 +68,47 @@ async function serve(args: readonly string[], out: Out, demo: boolean): Promise<
     const { demoBanner } = await import('../../demo/banner.js');
     out.stderr(await demoBanner({ gateway, agentUrl: `${scheme}://${hostFor(ports.agent.address)}:${ports.agent.port}`, metricsUrl: `http://${hostFor(ports.metrics.address)}:${ports.metrics.port}`, backends: backends.urls }));
   }
-  await new Promise<void>((resolve) => {
+  await stopped;
+  await gateway.close();
+  await backends?.close();
+  return 0;
+}
+
+/**
+ * Resolves on SIGINT or SIGTERM. Installed before the gateway says it listens: a supervisor that
+ * stops it right after that line gets a clean shutdown (audit closed, state lock released), not
+ * the default action of the signal.
+ */
+function untilStopped(log: Logger): Promise<void> {
+  return new Promise<void>((resolve) => {
     const stop = (signal: string): void => {
       log.info('shutting down', { signal });
       resolve();
     };
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
-    process.on('SIGHUP', () => {
-      if (!gateway.audit.available) {
-        log.error('reload refused: the audit trail cannot be written, so the change could not be recorded', { why: gateway.audit.unavailableReason });
-        return;
-      }
-      const record = (decision: 'allow' | 'deny', fields: Record<string, unknown>): void => {
-        gateway.audit.write({ time: new Date().toISOString(), kind: 'admin', requestId: `sighup-${Date.now()}`, decision, reason: decision === 'allow' ? 'none' : 'policy_invalid', action: 'reload', agent: null, by: 'SIGHUP', ...fields });
-      };
-      gateway.reload().then(
-        (snapshot) => record('allow', { version: snapshot.version, files: snapshot.files }),
-        (error: unknown) => {
-          const problems = error instanceof ConfigError ? error.problems : [String(error)];
-          record('deny', { problems: problems.length });
-          log.error('reload refused; the current policies stay in force', { problems });
-        },
-      );
-    });
   });
-  await gateway.close();
-  await backends?.close();
-  return 0;
+}
+
+/** SIGHUP reloads the policies; the outcome is an admin audit line either way. */
+function onReload(gateway: Gateway, log: Logger): void {
+  process.on('SIGHUP', () => {
+    if (!gateway.audit.available) {
+      log.error('reload refused: the audit trail cannot be written, so the change could not be recorded', { why: gateway.audit.unavailableReason });
+      return;
+    }
+    const record = (decision: 'allow' | 'deny', fields: Record<string, unknown>): void => {
+      gateway.audit.write({ time: new Date().toISOString(), kind: 'admin', requestId: `sighup-${Date.now()}`, decision, reason: decision === 'allow' ? 'none' : 'policy_invalid', action: 'reload', agent: null, by: 'SIGHUP', ...fields });
+    };
+    gateway.reload().then(
+      (snapshot) => record('allow', { version: snapshot.version, files: snapshot.files }),
+      (error: unknown) => {
+        const problems = error instanceof ConfigError ? error.problems : [String(error)];
+        record('deny', { problems: problems.length });
+        log.error('reload refused; the current policies stay in force', { problems });
+      },
+    );
+  });
 }
 
 async function demoBackends(args: readonly string[], out: Out): Promise<number> {
@@ -108,12 +123,13 @@ async function demoBackends(args: readonly string[], out: Out): Promise<number> 
     if (upstream === undefined) throw new CliError(`the policies define no backend "${name}"; demo-backends serves ${DEMO_BACKENDS.join(', ')}`);
     ports[name] = Number(upstream.port || (upstream.protocol === 'https:' ? 443 : 80));
   }
-  const backends = await startDemoBackends({ host: values.host, ports });
-  out.stdout(`demo backends listening: ${DEMO_BACKENDS.map((n) => `${n} ${backends.urls[n]}`).join(', ')}`);
-  await new Promise<void>((resolve) => {
+  const stopped = new Promise<void>((resolve) => {
     process.once('SIGINT', () => resolve());
     process.once('SIGTERM', () => resolve());
   });
+  const backends = await startDemoBackends({ host: values.host, ports });
+  out.stdout(`demo backends listening: ${DEMO_BACKENDS.map((n) => `${n} ${backends.urls[n]}`).join(', ')}`);
+  await stopped;
   await backends.close();
   return 0;
 }
