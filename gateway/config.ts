@@ -445,18 +445,8 @@ function tlsSettings(c: Checker, entry: RawEntry | undefined, baseDir: string): 
   const file = (key: 'ca' | 'cert' | 'key'): string | null => {
     const item = keys.get(key);
     if (item === undefined) return null;
-    const text = c.string(item, `state.tls.${key}`);
-    if (text === null) {
-      ok = false;
-      return null;
-    }
-    const path = resolvePath(baseDir, text);
-    try {
-      accessSync(path, constants.R_OK);
-    } catch {
-      c.add(item.at, `state.tls.${key}`, `cannot read ${path} (a PEM file)`);
-      ok = false;
-    }
+    const path = readablePem(c, item, `state.tls.${key}`, baseDir, item.at);
+    if (path === null) ok = false;
     return path;
   };
   const ca = file('ca');
@@ -467,6 +457,20 @@ function tlsSettings(c: Checker, entry: RawEntry | undefined, baseDir: string): 
     ok = false;
   }
   return ok ? Object.freeze({ ca, cert, key }) : null;
+}
+
+/** The path a PEM-file setting names, resolved and readable; null (with the problem added) when not. */
+function readablePem(c: Checker, item: RawEntry, where: string, baseDir: string, at: RawEntry['at']): string | null {
+  const text = c.string(item, where);
+  if (text === null) return null;
+  const path = resolvePath(baseDir, text);
+  try {
+    accessSync(path, constants.R_OK);
+  } catch {
+    c.add(at, where, `cannot read ${path} (a PEM file)`);
+    return null;
+  }
+  return path;
 }
 
 const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
@@ -512,19 +516,8 @@ function listenTls(c: Checker, entry: RawEntry, baseDir: string): ListenTls | nu
       if (name !== 'ca') ok = false;
       return null;
     }
-    const text = c.string(item, `listen.tls.${name}`);
-    if (text === null) {
-      ok = false;
-      return null;
-    }
-    const path = resolvePath(baseDir, text);
-    try {
-      accessSync(path, constants.R_OK);
-    } catch {
-      c.add(item.value.at, `listen.tls.${name}`, `cannot read ${path} (a PEM file)`);
-      ok = false;
-      return null;
-    }
+    const path = readablePem(c, item, `listen.tls.${name}`, baseDir, item.value.at);
+    if (path === null) ok = false;
     return path;
   };
   const parsed = <T>(name: 'cert' | 'key' | 'ca', path: string | null, read: (path: string) => T): T | null => {
