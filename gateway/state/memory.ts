@@ -22,6 +22,23 @@ export interface MemoryStoreOptions {
   /** Read the file and never write it (no lock taken): every change is refused. */
   readonly readOnly?: boolean;
   readonly lock?: LockOptions;
+  /**
+   * Start from this state (the text `snapshot()` made) instead of a file; with `file: null` only.
+   * A cluster worker's replica starts so from the primary's store (cluster/worker-store.ts).
+   */
+  readonly initial?: string;
+}
+
+/** What another process decided, set as is (a cluster worker's replica; never persisted by it). */
+export type AdoptedChange =
+  | { readonly kind: 'breaker'; readonly agent: string; readonly record: BreakerRecord | null }
+  | { readonly kind: 'approval'; readonly record: ApprovalRecord };
+
+/** The memory driver: the Store, plus what a cluster primary needs to feed workers' replicas. */
+export interface MemoryStore extends Store {
+  /** The whole persisted state, as the state file holds it. */
+  snapshot(): string;
+  adopt(change: AdoptedChange): void;
 }
 
 /** A change was asked of a store opened read-only. */
@@ -70,7 +87,7 @@ interface StateFile {
   readonly auditCheckpoints?: Record<string, AuditCheckpointRecord>;
 }
 
-export async function openMemoryStore(options: MemoryStoreOptions): Promise<Store> {
+export async function openMemoryStore(options: MemoryStoreOptions): Promise<MemoryStore> {
   const { clock, file } = options;
   const revoked = new RevocationSet();
   const agentRevoked = new Map<string, number>();
@@ -101,8 +118,8 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
     await mkdir(dirname(file), { recursive: true });
     lock = await lockStateFile(file, options.lock);
   }
-  if (file !== null) {
-    const loaded = await readStateFile(file).catch(async (error: unknown) => {
+  if (file !== null || options.initial !== undefined) {
+    const loaded = file === null ? parseStateText(options.initial ?? '', '(snapshot)') : await readStateFile(file).catch(async (error: unknown) => {
       await lock?.release();
       throw error;
     });
@@ -177,6 +194,12 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
   return {
     driver: 'memory',
     replayHorizon,
+    snapshot: serialize,
+    adopt(change) {
+      if (change.kind === 'approval') approvals.set(change.record.id, change.record);
+      else if (change.record === null) breakers.delete(change.agent);
+      else breakers.set(change.agent, change.record);
+    },
     isHealthy: () => true,
     status: () => ({ healthy: true, detail: file === null ? 'in memory' : 'state file', unshared: 0 }),
     reseed: () => Promise.resolve({ reseeded: false, detail: 'the memory driver keeps its state in its own file; there is no shared store to reseed', kills: 0, revocations: 0, breakers: 0 }),
@@ -331,6 +354,10 @@ async function readStateFile(file: string): Promise<StateFile | null> {
     if ((error as { code?: unknown }).code === 'ENOENT') return null;
     throw new StateFileError(file, String((error as Error).message));
   }
+  return parseStateText(text, file);
+}
+
+function parseStateText(text: string, file: string): StateFile {
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
