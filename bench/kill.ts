@@ -6,7 +6,8 @@
 //    received (`latency`, the bar's figure: an upper bound that includes that request's own
 //    round trip and write-ahead audit line), and after the last probe request that was still
 //    allowed was sent (`allowedSent`, a lower bound); `refusedSent` is when the first refused
-//    probe request was sent, within one probe gap of the moment the gateway started refusing;
+//    probe request was sent (0 when it went out before the kill call and was checked after it);
+//    requests in flight when the kill lands may be cut (connection closed): counted apart;
 //  - the admin answer (the kill durable, its audit line waiting for the kernel's word on the caller). The agent is revived, and seen allowed again, between
 // kills. A probe request sent after the kill was answered and still allowed would break the
 // contract and is counted, as is one sent after the revive was answered and still refused.
@@ -31,7 +32,11 @@ export interface KillResult {
   readonly refusedAfterRevive: number;
   /** Probe requests sent in all. */
   readonly probes: number;
+  /** Probe requests in flight when a kill arrived and cut by it (connection closed). */
+  readonly cut: number;
 }
+
+const CUT = -1;
 
 /** Concurrent probe requests in flight during a kill. */
 export const PROBES = 8;
@@ -54,10 +59,15 @@ export async function runKills(options: { gatewayUrl: string; socket: string; ag
   const pool = new Pool(options.gatewayUrl, { connections: PROBES + 1, pipelining: 1 });
   const path = `/${BACKEND}${PATHS.small}`;
   const headers = { authorization: `Bearer ${options.token}` };
+  /** The status, or CUT when the connection was closed under the request (a kill cuts the agent's calls in flight). */
   const call = async (): Promise<number> => {
-    const res = await pool.request({ method: 'GET', path, headers });
-    await res.body.dump();
-    return res.statusCode;
+    try {
+      const res = await pool.request({ method: 'GET', path, headers });
+      await res.body.dump();
+      return res.statusCode;
+    } catch {
+      return CUT;
+    }
   };
   const latency = new SampleBuffer(options.kills);
   const refusedSent = new SampleBuffer(options.kills);
@@ -69,6 +79,7 @@ export async function runKills(options: { gatewayUrl: string; socket: string; ag
   let allowedAfterKill = 0;
   let refusedAfterRevive = 0;
   let probes = 0;
+  let cut = 0;
   let cycle: Cycle | null = null;
   let running = true;
   let failure: Error | null = null;
@@ -110,8 +121,11 @@ export async function runKills(options: { gatewayUrl: string; socket: string; ag
           c.firstAllowedAfterRevive = received;
           c.onAllowed?.();
         }
+      } else if (status === CUT && c.reviveSentAt === 0 && (c.killAnsweredAt === 0 || sent < c.killAnsweredAt)) {
+        // In flight when the kill arrived and cut by it: neither allowed nor refused.
+        cut++;
       } else {
-        failure ??= new Error(`unexpected status ${status} during the kill cycles`);
+        failure ??= new Error(`unexpected ${status === CUT ? 'closed connection' : `status ${status}`} during the kill cycles`);
         c.onRefused?.();
         c.onAllowed?.();
       }
@@ -160,5 +174,5 @@ export async function runKills(options: { gatewayUrl: string; socket: string; ag
     await pool.close();
   }
   if (failure !== null) throw failure;
-  return { kills: options.kills, latency: latencyPercentiles(latency), refusedSent: latencyPercentiles(refusedSent), allowedSent: latencyPercentiles(allowedSent), adminCall: latencyPercentiles(admin), allowedAfterKill, refusedAfterRevive, probes };
+  return { kills: options.kills, latency: latencyPercentiles(latency), refusedSent: latencyPercentiles(refusedSent), allowedSent: latencyPercentiles(allowedSent), adminCall: latencyPercentiles(admin), allowedAfterKill, refusedAfterRevive, probes, cut };
 }

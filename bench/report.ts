@@ -76,7 +76,7 @@ export function barLines(results: Results): BarLine[] {
   if (results.kill !== undefined) {
     const k = results.kill;
     lines.push({ what: `kill in force p99, admin call → first refusal seen by a probe (${k.kills} kills)`, figure: formatMs(k.latency.p99), bar: '≤ 10 ms', met: k.latency.p99 <= 10 && k.allowedAfterKill === 0 && k.refusedAfterRevive === 0 });
-    lines.push({ what: 'kill in force p99, admin call → send of the first refused probe request (within one probe gap of the moment it took effect)', figure: formatMs(k.refusedSent.p99), bar: '–', met: null });
+    lines.push({ what: 'kill in force p99, admin call → send of the first refused probe request (0 when sent before the call)', figure: formatMs(k.refusedSent.p99), bar: '–', met: null });
     lines.push({ what: 'kill answer p99, admin call → its answer (durable, waits for the peer lookup)', figure: formatMs(k.adminCall.p99), bar: '–', met: null });
   }
   if (results.memory !== undefined) {
@@ -229,7 +229,7 @@ export function renderResults(results: Results): string {
   }
   if (results.kill !== undefined) {
     out.push('## 4. Kill latency', '', killTable(results.kill), '');
-    out.push(`A probe (${PROBES} requests in flight, each sent as soon as its worker’s previous one returns, so sends are staggered; ${results.kill.probes} in all) runs during every call. The kill took effect after the last allowed probe request was sent and no later than the first refusal was received; the first refused request's send time is within one probe gap of it. Probe requests sent after the kill was answered and still allowed: ${results.kill.allowedAfterKill}; sent after the revive was answered and still refused: ${results.kill.refusedAfterRevive}. Each kill and revive is appended to the state journal (fdatasync) before it is answered.`, '');
+    out.push(`A probe (${PROBES} requests in flight, each sent as soon as its worker’s previous one returns, so sends are staggered; ${results.kill.probes} in all) runs during every call. The kill took effect after the last allowed probe request was sent (0: none was sent after the kill call) and no later than the first refusal was received; a refused request sent before the kill call (0 in the send row) was checked after the kill took effect. In flight when a kill arrived and cut by it: ${results.kill.cut}. Probe requests sent after the kill was answered and still allowed: ${results.kill.allowedAfterKill}; sent after the revive was answered and still refused: ${results.kill.refusedAfterRevive}. Each kill and revive is appended to the state journal (fdatasync) before it is answered.`, '');
   }
   if (results.memory !== undefined) out.push('## 5. Memory', '', memoryTable(results.memory), '');
   return `${out.join('\n').trimEnd()}\n`;
