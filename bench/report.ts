@@ -1,6 +1,6 @@
 // RESULTS.md: the machine, the settings, a table per group and the bar of issue 7 with each figure
 // against it. Pure: results in, markdown out.
-import type { KillResult } from './kill.js';
+import { PROBES, type KillResult } from './kill.js';
 import type { MemoryResult } from './memory.js';
 import { formatMiB, formatMs, formatRatio, formatRps, formatSpread, formatUs, markdownTable, verdict, type Summary } from './stats.js';
 import type { ContestantResult, ForwardingResult, MaskingResult, RefusalResult } from './throughput.js';
@@ -76,6 +76,7 @@ export function barLines(results: Results): BarLine[] {
   if (results.kill !== undefined) {
     const k = results.kill;
     lines.push({ what: `kill in force p99, admin call → first refusal seen by a probe (${k.kills} kills)`, figure: formatMs(k.latency.p99), bar: '≤ 10 ms', met: k.latency.p99 <= 10 && k.allowedAfterKill === 0 && k.refusedAfterRevive === 0 });
+    lines.push({ what: 'kill in force p99, admin call → send of the first refused probe request (0 when sent before the call)', figure: formatMs(k.refusedSent.p99), bar: '–', met: null });
     lines.push({ what: 'kill answer p99, admin call → its answer (durable, waits for the peer lookup)', figure: formatMs(k.adminCall.p99), bar: '–', met: null });
   }
   if (results.memory !== undefined) {
@@ -166,7 +167,9 @@ export function killTable(k: KillResult): string {
   return markdownTable(
     ['measure', 'kills', 'p50', 'p90', 'p99', 'max'],
     [
-      ['admin call sent → first refusal seen by the probe (kill in force)', String(k.kills), formatMs(k.latency.p50), formatMs(k.latency.p90), formatMs(k.latency.p99), formatMs(k.latency.max)],
+      ['admin call sent → last probe request still allowed was sent (kill not yet in force: lower bound)', String(k.kills), formatMs(k.allowedSent.p50), formatMs(k.allowedSent.p90), formatMs(k.allowedSent.p99), formatMs(k.allowedSent.max)],
+      ['admin call sent → first refused probe request was sent', String(k.kills), formatMs(k.refusedSent.p50), formatMs(k.refusedSent.p90), formatMs(k.refusedSent.p99), formatMs(k.refusedSent.max)],
+      ['admin call sent → first refusal received by the probe (kill in force by then: upper bound, includes that request’s audit line)', String(k.kills), formatMs(k.latency.p50), formatMs(k.latency.p90), formatMs(k.latency.p99), formatMs(k.latency.max)],
       ['admin call sent → its answer (kill durable, peer looked up)', String(k.kills), formatMs(k.adminCall.p50), formatMs(k.adminCall.p90), formatMs(k.adminCall.p99), formatMs(k.adminCall.max)],
     ],
     ['left', 'right', 'right', 'right', 'right', 'right'],
@@ -226,7 +229,7 @@ export function renderResults(results: Results): string {
   }
   if (results.kill !== undefined) {
     out.push('## 4. Kill latency', '', killTable(results.kill), '');
-    out.push(`A probe (two requests in flight back to back, ${results.kill.probes} in all) runs during every call. Probe requests sent after the kill was answered and still allowed: ${results.kill.allowedAfterKill}; sent after the revive was answered and still refused: ${results.kill.refusedAfterRevive}. Each kill and revive is written to the state file (fsync) before it is answered.`, '');
+    out.push(`A probe (${PROBES} requests in flight, each sent as soon as its worker’s previous one returns, so sends are staggered; ${results.kill.probes} in all) runs during every call. The kill took effect after the last allowed probe request was sent (0: none was sent after the kill call) and no later than the first refusal was received; a refused request sent before the kill call (0 in the send row) was checked after the kill took effect. In flight when a kill arrived and cut by it: ${results.kill.cut}. Probe requests sent after the kill was answered and still allowed: ${results.kill.allowedAfterKill}; sent after the revive was answered and still refused: ${results.kill.refusedAfterRevive}. Each kill and revive is appended to the state journal (fdatasync) before it is answered.`, '');
   }
   if (results.memory !== undefined) out.push('## 5. Memory', '', memoryTable(results.memory), '');
   return `${out.join('\n').trimEnd()}\n`;

@@ -209,7 +209,7 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
     onHealth: (healthy, why) => (healthy ? log.info('state store available', { driver: 'redis', why }) : log.error('state store unavailable; refusing requests', { driver: 'redis', why })),
     onOutage: (cause) => metrics.stateOutage(cause),
     onReseed: (kind) => metrics.stateReseeded(kind),
-    onNotice: (level, message, fields) => log[level](message, { driver: 'redis', ...fields }),
+    onNotice: (level, message, fields) => log[level](message, { driver: settings.state.driver, ...fields }),
     // A kill or revoke made on another instance also cuts this instance's calls in flight.
     onRemoteStop,
   });

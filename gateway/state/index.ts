@@ -46,7 +46,7 @@ export async function openStore(settings: StateSettings, clock: Clock, options: 
       tool: options.tool === true || options.readOnly === true,
     });
   }
-  return openMemoryStore({ clock, file: settings.file, readOnly: options.readOnly === true });
+  return openMemoryStore({ clock, file: settings.file, readOnly: options.readOnly === true, onWarning: (message, fields) => options.onNotice?.('warn', message, fields) });
 }
 
 /**
@@ -56,15 +56,13 @@ export async function openStore(settings: StateSettings, clock: Clock, options: 
 export async function readAuditCheckpoint(settings: StateSettings, auditFile: string, clock: Clock): Promise<AuditCheckpointRecord | null> {
   if (settings.driver === 'memory') {
     if (settings.file === null) return null;
-    let text: string;
+    // The snapshot and its journal, read without the writer's lock (a gateway may be running).
+    const store = await openMemoryStore({ clock, file: settings.file, readOnly: true });
     try {
-      text = await readFile(settings.file, 'utf8');
-    } catch (error) {
-      if ((error as { code?: unknown }).code === 'ENOENT') return null;
-      throw error;
+      return await store.auditCheckpoint(auditFile);
+    } finally {
+      await store.close();
     }
-    const parsed = JSON.parse(text) as { auditCheckpoints?: Record<string, unknown> } | null;
-    return asAuditCheckpoint(parsed?.auditCheckpoints?.[auditFile] ?? null);
   }
   const store = await openStore(settings, clock);
   try {

@@ -107,7 +107,7 @@ t.test('the bar: met and missed lines', async (t) => {
       ],
     },
     masking: { plain: contestant, masked: contestant, toPlain: summary(0.7) },
-    kill: { kills: 10, latency: latencyPercentiles([1, 2, 3]), adminCall: latencyPercentiles([1]), allowedAfterKill: 0, refusedAfterRevive: 0, probes: 100 },
+    kill: { kills: 10, latency: latencyPercentiles([1, 2, 3]), refusedSent: latencyPercentiles([0, 1]), allowedSent: latencyPercentiles([0]), adminCall: latencyPercentiles([1]), allowedAfterKill: 0, refusedAfterRevive: 0, probes: 100, cut: 0 },
   };
   const lines = barLines(results);
   t.same(
@@ -121,6 +121,7 @@ t.test('the bar: met and missed lines', async (t) => {
       ['refusal, rate limited (429): requests that reached the backend', true],
       ['masked route / plain route throughput (same 18 KiB JSON)', null],
       ['kill in force p99, admin call → first refusal seen by a probe (10 kills)', true],
+      ['kill in force p99, admin call → send of the first refused probe request (0 when sent before the call)', null],
       ['kill answer p99, admin call → its answer (durable, waits for the peer lookup)', null],
     ],
   );

@@ -4,7 +4,7 @@
 // provably gone (kill -9) is taken over at once; readers open the file without the lock.
 import t from 'tap';
 import { spawn } from 'node:child_process';
-import { readFile, stat, utimes, writeFile } from 'node:fs/promises';
+import { readdir, readFile, stat, utimes, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { systemClock as clock } from '../../gateway/clock.js';
@@ -97,6 +97,9 @@ t.test('real processes: a second gateway and an offline CLI change are refused; 
   t.not(offline.code, 0, 'an offline change beside a running gateway is refused');
   t.match(offline.stderr, /is in use by process/);
   t.notMatch(await readFile(stateFile, 'utf8'), /clientSecrets":\[[^\]]*marketing-agent-03/, 'and no secret reached the state file');
+  for (const name of (await readdir(join(dir, 'a', 'run'))).filter((n) => n.startsWith('state.json.wal.'))) {
+    t.notMatch(await readFile(join(dir, 'a', 'run', name), 'utf8'), /"op":"secret"/, `nor its journal ${name}`);
+  }
 
   const explained = await runCli(['explain', '--config', configB, '--token', 'not-a-token', 'GET', '/crm/contacts']);
   t.notMatch(explained.stderr, /in use by/, 'a reader (explain) is not held back by the lock');
