@@ -332,6 +332,16 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
   /** Events that arrive while a load runs: re-read once the load's view is in place. */
   let pending: { kind: EventKind; key: string }[] | null = null;
   let lastError = '';
+  /**
+   * The server's certificate failed verification (unknown CA, wrong name, expired): retrying
+   * cannot help, so the first connection gives up at once instead of waiting out its deadline.
+   */
+  let untrusted: string | null = null;
+  const noteError = (error: unknown): void => {
+    lastError = error instanceof Error ? error.message : String(error);
+    const code = (error as { code?: unknown } | null)?.code;
+    if (typeof code === 'string' && UNTRUSTED_CERTIFICATE.has(code)) untrusted = lastError;
+  };
   /** The channel listener is registered (node-redis then resubscribes by itself on reconnect). */
   let listening = false;
 
@@ -374,9 +384,7 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
   if (viaSentinel !== null) {
     // The probe decides health; a failover or a connection error forces a full reload (events
     // may have been missed, and the new master may lack the latest writes: the marker says).
-    viaSentinel.on('error', (error: unknown) => {
-      lastError = error instanceof Error ? error.message : String(error);
-    });
+    viaSentinel.on('error', noteError);
     viaSentinel.on('topology-change', (event: { type?: string }) => {
       if (event.type !== 'MASTER_CHANGE' || !listening) return;
       lost('sentinel switched to a new master');
@@ -387,7 +395,7 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
   }
   function registerClientEvents(): void {
     client.on('error', (error: Error) => {
-      lastError = error.message;
+      noteError(error);
       commandReady = false;
       lost('redis connection error');
     });
@@ -408,7 +416,7 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
       void reload();
     });
     subscriber.on('error', (error: Error) => {
-      lastError = error.message;
+      noteError(error);
       subscribed = false;
       lost('redis subscriber error');
     });
@@ -943,12 +951,10 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
     subscribed = subscriber.isReady;
     await reload();
   };
-  start().catch((error: unknown) => {
-    lastError = (error as Error).message;
-  });
+  start().catch(noteError);
   const until = Date.now() + connectMs;
   const waiting = (): boolean => !healthy && !(lostData !== null && reseedMode === 'manual');
-  while (waiting() && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 20));
+  while (waiting() && untrusted === null && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 20));
   if (waiting()) {
     closing = true;
     clearInterval(probeTimer);
@@ -957,7 +963,7 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
       raw.destroy();
       subscriber.destroy();
     }
-    const why = lostData ?? stalled ?? (lastError === '' ? `no answer within ${connectMs} ms` : lastError.replace(/\/\/[^@/]*@/g, '//***@'));
+    const why = untrusted ?? lostData ?? stalled ?? (lastError === '' ? `no answer within ${connectMs} ms` : lastError.replace(/\/\/[^@/]*@/g, '//***@'));
     throw new RedisUnavailableError(why);
   }
 
@@ -1167,6 +1173,23 @@ const nodeTls = createRequire(import.meta.url)('node:tls') as typeof import('nod
  * first error and the close, and the late one is dropped instead of ending the gateway. Other
  * callers of `tls.connect` are untouched.
  */
+/** Node's codes for a server certificate that does not verify (OpenSSL's X509_V_ERR_* names and the host check). */
+const UNTRUSTED_CERTIFICATE: ReadonlySet<string> = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_SIGNATURE_FAILURE',
+  'CERT_NOT_YET_VALID',
+  'CERT_HAS_EXPIRED',
+  'CERT_REVOKED',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'INVALID_CA',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
 function guardRedisTlsSockets(): void {
   if (tlsGuarded) return;
   tlsGuarded = true;
