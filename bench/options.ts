@@ -3,7 +3,7 @@
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 
-export const GROUPS = ['forwarding', 'refusal', 'masking', 'tokens', 'kill', 'memory'] as const;
+export const GROUPS = ['forwarding', 'refusal', 'masking', 'tokens', 'kill', 'memory', 'workers'] as const;
 export type GroupName = (typeof GROUPS)[number];
 
 export interface BenchOptions {

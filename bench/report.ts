@@ -5,6 +5,7 @@ import type { MemoryResult } from './memory.js';
 import { formatMiB, formatMs, formatRatio, formatRps, formatSpread, formatUs, markdownTable, verdict, type Summary } from './stats.js';
 import type { ContestantResult, ForwardingResult, MaskingResult, RefusalResult } from './throughput.js';
 import type { IssuanceResult } from './tokens.js';
+import { workersSection, type WorkersResult } from './workers.js';
 
 export interface Machine {
   readonly node: string;
@@ -35,6 +36,7 @@ export interface Results {
   readonly tokens?: readonly IssuanceResult[];
   readonly kill?: KillResult;
   readonly memory?: MemoryResult;
+  readonly workers?: WorkersResult;
   readonly elapsedSeconds: number;
 }
 
@@ -232,5 +234,6 @@ export function renderResults(results: Results): string {
     out.push(`A probe (${PROBES} requests in flight, each sent as soon as its worker’s previous one returns, so sends are staggered; ${results.kill.probes} in all) runs during every call. The kill took effect after the last allowed probe request was sent (0: none was sent after the kill call) and no later than the first refusal was received; a refused request sent before the kill call (0 in the send row) was checked after the kill took effect. In flight when a kill arrived and cut by it: ${results.kill.cut}. Probe requests sent after the kill was answered and still allowed: ${results.kill.allowedAfterKill}; sent after the revive was answered and still refused: ${results.kill.refusedAfterRevive}. Each kill and revive is appended to the state journal (fdatasync) before it is answered.`, '');
   }
   if (results.memory !== undefined) out.push('## 5. Memory', '', memoryTable(results.memory), '');
+  if (results.workers !== undefined) out.push('## 6. Worker processes (`workers`)', '', workersSection(results.workers), '');
   return `${out.join('\n').trimEnd()}\n`;
 }

@@ -16,6 +16,7 @@ import { renderResults, type Results } from './report.js';
 import { forge, SERVER_CORE, startBackend, startBareProxy, startGatewayRig, startLoadWorker, type Backend, type BareProxy, type GatewayRig, type LoadWorker } from './rig.js';
 import { runForwarding, runMasking, runRefusal } from './throughput.js';
 import { issuanceMethods, measureIssuance } from './tokens.js';
+import { runWorkers } from './workers.js';
 import { exportJWK, generateKeyPair } from 'jose';
 import { Pool } from 'undici';
 import { adminCall } from '../gateway/admin/client.js';
@@ -128,6 +129,10 @@ async function main(argv: readonly string[]): Promise<number> {
       await rig.stop();
       rig = null;
       if (options.cpuProf !== null) progress(`gateway CPU profile written to ${options.cpuProf}`);
+    }
+    if (options.groups.has('workers')) {
+      progress('workers: 1 vs 2 worker processes, GET 200 B');
+      results.workers = await runWorkers({ workDir, backendUrl: backend.url, load, rounds: options.rounds, settings: { durationSeconds: options.durationSeconds, warmupSeconds: options.warmupSeconds, connections: options.connections }, progress });
     }
     if (options.groups.has('memory')) {
       results.memory = await runMemory({ workDir, backendUrl: backend.url, load, agents: options.memoryAgents, revocations: options.memoryRevocations, streamBytes: options.streamBytes, progress });
