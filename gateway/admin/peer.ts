@@ -2,7 +2,8 @@
 // through sock_diag (the `ss` tool of iproute2): our end's inode names the peer's inode, whose row
 // names the process; its uid comes from /proc. The lookup must finish while the caller is still
 // connected, so a changing admin call answers once it has (the change itself is in force before).
-import { execFile } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { fstatSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import type { Socket } from 'node:net';
@@ -85,9 +86,109 @@ function runSs(timeoutMs: number): Promise<string | null> {
   return next;
 }
 
+/** Most `ss` output a lookup reads (every Unix socket of the host). */
+const MAX_TABLE = 16 * 1024 * 1024;
+
+/**
+ * `ss` runs in a small shell started once (`preparePeerLookups`), which forks it for each lookup:
+ * forking the gateway itself (100 MB and more) stops its event loop for several ms, right when a
+ * kill has just taken effect and the agent's next requests are waiting to be refused. Each run
+ * ends with a marker holding a random token and `ss`'s exit status, so no process name in the
+ * table can pass for the end. A helper that fails or stalls is killed and started again later.
+ */
+interface Helper {
+  readonly child: ChildProcess;
+  readonly marker: string;
+  /** The lookup waiting for its table, or null. */
+  waiting: { out: string; done: (table: string | null) => void } | null;
+}
+
+let helper: Helper | null = null;
+
+function startHelper(): Helper | null {
+  const token = randomBytes(16).toString('hex');
+  const marker = `--agentgate-ss-end-${token}--`;
+  let child: ChildProcess;
+  try {
+    child = spawn('sh', ['-c', `while IFS= read -r _; do ss -xpnH 2>/dev/null; printf '\\n%s %s\\n' '${marker}' "$?"; done`], { stdio: ['pipe', 'pipe', 'ignore'] });
+  } catch {
+    return null;
+  }
+  const h: Helper = { child, marker, waiting: null };
+  const fail = (): void => {
+    if (helper === h) helper = null;
+    const w = h.waiting;
+    h.waiting = null;
+    w?.done(null);
+  };
+  child.on('error', fail);
+  child.on('exit', fail);
+  child.stdin?.on('error', fail);
+  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+    const w = h.waiting;
+    if (w === null) return;
+    w.out += chunk;
+    const end = w.out.indexOf(`\n${marker} `);
+    if (end < 0) {
+      if (w.out.length > MAX_TABLE) {
+        child.kill('SIGKILL');
+        fail();
+      }
+      return;
+    }
+    const close = w.out.indexOf('\n', end + 1);
+    if (close < 0) return;
+    const status = w.out.slice(end + marker.length + 2, close).trim();
+    h.waiting = null;
+    w.done(status === '0' ? w.out.slice(0, end + 1) : null);
+  });
+  // The helper never keeps the gateway running; it ends when its input closes with the gateway.
+  child.unref();
+  (child.stdin as unknown as { unref?: () => void } | null)?.unref?.();
+  (child.stdout as unknown as { unref?: () => void } | null)?.unref?.();
+  return h;
+}
+
+/** Start the lookup helper now, while nothing waits on it (the admin socket's start). */
+export function preparePeerLookups(): void {
+  helper ??= startHelper();
+}
+
+/** The lookup helper's pid, or null when none runs (tests kill it to see it come back). */
+export function peerLookupHelperPid(): number | null {
+  return helper?.child.pid ?? null;
+}
+
+/** Stop the lookup helper (the gateway's stop). */
+export function stopPeerLookups(): void {
+  const h = helper;
+  helper = null;
+  h?.child.kill();
+}
+
 function spawnSs(timeoutMs: number): Promise<string | null> {
+  helper ??= startHelper();
+  const h = helper;
+  if (h === null || h.waiting !== null || h.child.stdin === null) return Promise.resolve(null);
   return new Promise((resolve) => {
-    execFile('ss', ['-xpnH'], { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 }, (error, stdout) => resolve(error === null ? stdout : null));
+    const timer = setTimeout(() => {
+      // Stalled: start afresh next time.
+      if (helper === h) helper = null;
+      h.child.kill('SIGKILL');
+      if (h.waiting !== null) {
+        h.waiting = null;
+        resolve(null);
+      }
+    }, timeoutMs);
+    timer.unref();
+    h.waiting = {
+      out: '',
+      done: (table) => {
+        clearTimeout(timer);
+        resolve(table);
+      },
+    };
+    h.child.stdin?.write('\n');
   });
 }
 

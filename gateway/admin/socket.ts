@@ -8,6 +8,7 @@ import type { Duplex } from 'node:stream';
 import type { AdminProblemCode } from '../errors.js';
 import { renderAdminProblem } from '../problem.js';
 import type { Logger } from '../telemetry/log.js';
+import { preparePeerLookups, stopPeerLookups } from './peer.js';
 
 export interface AdminSocket {
   readonly path: string;
@@ -70,9 +71,12 @@ export async function openAdminSocket(
     process.umask(previous);
   }
   await chmod(path, 0o600);
+  // Changing calls ask the kernel who called; the helper that asks is started now, not by a kill.
+  preparePeerLookups();
   return {
     path,
     async close() {
+      stopPeerLookups();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },

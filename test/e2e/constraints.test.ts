@@ -61,7 +61,7 @@ t.test('the shipped roles in front of the demo backends', async (t) => {
     const before = await metric(gw.metricsUrl, 'agentgate_violations_total{agent="data-agent-01",role="data",reason="not_aggregate"}');
     for (const c of REFUSED_QUERIES) {
       // The shipped breaker (5 violations a minute) would suspend the agent part-way: each row is
-      // about its own refusal, so each starts with a closed breaker (tripping: tour.test.ts).
+      // about its own refusal, so each starts with a closed breaker (tripping: readme-tour.test.ts).
       await gw.gateway.store.revive('data-agent-01');
       const res = await request(`${gw.url}/bi/query`, { method: 'POST', headers: { ...bearer(data), ...json }, body: JSON.stringify({ sql: c.sql }) });
       const problem = (await res.body.json()) as { type: string; detail: string };

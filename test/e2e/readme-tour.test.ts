@@ -2,8 +2,10 @@
 // ports moved (AGENTGATE_LISTEN_PORT=0, the README's advice when ports are busy), the banner read
 // from the real `agentgate demo` process, every curl line and table row of the tour parsed from
 // README.md and sent, and every status the README prints asserted. OAuth discovery with
-// openid-client must find the broker on the moved port. The tour's finale (the breaker tripped on
-// purpose, then revived) is tour.test.ts; this file checks nothing trips before it.
+// openid-client must find the broker on the moved port. Nothing trips before the finale; the
+// finale then trips the marketing agent's breaker on purpose (as the README's loop does) and the
+// operator revives it, on the same demo process (it was tour.test.ts, a second demo that replayed
+// every call of the tour to get there).
 import t from 'tap';
 import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
@@ -248,6 +250,67 @@ t.test('every call of the tour answers what the README prints', async (t) => {
   t.ok(calls >= 13, `the tour's calls were all found (${calls})`);
 });
 
+
+/** agentgate_violations_total of one agent, summed over its reasons (monotonic, no window). */
+async function violationsOf(agent: string): Promise<number> {
+  const metrics = await send({ method: 'GET', url: `${demo.metricsUrl}/metrics`, headers: {}, body: null });
+  let total = 0;
+  for (const m of metrics.body.matchAll(/^agentgate_violations_total\{([^}]*)\} (\d+)$/gm)) if ((m[1] ?? '').includes(`agent="${agent}"`)) total += Number(m[2]);
+  return total;
+}
+
+t.test('the tour does not trip a breaker by accident', async (t) => {
+  // "The marketing agent has made four in this tour": the README's count, checked.
+  const words: Record<string, number> = { one: 1, two: 2, three: 3, four: 4, five: 5 };
+  const said = /marketing agent has made (\w+) in this tour/.exec(FINALE)?.[1] ?? '';
+  const threshold = Number(/suspend an agent at (\d+) violations/.exec(FINALE)?.[1]);
+  t.ok(words[said] !== undefined && threshold > 0, `the README states the count (${said}) and the threshold (${threshold})`);
+  t.equal(await violationsOf('marketing-agent-03'), words[said], 'the tour made exactly the violations the README counts');
+  t.ok((words[said] ?? 0) < threshold, 'fewer than the breaker needs');
+  const agents = await cli('agents', '--json');
+  t.equal(agents.code, 0, agents.stderr);
+  const rows = (JSON.parse(agents.stdout) as { agents: Array<{ id: string; breaker: string; violationsInWindow: number }> }).agents;
+  t.equal(rows.length, 3);
+  for (const row of rows) t.equal(row.breaker, 'closed', `${row.id}'s breaker is closed after the tour (${row.violationsInWindow} violations in the window)`);
+});
+
+t.test('the finale: the breaker trips, the operator revives the agent', async (t) => {
+  const token = demo.env.MARKETING_TOKEN ?? '';
+  const call = (path: string) => send({ method: 'GET', url: `${demo.agentUrl}${path}`, headers: { authorization: `Bearer ${token}` }, body: null });
+  const problem = (body: string): string => ((JSON.parse(body) as { type?: string }).type ?? '').replace('urn:agentgate:problem:', '');
+  const marketingRow = async (): Promise<Record<string, unknown>> => {
+    const res = await cli('agents', '--json');
+    t.equal(res.code, 0, `agents: ${res.stderr}`);
+    return (JSON.parse(res.stdout) as { agents: Array<Record<string, unknown>> }).agents.find((r) => r.id === 'marketing-agent-03') ?? {};
+  };
+  const counted = await send({ method: 'GET', url: `${demo.metricsUrl}/metrics`, headers: {}, body: null });
+  t.match(counted.body, /agentgate_violations_total\{agent="marketing-agent-03",role="marketing",reason="out_of_scope"\} 1/);
+  // The inventory counts the tour's four violations (the CLI runs are independent: at once, so the
+  // violations stay inside the breaker's one-minute window even on a busy machine).
+  const [first, table] = await Promise.all([marketingRow(), cli('agents')]);
+  t.match(first, { breaker: 'closed', violationsInWindow: 4 }, 'the inventory shows the true count');
+  t.match(table.stdout, /^marketing-agent-03 +marketing +growth-team +closed +4 /m);
+  const loop: string[] = [];
+  for (let i = 0; i < 6; i++) loop.push(problem((await call('/crm/export')).body));
+  // The fifth violation inside the minute opens it: one more out_of_scope, then suspended.
+  t.same(loop, ['out_of_scope', 'agent_suspended', 'agent_suspended', 'agent_suspended', 'agent_suspended', 'agent_suspended']);
+  const suspended = await call('/crm/contacts/1');
+  t.same([suspended.status, problem(suspended.body)], [403, 'agent_suspended'], 'even an allowed call');
+  const retryAfter = Number(suspended.headers['retry-after']);
+  t.ok(retryAfter > 0 && retryAfter <= 300, `Retry-After within the 5 minute cooldown (${String(suspended.headers['retry-after'])})`);
+  const [row, openTable, metrics] = await Promise.all([marketingRow(), cli('agents'), send({ method: 'GET', url: `${demo.metricsUrl}/metrics`, headers: {}, body: null })]);
+  t.match(row, { breaker: 'open', violationsInWindow: 5, trips: 1 });
+  t.match(openTable.stdout, /^marketing-agent-03 +marketing +growth-team +open \(\d+s\) +5 /m);
+  t.match(metrics.body, /agentgate_breaker_state\{agent="marketing-agent-03"\} 2/);
+  t.match(metrics.body, /agentgate_breaker_trips_total\{agent="marketing-agent-03"\} 1/);
+
+  // The operator revives it.
+  const revived = await cli('revive', 'marketing-agent-03');
+  t.same([revived.code, revived.stdout.trim()], [0, 'revived marketing-agent-03']);
+  t.equal((await call('/crm/contacts/1')).status, 200, 'back in');
+  t.match(await marketingRow(), { breaker: 'closed', violationsInWindow: 0 });
+});
+
 t.test('explain, new tokens, metrics and the audit trail, as the tour runs them', async (t) => {
   const blocks = codeBlocks(TOUR).filter((b) => b.lang === 'sh');
   const explain = blocks.find((b) => b.body.includes('agentgate explain'));
@@ -299,28 +362,7 @@ t.test('explain, new tokens, metrics and the audit trail, as the tour runs them'
 
 });
 
-/** agentgate_violations_total of one agent, summed over its reasons (monotonic, no window). */
-async function violationsOf(agent: string): Promise<number> {
-  const metrics = await send({ method: 'GET', url: `${demo.metricsUrl}/metrics`, headers: {}, body: null });
-  let total = 0;
-  for (const m of metrics.body.matchAll(/^agentgate_violations_total\{([^}]*)\} (\d+)$/gm)) if ((m[1] ?? '').includes(`agent="${agent}"`)) total += Number(m[2]);
-  return total;
-}
-
-t.test('the tour does not trip a breaker by accident; _whoami through the gateway would count', async (t) => {
-  // "The marketing agent has made four in this tour": the README's count, checked.
-  const words: Record<string, number> = { one: 1, two: 2, three: 3, four: 4, five: 5 };
-  const said = /marketing agent has made (\w+) in this tour/.exec(FINALE)?.[1] ?? '';
-  const threshold = Number(/suspend an agent at (\d+) violations/.exec(FINALE)?.[1]);
-  t.ok(words[said] !== undefined && threshold > 0, `the README states the count (${said}) and the threshold (${threshold})`);
-  t.equal(await violationsOf('marketing-agent-03'), words[said], 'the tour made exactly the violations the README counts');
-  t.ok((words[said] ?? 0) < threshold, 'fewer than the breaker needs');
-  const agents = await cli('agents', '--json');
-  t.equal(agents.code, 0, agents.stderr);
-  const rows = (JSON.parse(agents.stdout) as { agents: Array<{ id: string; breaker: string; violationsInWindow: number }> }).agents;
-  t.equal(rows.length, 3);
-  for (const row of rows) t.equal(row.breaker, 'closed', `${row.id}'s breaker is closed after the tour (${row.violationsInWindow} violations in the window)`);
-
+t.test('_whoami through the gateway would count as a violation', async (t) => {
   // The paragraph that says why the tour does not send /crm/_whoami through the gateway.
   const inline = [...TOUR.matchAll(/`(curl [^`]+)` is (\d{3}) `(\w+)`/g)];
   t.equal(inline.length, 1, 'the _whoami sentence');

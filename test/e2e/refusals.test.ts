@@ -67,7 +67,7 @@ t.test('refusal table', async (t) => {
     await t.test(c.name, async (t) => {
       // The shipped breaker (5 violations a minute) would suspend marketing and support part-way
       // through this table; each row is about its own refusal, so each starts with closed breakers.
-      // Tripping is tested in operator.test.ts and tour.test.ts.
+      // Tripping is tested in operator.test.ts and readme-tour.test.ts.
       await gw.gateway.store.revive('marketing-agent-03');
       await gw.gateway.store.revive('support-agent-01');
       const before = upstream.seen.length;

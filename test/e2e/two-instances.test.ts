@@ -48,16 +48,17 @@ t.test('two gateway instances share state through Redis', { skip: missing ? 'red
   const configA = await writeConfig(join(dir, 'a'), join(dir, 'policies'), { state });
   const configB = await writeConfig(join(dir, 'b'), join(dir, 'policies'), { state });
   const socketA = /admin:\s+\{ socket: "([^"]+)"/.exec(await readFile(configA, 'utf8'))?.[1] ?? '';
-  const a = await serveCli(t, ['serve', '--config', configA]);
-  // One signing key set for both instances, as a deployment shares its key folder.
-  await mkdir(join(dir, 'b', 'run'), { recursive: true });
-  await symlink(join(dir, 'a', 'run', 'keys'), join(dir, 'b', 'run', 'keys'));
-  const b = await serveCli(t, ['serve', '--config', configB]);
   const token = async (agent: string): Promise<string> => {
     const res = await runCli(['token', '--agent', agent, '--config', configA]);
     t.equal(res.code, 0, res.stderr);
     return res.stdout.trim();
   };
+  // The first token makes A's signing keys; one key set for both instances, as a deployment
+  // shares its key folder. Then both instances start, and the other tokens are minted, at once.
+  const w1 = await token('worker-01');
+  await mkdir(join(dir, 'b', 'run'), { recursive: true });
+  await symlink(join(dir, 'a', 'run', 'keys'), join(dir, 'b', 'run', 'keys'));
+  const [a, b, w2, w3] = await Promise.all([serveCli(t, ['serve', '--config', configA]), serveCli(t, ['serve', '--config', configB]), token('worker-02'), token('worker-03')]);
   const call = async (url: string, tok: string): Promise<{ status: number; type: unknown }> => {
     const res = await request(`${url}/svc/items`, { headers: { authorization: `Bearer ${tok}` } });
     const text = await res.body.text();
@@ -70,7 +71,6 @@ t.test('two gateway instances share state through Redis', { skip: missing ? 'red
     return { status: res.statusCode, type };
   };
 
-  const w1 = await token('worker-01');
   await t.test('a token minted for A works on both', async (t) => {
     t.equal((await call(a.url, w1)).status, 200);
     t.equal((await call(b.url, w1)).status, 200);
@@ -114,7 +114,6 @@ t.test('two gateway instances share state through Redis', { skip: missing ? 'red
   });
 
   await t.test('a token revoked through A is refused on B', async (t) => {
-    const w2 = await token('worker-02');
     t.equal((await call(b.url, w2)).status, 200);
     const revoked = await runCli(['revoke', '--jti', String(decodeJwt(w2).jti), '--socket', socketA, '--config', configA]);
     t.equal(revoked.code, 0, revoked.stderr);
@@ -127,7 +126,6 @@ t.test('two gateway instances share state through Redis', { skip: missing ? 'red
   });
 
   await t.test('Redis gone: both fail closed with 503 state_unavailable; back: both recover', async (t) => {
-    const w3 = await token('worker-03');
     await redis.kill();
     for (const [name, gw] of [['A', a], ['B', b]] as const) {
       const start = performance.now();
