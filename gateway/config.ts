@@ -1,6 +1,7 @@
 // agentgate.yaml plus environment overrides -> validated, frozen Settings. Relative paths in the
 // file resolve against the file's folder; relative paths in env overrides against the cwd.
 import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import { accessSync, constants, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { ConfigError } from './errors.js';
@@ -117,7 +118,15 @@ export interface Settings {
   readonly trustedProxies: NetworkSet | null;
   /** The JSON log on stdout: `log.level`, or AGENTGATE_LOG_LEVEL. */
   readonly log: { readonly level: LogLevelSetting };
+  /**
+   * `workers`: processes serving the agent port. `setting` is what was asked (`auto` is
+   * os.availableParallelism()), `count` what runs; 1 is one process with no cluster code at all.
+   */
+  readonly workers: { readonly setting: 'auto' | number; readonly count: number };
 }
+
+/** The most worker processes `workers: N` accepts. */
+export const MAX_WORKERS = 256;
 
 export const LOG_LEVELS = ['debug', 'info', 'warn', 'error', 'silent'] as const;
 export type LogLevelSetting = (typeof LOG_LEVELS)[number];
@@ -125,7 +134,7 @@ export type LogLevelSetting = (typeof LOG_LEVELS)[number];
 const DEFAULT_CONFIG = 'agentgate.yaml';
 const HOST = /^[A-Za-z0-9.:[\]-]+$/;
 const REDIS_URL = /^rediss?:\/\/\S+$/;
-const TOP_KEYS = ['listen', 'metrics', 'admin', 'policies', 'issuer', 'trust', 'state', 'audit', 'limits', 'trustedProxies', 'log'];
+const TOP_KEYS = ['listen', 'metrics', 'admin', 'policies', 'issuer', 'trust', 'state', 'audit', 'limits', 'trustedProxies', 'log', 'workers'];
 
 /** The demo defaults of DESIGN §2, used for every key the file leaves out. */
 const DEFAULTS = {
@@ -276,8 +285,10 @@ export async function loadSettings(options: LoadSettingsOptions = {}): Promise<S
     if (logLevel === null) c.problems.push(`AGENTGATE_LOG_LEVEL: "${levelFromEnv}" is not a log level (allowed: ${LOG_LEVELS.join(', ')})`);
   }
 
+  const workers = workersSetting(c, top?.get('workers'), fromEnv('AGENTGATE_WORKERS'));
+
   c.fail();
-  if (!tlsOk || logLevel === null || listen === null || metrics === null || state === null || rotateMs === null || maxBodyBytes === null || upstreamTimeoutMs === null || maxHeaderBytes === null || maxMaskedBodyBytes === null || bodyIdleTimeoutMs === null || headersTimeoutMs === null || requestTimeoutMs === null || auditFsync === null || checkpointLines === null || checkpointIntervalMs === null) {
+  if (!tlsOk || logLevel === null || workers === null || listen === null || metrics === null || state === null || rotateMs === null || maxBodyBytes === null || upstreamTimeoutMs === null || maxHeaderBytes === null || maxMaskedBodyBytes === null || bodyIdleTimeoutMs === null || headersTimeoutMs === null || requestTimeoutMs === null || auditFsync === null || checkpointLines === null || checkpointIntervalMs === null) {
     // Every null above records a problem, so c.fail() has thrown; this keeps the types honest.
     throw new ConfigError([`${loaded.file}: invalid configuration`]);
   }
@@ -295,7 +306,26 @@ export async function loadSettings(options: LoadSettingsOptions = {}): Promise<S
     limits: Object.freeze({ maxBodyBytes, upstreamTimeoutMs, maxHeaderBytes, maxMaskedBodyBytes, bodyIdleTimeoutMs, requestTimeoutMs, headersTimeoutMs }),
     trustedProxies,
     log: Object.freeze({ level: logLevel }),
+    workers,
   });
+}
+
+/** `workers: auto | N` (AGENTGATE_WORKERS overrides it); 1 when absent. */
+function workersSetting(c: Checker, entry: RawEntry | undefined, fromEnv: string | null): Settings['workers'] | null {
+  const resolved = (setting: 'auto' | number): Settings['workers'] => Object.freeze({ setting, count: setting === 'auto' ? Math.min(MAX_WORKERS, availableParallelism()) : setting });
+  if (fromEnv !== null) {
+    if (fromEnv === 'auto') return resolved('auto');
+    const n = /^\d{1,4}$/.test(fromEnv) ? Number(fromEnv) : 0;
+    if (n >= 1 && n <= MAX_WORKERS) return resolved(n);
+    c.problems.push(`AGENTGATE_WORKERS: "${fromEnv}" is not a worker count (auto, or a whole number from 1 to ${MAX_WORKERS})`);
+    return null;
+  }
+  if (entry === undefined) return resolved(1);
+  const node = entry.value;
+  if (node.kind === 'scalar' && node.value === 'auto') return resolved('auto');
+  if (node.kind === 'scalar' && typeof node.value === 'number' && Number.isInteger(node.value) && node.value >= 1 && node.value <= MAX_WORKERS) return resolved(node.value);
+  c.add(node.at, 'workers', `expected auto or a whole number from 1 to ${MAX_WORKERS}, got ${node.kind === 'scalar' ? JSON.stringify(node.value) : node.kind}`);
+  return null;
 }
 
 /**

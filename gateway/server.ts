@@ -61,6 +61,33 @@ export interface GatewayOptions {
    * configured at all.
    */
   readonly issuerFromBoundAddress?: boolean;
+  /** A process of a `workers: N` gateway (gateway/cluster/); absent: one process, as always. */
+  readonly cluster?: ClusterHooks;
+}
+
+/**
+ * How a process of a `workers: N` gateway differs from a single gateway. The primary owns the
+ * admin socket, the audit file, the state and the metrics port, and does not listen on the agent
+ * port; a worker serves the agent port only, with a store and an audit log that go to the primary.
+ */
+export interface ClusterHooks {
+  readonly role: 'primary' | 'worker';
+  /** The store this process uses, given the one `settings.state` would open. */
+  openStore(open: () => Promise<Store>, onRemoteStop: (agent: string, reason: string) => void): Promise<Store>;
+  /** Worker: the audit log (lines go to the primary's chain). */
+  readonly audit?: AuditLog;
+  /** Primary: after a reload swapped the policies in; resolves once every worker has them too. */
+  readonly onReload?: (snapshot: PolicySnapshot) => Promise<void>;
+  /** Primary: after a signing key was published; resolves once every worker has read it. */
+  readonly onKeysRotated?: (kid: string) => Promise<void>;
+  /** Primary: the agent port as the workers bound it. */
+  readonly agentAddress?: () => AddressInfo;
+  /** Primary: calls in flight the workers aborted for `agent` since last asked. */
+  readonly abortedElsewhere?: (agent: string) => number;
+  /** Primary: the /metrics text (its own registry and every worker's, aggregated). */
+  readonly exposition?: () => Promise<string>;
+  /** Primary: readiness beyond its own (every worker up). */
+  readonly workersReady?: () => { readonly ready: boolean; readonly detail: Record<string, unknown> };
 }
 
 export interface BoundPorts {
@@ -173,20 +200,23 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
   });
   // Redis: unhealthy while the connection is lost, a command or probe misses `state.timeout`, or
   // Redis lost its data; admit and authenticate then fail closed (503).
-  const store: Store = await openStore(settings.state, clock, {
+  const onRemoteStop = (agent: string, reason: string): void => {
+    const aborted = admission.abortAgent(agent, reason);
+    if (aborted > 0) log.warn('calls in flight aborted by a kill or revoke from another instance', { agent, aborted });
+  };
+  const cluster = options.cluster;
+  const openConfiguredStore = (): Promise<Store> => openStore(settings.state, clock, {
     onHealth: (healthy, why) => (healthy ? log.info('state store available', { driver: 'redis', why }) : log.error('state store unavailable; refusing requests', { driver: 'redis', why })),
     onOutage: (cause) => metrics.stateOutage(cause),
     onReseed: (kind) => metrics.stateReseeded(kind),
     onNotice: (level, message, fields) => log[level](message, { driver: settings.state.driver, ...fields }),
     // A kill or revoke made on another instance also cuts this instance's calls in flight.
-    onRemoteStop: (agent, reason) => {
-      const aborted = admission.abortAgent(agent, reason);
-      if (aborted > 0) log.warn('calls in flight aborted by a kill or revoke from another instance', { agent, aborted });
-    },
+    onRemoteStop,
   });
+  const store: Store = cluster === undefined ? await openConfiguredStore() : await cluster.openStore(openConfiguredStore, onRemoteStop);
   storeRef = store;
   // Kill registry, breaker trips, revoke-on-trip, in-flight aborts and the commit step.
-  const admission: Admission = createAdmission({ store, metrics, log, clock });
+  const admission: Admission = withAbortedElsewhere(createAdmission({ store, metrics, log, clock }), cluster?.abortedElsewhere);
   admissionRef = admission;
 
   let version = 1;
@@ -201,6 +231,9 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
     preloadDialects(next);
     policy = next;
     log.info('policies reloaded', { version, files: next.files.length });
+    // A worker swaps its policies only: the primary runs the lifecycle once, for every worker.
+    if (cluster?.role === 'worker') return next;
+    await cluster?.onReload?.(next);
     await applyLifecycle(before, next);
     return next;
   }
@@ -242,7 +275,7 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
     }
   }
   const auditFile = settings.audit.file;
-  const audit = await openAuditLog({
+  const audit = cluster?.audit ?? await openAuditLog({
     file: auditFile,
     fsync: settings.audit.fsync,
     checkpointLines: settings.audit.checkpointLines,
@@ -267,7 +300,10 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
     keys,
     clock,
     rotateMs: settings.issuer.rotateSeconds * 1000,
-    onRotated: (kid) => log.info('signing key rotated', { kid }),
+    onRotated: (kid) => {
+      log.info('signing key rotated', { kid });
+      cluster?.onKeysRotated?.(kid).catch((error: unknown) => log.error('workers did not all read the new signing key', { kid, error }));
+    },
     onError: (error) => log.error('signing key rotation failed; the current key stays in use', { error }),
   });
   const broker: Broker = createBroker({
@@ -383,15 +419,16 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
 
   const metricsServer: Server = createServer(
     createProbeHandler({
-      metrics,
+      metrics: cluster?.exposition === undefined ? metrics : { ...metrics, exposition: cluster.exposition },
       log,
       // Policies are loaded before the listeners open; state and keys can go missing later.
       readiness() {
         const state = store.status();
         const keyCount = keys.publicJwks().keys.length;
         const auditOk = audit.available;
+        const workers = cluster?.workersReady?.() ?? { ready: true, detail: {} };
         return {
-          ready: state.healthy && keyCount > 0 && auditOk,
+          ready: state.healthy && keyCount > 0 && auditOk && workers.ready,
           detail: {
             policyVersion: policy.version,
             state: state.healthy ? 'ok' : 'unavailable',
@@ -400,6 +437,7 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
             keys: keyCount,
             audit: auditOk ? 'ok' : 'unavailable',
             ...(auditOk ? {} : { auditReason: audit.unavailableReason }),
+            ...workers.detail,
           },
         };
       },
@@ -441,15 +479,22 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
       for (let i = 0; i < 20 && clock.now() < store.replayHorizon; i++) {
         await new Promise((resolve) => setTimeout(resolve, Math.min(100, store.replayHorizon - clock.now() + 1)));
       }
-      if (options.admin !== false) adminSocket = await openAdminSocket(settings.admin.socket, adminHandler.handle, log);
+      if (options.admin !== false && cluster?.role !== 'worker') adminSocket = await openAdminSocket(settings.admin.socket, adminHandler.handle, log);
       shedStartupGarbage();
-      const agent = await listen(agentServer, settings.listen.host, settings.listen.port);
+      // The primary of a cluster does not serve the agent port: its workers do (cluster/primary.ts).
+      const agent = cluster?.agentAddress?.() ?? (await listen(agentServer, settings.listen.host, settings.listen.port));
       // Set before any request is read: a connection is handled on a later turn of the event loop.
       if (deriveIssuer) {
         issuer = issuerForAddress(listenTls === undefined ? 'http' : 'https', agent.address, agent.port);
         if (!isLoopbackHost(agent.address)) log.warn('issuer.url is not set, so tokens and the broker metadata name this machine\'s loopback address; set issuer.url (or AGENTGATE_ISSUER_URL) to the URL agents use', { issuer });
       }
-      else for (const warning of settingsWarnings(settings)) log.warn(warning);
+      else if (cluster?.role !== 'worker') for (const warning of settingsWarnings(settings)) log.warn(warning);
+      if (cluster?.role === 'worker') {
+        // A worker's metrics are scraped through the primary; it publishes no keys of its own.
+        bound = { agent, metrics: agent };
+        log.info('worker listening', { agent: `${agent.address}:${agent.port}`, issuer, policyVersion: policy.version });
+        return bound;
+      }
       const metricsAddress = await listen(metricsServer, settings.metrics.host, settings.metrics.port);
       bound = { agent, metrics: metricsAddress };
       rotation.start();
@@ -464,12 +509,12 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
     },
     async close(graceMs = 10_000) {
       rotation.stop();
-      const closing = new Promise<void>((resolve) => agentServer.close(() => resolve()));
+      const closing = new Promise<void>((resolve) => (agentServer.listening ? agentServer.close(() => resolve()) : resolve()));
       agentServer.closeIdleConnections();
       await pipeline.drained(graceMs);
       for (const socket of sockets) socket.destroy();
       await closing;
-      await new Promise<void>((resolve) => metricsServer.close(() => resolve()));
+      await new Promise<void>((resolve) => (metricsServer.listening ? metricsServer.close(() => resolve()) : resolve()));
       metricsServer.closeAllConnections();
       upgrades.close();
       await adminSocket?.close();
@@ -477,6 +522,23 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
       await forward.close();
       await audit.close();
       await store.close();
+    },
+  };
+}
+
+/** The primary's admission: a kill's `aborted` counts the calls its workers cut too. */
+function withAbortedElsewhere(admission: Admission, elsewhere: ((agent: string) => number) | undefined): Admission {
+  if (elsewhere === undefined) return admission;
+  return {
+    ...admission,
+    abortAgent: (agent, reason) => admission.abortAgent(agent, reason) + elsewhere(agent),
+    async kill(record) {
+      const { sharing, aborted } = await admission.kill(record);
+      return { sharing, aborted: aborted + elsewhere(record.agent) };
+    },
+    async revokeAgent(agent, reason) {
+      const { sharing, aborted } = await admission.revokeAgent(agent, reason);
+      return { sharing, aborted: aborted + elsewhere(agent) };
     },
   };
 }

@@ -1,6 +1,7 @@
 // agentgate.yaml + env overrides -> Settings: defaults, relative paths, env overrides validated like
 // file values, and every problem reported at once as `file:line  path: message`.
 import t from 'tap';
+import { availableParallelism } from 'node:os';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { issuerForAddress, loadSettings, settingsWarnings, type LoadSettingsOptions, type Settings } from '../gateway/config.js';
@@ -40,6 +41,7 @@ function designSettings(dir: string, urlFrom: Settings['issuer']['urlFrom'] = 'l
     limits: { maxBodyBytes: 1_048_576, upstreamTimeoutMs: 30_000, maxHeaderBytes: 16_384, maxMaskedBodyBytes: 8_388_608, bodyIdleTimeoutMs: 10_000, requestTimeoutMs: 300_000, headersTimeoutMs: 15_000 },
     trustedProxies: null,
     log: { level: 'info' },
+    workers: { setting: 1, count: 1 },
   };
 }
 
@@ -169,7 +171,7 @@ const broken: ReadonlyArray<{ name: string; file: string; env?: NodeJS.ProcessEn
       '{dir}/agentgate.yaml:9  limits.maxBodyBytes: "lots" is not a size (bytes, or a number with B, KB, MB, GB, KiB, MiB, GiB, e.g. 1MiB)',
       '{dir}/agentgate.yaml:9  limits.upstreamTimeout: must be at most 1h',
       '{dir}/agentgate.yaml:9  limits.maxHeaderBytes: must be at least 1024 bytes',
-      '{dir}/agentgate.yaml:10  limit: unknown key (allowed: listen, metrics, admin, policies, issuer, trust, state, audit, limits, trustedProxies, log); did you mean "limits"?',
+      '{dir}/agentgate.yaml:10  limit: unknown key (allowed: listen, metrics, admin, policies, issuer, trust, state, audit, limits, trustedProxies, log, workers); did you mean "limits"?',
     ],
   },
   {
@@ -233,7 +235,7 @@ const broken: ReadonlyArray<{ name: string; file: string; env?: NodeJS.ProcessEn
   {
     name: 'not a map at all',
     file: y('- listen'),
-    expect: ['{dir}/agentgate.yaml:1  (top level): expected a map with keys listen, metrics, admin, policies, issuer, trust, state, audit, limits, trustedProxies, log, got a list'],
+    expect: ['{dir}/agentgate.yaml:1  (top level): expected a map with keys listen, metrics, admin, policies, issuer, trust, state, audit, limits, trustedProxies, log, workers, got a list'],
   },
   {
     name: 'YAML syntax',
@@ -310,4 +312,45 @@ t.test('the issuer comes from AGENTGATE_ISSUER_URL, else issuer.url, else the li
   t.equal(issuerForAddress('https', '127.0.0.1', 443), 'https://127.0.0.1');
   t.equal(issuerForAddress('https', '::', 8443), 'https://[::1]:8443');
   t.equal(issuerForAddress('http', '10.0.0.5', 80), 'http://10.0.0.5');
+});
+
+t.test('workers: auto or 1..256, AGENTGATE_WORKERS overrides it; anything else is refused', async (t) => {
+  const cpus = availableParallelism();
+  const accepted: ReadonlyArray<{ file: string; env?: NodeJS.ProcessEnv; want: Settings['workers'] }> = [
+    { file: '', want: { setting: 1, count: 1 } },
+    { file: 'workers: 1', want: { setting: 1, count: 1 } },
+    { file: 'workers: 4', want: { setting: 4, count: 4 } },
+    { file: 'workers: 256', want: { setting: 256, count: 256 } },
+    { file: 'workers: auto', want: { setting: 'auto', count: Math.min(256, cpus) } },
+    { file: 'workers: 4', env: { AGENTGATE_WORKERS: '2' }, want: { setting: 2, count: 2 } },
+    { file: '', env: { AGENTGATE_WORKERS: 'auto' }, want: { setting: 'auto', count: Math.min(256, cpus) } },
+    { file: 'workers: 3', env: { AGENTGATE_WORKERS: '' }, want: { setting: 3, count: 3 } },
+  ];
+  for (const c of accepted) {
+    const dir = t.testdir({ 'agentgate.yaml': c.file });
+    const settings = await loadSettings({ configFile: join(dir, 'agentgate.yaml'), env: c.env ?? {} });
+    t.same(settings.workers, c.want, `${c.file || '(absent)'} ${JSON.stringify(c.env ?? {})}`);
+  }
+  const refused: ReadonlyArray<{ file: string; env?: NodeJS.ProcessEnv; expect: RegExp }> = [
+    { file: 'workers: 0', expect: /workers.*expected auto or a whole number from 1 to 256, got 0/ },
+    { file: 'workers: -2', expect: /workers.*got -2/ },
+    { file: 'workers: 257', expect: /workers.*got 257/ },
+    { file: 'workers: 1.5', expect: /workers.*got 1.5/ },
+    { file: 'workers: "2"', expect: /workers.*got "2"/ },
+    { file: 'workers: AUTO', expect: /workers.*got "AUTO"/ },
+    { file: 'workers: true', expect: /workers.*got true/ },
+    { file: 'workers: [2]', expect: /workers.*got seq/ },
+    { file: 'workers: { count: 2 }', expect: /workers.*got map/ },
+    { file: 'workers:', expect: /workers.*got null/ },
+    { file: '', env: { AGENTGATE_WORKERS: '0' }, expect: /AGENTGATE_WORKERS: "0" is not a worker count/ },
+    { file: '', env: { AGENTGATE_WORKERS: 'many' }, expect: /AGENTGATE_WORKERS: "many"/ },
+    { file: '', env: { AGENTGATE_WORKERS: '2x' }, expect: /AGENTGATE_WORKERS: "2x"/ },
+    { file: '', env: { AGENTGATE_WORKERS: '99999' }, expect: /AGENTGATE_WORKERS: "99999"/ },
+  ];
+  for (const c of refused) {
+    const dir = t.testdir({ 'agentgate.yaml': c.file });
+    const problems = await problemsOf({ configFile: join(dir, 'agentgate.yaml'), env: c.env ?? {} });
+    t.equal(problems.length, 1, `${c.file} ${JSON.stringify(c.env ?? {})}: one problem`);
+    t.match(problems.join('\n'), c.expect, `${c.file} ${JSON.stringify(c.env ?? {})}`);
+  }
 });

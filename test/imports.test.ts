@@ -43,6 +43,8 @@ export const IMPORT_TABLE: ReadonlyArray<readonly [string, readonly string[]]> =
   ['state/', ['state/', 'clock.ts', 'type:policy/types.ts', 'type:config.ts']],
   ['admin/', ['admin/', 'admission/', 'policy/', 'state/', 'tokens/', 'telemetry/', 'errors.ts', 'problem.ts', 'clock.ts']],
   ['telemetry/', ['telemetry/', 'errors.ts', 'clock.ts']],
+  // `workers: N`: the primary and its workers (they build a gateway each, through server.ts).
+  ['cluster/', ['cluster/', 'server.ts', 'type:config.ts', 'clock.ts', 'state/', 'telemetry/']],
 ];
 
 /** Stage files: none may import another (helpers beside them in stages/ may be shared). */

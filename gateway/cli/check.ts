@@ -67,6 +67,8 @@ async function check(args: readonly string[], out: Out): Promise<number> {
     backends: policy.backends.size,
     roles: policy.roles.size,
     agents: policy.agents.size,
+    workers: settings.workers.count,
+    workersSetting: settings.workers.setting,
   };
   // Valid but weaker or likely wrong (a role with its breaker off, an expired agent, an issuer on
   // a loopback port nobody listens on): said, not refused.
@@ -74,7 +76,7 @@ async function check(args: readonly string[], out: Out): Promise<number> {
   if (values.json) out.stdout(JSON.stringify({ valid: true, ...summary, warnings }));
   else {
     for (const warning of warnings) out.stderr(`warning: ${warning}`);
-    out.stdout(`${settings.configFile}: ok (${summary.backends} backends, ${summary.roles} roles, ${summary.agents} agents from ${summary.policies.length} policy files${warnings.length > 0 ? `, ${warnings.length} warning${warnings.length === 1 ? '' : 's'}` : ''})`);
+    out.stdout(`${settings.configFile}: ok (${summary.backends} backends, ${summary.roles} roles, ${summary.agents} agents from ${summary.policies.length} policy files, ${workersLine(settings.workers)}${warnings.length > 0 ? `, ${warnings.length} warning${warnings.length === 1 ? '' : 's'}` : ''})`);
   }
   return 0;
 }
@@ -188,4 +190,9 @@ function grantedRules(policy: PolicySnapshot, grant: { readonly scope: string; r
     for (const rule of route.json.fields.values()) out.push(`json:   ${rule.name}: ${rule.text}${rule.required ? ', required' : ''} (${rule.source}) - checked on the live request`);
   }
   return out;
+}
+
+/** How `workers` reads in the check line: `1 worker process`, `4 worker processes (auto)`. */
+function workersLine(workers: { readonly setting: 'auto' | number; readonly count: number }): string {
+  return `${workers.count} worker process${workers.count === 1 ? '' : 'es'}${workers.setting === 'auto' ? ' (auto)' : ''}`;
 }

@@ -2,6 +2,7 @@
 // print where they listen, and run until SIGINT/SIGTERM (SIGHUP reloads the policies).
 import { ConfigError } from '../errors.js';
 import { systemClock } from '../clock.js';
+import type { Settings } from '../config.js';
 import type { Gateway } from '../server.js';
 import { createLogger, type Logger } from '../telemetry/log.js';
 import { CliError, hostFor, parse, readPolicy, settingsFrom, type Out, type Verb } from './common.js';
@@ -37,7 +38,15 @@ export const serveVerbs: readonly Verb[] = [
 async function serve(args: readonly string[], out: Out, demo: boolean): Promise<number> {
   const { values } = parse(args, { 'reset-state': { type: 'boolean', default: false } });
   const settings = await settingsFrom(values.config);
+  // `workers: N`: this process is the primary, or one of the workers it forked (gateway/cluster/).
+  // With one worker (the default) none of that code is loaded.
+  if (process.env.AGENTGATE_CLUSTER_WORKER === '1') {
+    const { serveWorker } = await import('../cluster/worker.js');
+    return serveWorker(settings, createLogger({ level: settings.log.level, bindings: { worker: Number(process.env.AGENTGATE_WORKER_SLOT ?? 0) } }));
+  }
   const log = createLogger({ level: settings.log.level });
+  if (!demo && settings.workers.count > 1) return servePrimary(settings, log, out, values['reset-state']);
+  if (demo && settings.workers.count > 1) log.warn('the demo runs in one process; workers is ignored', { workers: settings.workers.count });
   let backends: { urls: Record<string, string>; close(): Promise<void> } | null = null;
   if (demo) {
     const { startDemoBackends } = await import('../../demo/backends.js');
@@ -72,6 +81,24 @@ async function serve(args: readonly string[], out: Out, demo: boolean): Promise<
   await gateway.close();
   await backends?.close();
   return 0;
+}
+
+async function servePrimary(settings: Settings, log: Logger, out: Out, resetState: boolean): Promise<number> {
+  const { servePrimary: run } = await import('../cluster/primary.js');
+  const scheme = settings.listen.tls === undefined ? 'http' : 'https';
+  return run(settings, log, {
+    resetState,
+    say: (line) => out.stderr(line),
+    stopped: untilStopped(log),
+    started(gateway, ports) {
+      onReload(gateway, log);
+      out.stderr(`agentgate listening on ${scheme}://${hostFor(ports.agent.address)}:${ports.agent.port} (metrics on http://${hostFor(ports.metrics.address)}:${ports.metrics.port}/metrics) with ${settings.workers.count} worker processes`);
+    },
+  }).catch((error: unknown) => {
+    const code = (error as { code?: unknown }).code;
+    if (code === 'EADDRINUSE') throw new CliError(`${describeEndpoint(error)} is already in use (set AGENTGATE_LISTEN_PORT / AGENTGATE_METRICS_PORT, 0 picks a free port)`);
+    throw error;
+  });
 }
 
 /**

@@ -29,6 +29,23 @@ export interface MemoryStoreOptions {
   readonly onWarning?: (message: string, fields: Record<string, unknown>) => void;
   /** Rewrite the snapshot once the journal holds this many bytes (and more than the snapshot). */
   readonly compactBytes?: number;
+  /**
+   * Start from this state (the text `snapshot()` made) instead of a file; with `file: null` only.
+   * A cluster worker's replica starts so from the primary's store (cluster/worker-store.ts).
+   */
+  readonly initial?: string;
+}
+
+/** What another process decided, set as is (a cluster worker's replica; never persisted by it). */
+export type AdoptedChange =
+  | { readonly kind: 'breaker'; readonly agent: string; readonly record: BreakerRecord | null }
+  | { readonly kind: 'approval'; readonly record: ApprovalRecord };
+
+/** The memory driver: the Store, plus what a cluster primary needs to feed workers' replicas. */
+export interface MemoryStore extends Store {
+  /** The whole state, as a complete state file holds it. */
+  snapshot(): string;
+  adopt(change: AdoptedChange): void;
 }
 
 /** Default journal size that starts a background snapshot. */
@@ -122,7 +139,7 @@ function isApproval(v: unknown): v is ApprovalRecord {
   return typeof a === 'object' && a !== null && typeof a.id === 'string' && typeof a.requestKey === 'string' && typeof a.expiresAt === 'number';
 }
 
-export async function openMemoryStore(options: MemoryStoreOptions): Promise<Store> {
+export async function openMemoryStore(options: MemoryStoreOptions): Promise<MemoryStore> {
   const { clock, file } = options;
   const revoked = new RevocationSet();
   const agentRevoked = new Map<string, number>();
@@ -228,7 +245,24 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
     const nowSeconds = clock.now() / 1000;
     const snapshot = loaded.state;
     hasSnapshot = snapshot !== null;
-    if (snapshot !== null) {
+    if (snapshot !== null) loadSnapshot(snapshot, nowSeconds);
+    for (const journal of loaded.journals) {
+      for (const [i, change] of journal.records.entries()) {
+        if (!apply(change, nowSeconds)) {
+          await lock?.release();
+          throw new StateFileError(file, `journal ${journal.path} line ${i + 1} is not a journal record`);
+        }
+      }
+      if (journal.torn !== null) warn('state journal ended in a cut line (a write the gateway did not finish, never acknowledged); dropped', { file: journal.path, bytes: Buffer.byteLength(journal.torn) });
+      if (journal.records.length > 0 || journal.torn !== null) loadedJournal = true;
+    }
+    gen = loaded.gen;
+  } else if (options.initial !== undefined) {
+    loadSnapshot(parseStateText(options.initial, '(snapshot)'), clock.now() / 1000);
+  }
+
+  function loadSnapshot(snapshot: StateFile, nowSeconds: number): void {
+    {
       for (const k of snapshot.kills) kills.set(k.agent, k);
       if (snapshot.revocationTable !== undefined) revoked.addBuffer(Buffer.from(snapshot.revocationTable, 'base64'), nowSeconds);
       for (const [jti, exp] of Object.entries(snapshot.revocations)) revoked.add(jti, exp, nowSeconds);
@@ -243,17 +277,6 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
         if (checkpoint !== null) checkpoints.set(checkpoint.file, checkpoint);
       }
     }
-    for (const journal of loaded.journals) {
-      for (const [i, change] of journal.records.entries()) {
-        if (!apply(change, nowSeconds)) {
-          await lock?.release();
-          throw new StateFileError(file, `journal ${journal.path} line ${i + 1} is not a journal record`);
-        }
-      }
-      if (journal.torn !== null) warn('state journal ended in a cut line (a write the gateway did not finish, never acknowledged); dropped', { file: journal.path, bytes: Buffer.byteLength(journal.torn) });
-      if (journal.records.length > 0 || journal.torn !== null) loadedJournal = true;
-    }
-    gen = loaded.gen;
   }
 
   let wal: WalWriter | null = null;
@@ -377,6 +400,12 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Stor
   return {
     driver: 'memory',
     replayHorizon,
+    snapshot: () => serialize(gen, 2),
+    adopt(change) {
+      if (change.kind === 'approval') approvals.set(change.record.id, change.record);
+      else if (change.record === null) breakers.delete(change.agent);
+      else breakers.set(change.agent, change.record);
+    },
     isHealthy: () => true,
     status: () => ({ healthy: true, detail: file === null ? 'in memory' : 'state file', unshared: 0 }),
     reseed: () => Promise.resolve({ reseeded: false, detail: 'the memory driver keeps its state in its own file; there is no shared store to reseed', kills: 0, revocations: 0, breakers: 0 }),
@@ -600,6 +629,10 @@ async function readStateFile(file: string): Promise<StateFile | null> {
     if ((error as { code?: unknown }).code === 'ENOENT') return null;
     throw new StateFileError(file, String((error as Error).message));
   }
+  return parseStateText(text, file);
+}
+
+function parseStateText(text: string, file: string): StateFile {
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);

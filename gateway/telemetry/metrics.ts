@@ -1,7 +1,7 @@
 // Every Prometheus metric the gateway exports, on one registry per gateway (so tests can run
 // several gateways in one process). Label values come only from closed sets: reason codes and
 // backend, role and agent names from the policy. Anything else is folded into `unknown`.
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { AggregatorRegistry, Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ReasonCode } from '../errors.js';
 
 /** The label value for a backend, agent or role name that is not in the policy. */
@@ -424,4 +424,21 @@ class HotHistogram {
   reset(): void {
     this.#series.clear();
   }
+}
+
+/**
+ * Metrics only a cluster primary knows (state, kills, breakers, the audit file, the build): its
+ * values are taken, the workers' copies dropped. Everything else is summed over the processes
+ * (prom-client's default metrics carry their own aggregation).
+ */
+const PRIMARY_ONLY = new Set(['agentgate_build_info', 'agentgate_agent_killed', 'agentgate_breaker_state', 'agentgate_audit_writable', 'agentgate_audit_write_errors_total', 'agentgate_state_available', 'agentgate_state_unshared_changes']);
+
+/** A worker's `registry.getMetricsAsJSON()`, as it crossed the IPC channel. */
+export type MetricsJson = Awaited<ReturnType<Registry['getMetricsAsJSON']>>;
+
+/** One exposition for a `workers: N` gateway: the primary's registry and every worker's. */
+export async function aggregateExposition(primary: Registry, workers: readonly MetricsJson[]): Promise<string> {
+  const withAggregator = (metrics: MetricsJson): MetricsJson => metrics.map((m) => (m.aggregator === undefined ? { ...m, aggregator: 'sum' } : m));
+  const parts = [withAggregator(await primary.getMetricsAsJSON()), ...workers.map((w) => withAggregator(w.filter((m) => !PRIMARY_ONLY.has(m.name))))];
+  return AggregatorRegistry.aggregate(parts).metrics();
 }
