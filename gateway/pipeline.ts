@@ -7,7 +7,7 @@ import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Readable } from 'node:stream';
-import { createContext, type DirectBody, type InboundRequest, type RequestContext, type Stage } from './context.js';
+import { createContext, RequestAbort, type DirectBody, type InboundRequest, type RequestContext, type RequestSignal, type Stage } from './context.js';
 import type { Clock } from './clock.js';
 import type { Abort, Admission } from './admission/admission.js';
 import { GatewayError, REASONS } from './errors.js';
@@ -69,10 +69,12 @@ export interface Pipeline {
    * resolves the RateLimit header fields to send, or null.
    */
   admit(ctx: RequestContext, gate?: (ctx: RequestContext) => void): Promise<Readonly<Record<string, string>> | null>;
-  /** Register an admitted request so a kill can abort it; returns the unregister function. */
-  track(ctx: RequestContext, abort: Abort): () => void;
+  /** Register an admitted request so a kill can abort it. */
+  track(ctx: RequestContext, abort: Abort): void;
+  /** Forget a request `track` registered. */
+  untrack(ctx: RequestContext, abort: Abort): void;
   /** Build a context for a live or synthetic request. */
-  context(request: InboundRequest, signal: AbortSignal): RequestContext;
+  context(request: InboundRequest, signal: RequestSignal): RequestContext;
   /**
    * Account for a request that did not go through `handle` (upgrades, parser errors): metrics and
    * its audit line. Resolves once the line is written; the caller answers only then. Rejects with
@@ -111,7 +113,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     for (const resolve of waiting) resolve();
   }
 
-  function context(request: InboundRequest, signal: AbortSignal): RequestContext {
+  function context(request: InboundRequest, signal: RequestSignal): RequestContext {
     return createContext({ requestId: randomUUID(), clock, policy: deps.currentPolicy(), request, signal, log });
   }
 
@@ -132,18 +134,19 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     return rateHeaders;
   }
 
-  async function serve(ctx: RequestContext, res: ServerResponse, controller: AbortController): Promise<void> {
+  async function serve(ctx: RequestContext, res: ServerResponse, signal: RequestAbort): Promise<void> {
     let status = 0;
     let headersAt = 0;
     let error: unknown = null;
-    let untrack: (() => void) | undefined;
+    let tracked = false;
     // What the request's audit line (written before any answer) said, or null while it has none.
     let line: Written | null = null;
     try {
       // Write-ahead audit: no answer without its line, so with an unwritable file nothing is served.
       if (!outcome.available) throw outcome.unavailable();
       const rateHeaders = await admit(ctx);
-      untrack = admission.track(ctx, (reason) => controller.abort(reason));
+      admission.track(ctx, signal);
+      tracked = true;
       if (ctx.signal.aborted) throw ctx.signal.reason;
       const pending = forward.run(ctx);
       if (pending !== undefined) await pending;
@@ -173,7 +176,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       status = refused.status;
       line = refused.line;
     } finally {
-      untrack?.();
+      if (tracked) admission.untrack(ctx, signal);
       done();
       outcome.finish(ctx, error, status, headersAt, line);
     }
@@ -246,14 +249,15 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     context,
     admit,
     track: (ctx, abort) => admission.track(ctx, abort),
+    untrack: (ctx, abort) => admission.untrack(ctx, abort),
     handle(req, res) {
       inFlight++;
-      const controller = new AbortController();
+      const signal = new RequestAbort();
       res.once('close', () => {
-        if (!res.writableFinished) controller.abort(new Error('client closed the connection'));
+        if (!res.writableFinished) signal.abort(new Error('client closed the connection'));
       });
-      const ctx = context(inboundFrom(req), controller.signal);
-      serve(ctx, res, controller).catch((error: unknown) => {
+      const ctx = context(inboundFrom(req), signal);
+      serve(ctx, res, signal).catch((error: unknown) => {
         log.error('request accounting failed', { requestId: ctx.requestId, error });
       });
     },

@@ -4,7 +4,7 @@
 import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import httpProxy from 'http-proxy';
-import type { RequestContext } from './context.js';
+import { RequestAbort, type RequestContext } from './context.js';
 import { GatewayError } from './errors.js';
 import { upstreamHeaders } from './headers.js';
 import type { Pipeline } from './pipeline.js';
@@ -30,10 +30,10 @@ export function createUpgradeHandler(options: UpgradeOptions): UpgradeHandler {
   const proxy = httpProxy.createProxyServer({ ws: true, xfwd: false, changeOrigin: true, proxyTimeout: 0 });
 
   async function handle(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
-    const controller = new AbortController();
-    socket.once('close', () => controller.abort(new Error('client closed the connection')));
+    const signal = new RequestAbort();
+    socket.once('close', () => signal.abort(new Error('client closed the connection')));
     // An upgrade request carries no body; checks must not try to read one.
-    const ctx = pipeline.context({ ...inboundFrom(req), body: null }, controller.signal);
+    const ctx = pipeline.context({ ...inboundFrom(req), body: null }, signal);
     try {
       if ((req.headers.upgrade ?? '').toLowerCase() !== 'websocket') {
         throw new GatewayError('target_invalid', 'only WebSocket upgrades are supported');
@@ -71,8 +71,9 @@ export function createUpgradeHandler(options: UpgradeOptions): UpgradeHandler {
       socket.destroy();
       return;
     }
-    const untrack = pipeline.track(ctx, () => socket.destroy());
-    socket.once('close', () => untrack());
+    const abort = { abort: (): void => void socket.destroy() };
+    pipeline.track(ctx, abort);
+    socket.once('close', () => pipeline.untrack(ctx, abort));
     if (socket.destroyed) return;
     let failed = false;
     proxy.ws(req, socket, head, { target: backend.origin }, (error: Error) => {

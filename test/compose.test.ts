@@ -233,7 +233,7 @@ t.test('Grafana dashboard imports anywhere: a ${DS_PROMETHEUS} input, no hard-co
 t.test('the docker config validates from the repository root; promtool checks both Prometheus configs', async (t) => {
   const res = await runCli(['check', '--config', 'deploy/agentgate.docker.yaml'], { cwd: ROOT, env: { AGENTGATE_CONFIG: '' }, timeoutMs: 60_000 });
   t.equal(res.code, 0, res.stderr);
-  t.match(res.stdout, /deploy\/agentgate\.docker\.yaml: ok \(6 backends, 3 roles, 3 agents from 3 policy files\)/);
+  t.match(res.stdout, /deploy\/agentgate\.docker\.yaml: ok \(6 backends, 3 roles, 3 agents from 3 policy files, 1 worker process\)/);
   const settings = await loadSettings({ configFile: join(ROOT, 'deploy', 'agentgate.docker.yaml'), env: {} });
   t.equal(settings.policies, join(ROOT, 'deploy', 'policies'), 'paths resolve against the file');
   const policy = await loadPolicy(settings, { clock: systemClock, version: 1 });

@@ -20,8 +20,10 @@ export interface AdmissionDeps {
   readonly clock: Clock;
 }
 
-/** Called to stop one admitted request or WebSocket (the runner aborts it with `reason`). */
-export type Abort = (reason: GatewayError) => void;
+/** Stops one admitted request or WebSocket (the runner's RequestAbort aborts it with `reason`). */
+export interface Abort {
+  abort(reason: GatewayError): void;
+}
 
 export interface Admission {
   /** What the checks read. */
@@ -34,8 +36,10 @@ export interface Admission {
    * (an approval request names the record actually stored).
    */
   commit(ctx: RequestContext, refusal: GatewayError | null): Promise<GatewayError | null>;
-  /** Register an admitted request so a kill can abort it; returns the unregister function. */
-  track(ctx: RequestContext, abort: Abort): () => void;
+  /** Register an admitted request so a kill can abort it (aborted at once when a kill landed meanwhile). */
+  track(ctx: RequestContext, abort: Abort): void;
+  /** Forget a request `track` registered (it ended). */
+  untrack(ctx: RequestContext, abort: Abort): void;
   /** Abort every in-flight request and WebSocket of `agent`; returns how many. */
   abortAgent(agent: string, reason: string): number;
   /** The operator's kill switch: durable first, then the agent's calls in flight are cut. */
@@ -61,7 +65,7 @@ export function createAdmission(deps: AdmissionDeps): Admission {
     if (set === undefined) return 0;
     const refusal = new GatewayError('agent_killed', KILLED, { reasonDetail: reason });
     const aborts = [...set];
-    for (const abort of aborts) abort(refusal);
+    for (const abort of aborts) abort.abort(refusal);
     return aborts.length;
   }
 
@@ -147,7 +151,7 @@ export function createAdmission(deps: AdmissionDeps): Admission {
     abortAgent,
     track(ctx, abort) {
       const agent = ctx.principal?.agent;
-      if (agent === undefined) return () => undefined;
+      if (agent === undefined) return;
       let set = inFlight.get(agent);
       if (set === undefined) {
         set = new Set();
@@ -156,12 +160,15 @@ export function createAdmission(deps: AdmissionDeps): Admission {
       set.add(abort);
       // A kill that landed between admit and here must still stop this request.
       const kill = store.killRecord(agent);
-      if (kill !== undefined) abort(new GatewayError('agent_killed', KILLED, { reasonDetail: kill.reason }));
-      const entries = set;
-      return () => {
-        entries.delete(abort);
-        if (entries.size === 0 && inFlight.get(agent) === entries) inFlight.delete(agent);
-      };
+      if (kill !== undefined) abort.abort(new GatewayError('agent_killed', KILLED, { reasonDetail: kill.reason }));
+    },
+    untrack(ctx, abort) {
+      const agent = ctx.principal?.agent;
+      if (agent === undefined) return;
+      const set = inFlight.get(agent);
+      if (set === undefined) return;
+      set.delete(abort);
+      if (set.size === 0) inFlight.delete(agent);
     },
     async kill(record) {
       // Durable first: the next request is refused, and a restart keeps the kill.

@@ -4,7 +4,7 @@
 // resource results are masked where the role masks fields. Anything else is refused: before the
 // head is sent a 502 upstream_invalid, mid-stream the connection is cut.
 import { Readable } from 'node:stream';
-import type { RequestContext } from '../context.js';
+import type { RequestContext, RequestSignal } from '../context.js';
 import { GatewayError } from '../errors.js';
 import type { MaskPlan } from '../policy/types.js';
 import { JsonMasker, MaskError } from '../stages/filters/mask.js';
@@ -238,7 +238,7 @@ function withoutBodyHeaders(headers: Record<string, string | string[]>): Record<
   return out;
 }
 
-function readBounded(stream: Readable, maxBytes: number, signal: AbortSignal): Promise<Buffer> {
+function readBounded(stream: Readable, maxBytes: number, signal: RequestSignal): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const parts: Buffer[] = [];
     let size = 0;

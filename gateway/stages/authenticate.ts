@@ -101,8 +101,10 @@ export function createAuthenticate(options: AuthenticateOptions): Stage {
         });
       }
       const token = bearerToken(ctx.request.rawHeaders);
+      // A cached token passed this check (and everything else) when it was first verified.
       const hit = verifier.cached(token);
       if (hit !== undefined) return establish(ctx, hit);
+      if (!B64TOKEN.test(token)) throw new GatewayError('token_missing', MISSING, { reasonDetail: 'Bearer credential is not a b64token' });
       return verifier.verify(token).then(
         (claims) => establish(ctx, claims),
         (error: unknown) => {
@@ -125,14 +127,14 @@ function queryOf(ctx: RequestContext): string {
   return hash === -1 ? url.slice(start) : url.slice(start, hash);
 }
 
-/** The token of the single Authorization header, or token_missing. Names compare case-insensitively. */
+/** The credential of the single `Authorization: Bearer` header, or token_missing. Names compare case-insensitively. */
 function bearerToken(rawHeaders: readonly string[]): string {
   let value: string | undefined;
   let count = 0;
   // rawHeaders, not headers: node folds repeated Authorization headers and would hide the second.
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i];
-    if (name !== undefined && name.length === AUTHORIZATION.length && name.toLowerCase() === AUTHORIZATION) {
+    if (name !== undefined && name.length === AUTHORIZATION.length && startsWithLower(name, AUTHORIZATION)) {
       count++;
       value = rawHeaders[i + 1];
     }
@@ -142,12 +144,20 @@ function bearerToken(rawHeaders: readonly string[]): string {
     throw new GatewayError('token_missing', 'send exactly one Authorization header with one Bearer token', { reasonDetail: `${count} Authorization headers` });
   }
   // RFC 6750 §2.1: "Bearer" (case-insensitive), exactly one space, a b64token.
-  if (value.length < 8 || value.charCodeAt(6) !== 0x20 || value.slice(0, 6).toLowerCase() !== 'bearer') {
+  if (value.length < 8 || value.charCodeAt(6) !== 0x20 || !startsWithLower(value, 'bearer')) {
     throw new GatewayError('token_missing', MISSING, { reasonDetail: value === '' ? 'empty Authorization header' : 'not a Bearer credential' });
   }
-  const token = value.slice(7);
-  if (!B64TOKEN.test(token)) throw new GatewayError('token_missing', MISSING, { reasonDetail: 'Bearer credential is not a b64token' });
-  return token;
+  // Its b64token syntax is checked by the caller, after the verified-token cache (a hit passed it).
+  return value.slice(7);
+}
+
+/**
+ * Whether `text` starts with `lower` (lowercase ASCII letters) in any case, without a lowered
+ * copy: `c | 0x20` is a lowercase letter's code only for that letter in either case.
+ */
+function startsWithLower(text: string, lower: string): boolean {
+  for (let i = 0; i < lower.length; i++) if ((text.charCodeAt(i) | 0x20) !== lower.charCodeAt(i)) return false;
+  return true;
 }
 
 /**

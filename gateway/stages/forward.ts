@@ -5,7 +5,7 @@
 // writes each chunk straight into the client response (no Readable, no per-request undici signal).
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import { Pool, errors as undiciErrors, type Dispatcher } from 'undici';
-import type { DirectBody, RequestContext, Stage, UpstreamResult } from '../context.js';
+import { abortSignalOf, type DirectBody, type RequestContext, type RequestSignal, type Stage, type UpstreamResult } from '../context.js';
 import { GatewayError } from '../errors.js';
 import { upstreamHeaders } from '../headers.js';
 import { readBounded } from './read-body.js';
@@ -108,7 +108,7 @@ export function createForward(options: ForwardOptions): ForwardStage {
         path: backend.basePath + target.path + target.query,
         headers,
         body,
-        signal: ctx.signal,
+        signal: abortSignalOf(ctx.signal),
         headersTimeout: backend.timeoutMs,
         // An MCP server's GET stream may idle for as long as the session lives.
         bodyTimeout: ctx.mcp?.kind === 'stream' ? 0 : backend.timeoutMs,
@@ -352,7 +352,7 @@ function rewriteLocation(location: string, backend: Backend, requestPath: string
   return `/${backend.name}${rest}${url.search}`;
 }
 
-function translate(error: unknown, backend: string, metrics: Metrics, signal: AbortSignal): unknown {
+function translate(error: unknown, backend: string, metrics: Metrics, signal: RequestSignal): unknown {
   if (signal.aborted) return error;
   const code = (error as { code?: unknown }).code;
   let kind: UpstreamErrorKind;

@@ -2,6 +2,7 @@
 // is framed before forwarding): bounded in size, and in idle time between bytes. A client that
 // stops sending is answered 408 request_timeout, a larger body 413; the connection is closed.
 import type { Readable } from 'node:stream';
+import type { RequestSignal } from '../context.js';
 import { GatewayError } from '../errors.js';
 
 export interface BodyLimits {
@@ -10,7 +11,7 @@ export interface BodyLimits {
   readonly idleMs: number;
 }
 
-export function readBounded(stream: Readable, limits: BodyLimits, signal: AbortSignal): Promise<Buffer> {
+export function readBounded(stream: Readable, limits: BodyLimits, signal: RequestSignal): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;

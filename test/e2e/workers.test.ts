@@ -7,10 +7,11 @@
 import t from 'tap';
 import { readFile, readdir, readlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Client } from 'undici';
+import { Client, request } from 'undici';
 import { startUpstream } from '../helpers/gateway.js';
 import { brokerPolicies, clientKey } from '../helpers/broker.js';
 import { runCli, serveCli, writeConfig, type ServedGateway } from '../helpers/process.js';
+import { parseExposition, sumOf } from '../helpers/prom.js';
 
 const linux = process.platform === 'linux';
 
@@ -195,6 +196,25 @@ t.test('workers: 2 share one kill, one use count and one audit chain', { skip: l
     t.ok(served.has(after.get(0) ?? -1), 'the new worker refused calls too');
     const other = await token('metered-agent-01');
     t.equal((await call(other)).status, 200, 'an agent not killed is still served');
+  });
+
+  await t.test('/metrics aggregates the workers; /readyz counts them', async (t) => {
+    const scraped = await request(`${gw.metricsUrl}/metrics`);
+    t.equal(scraped.statusCode, 200);
+    const exposition = parseExposition(await scraped.body.text());
+    const allowed = sumOf(exposition, 'agentgate_requests_total', { decision: 'allow' });
+    const killedRefusals = sumOf(exposition, 'agentgate_requests_total', { reason: 'agent_killed' });
+    // Counted on the workers, summed: at least the 16 refused after the restart (the worker
+    // killed with SIGKILL took its own counts with it; its replacement counts from zero).
+    t.ok(killedRefusals >= 16, `agent_killed refusals summed over the workers (${killedRefusals})`);
+    t.ok(allowed >= 3, `allowed calls summed over the workers (${allowed})`);
+    t.equal(exposition.samples.get('agentgate_agent_killed{agent="marketing-agent-03"}'), 1, 'a state gauge is the primary\'s, not summed');
+    t.equal(exposition.samples.get('agentgate_agent_killed{agent="metered-agent-01"}'), 0);
+    t.equal(exposition.samples.get('agentgate_state_available'), 1);
+    t.ok((exposition.samples.get('agentgate_audit_writable') ?? 0) === 1, 'audit writable, once');
+    const ready = await request(`${gw.metricsUrl}/readyz`);
+    t.equal(ready.statusCode, 200);
+    t.match(await ready.body.json(), { status: 'ready', workers: 2, workersServing: 2 });
   });
 
   await t.test('the one audit chain verifies', async (t) => {

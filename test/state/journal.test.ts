@@ -6,7 +6,7 @@
 import t from 'tap';
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { adminCall } from '../../gateway/admin/client.js';
 import { systemClock as clock } from '../../gateway/clock.js';
@@ -69,7 +69,10 @@ t.test('through the store: journal lines, replay, compaction, clean stop', async
   for (let i = 0; i < 300; i++) if (reading.isRevoked(`many-${i}`)) seen++;
   t.equal(seen, 300, 'a reader beside the writer sees every acknowledged change (snapshot + journals)');
   await reading.close();
-  const gen = (JSON.parse(await readFile(file, 'utf8')) as { journal: number }).journal;
+  // The rewrite runs in the background: wait for it (with a deadline).
+  const deadline = Date.now() + 10_000;
+  let gen = 0;
+  while ((gen = (JSON.parse(await readFile(file, 'utf8')) as { journal: number }).journal) <= 2 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
   t.ok(gen > 2, `the snapshot was rewritten in the background (generation ${gen})`);
   await again.close();
 });
@@ -103,6 +106,32 @@ t.test('a bad journal stops the start; --reset-state moves it aside with the fil
   await t.rejects(openMemoryStore({ clock, file }), StateFileError, 'a negative journal generation');
   await writeFile(file, JSON.stringify({ version: 3, savedAt: 'x', kills: [], revocations: {}, agentRevocations: {}, breakers: {} }));
   await t.rejects(openMemoryStore({ clock, file }), StateFileError, 'version 3 without its journal generation');
+});
+
+t.test('a journal write that fails (disk full) is never acknowledged; the next change starts a new generation', { skip: process.platform !== 'linux' && 'needs /dev/full' }, async (t) => {
+  const dir = t.testdir();
+  const file = join(dir, 'state.json');
+  const store = await openMemoryStore({ clock, file, compactBytes: 1 });
+  // The next generation a background rewrite opens fails every write with ENOSPC.
+  await symlink('/dev/full', walPath(file, 2));
+  // One change longer than the snapshot starts a background rewrite, which switches to generation 2.
+  await store.kill({ agent: 'fill', reason: 'x'.repeat(1024), at: 0, by: 'op' });
+  const deadline = Date.now() + 10_000;
+  while ((JSON.parse(await readFile(file, 'utf8')) as { journal: number }).journal < 2 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+  t.equal((JSON.parse(await readFile(file, 'utf8')) as { journal: number }).journal, 2, 'a background rewrite switched to the failing journal');
+  await t.rejects(store.kill({ agent: 'first', reason: 'disk full', at: 1, by: 'op' }), { code: 'ENOSPC' }, 'the kill is not acknowledged as durable');
+  t.equal(store.killRecord('first')?.reason, 'disk full', 'but it is in force in memory (fail closed)');
+  await store.kill({ agent: 'second', reason: 'after', at: 2, by: 'op' });
+  const gens = (await listWals(file)).map((w) => w.gen);
+  t.ok(gens.length > 0 && gens.every((g) => g > 2), `the next change went to a new journal generation, the failed one is gone (${gens.join(', ')})`);
+  const text = await readFile(file, 'utf8');
+  t.match(text, /"first"/, 'and the snapshot written for it holds the kill the failed write lost');
+  // A crash now (no close): a reader of the files sees both kills.
+  const reader = await openMemoryStore({ clock, file, readOnly: true });
+  t.equal(reader.killRecord('first')?.reason, 'disk full');
+  t.equal(reader.killRecord('second')?.reason, 'after');
+  await reader.close();
+  await store.close();
 });
 
 t.test('a state file of the previous version (no journal) loads, and journals from there', async (t) => {

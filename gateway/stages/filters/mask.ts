@@ -8,7 +8,7 @@
 // cannot take a cut body as whole) and is audited as response_unmaskable.
 import { Readable } from 'node:stream';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
-import type { RequestContext } from '../../context.js';
+import type { RequestContext, RequestSignal } from '../../context.js';
 import { GatewayError } from '../../errors.js';
 import type { MaskPlan, MaskRule } from '../../policy/types.js';
 
@@ -391,7 +391,7 @@ export function createMaskFilter(options: MaskFilterOptions): MaskFilter {
  * the rest while the JSON stays valid; a later failure destroys it with response_unmaskable (or
  * with the upstream's or the abort's error), which the runner turns into a cut connection.
  */
-function maskStream(stream: Readable, masker: JsonMasker, maxBytes: number, signal: AbortSignal): Promise<Buffer | Readable> {
+function maskStream(stream: Readable, masker: JsonMasker, maxBytes: number, signal: RequestSignal): Promise<Buffer | Readable> {
   return new Promise((resolve, reject) => {
     let parts: Buffer[] = [];
     let held = 0;
