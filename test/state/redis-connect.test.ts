@@ -4,7 +4,9 @@
 // from a validated agentgate.yaml, as the gateway does.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
+import { mkdtempSync } from 'node:fs';
+import { rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadSettings } from '../../gateway/config.js';
 import { systemClock } from '../../gateway/clock.js';
@@ -129,7 +131,12 @@ t.test('rediss:// against a redis-server with TLS', { skip: noRedis ? 'redis-ser
 });
 
 t.test('Sentinel names the master and the store follows a failover', { skip: noRedis ? 'redis-server is not installed' : which('redis-sentinel') === null ? 'redis-sentinel is not installed (apt-get install redis-sentinel)' : false }, async (t) => {
-  const dir = t.testdir({});
+  // Not a tap testdir: tap removes that as the test ends, which raced with the sentinel
+  // rewriting its config and the stores writing their journals there (ENOTEMPTY, then the file
+  // hung until tap's timeout on a busy machine). Registered first, so removed last (teardowns run
+  // last-in first-out): after the stores have closed and every server has stopped.
+  const dir = mkdtempSync(join(tmpdir(), 'ag-sentinel-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true, maxRetries: 5 }));
   const master = await startRedis(t);
   const replica = await startRedis(t, { args: ['--replicaof', '127.0.0.1', String(master.port)] });
   const conf = join(dir, 'sentinel.conf');
