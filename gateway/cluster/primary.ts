@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import type { Settings } from '../config.js';
 import type { Gateway } from '../server.js';
 import type { MemoryStore } from '../state/memory.js';
+import type { Store } from '../state/store.js';
 import type { Logger } from '../telemetry/log.js';
 import { aggregateExposition, type MetricsJson } from '../telemetry/metrics.js';
 import type { AuditState, Change, PrimaryMessage, WorkerMessage } from './protocol.js';
@@ -260,7 +261,9 @@ export async function servePrimary(settings: Settings, log: Logger, options: Pri
       role: 'primary',
       async openStore(open) {
         const store = await open();
-        if (store.driver !== 'memory' || !('snapshot' in store)) return store;
+        // Redis: the workers are instances on the same Redis; the primary still hands its kills,
+        // revocations and credential changes to each worker and waits for every ack.
+        if (store.driver !== 'memory' || !('snapshot' in store)) return relayStops(store, broadcast);
         shared = createSharedStore({ store: store as MemoryStore, broadcast });
         return shared;
       },
@@ -330,4 +333,32 @@ export async function servePrimary(settings: Settings, log: Logger, options: Pri
   clearInterval(auditWatch);
   await gateway.close();
   return 0;
+}
+
+/**
+ * Redis: every worker reads its own replica of Redis, kept current by Redis's pub/sub. A kill
+ * (revocation, revive, credential change) made here is also handed to every worker, which makes
+ * it on its own store (an idempotent write) and cuts the agent's calls in flight before it acks:
+ * in force on every worker before the admin socket answers, as with the memory driver.
+ */
+function relayStops(store: Store, broadcast: (change: Change, ack: boolean) => Promise<void>): Store {
+  const relayed = async <T>(made: Promise<T>, change: Change): Promise<T> => {
+    const value = await made;
+    await broadcast(change, true);
+    return value;
+  };
+  return {
+    ...store,
+    isHealthy: () => store.isHealthy(),
+    status: () => store.status(),
+    get replayHorizon() {
+      return store.replayHorizon;
+    },
+    kill: (record) => relayed(store.kill(record), { kind: 'kill', record }),
+    revive: (agent) => relayed(store.revive(agent), { kind: 'revive', agent }),
+    revoke: (jti, expiresAt) => relayed(store.revoke(jti, expiresAt), { kind: 'revoke', jti, expiresAt }),
+    revokeAgent: (agent, at) => relayed(store.revokeAgent(agent, at), { kind: 'revokeAgent', agent, at }),
+    saveClientSecret: (record) => relayed(store.saveClientSecret(record), { kind: 'secret', record }),
+    deleteClientSecrets: (agent, id) => relayed(store.deleteClientSecrets(agent, id), { kind: 'deleteSecrets', agent, id: id ?? null }),
+  };
 }

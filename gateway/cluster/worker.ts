@@ -10,7 +10,7 @@ import { openMemoryStore } from '../state/memory.js';
 import type { Store } from '../state/store.js';
 import type { Logger } from '../telemetry/log.js';
 import type { AuditRecord } from '../telemetry/audit-log.js';
-import type { Call, PrimaryMessage, WorkerMessage } from './protocol.js';
+import type { Call, Change, PrimaryMessage, WorkerMessage } from './protocol.js';
 import { createWorkerAudit } from './worker-audit.js';
 import { createWorkerStore, type WorkerStore } from './worker-store.js';
 
@@ -99,7 +99,9 @@ export async function serveWorker(settings: Settings, log: Logger): Promise<numb
         let aborted = 0;
         let error: string | null = null;
         try {
-          if (workerStore !== null) aborted = await workerStore.applyChange(message.change, (agent, reason) => gateway?.abortAgent(agent, reason) ?? 0);
+          const stop = (agent: string, reason: string): number => gateway?.abortAgent(agent, reason) ?? 0;
+          if (workerStore !== null) aborted = await workerStore.applyChange(message.change, stop);
+          else if (gateway !== null) aborted = await applyToOwnStore(gateway.store, message.change, stop);
         } catch (e) {
           error = e instanceof Error ? e.message : String(e);
         }
@@ -180,4 +182,30 @@ export async function serveWorker(settings: Settings, log: Logger): Promise<numb
   }
   // Runs until the primary says drain (or goes away).
   return new Promise<number>(() => undefined);
+}
+
+/** Redis: a stop the primary relayed, made on this worker's own store (idempotent) before the ack. */
+async function applyToOwnStore(store: Store, change: Change, stop: (agent: string, reason: string) => number): Promise<number> {
+  switch (change.kind) {
+    case 'kill':
+      await store.kill(change.record);
+      return stop(change.record.agent, change.record.reason);
+    case 'revokeAgent':
+      await store.revokeAgent(change.agent, change.at);
+      return stop(change.agent, 'tokens revoked');
+    case 'revoke':
+      await store.revoke(change.jti, change.expiresAt);
+      return 0;
+    case 'revive':
+      await store.revive(change.agent);
+      return 0;
+    case 'secret':
+      await store.saveClientSecret(change.record);
+      return 0;
+    case 'deleteSecrets':
+      await store.deleteClientSecrets(change.agent, change.id ?? undefined);
+      return 0;
+    default:
+      return 0;
+  }
 }
