@@ -5,55 +5,16 @@
 // audit chain verifies, and a worker killed with SIGKILL is replaced while killed agents stay
 // refused. Waits poll with deadlines; nothing is timed.
 import t from 'tap';
-import { readFile, readdir, readlink, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Client, request } from 'undici';
 import { startUpstream } from '../helpers/gateway.js';
 import { brokerPolicies, clientKey } from '../helpers/broker.js';
-import { runCli, serveCli, writeConfig, type ServedGateway } from '../helpers/process.js';
+import { runCli, serveCli, writeConfig } from '../helpers/process.js';
 import { parseExposition, sumOf } from '../helpers/prom.js';
-import { redisServerPath, startRedis } from '../helpers/redis.js';
+import { ownerOf, until, workerPids } from '../helpers/workers.js';
 
 const linux = process.platform === 'linux';
-
-/** Pids of the serving workers, from their `worker listening` log lines (the newest per slot). */
-function workerPids(gw: ServedGateway): Map<number, number> {
-  const bySlot = new Map<number, number>();
-  for (const line of gw.output().split('\n')) {
-    if (!line.includes('"worker listening"')) continue;
-    const entry = JSON.parse(line) as { pid: number; worker: number };
-    bySlot.set(entry.worker, entry.pid);
-  }
-  return bySlot;
-}
-
-async function until<T>(what: string, probe: () => T | null | Promise<T | null>, ms = 30_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await probe();
-    if (value !== null) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
-/** The process holding the server side of the TCP connection from client port `clientPort` to `serverPort`. */
-async function ownerOf(serverPort: number, clientPort: number, pids: readonly number[]): Promise<number | null> {
-  const hex = (port: number): string => port.toString(16).toUpperCase().padStart(4, '0');
-  const table = await readFile('/proc/net/tcp', 'utf8');
-  let inode: string | null = null;
-  for (const row of table.split('\n').slice(1)) {
-    const cols = row.trim().split(/\s+/);
-    if (cols.length < 10) continue;
-    if (cols[1]?.endsWith(`:${hex(serverPort)}`) && cols[2]?.endsWith(`:${hex(clientPort)}`)) inode = cols[9] ?? null;
-  }
-  if (inode === null || inode === '0') return null;
-  for (const pid of pids) {
-    const fds = await readdir(`/proc/${pid}/fd`).catch(() => [] as string[]);
-    for (const fd of fds) if ((await readlink(`/proc/${pid}/fd/${fd}`).catch(() => '')) === `socket:[${inode}]`) return pid;
-  }
-  return null;
-}
 
 t.test('workers: 2 share one kill, one use count and one audit chain', { skip: linux ? false : 'reads /proc to see which worker holds a connection' }, async (t) => {
   const key = await clientKey();
@@ -228,53 +189,3 @@ t.test('workers: 2 share one kill, one use count and one audit chain', { skip: l
   });
 });
 
-t.test('workers: 2 on Redis: a kill is in force on both workers when it is answered', { skip: !linux ? 'reads /proc' : redisServerPath() === null ? 'redis-server is not installed (apt-get install redis-server)' : false }, async (t) => {
-  const redis = await startRedis(t);
-  const key = await clientKey();
-  const crm = await startUpstream(t);
-  const dir = t.testdir({});
-  const policies = await brokerPolicies(dir, key.publicJwk);
-  const backends = join(policies, 'backends.yaml');
-  await writeFile(backends, (await readFile(backends, 'utf8')).replace('upstream: http://127.0.0.1:9101', `upstream: ${crm.url}`));
-  const config = await writeConfig(dir, policies, { state: `{ driver: redis, url: "${redis.url}" }` });
-  await writeFile(config, `${await readFile(config, 'utf8')}workers: 2\n`);
-  const gw = await serveCli(t, ['serve', '--config', config]);
-  const port = Number(new URL(gw.url).port);
-  await until('two workers', () => (workerPids(gw).size === 2 ? true : null));
-  const bearer = (await runCli(['token', '--agent', 'marketing-agent-03', '--config', config])).stdout.trim();
-  const { request: rawRequest } = await import('node:http');
-  const callSeen = (): Promise<{ status: number; body: string; pid: number | null }> =>
-    new Promise((resolve, reject) => {
-      const req = rawRequest(`${gw.url}/crm/contacts`, { headers: { authorization: `Bearer ${bearer}`, connection: 'keep-alive' }, agent: false });
-      req.on('error', reject);
-      req.on('response', (res) => {
-        ownerOf(port, req.socket?.localPort ?? 0, [...workerPids(gw).values()]).then((pid) => {
-          let body = '';
-          res.setEncoding('utf8').on('data', (d: string) => (body += d));
-          res.on('end', () => {
-            req.socket?.destroy();
-            resolve({ status: res.statusCode ?? 0, body, pid });
-          });
-        }, reject);
-      });
-      req.end();
-    });
-  const allowedOn = new Set<number>();
-  for (let i = 0; i < 12 && allowedOn.size < 2; i++) {
-    const res = await callSeen();
-    t.equal(res.status, 200, res.body);
-    if (res.pid !== null) allowedOn.add(res.pid);
-  }
-  t.equal(allowedOn.size, 2, 'both workers serve');
-  const killed = await runCli(['kill', 'marketing-agent-03', '--reason', 'workers on redis', '--config', config]);
-  t.equal(killed.code, 0, killed.stderr);
-  // Right after the answer: no wait for Redis's pub/sub, every call refused on both workers.
-  const refusedOn = new Set<number>();
-  for (let i = 0; i < 12; i++) {
-    const res = await callSeen();
-    t.equal(res.status, 403, `call ${i} after the kill is refused`);
-    t.match(res.body, /agent_killed/);
-    if (res.pid !== null) refusedOn.add(res.pid);
-  }
-  t.equal(refusedOn.size, 2, 'refused on both workers');
-});

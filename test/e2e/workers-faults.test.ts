@@ -1,0 +1,112 @@
+// `workers: 2` under change and fault: a policy reload (admin socket) is in force on both workers
+// when it is answered, and the primary killed with SIGKILL takes every worker down with it (they
+// never serve without it: fail closed), so the agent port refuses connections.
+import t from 'tap';
+import { appendFile, readFile, writeFile } from 'node:fs/promises';
+import { request as rawRequest } from 'node:http';
+import { join } from 'node:path';
+import { startUpstream } from '../helpers/gateway.js';
+import { brokerPolicies, clientKey } from '../helpers/broker.js';
+import { runCli, serveCli, writeConfig, type ServedGateway } from '../helpers/process.js';
+import { ownerOf, until, workerPids } from '../helpers/workers.js';
+
+const linux = process.platform === 'linux';
+
+/** One call on its own connection; the status and the worker that served it. */
+function callSeen(gw: ServedGateway, bearer: string): Promise<{ status: number; body: string; pid: number | null }> {
+  const port = Number(new URL(gw.url).port);
+  return new Promise((resolve, reject) => {
+    const req = rawRequest(`${gw.url}/crm/contacts`, { headers: { authorization: `Bearer ${bearer}`, connection: 'keep-alive' }, agent: false });
+    req.on('error', reject);
+    req.on('response', (res) => {
+      ownerOf(port, req.socket?.localPort ?? 0, [...workerPids(gw).values()]).then((pid) => {
+        let body = '';
+        res.setEncoding('utf8').on('data', (d: string) => (body += d));
+        res.on('end', () => {
+          req.socket?.destroy();
+          resolve({ status: res.statusCode ?? 0, body, pid });
+        });
+      }, reject);
+    });
+    req.end();
+  });
+}
+
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+t.test('workers: 2 under reload and a dead primary', { skip: linux ? false : 'reads /proc to see which worker holds a connection' }, async (t) => {
+  const key = await clientKey();
+  const crm = await startUpstream(t);
+  const dir = t.testdir({});
+  const policies = await brokerPolicies(dir, key.publicJwk);
+  const backends = join(policies, 'backends.yaml');
+  await writeFile(backends, (await readFile(backends, 'utf8')).replace('upstream: http://127.0.0.1:9101', `upstream: ${crm.url}`));
+  const config = await writeConfig(dir, policies);
+  await appendFile(config, 'workers: 2\n');
+  const gw = await serveCli(t, ['serve', '--config', config]);
+  await until('two workers', () => (workerPids(gw).size === 2 ? true : null));
+
+  await t.test('a reload over the admin socket is in force on both workers when it is answered', async (t) => {
+    // A new agent on disk: its token (minted from the files) is refused until the reload.
+    const agentsFile = (await runCli(['check', '--json', '--config', config])).stdout;
+    t.match(agentsFile, /"valid":true/);
+    const files = JSON.parse(agentsFile) as { policies: string[] };
+    const target = files.policies.find((f) => f.endsWith('agents.yaml')) ?? files.policies[0] ?? '';
+    const text = await readFile(target, 'utf8');
+    await writeFile(target, text.replace(/^agents:\n/m, 'agents:\n  newbie-agent-01: { role: marketing, owner: qa }\n'));
+    const minted = await runCli(['token', '--agent', 'newbie-agent-01', '--config', config]);
+    t.equal(minted.code, 0, minted.stderr);
+    const bearer = minted.stdout.trim();
+    const before = new Set<number>();
+    for (let i = 0; i < 12 && before.size < 2; i++) {
+      const res = await callSeen(gw, bearer);
+      t.not(res.status, 200, `before the reload, call ${i} is refused (${res.status})`);
+      if (res.pid !== null) before.add(res.pid);
+    }
+    t.equal(before.size, 2, 'refused on both workers before the reload');
+    const reloaded = await runCli(['reload', '--config', config]);
+    t.equal(reloaded.code, 0, reloaded.stderr);
+    // A joiner's tokens issued up to the reload's second are revoked (lifecycle): the one minted
+    // before stays refused on both workers; one minted in a later second passes on both.
+    const reloadSecond = Math.floor(Date.now() / 1000);
+    const stale = new Set<number>();
+    for (let i = 0; i < 12 && stale.size < 2; i++) {
+      const res = await callSeen(gw, bearer);
+      t.equal(res.status, 401, `the token minted before the reload stays refused (${i})`);
+      if (res.pid !== null) stale.add(res.pid);
+    }
+    t.equal(stale.size, 2, 'the joiner revocation holds on both workers');
+    await until('the next second', () => (Math.floor(Date.now() / 1000) > reloadSecond ? true : null));
+    const fresh = await runCli(['token', '--agent', 'newbie-agent-01', '--config', config]);
+    t.equal(fresh.code, 0, fresh.stderr);
+    const after = new Set<number>();
+    for (let i = 0; i < 12; i++) {
+      const res = await callSeen(gw, fresh.stdout.trim());
+      t.equal(res.status, 200, `after the reload answered, call ${i} passes: ${res.body}`);
+      if (res.pid !== null) after.add(res.pid);
+    }
+    t.equal(after.size, 2, 'served by both workers after the reload');
+  });
+
+  await t.test('a primary killed with SIGKILL takes its workers down', async (t) => {
+    const pids = [...workerPids(gw).values()];
+    t.equal(pids.length, 2);
+    gw.child.kill('SIGKILL');
+    await until('every worker to exit', () => (pids.every((pid) => !alive(pid)) ? true : null));
+    t.pass('no worker outlives its primary');
+    const refused = await new Promise<string>((resolve) => {
+      const req = rawRequest(`${gw.url}/crm/contacts`, { agent: false });
+      req.on('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? 'error'));
+      req.on('response', (res) => resolve(`answered ${res.statusCode}`));
+      req.end();
+    });
+    t.equal(refused, 'ECONNREFUSED', 'nothing serves the agent port');
+  });
+});
