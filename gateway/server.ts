@@ -364,6 +364,8 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
       inFlight: pipeline.inFlight,
       auditLines: audit.written,
       audit: audit.available ? 'ok' : `unavailable: ${audit.unavailableReason ?? ''}`,
+      // A cluster primary: how many workers there are and how many serve (its own inFlight is 0).
+      ...(cluster?.workersReady?.().detail ?? {}),
     }),
   });
   let adminSocket: AdminSocket | null = null;

@@ -95,6 +95,12 @@ t.test('workers: 2 under reload and a dead primary', { skip: linux ? false : 're
     t.equal(after.size, 2, 'served by both workers after the reload');
   });
 
+  await t.test('status over the admin socket names the workers', async (t) => {
+    const status = await runCli(['status', '--json', '--config', config]);
+    t.equal(status.code, 0, status.stderr);
+    t.match(JSON.parse(status.stdout), { status: 'serving', pid: gw.child.pid, workers: 2, workersServing: 2 });
+  });
+
   await t.test('a primary killed with SIGKILL takes its workers down', async (t) => {
     const pids = [...workerPids(gw).values()];
     t.equal(pids.length, 2);
