@@ -30,6 +30,8 @@ export function createSharedStore(options: SharedStoreOptions): SharedStore {
     const [value] = await Promise.all([made, pushed]);
     return value;
   }
+  /** Sessions opened through this store, by agent (sid -> exp in seconds), for `single`. */
+  const opened = new Map<string, Map<string, number>>();
   const shared: SharedStore = {
     ...m,
     memory: m,
@@ -46,7 +48,22 @@ export function createSharedStore(options: SharedStoreOptions): SharedStore {
     // A use is counted here, exactly; the replicas only show it (introspection).
     consumeUse: (jti, maxUses, expiresAt) => changed(m.consumeUse(jti, maxUses, expiresAt), { kind: 'use', jti, maxUses, expiresAt }, false),
     // A single session ends the agent's others: in force everywhere before the new token is out.
-    openSession: (sid, agent, expiresAt, single) => changed(m.openSession(sid, agent, expiresAt, single), { kind: 'session', sid, agent, expiresAt, single }, single),
+    // Each ended sid is pushed by name too: a worker restarted since that session opened never
+    // saw it, so replaying `single` there would not end it.
+    async openSession(sid, agent, expiresAt, single) {
+      const nowSeconds = Date.now() / 1000;
+      let mine = opened.get(agent);
+      if (mine === undefined) opened.set(agent, (mine = new Map()));
+      for (const [other, exp] of mine) if (exp <= nowSeconds) mine.delete(other);
+      const ended = single ? [...mine].filter(([other]) => other !== sid) : [];
+      for (const [other] of ended) mine.delete(other);
+      mine.set(sid, expiresAt);
+      const made = m.openSession(sid, agent, expiresAt, single);
+      await Promise.all([
+        changed(made, { kind: 'session', sid, agent, expiresAt, single }, single),
+        ...ended.map(([other, exp]) => broadcast({ kind: 'endSession', sid: other, expiresAt: exp }, true)),
+      ]);
+    },
     endSession: (sid, expiresAt) => changed(m.endSession(sid, expiresAt), { kind: 'endSession', sid, expiresAt }, true),
     checkSession(sid, agent, expiresAt, idleMs, touch) {
       const state = m.checkSession(sid, agent, expiresAt, idleMs, touch);

@@ -4,6 +4,7 @@
 import t from 'tap';
 import { appendFile, readFile, writeFile } from 'node:fs/promises';
 import { request as rawRequest } from 'node:http';
+import { request } from 'undici';
 import { join } from 'node:path';
 import { startUpstream } from '../helpers/gateway.js';
 import { brokerPolicies, clientKey } from '../helpers/broker.js';
@@ -93,6 +94,40 @@ t.test('workers: 2 under reload and a dead primary', { skip: linux ? false : 're
       if (res.pid !== null) after.add(res.pid);
     }
     t.equal(after.size, 2, 'served by both workers after the reload');
+  });
+
+  await t.test('session single: a newer session ends the older on every worker, a restarted one too', async (t) => {
+    const issued = await runCli(['credentials', 'issue', 'single-agent-01', '--json', '--config', config]);
+    t.equal(issued.code, 0, issued.stderr);
+    const secret = String((JSON.parse(issued.stdout) as { clientSecret: unknown }).clientSecret);
+    const basic = `Basic ${Buffer.from(`single-agent-01:${secret}`).toString('base64')}`;
+    const tokenOf = async (): Promise<string> => {
+      const res = await request(`${gw.url}/oauth/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basic }, body: 'grant_type=client_credentials' });
+      const json = (await res.body.json()) as { access_token?: string };
+      t.equal(res.statusCode, 200, JSON.stringify(json));
+      return String(json.access_token);
+    };
+    const first = await tokenOf();
+    const live = new Set<number>();
+    for (let i = 0; i < 12 && live.size < 2; i++) {
+      const res = await callSeen(gw, first);
+      t.equal(res.status, 200, res.body);
+      if (res.pid !== null) live.add(res.pid);
+    }
+    t.equal(live.size, 2, 'the first session is live on both workers');
+    // A worker restarted now starts from a snapshot that holds no live session.
+    const victim = workerPids(gw).get(0) ?? 0;
+    process.kill(victim, 'SIGKILL');
+    await until('a replacement worker', () => (workerPids(gw).size === 2 && workerPids(gw).get(0) !== victim ? true : null));
+    const second = await tokenOf();
+    const refusedOn = new Set<number>();
+    for (let i = 0; i < 16; i++) {
+      const res = await callSeen(gw, first);
+      t.equal(res.status, 401, `the older session is ended (${i})`);
+      if (res.pid !== null) refusedOn.add(res.pid);
+    }
+    t.ok(refusedOn.has(workerPids(gw).get(0) ?? -1), 'ended on the restarted worker too');
+    t.equal((await callSeen(gw, second)).status, 200, 'the newer session works');
   });
 
   await t.test('status over the admin socket names the workers', async (t) => {
