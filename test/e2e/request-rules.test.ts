@@ -3,6 +3,7 @@
 // answers 403 (a violation) and names the rule that decided. Also `agentgate explain` as a process.
 import t from 'tap';
 import { request } from 'undici';
+import { join } from 'node:path';
 import { startGateway, startUpstream, SHIPPED_POLICIES } from '../helpers/gateway.js';
 import { runCli, writeConfig } from '../helpers/process.js';
 
@@ -249,6 +250,10 @@ t.test('query and JSON rules', async (t) => {
 });
 
 t.test('the demo policy and explain', async (t) => {
+  // Not t.testdir(): tap removes that folder as the test ends, before the teardowns close the
+  // gateway that keeps its state under it (its last journal write then failed with ENOENT and the
+  // file hung until tap's timeout). A folder beside the gateway's, left to tap's fixture cleanup.
+  const dir = join(t.testdirName, 'explain');
   const upstream = await startUpstream(t);
   const gw = await startGateway(t, { upstreams: { crm: upstream.url, content: upstream.url, tickets: upstream.url, kb: upstream.url, bi: upstream.url } });
   const marketing = { authorization: `Bearer ${await gw.token('marketing-agent-03')}` };
@@ -271,7 +276,6 @@ t.test('the demo policy and explain', async (t) => {
   t.equal(reply.statusCode, 403, 'a reply with a field the json rules do not list');
   t.match(await reply.body.json(), { type: 'urn:agentgate:problem:body_refused' });
 
-  const dir = t.testdir({});
   const config = await writeConfig(dir, SHIPPED_POLICIES);
   const minted = await runCli(['token', '--agent', 'marketing-agent-03', '--config', config]);
   const token = minted.stdout.trim();
