@@ -9,29 +9,9 @@ import { join } from 'node:path';
 import { startUpstream } from '../helpers/gateway.js';
 import { brokerPolicies, clientKey } from '../helpers/broker.js';
 import { runCli, serveCli, writeConfig, type ServedGateway } from '../helpers/process.js';
-import { ownerOf, until, workerPids } from '../helpers/workers.js';
+import { callSeen, until, workerPids } from '../helpers/workers.js';
 
 const linux = process.platform === 'linux';
-
-/** One call on its own connection; the status and the worker that served it. */
-function callSeen(gw: ServedGateway, bearer: string): Promise<{ status: number; body: string; pid: number | null }> {
-  const port = Number(new URL(gw.url).port);
-  return new Promise((resolve, reject) => {
-    const req = rawRequest(`${gw.url}/crm/contacts`, { headers: { authorization: `Bearer ${bearer}`, connection: 'keep-alive' }, agent: false });
-    req.on('error', reject);
-    req.on('response', (res) => {
-      ownerOf(port, req.socket?.localPort ?? 0, [...workerPids(gw).values()]).then((pid) => {
-        let body = '';
-        res.setEncoding('utf8').on('data', (d: string) => (body += d));
-        res.on('end', () => {
-          req.socket?.destroy();
-          resolve({ status: res.statusCode ?? 0, body, pid });
-        });
-      }, reject);
-    });
-    req.end();
-  });
-}
 
 const alive = (pid: number): boolean => {
   try {

@@ -12,7 +12,7 @@ import { startUpstream } from '../helpers/gateway.js';
 import { brokerPolicies, clientKey } from '../helpers/broker.js';
 import { runCli, serveCli, writeConfig } from '../helpers/process.js';
 import { parseExposition, sumOf } from '../helpers/prom.js';
-import { ownerOf, until, workerPids } from '../helpers/workers.js';
+import { callSeen, ownerOf, until, workerPids } from '../helpers/workers.js';
 
 const linux = process.platform === 'linux';
 
@@ -57,32 +57,12 @@ t.test('workers: 2 share one kill, one use count and one audit chain', { skip: l
       await client.close();
     }
   };
-  /** Same, but with the connection held open until we know which worker has it. */
-  const callSeen = async (bearer: string): Promise<{ status: number; body: string; pid: number | null }> => {
-    const { request: rawRequest } = await import('node:http');
-    return new Promise((resolve, reject) => {
-      // keep-alive: the gateway keeps its side open while we look it up (agent: false would ask it to close).
-      const req = rawRequest(`${gw.url}/crm/contacts`, { headers: { authorization: `Bearer ${bearer}`, connection: 'keep-alive' }, agent: false });
-      req.on('error', reject);
-      req.on('response', (res) => {
-        // Looked up before the body is read: the client closes its socket once the response ends.
-        ownerOf(port, req.socket?.localPort ?? 0, [...workerPids(gw).values()]).then((pid) => {
-          let body = '';
-          res.setEncoding('utf8').on('data', (d: string) => (body += d));
-          res.on('end', () => {
-            req.socket?.destroy();
-            resolve({ status: res.statusCode ?? 0, body, pid });
-          });
-        }, reject);
-      });
-      req.end();
-    });
-  };
+
 
   await t.test('calls spread over both workers', async (t) => {
     const served = new Set<number>();
     for (let i = 0; i < 12 && served.size < 2; i++) {
-      const res = await callSeen(support);
+      const res = await callSeen(gw, support);
       t.equal(res.status, 200, res.body);
       if (res.pid !== null) served.add(res.pid);
     }
@@ -129,7 +109,7 @@ t.test('workers: 2 share one kill, one use count and one audit chain', { skip: l
     // Every later call, on whichever worker, is refused; the calls below land on both.
     const refusedOn = new Set<number>();
     for (let i = 0; i < 16; i++) {
-      const res = await callSeen(support);
+      const res = await callSeen(gw, support);
       t.equal(res.status, 403, `call ${i} after the kill is refused`);
       t.match(res.body, /agent_killed/);
       if (res.pid !== null) refusedOn.add(res.pid);
@@ -151,7 +131,7 @@ t.test('workers: 2 share one kill, one use count and one audit chain', { skip: l
     t.match(gw.output(), /worker exited; restarting it/, 'the restart is logged');
     const served = new Set<number>();
     for (let i = 0; i < 16; i++) {
-      const res = await callSeen(support);
+      const res = await callSeen(gw, support);
       t.equal(res.status, 403, `call ${i} after the restart is still refused`);
       if (res.pid !== null) served.add(res.pid);
     }

@@ -1,6 +1,7 @@
 // Helpers for the `workers: N` process tests: which worker processes serve, and which of them
 // holds a given connection (read from /proc, Linux only).
 import { readFile, readdir, readlink } from 'node:fs/promises';
+import { request as rawRequest } from 'node:http';
 import type { ServedGateway } from './process.js';
 
 /** Pids of the serving workers, from their `worker listening` log lines (the newest per slot). */
@@ -40,4 +41,29 @@ export async function ownerOf(serverPort: number, clientPort: number, pids: read
     for (const fd of fds) if ((await readlink(`/proc/${pid}/fd/${fd}`).catch(() => '')) === `socket:[${inode}]`) return pid;
   }
   return null;
+}
+
+/**
+ * One call to `/crm/contacts` with `bearer` on its own connection: its status, its body and the
+ * worker that served it. The connection is held open (keep-alive; `agent: false` would ask the
+ * gateway to close it) until the owner is looked up, before the body is read: the client closes
+ * its socket once the response ends.
+ */
+export function callSeen(gw: ServedGateway, bearer: string): Promise<{ status: number; body: string; pid: number | null }> {
+  const port = Number(new URL(gw.url).port);
+  return new Promise((resolve, reject) => {
+    const req = rawRequest(`${gw.url}/crm/contacts`, { headers: { authorization: `Bearer ${bearer}`, connection: 'keep-alive' }, agent: false });
+    req.on('error', reject);
+    req.on('response', (res) => {
+      ownerOf(port, req.socket?.localPort ?? 0, [...workerPids(gw).values()]).then((pid) => {
+        let body = '';
+        res.setEncoding('utf8').on('data', (d: string) => (body += d));
+        res.on('end', () => {
+          req.socket?.destroy();
+          resolve({ status: res.statusCode ?? 0, body, pid });
+        });
+      }, reject);
+    });
+    req.end();
+  });
 }
