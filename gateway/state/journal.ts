@@ -3,8 +3,8 @@
 // the changes made here while Redis was unreachable (not yet shared). Written atomically (temp
 // file, fsync, rename, fsync of the folder); a change made during an outage is on disk before the
 // call that made it resolves. An unreadable journal stops the start: it may hold unshared kills.
-import { mkdir, open, readFile, rename } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { readFile, rename } from 'node:fs/promises';
+import { writeAtomic } from './atomic-file.js';
 import type { BreakerRecord } from './breaker.js';
 import type { KillRecord } from './store.js';
 
@@ -139,25 +139,4 @@ export function createJournalWriter(file: string, build: () => Snapshot, now: ()
       return next;
     },
   };
-}
-
-async function writeAtomic(file: string, data: string): Promise<void> {
-  const dir = dirname(file);
-  await mkdir(dir, { recursive: true, mode: 0o700 });
-  const tmp = `${file}.tmp-${process.pid}`;
-  const handle = await open(tmp, 'w', 0o600);
-  try {
-    await handle.writeFile(data);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await rename(tmp, file);
-  // The rename is durable only once the folder entry is on disk.
-  const dirHandle = await open(dir, 'r');
-  try {
-    await dirHandle.sync();
-  } finally {
-    await dirHandle.close();
-  }
 }

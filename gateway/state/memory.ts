@@ -6,8 +6,9 @@
 // A corrupt file or journal stops the start: a kill is never silently forgotten. One writer per file: a writer holds
 // `<file>.lock` (lock.ts), so a second gateway or an offline CLI change beside a running gateway
 // is refused instead of overwriting its state; readers (`explain`, `review`) open it read-only.
-import { mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { mkdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { syncDir, writeAtomic } from './atomic-file.js';
 import type { Clock } from '../clock.js';
 import { decide } from './rules/rate-limit.js';
 import { addViolation, type BreakerRecord } from './breaker.js';
@@ -682,30 +683,4 @@ export async function resetStateFile(file: string, clock: Clock): Promise<string
     moved ??= walPath(aside, w.gen);
   }
   return moved;
-}
-
-async function writeAtomic(file: string, data: string): Promise<void> {
-  const dir = dirname(file);
-  await mkdir(dir, { recursive: true, mode: 0o700 });
-  const tmp = `${file}.tmp-${process.pid}`;
-  const handle = await open(tmp, 'w', 0o600);
-  try {
-    await handle.writeFile(data);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await rename(tmp, file);
-  // The rename is durable only once the folder entry is on disk.
-  await syncDir(dir);
-}
-
-/** fsync a folder: a file created or renamed in it is durable only then. */
-async function syncDir(dir: string): Promise<void> {
-  const dirHandle = await open(dir, 'r');
-  try {
-    await dirHandle.sync();
-  } finally {
-    await dirHandle.close();
-  }
 }
