@@ -152,7 +152,9 @@ t.test('Sentinel names the master and the store follows a failover', { skip: noR
     await a.close();
     await b.close();
   });
-  t.ok(a.isHealthy() && b.isHealthy(), 'both open through the sentinel');
+  // A sentinel started a moment ago may not vouch for its master yet on a busy machine: the stores
+  // then open failing closed and connect once it does. Both must get there, within a deadline.
+  t.ok(await eventually(() => a.isHealthy() && b.isHealthy(), 15_000), 'both open through the sentinel');
   t.equal(await a.kill({ agent: 'bot', reason: 'via sentinel', at: clock.now(), by: 'op' }), 'shared');
   t.ok(await eventually(() => b.killRecord('bot') !== undefined, 15_000), 'a kill reaches the other store');
   t.equal(await master.command('HEXISTS agentgate:kills bot'), ':1', 'written to the master the sentinel named');
