@@ -8,7 +8,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SHIPPED_POLICIES } from './helpers/gateway.js';
-import { runCli, writeConfig, type CliResult } from './helpers/process.js';
+import { runCli, serveCli, writeConfig, type CliResult } from './helpers/process.js';
 
 const HOOK = `
 import { register } from 'node:module';
@@ -21,23 +21,33 @@ export async function resolve(specifier, context, next) {
 }\`));
 `;
 
-/** Run the CLI with the hook; what it printed, and the modules it loaded (ours and packages). */
-async function traced(dir: string, name: string, args: readonly string[]): Promise<CliResult & { ours: Set<string>; packages: Set<string> }> {
+/** The environment that preloads the trace hook, which lists every module loaded in `list`. */
+async function tracing(dir: string, list: string): Promise<NodeJS.ProcessEnv> {
   const hook = join(dir, 'hook.mjs');
   if (!existsSync(hook)) await writeFile(hook, HOOK);
-  const list = join(dir, `${name}.loaded`);
   await writeFile(list, '');
   // The trace hook goes after whatever the test runner preloads (runCli swaps tap's own hook for
   // a coverage recorder that imports only node: built-ins).
   const nodeOptions = `${process.env.NODE_OPTIONS ?? ''} --import=${hook}`.trim();
-  const result = await runCli(args, { env: { NODE_OPTIONS: nodeOptions, AGENTGATE_TEST_LOADED: list, NODE_DISABLE_COMPILE_CACHE: '1' } });
+  return { NODE_OPTIONS: nodeOptions, AGENTGATE_TEST_LOADED: list, NODE_DISABLE_COMPILE_CACHE: '1' };
+}
+
+/** Our modules (relative to dist/gateway/) and the packages in a trace list. */
+function loaded(list: string): { ours: Set<string>; packages: Set<string> } {
   const urls = readFileSync(list, 'utf8').split('\n').filter((u) => u !== '');
   const ours = new Set(urls.filter((u) => u.includes('/dist/gateway/')).map((u) => u.slice(u.indexOf('/dist/gateway/') + '/dist/gateway/'.length)));
   const packages = new Set(urls.filter((u) => u.includes('/node_modules/')).map((u) => {
     const [first = '', second = ''] = u.slice(u.lastIndexOf('/node_modules/') + '/node_modules/'.length).split('/');
     return first.startsWith('@') ? `${first}/${second}` : first;
   }));
-  return { ...result, ours, packages };
+  return { ours, packages };
+}
+
+/** Run the CLI with the hook; what it printed, and the modules it loaded. */
+async function traced(dir: string, name: string, args: readonly string[]): Promise<CliResult & { ours: Set<string>; packages: Set<string> }> {
+  const list = join(dir, `${name}.loaded`);
+  const result = await runCli(args, { env: await tracing(dir, list) });
+  return { ...result, ...loaded(list) };
 }
 
 /** What `--version` and every form of help may load: the dispatcher and the error leaves. */
@@ -84,6 +94,24 @@ t.test('each verb loads its own modules, and never the listeners', async (t) => 
     t.same([...run.ours].filter((m) => SERVE_ONLY.includes(m)), [], `${name} loads none of the listeners' modules`);
     t.same([...run.packages].filter((p) => !c.packages.includes(p)).sort(), [], `${name} loads only ${c.packages.join(', ') || 'no package'}`);
   }
+});
+
+t.test('serve loads the listeners, and what no request has needed yet stays unloaded', async (t) => {
+  const dir = t.testdir();
+  const config = await writeConfig(join(dir, 'cfg'), SHIPPED_POLICIES);
+  const list = join(dir, 'serve.loaded');
+  const gateway = await serveCli(t, ['serve', '--config', config], { env: await tracing(dir, list) });
+  const { ours, packages } = loaded(list);
+  for (const module of ['cli/serve.js', 'server.js', 'pipeline.js', 'stages/forward.js', 'telemetry/metrics.js', 'admin/socket.js']) t.ok(ours.has(module), `serve loads ${module}`);
+  for (const name of ['undici', 'prom-client', 'pino', 'yaml', 'jose']) t.ok(packages.has(name), `serve loads ${name}`);
+  // http-proxy comes with the first WebSocket upgrade (test/e2e/websocket.test.ts), the Redis
+  // client with state.driver: redis, the cluster with workers > 1.
+  t.notOk(packages.has('http-proxy'), 'no WebSocket yet: http-proxy is not loaded');
+  t.notOk(packages.has('redis') || packages.has('@redis/client'), 'memory driver: the Redis client is not loaded');
+  t.same([...ours].filter((m) => m.startsWith('cluster/')), [], 'one worker: the cluster code is not loaded');
+  const health = await fetch(`${gateway.metricsUrl}/healthz`);
+  t.equal(health.status, 200, 'and it serves');
+  t.equal(await gateway.stop(), 0, 'a clean stop');
 });
 
 t.test('the compile cache: in the user cache folder on Node >= 22.1, off with NODE_DISABLE_COMPILE_CACHE=1', async (t) => {
