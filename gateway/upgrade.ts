@@ -3,7 +3,7 @@
 // document on the raw socket; an unreachable backend gets 502.
 import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import httpProxy from 'http-proxy';
+import type HttpProxy from 'http-proxy';
 import { RequestAbort, type RequestContext } from './context.js';
 import { GatewayError } from './errors.js';
 import { upstreamHeaders } from './headers.js';
@@ -27,9 +27,21 @@ export interface UpgradeOptions {
 
 export function createUpgradeHandler(options: UpgradeOptions): UpgradeHandler {
   const { pipeline, metrics, log } = options;
-  const proxy = httpProxy.createProxyServer({ ws: true, xfwd: false, changeOrigin: true, proxyTimeout: 0 });
+  // http-proxy is loaded by the first upgrade (started as its checks start, so they overlap): a
+  // gateway that never sees a WebSocket never loads it.
+  let proxy: Promise<HttpProxy> | null = null;
+  let closed = false;
+  const proxyServer = (): Promise<HttpProxy> =>
+    // (The package is CommonJS: its module.exports is the import's default, whatever the types say.)
+    (proxy ??= (import('http-proxy') as unknown as Promise<{ default: typeof HttpProxy }>).then(({ default: httpProxy }) => {
+      const server = httpProxy.createProxyServer({ ws: true, xfwd: false, changeOrigin: true, proxyTimeout: 0 });
+      if (closed) server.close();
+      return server;
+    }));
 
   async function handle(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    const loading = proxyServer();
+    loading.catch(() => undefined); // awaited below only if the checks pass
     const signal = new RequestAbort();
     socket.once('close', () => signal.abort(new Error('client closed the connection')));
     // An upgrade request carries no body; checks must not try to read one.
@@ -74,9 +86,10 @@ export function createUpgradeHandler(options: UpgradeOptions): UpgradeHandler {
     const abort = { abort: (): void => void socket.destroy() };
     pipeline.track(ctx, abort);
     socket.once('close', () => pipeline.untrack(ctx, abort));
+    const server = await loading;
     if (socket.destroyed) return;
     let failed = false;
-    proxy.ws(req, socket, head, { target: backend.origin }, (error: Error) => {
+    server.ws(req, socket, head, { target: backend.origin }, (error: Error) => {
       if (failed) return;
       failed = true;
       metrics.upstreamError(backend.name, 'connect');
@@ -97,7 +110,8 @@ export function createUpgradeHandler(options: UpgradeOptions): UpgradeHandler {
       });
     },
     close() {
-      proxy.close();
+      closed = true;
+      void proxy?.then((server) => server.close());
     },
   };
 }

@@ -9,17 +9,11 @@ import type { AdminProblemCode } from '../errors.js';
 import { renderAdminProblem } from '../problem.js';
 import type { Logger } from '../telemetry/log.js';
 import { preparePeerLookups, stopPeerLookups } from './peer.js';
+import { AdminSocketInUseError } from './errors.js';
 
 export interface AdminSocket {
   readonly path: string;
   close(): Promise<void>;
-}
-
-export class AdminSocketInUseError extends Error {
-  constructor(readonly path: string) {
-    super(`another gateway is serving the admin socket ${path}; stop it first, or set AGENTGATE_ADMIN_SOCKET to another path`);
-    this.name = 'AdminSocketInUseError';
-  }
 }
 
 export async function openAdminSocket(

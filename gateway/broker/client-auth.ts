@@ -7,7 +7,7 @@ import type { Store } from '../state/store.js';
 import { AssertionError, assertionSubject, verifyClientAssertion, type VerifiedAssertion } from '../tokens/assertion.js';
 import { hashSecret, secretMatches } from './credentials.js';
 import type { FormParams } from './form.js';
-import { BrokerError } from './issue.js';
+import { BrokerError } from './errors.js';
 
 export type ClientAuthMethod = 'client_secret_basic' | 'private_key_jwt';
 

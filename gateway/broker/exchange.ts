@@ -9,7 +9,8 @@ import { TrustError, type TrustedIssuers } from '../tokens/trusted.js';
 import type { AuthenticatedClient } from './client-auth.js';
 import type { FormParams } from './form.js';
 import { inspectOwnToken, type OwnTokenDeps } from './introspect.js';
-import { BrokerError, planAgentToken } from './issue.js';
+import { BrokerError } from './errors.js';
+import { planAgentToken } from './issue.js';
 import { TOKEN_EXCHANGE } from './metadata.js';
 import { issue, parseScope, scopesForResource, type BrokerNote, type IssueDeps } from './token.js';
 

@@ -3,7 +3,7 @@
 // not a well-formed form is invalid_request, never an exception.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { OAUTH_ERRORS } from '../errors.js';
-import { BrokerError } from './issue.js';
+import { BrokerError } from './errors.js';
 
 /** Token endpoint bodies are small: a client assertion plus a subject and an actor token fit easily. */
 export const MAX_FORM_BYTES = 32 * 1024;

@@ -7,7 +7,7 @@ import type { Store } from '../state/store.js';
 import { TokenError, type TokenVerifier, type VerifiedClaims } from '../tokens/verify.js';
 import type { AuthenticatedClient } from './client-auth.js';
 import type { FormParams } from './form.js';
-import { BrokerError } from './issue.js';
+import { BrokerError } from './errors.js';
 import type { BrokerNote } from './token.js';
 
 export interface OwnTokenDeps {

@@ -3,42 +3,11 @@
 // terms (RFC 6749 §5.2). Used by the CLI `token` verb, the demo and the OAuth token endpoint.
 import { randomUUID } from 'node:crypto';
 import type { Clock } from '../clock.js';
-import { OAUTH_ERRORS, type OAuthErrorCode, type OAuthStatus } from '../errors.js';
+import { BrokerError } from './errors.js';
 import type { TokenPlan } from '../tokens/claims.js';
 import type { PolicySnapshot } from '../policy/types.js';
 import type { KeyStore } from '../tokens/keys.js';
 import { mintAccessToken, type MintedToken } from '../tokens/mint.js';
-
-/** RFC 6749 §5.2 error codes: the catalog's OAUTH_ERRORS. */
-export type { OAuthErrorCode };
-
-export interface BrokerErrorOptions<C extends OAuthErrorCode = OAuthErrorCode> {
-  /** HTTP status; default the catalog's (401 for invalid_client, else 400: RFC 6749 §5.2). */
-  readonly status?: OAuthStatus<C>;
-  /** Precise internal cause for the audit line; never sent. */
-  readonly reasonDetail?: string;
-  readonly retryAfterSeconds?: number;
-  readonly cause?: unknown;
-}
-
-/** A refusal in OAuth terms; the token endpoint renders it as `{ error, error_description }`. */
-export class BrokerError<C extends OAuthErrorCode = OAuthErrorCode> extends Error {
-  readonly error: C;
-  readonly description: string;
-  readonly status: number;
-  readonly reasonDetail: string;
-  readonly retryAfterSeconds: number | undefined;
-
-  constructor(error: C, description: string, options: BrokerErrorOptions<C> = {}) {
-    super(`${error}: ${description}`, options.cause === undefined ? undefined : { cause: options.cause });
-    this.name = 'BrokerError';
-    this.error = error;
-    this.description = description;
-    this.status = options.status ?? OAUTH_ERRORS[error].status;
-    this.reasonDetail = options.reasonDetail ?? description;
-    this.retryAfterSeconds = options.retryAfterSeconds;
-  }
-}
 
 export type { TokenPlan };
 

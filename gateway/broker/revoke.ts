@@ -5,7 +5,7 @@ import type { PolicySnapshot } from '../policy/types.js';
 import type { AuthenticatedClient } from './client-auth.js';
 import type { FormParams } from './form.js';
 import { inspectOwnToken, type OwnTokenDeps } from './introspect.js';
-import { BrokerError } from './issue.js';
+import { BrokerError } from './errors.js';
 import type { BrokerNote } from './token.js';
 
 export interface RevokeDeps extends OwnTokenDeps {

@@ -13,7 +13,7 @@ import { createClientAuthenticator, type AuthenticatedClient, type ClientAuthent
 import { tokenExchange } from './exchange.js';
 import { readForm, sendJson, sendOAuthError, type FormParams } from './form.js';
 import { introspect } from './introspect.js';
-import { BrokerError } from './issue.js';
+import { BrokerError } from './errors.js';
 import { authorizationServerMetadata, endpointUrl, PATHS, protectedResourceMetadata, TOKEN_EXCHANGE } from './metadata.js';
 import { backendForMetadataPath } from '../policy/resource.js';
 import { revoke } from './revoke.js';

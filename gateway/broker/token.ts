@@ -7,7 +7,8 @@ import type { Store } from '../state/store.js';
 import type { KeyStore } from '../tokens/keys.js';
 import type { AuthenticatedClient } from './client-auth.js';
 import type { FormParams } from './form.js';
-import { BrokerError, issueAgentToken, planAgentToken, type TokenPlan } from './issue.js';
+import { BrokerError } from './errors.js';
+import { issueAgentToken, planAgentToken, type TokenPlan } from './issue.js';
 import { backendForResource } from '../policy/resource.js';
 
 export interface IssueDeps {

@@ -2,66 +2,10 @@
 // is one call to the running gateway's admin socket (HTTP over a Unix socket, peer-checked), printed
 // as a table or line, or as the JSON body with --json.
 import { adminCall } from '../admin/client.js';
-import { CliError, operatorName, parse, socketOf, textTable, type Out, type Verb } from './common.js';
+import { operatorName, socketOf, textTable } from './common.js';
+import { CliError, parse, type Out } from './verb.js';
 
-const operator = (name: string, usage: Verb['usage'], options?: Verb['options'], notes?: string): Verb => ({
-  name,
-  section: 'operator',
-  usage,
-  ...(options === undefined ? {} : { options }),
-  takes: ['json', 'socket'],
-  ...(notes === undefined ? {} : { notes }),
-  run: (args, out) => adminVerb(name, args, out),
-});
-
-export const adminVerbs: readonly Verb[] = [
-  operator('status', [['status', "the gateway's state"]]),
-  operator('agents', [['agents [AGENT]', 'every agent: role, owner, breaker, violations, kill, last seen, live tokens']]),
-  operator(
-    'kill',
-    [
-      ['kill AGENT --reason R', 'disable an agent now (aborts its in-flight calls)'],
-      ['kill --all --reason R', 'disable every agent'],
-    ],
-    [
-      ['--reason R', 'why (required; recorded with the kill)'],
-      ['--all', 'every agent of the policies'],
-    ],
-  ),
-  operator(
-    'revive',
-    [
-      ['revive AGENT', 'lift a kill switch and reset the breaker'],
-      ['revive --all', 'the same for every agent'],
-    ],
-    [['--all', 'every agent']],
-  ),
-  operator(
-    'revoke',
-    [
-      ['revoke --token T', 'revoke one token (its jti, expiry and agent are read from it)'],
-      ['revoke --jti J', 'revoke one token by its jti claim'],
-      ['revoke --agent A', 'revoke every token of an agent issued until now'],
-    ],
-    [
-      ['--token T', 'the token itself'],
-      ['--jti J', "the token's jti claim (a UUID; anything else is refused as unknown)"],
-      ['--agent A', 'the agent'],
-    ],
-  ),
-  operator('reload', [['reload', 'validate the policies on disk and swap them in (SIGHUP does the same)']]),
-  operator('approvals', [['approvals [ID]', 'calls waiting for (or given) a person\'s approval']]),
-  operator('approve', [['approve ID [--reason R]', 'approve one call; the agent repeats it with X-AgentGate-Approval: ID']], [['--reason R', 'recorded with the decision']]),
-  operator('deny', [['deny ID --reason R', 'deny one call']], [['--reason R', 'why (required; recorded with the decision)']]),
-  operator(
-    'state',
-    [['state reseed', 'write this instance\'s snapshot back into a Redis that lost its data (state.reseed: manual)']],
-    undefined,
-    'Redis driver only. A Redis that lost its data (generation marker missing or older) is an outage: every instance refuses with 503 until it is reseeded. With state.reseed: auto that happens at once; with manual, run this on any instance. Kills, revocations and open breakers are written back by union (nothing in Redis is overwritten); the other instances merge their own snapshots.',
-  ),
-];
-
-async function adminVerb(command: string, args: readonly string[], out: Out): Promise<number> {
+export async function adminVerb(command: string, args: readonly string[], out: Out): Promise<number> {
   const { values, positionals } = parse(
     args,
     {

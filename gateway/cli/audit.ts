@@ -6,32 +6,10 @@ import { readAuditLines } from '../telemetry/audit-log.js';
 import { formatAuditRecord, tailAudit, type TailFilter } from '../telemetry/audit-verify.js';
 import type { Settings } from '../config.js';
 import { auditVerify, VerifyInputError } from './audit-verify.js';
-import { CliError, parse, settingsFrom, type Out, type Verb } from './common.js';
+import { settingsFrom } from './common.js';
+import { CliError, parse, type Out } from './verb.js';
 
-export const auditVerbs: readonly Verb[] = [
-  {
-    name: 'audit',
-    section: 'audit',
-    usage: [
-      ['audit verify [FILE...] [--key PEM]', 'check the hash chain and signed checkpoints (streaming); names every edited, removed, inserted or reordered line, and a trail cut before the last checkpoint'],
-      ['audit tail [FILE] [--agent A] [--decision allow|deny] [--since 10m] [-n N] [--follow]', 'recent records, one line each'],
-    ],
-    options: [
-      ['FILE', 'default: audit.file of the config (verify: with its rotated files); verify takes several files, oldest first (audit.jsonl.2 audit.jsonl.1 audit.jsonl)'],
-      ['--key PEM', '(verify) audit public key for checkpoint signatures (default: audit-key.pub.pem in issuer.keys)'],
-      ['--agent A', '(tail) only this agent'],
-      ['--decision D', '(tail) allow or deny'],
-      ['--since D', '(tail) only records newer than D, e.g. 10m'],
-      ['-n, --lines N', '(tail) how many records (default 20)'],
-      ['-f, --follow', '(tail) keep printing records as they are appended, across rotation'],
-    ],
-    takes: ['json'],
-    notes: 'verify exits 0 when the chain is intact, 1 when a line was edited, removed, inserted or reordered, a checkpoint signature does not match, or the trail ends before the state store\'s last checkpoint (TRUNCATED). Progress goes to stderr on a terminal.',
-    run: auditCommand,
-  },
-];
-
-async function auditCommand(args: readonly string[], out: Out): Promise<number> {
+export async function auditCommand(args: readonly string[], out: Out): Promise<number> {
   const [sub, ...rest] = args;
   const { values, positionals } = parse(
     rest,

@@ -1,58 +1,19 @@
-// What every verb of the `agentgate` CLI shares: the verb shape, argument parsing, the one-line
-// error, and the ways to reach the running gateway (admin socket) or, without one, its files.
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+// What the verbs of the `agentgate` CLI share once one runs: the ways to reach the running gateway
+// (admin socket) or, without one, its files, and the text helpers. (The verb shape, argument
+// parsing and CliError are in verb.ts, which the dispatcher loads before any verb.)
 import { userInfo } from 'node:os';
-import { loadSettings, type Settings } from '../config.js';
+import type { Settings } from '../config.js';
 import type { Clock } from '../clock.js';
-import { loadPolicySnapshot } from '../policy/index.js';
 import type { PolicySnapshot } from '../policy/types.js';
 import { adminCall, AdminClientError } from '../admin/client.js';
-
-/** A failure the CLI reports as one line and an exit code (1 failure, 2 usage). */
-export class CliError extends Error {
-  constructor(
-    message: string,
-    readonly exitCode = 1,
-  ) {
-    super(message);
-  }
-}
-
-export type Out = { stdout: (text: string) => void; stderr: (text: string) => void };
-
-/** Where a verb is listed in `agentgate --help`. */
-export type Section = 'gateway' | 'operator' | 'audit' | 'other';
+import { CliError } from './verb.js';
 
 /**
- * One verb of the CLI. Adding a verb = one object in a `cli/*.ts` verb list plus its entry in
- * `VERBS` (cli/index.ts); `--help`, `help VERB` and the global usage come from these fields.
+ * agentgate.yaml as `serve` reads it. The settings' and policies' modules (and the YAML parser) are
+ * loaded here, on first use: an admin verb given --socket or $AGENTGATE_SOCKET never needs them.
  */
-export interface Verb {
-  readonly name: string;
-  readonly section: Section;
-  /** Synopsis (without "agentgate ") and a one-line summary; one pair per form of the verb. */
-  readonly usage: ReadonlyArray<readonly [synopsis: string, summary: string]>;
-  /** The verb's own options (the common ones are added by `verbHelp`). */
-  readonly options?: ReadonlyArray<readonly [flag: string, meaning: string]>;
-  /** Which common options the verb takes beyond --config and --help. */
-  readonly takes?: ReadonlyArray<'json' | 'socket'>;
-  /** Free text printed after the options. */
-  readonly notes?: string;
-  run(args: readonly string[], out: Out): Promise<number>;
-}
-
-export const COMMON = {
-  config: { type: 'string' },
-  json: { type: 'boolean', default: false },
-  help: { type: 'boolean', short: 'h', default: false },
-} as const satisfies ParseArgsConfig['options'];
-
-/** parseArgs with the common options, strict (an unknown option is a usage error). */
-export function parse<T extends NonNullable<ParseArgsConfig['options']>>(args: readonly string[], options: T, positionals = false) {
-  return parseArgs({ args: [...args], options: { ...COMMON, ...options }, allowPositionals: positionals, strict: true });
-}
-
 export async function settingsFrom(config: string | undefined): Promise<Settings> {
+  const { loadSettings } = await import('../config.js');
   return loadSettings(config === undefined ? {} : { configFile: config });
 }
 
@@ -63,6 +24,7 @@ export async function settingsFrom(config: string | undefined): Promise<Settings
  * CLI starts in about half the time.
  */
 export async function readPolicy(settings: Settings, clock: Clock, version = 1): Promise<PolicySnapshot> {
+  const { loadPolicySnapshot } = await import('../policy/index.js');
   return loadPolicySnapshot(settings.policies, { version, clock, defaultTimeoutMs: settings.limits.upstreamTimeoutMs });
 }
 
@@ -118,11 +80,4 @@ export function textTable(heads: readonly string[], cells: ReadonlyArray<readonl
 
 export function hostFor(address: string): string {
   return address.includes(':') ? `[${address}]` : address;
-}
-
-export function defaultOut(): Out {
-  return {
-    stdout: (text) => process.stdout.write(`${text}\n`),
-    stderr: (text) => process.stderr.write(`${text}\n`),
-  };
 }

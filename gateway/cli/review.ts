@@ -6,24 +6,9 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { systemClock } from '../clock.js';
 import { parseDuration } from '../policy/units.js';
 import { openStore } from '../state/index.js';
-import { CliError, parse, readPolicy, settingsFrom, type Out, type Verb } from './common.js';
+import { readPolicy, settingsFrom } from './common.js';
+import { CliError, parse, type Out } from './verb.js';
 import { buildReview, reviewCsv, reviewHtml, type CredentialAge } from './review-report.js';
-
-export const reviewVerbs: readonly Verb[] = [
-  {
-    name: 'review',
-    section: 'audit',
-    usage: [['review [--since 30d] [--json | --csv | --html FILE]', 'the access review: permission matrix with use per grant, unused grants and the edit that removes them, and more']],
-    options: [
-      ['--since D', 'the period to review, back from now (default 30d)'],
-      ['--csv', 'the matrix as CSV (one row per agent and grant)'],
-      ['--html FILE', 'write a self-contained HTML report (heat map, findings, violation timelines) to FILE'],
-    ],
-    takes: ['json'],
-    notes: 'Reads audit.file of the config and its rotated files (audit.jsonl.N ... audit.jsonl.1, audit.jsonl), streamed in constant memory, and the client secrets in the state store.',
-    run: review,
-  },
-];
 
 /** The audit file and its rotated set, oldest first. */
 async function auditSet(file: string): Promise<string[]> {
@@ -43,7 +28,7 @@ async function auditSet(file: string): Promise<string[]> {
   return [...rotated, ...(names.includes(base) ? [file] : [])];
 }
 
-async function review(args: readonly string[], out: Out): Promise<number> {
+export async function review(args: readonly string[], out: Out): Promise<number> {
   const { values } = parse(args, { since: { type: 'string' }, csv: { type: 'boolean', default: false }, html: { type: 'string' } });
   const formats = [values.json, values.csv, values.html !== undefined].filter(Boolean).length;
   if (formats > 1) throw new CliError('review takes one of --json, --csv, --html FILE', 2);

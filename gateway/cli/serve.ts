@@ -5,37 +5,10 @@ import { systemClock } from '../clock.js';
 import type { Settings } from '../config.js';
 import type { Gateway } from '../server.js';
 import { createLogger, type Logger } from '../telemetry/log.js';
-import { CliError, hostFor, parse, readPolicy, settingsFrom, type Out, type Verb } from './common.js';
+import { hostFor, readPolicy, settingsFrom } from './common.js';
+import { CliError, parse, type Out } from './verb.js';
 
-const serveOptions: NonNullable<Verb['options']> = [['--reset-state', 'move an unreadable state file aside and start empty']];
-
-export const serveVerbs: readonly Verb[] = [
-  {
-    name: 'serve',
-    section: 'gateway',
-    usage: [['serve', 'run the gateway']],
-    options: serveOptions,
-    notes: 'Runs until SIGINT or SIGTERM; SIGHUP reloads the policies. The JSON log goes to stdout (log.level, AGENTGATE_LOG_LEVEL); the lines for people (where it listens) go to stderr.',
-    run: (args, out) => serve(args, out, false),
-  },
-  {
-    name: 'demo',
-    section: 'gateway',
-    usage: [['demo', 'run the gateway in front of the demo backends, print tokens and curl lines']],
-    options: serveOptions,
-    notes: 'What `npm start` runs. The demo backends listen on free loopback ports; the issuer is the address the gateway bound (AGENTGATE_ISSUER_URL overrides it). The banner (secrets, tokens, curl lines) goes to stderr, the JSON log to stdout.',
-    run: (args, out) => serve(args, out, true),
-  },
-  {
-    name: 'demo-backends',
-    section: 'gateway',
-    usage: [['demo-backends [--host H]', 'run only the demo backends, on the ports their policies name (docker compose)']],
-    options: [['--host H', 'address to listen on (default 127.0.0.1)']],
-    run: demoBackends,
-  },
-];
-
-async function serve(args: readonly string[], out: Out, demo: boolean): Promise<number> {
+export async function serve(args: readonly string[], out: Out, demo: boolean): Promise<number> {
   const { values } = parse(args, { 'reset-state': { type: 'boolean', default: false } });
   const settings = await settingsFrom(values.config);
   // `workers: N`: this process is the primary, or one of the workers it forked (gateway/cluster/).
@@ -138,7 +111,7 @@ function onReload(gateway: Gateway, log: Logger): void {
   });
 }
 
-async function demoBackends(args: readonly string[], out: Out): Promise<number> {
+export async function demoBackends(args: readonly string[], out: Out): Promise<number> {
   const { values } = parse(args, { host: { type: 'string', default: '127.0.0.1' } });
   const settings = await settingsFrom(values.config);
   const policy = await readPolicy(settings, systemClock);

@@ -15,18 +15,7 @@
 import { link, open, readFile, rename, stat, unlink, utimes } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-
-/** Another live writer holds the state file. */
-export class StateFileLockedError extends Error {
-  constructor(
-    readonly file: string,
-    readonly holder: LockHolder | null,
-  ) {
-    const who = holder === null ? 'another process' : `process ${holder.pid} on ${holder.host} (since ${new Date(holder.started).toISOString()})`;
-    super(`state file ${file} is in use by ${who}: only one gateway may write a memory-driver state file. Stop that process, or make changes through its admin socket; if it is gone for good and not on this host, ${file}.lock is taken over once it is older than its heartbeat period`);
-    this.name = 'StateFileLockedError';
-  }
-}
+import { StateFileLockedError } from './errors.js';
 
 export interface LockHolder {
   readonly pid: number;

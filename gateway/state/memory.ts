@@ -17,6 +17,7 @@ import { jtiDigest, RECORD_BYTES, RevocationSet } from './revocations.js';
 import { listWals, readWal, WalCorruptError, walPath, WalWriter } from './wal.js';
 import { ActivityTable, createSweeper, pruneExpired, SessionTable, UseCounts } from './rules/sessions.js';
 import { lockStateFile, type FileLock, type LockOptions } from './lock.js';
+import { ReadOnlyStoreError, StateFileError } from './errors.js';
 import { asAuditCheckpoint, type AuditCheckpointRecord, type Activity, type ApprovalRecord, type ApprovalUse, type ClientSecretRecord, type KillRecord, type SessionState, type Store } from './store.js';
 
 export interface MemoryStoreOptions {
@@ -51,25 +52,6 @@ export interface MemoryStore extends Store {
 
 /** Default journal size that starts a background snapshot. */
 const COMPACT_BYTES = 1024 * 1024;
-
-/** A change was asked of a store opened read-only. */
-export class ReadOnlyStoreError extends Error {
-  constructor() {
-    super('this state file was opened read-only (a tool beside the gateway); changes go through the gateway');
-    this.name = 'ReadOnlyStoreError';
-  }
-}
-
-/** The state file exists but cannot be read back; the gateway refuses to start on it. */
-export class StateFileError extends Error {
-  constructor(
-    readonly file: string,
-    why: string,
-  ) {
-    super(`state file ${file} is unreadable (${why}); it may hold kill switches and revocations, so the gateway will not start without it. Fix or restore it, or start with --reset-state to move it aside and start empty`);
-    this.name = 'StateFileError';
-  }
-}
 
 interface StateFile {
   /**

@@ -1,7 +1,13 @@
 // Client assertions (RFC 7523 §3, private_key_jwt): a JWT the agent signs with its own key to
 // authenticate at the token endpoint. Verified against the public JWKs its policy pins; jose's
 // errors become AssertionError codes here. Single use of `jti` is the caller's (it owns the store).
-import { decodeJwt, decodeProtectedHeader, errors as joseErrors, importJWK, jwtVerify, type CryptoKey, type JWK, type JWTPayload } from 'jose';
+// jose by subpath: its index loads every algorithm and format (~180 modules) into each process.
+import { decodeJwt } from 'jose/jwt/decode';
+import { decodeProtectedHeader } from 'jose/decode/protected_header';
+import * as joseErrors from 'jose/errors';
+import { importJWK } from 'jose/key/import';
+import { jwtVerify } from 'jose/jwt/verify';
+import type { CryptoKey, JWK, JWTPayload } from 'jose';
 import type { Clock } from '../clock.js';
 import { MAX_TOKEN_BYTES } from './verify.js';
 

@@ -5,7 +5,14 @@ import { randomUUID } from 'node:crypto';
 import { constants } from 'node:fs';
 import { link, mkdir, open, readdir, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { calculateJwkThumbprint, compactVerify, CompactSign, exportJWK, generateKeyPair, importJWK, type CryptoKey, type JWK } from 'jose';
+// jose by subpath: its index loads every algorithm and format (~180 modules) into each process.
+import { calculateJwkThumbprint } from 'jose/jwk/thumbprint';
+import { compactVerify } from 'jose/jws/compact/verify';
+import { CompactSign } from 'jose/jws/compact/sign';
+import { exportJWK } from 'jose/key/export';
+import { generateKeyPair } from 'jose/key/generate/keypair';
+import { importJWK } from 'jose/key/import';
+import type { CryptoKey, JWK } from 'jose';
 import type { Clock } from '../clock.js';
 
 export type SigningAlg = 'EdDSA' | 'ES256';

@@ -2,7 +2,9 @@
 // {alg, typ: at+jwt, kid}; claims iss, sub, client_id, aud[], scope, iat, exp, jti, sid, and `act`
 // when delegated (RFC 8693 §4.1). Bad input is a bug in the caller and throws a TypeError.
 import { randomUUID } from 'node:crypto';
-import { SignJWT, type JWTPayload } from 'jose';
+// jose by subpath: its index loads every algorithm and format (~180 modules) into each process.
+import { SignJWT } from 'jose/jwt/sign';
+import type { JWTPayload } from 'jose';
 import type { Clock } from '../clock.js';
 import type { TokenPlan } from './claims.js';
 import type { KeyStore } from './keys.js';

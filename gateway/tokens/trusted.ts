@@ -1,7 +1,13 @@
 // Users' tokens from the issuers listed under `trust` (RFC 8693 subject tokens): their JWKS is
 // fetched with undici under a deadline, cached, and fetched again once when a token names a kid
 // we have not seen (the issuer rotated). Fails closed: no keys, no delegation.
-import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JSONWebKeySet, type JWTPayload } from 'jose';
+// jose by subpath: its index loads every algorithm and format (~180 modules) into each process.
+import { createLocalJWKSet } from 'jose/jwks/local';
+import { decodeJwt } from 'jose/jwt/decode';
+import { decodeProtectedHeader } from 'jose/decode/protected_header';
+import * as joseErrors from 'jose/errors';
+import { jwtVerify } from 'jose/jwt/verify';
+import type { JSONWebKeySet, JWTPayload } from 'jose';
 import { request } from 'undici';
 import type { Clock } from '../clock.js';
 import type { Actor } from './claims.js';

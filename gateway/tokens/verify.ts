@@ -3,7 +3,11 @@
 // errors become TokenError codes here, once; the cache never serves a token past its exp.
 import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
-import { decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTPayload, type ProtectedHeaderParameters } from 'jose';
+// jose by subpath: its index loads every algorithm and format (~180 modules) into each process.
+import { decodeProtectedHeader } from 'jose/decode/protected_header';
+import * as joseErrors from 'jose/errors';
+import { jwtVerify } from 'jose/jwt/verify';
+import type { JWTPayload, ProtectedHeaderParameters } from 'jose';
 import type { Clock } from '../clock.js';
 import type { Actor, VerifiedClaims } from './claims.js';
 import type { KeyStore, VerificationKey } from './keys.js';

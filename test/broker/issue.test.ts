@@ -1,7 +1,8 @@
 // Token planning and issuance against the shipped policy: scopes within the role, aud from the
 // scopes, TTL never above the role's, OAuth error codes for every refusal.
 import t from 'tap';
-import { BrokerError, issueAgentToken, planAgentToken, type TokenRequest } from '../../gateway/broker/issue.js';
+import { BrokerError } from '../../gateway/broker/errors.js';
+import { issueAgentToken, planAgentToken, type TokenRequest } from '../../gateway/broker/issue.js';
 import { createTokenVerifier } from '../../gateway/tokens/verify.js';
 import { ISSUER, loadTestPolicy, makeTestKeys, manualClock } from '../helpers/tokens.js';
 

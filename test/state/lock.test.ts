@@ -8,8 +8,9 @@ import { readdir, readFile, stat, utimes, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { systemClock as clock } from '../../gateway/clock.js';
-import { lockStateFile, StateFileLockedError } from '../../gateway/state/lock.js';
-import { openMemoryStore, ReadOnlyStoreError } from '../../gateway/state/memory.js';
+import { lockStateFile } from '../../gateway/state/lock.js';
+import { openMemoryStore } from '../../gateway/state/memory.js';
+import { ReadOnlyStoreError, StateFileLockedError } from '../../gateway/state/errors.js';
 import { SHIPPED_POLICIES } from '../helpers/gateway.js';
 import { runCli, serveCli, writeConfig } from '../helpers/process.js';
 

@@ -6,7 +6,8 @@ import t from 'tap';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { RECORD_BYTES, RevocationSet } from '../../gateway/state/revocations.js';
-import { openMemoryStore, StateFileError } from '../../gateway/state/memory.js';
+import { openMemoryStore } from '../../gateway/state/memory.js';
+import { StateFileError } from '../../gateway/state/errors.js';
 
 const KEY = [0x1234_5678, 0x9abc_def0, 0x0fed_cba9, 0x8765_4321] as const;
 const NOW = 1_900_000_000;
