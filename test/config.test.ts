@@ -3,11 +3,9 @@
 import t from 'tap';
 import { availableParallelism } from 'node:os';
 import { join, relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { issuerForAddress, loadSettings, settingsWarnings, type LoadSettingsOptions, type Settings } from '../gateway/config.js';
 import { ConfigError } from '../gateway/errors.js';
-
-const ROOT = fileURLToPath(new URL('..', import.meta.url)).replace(/\/$/, '');
+import { ROOT } from './helpers/root.js';
 
 /** Lines of YAML; line N of the file is element N-1. */
 const y = (...lines: string[]): string => `${lines.join('\n')}\n`;

@@ -3,16 +3,16 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { loadSettings } from '../../gateway/config.js';
 import { createGateway, type Gateway } from '../../gateway/server.js';
 import { createLogger } from '../../gateway/telemetry/log.js';
 import type { Clock } from '../../gateway/clock.js';
 import type { Test } from 'tap';
 import { issueAgentToken, planAgentToken } from '../../gateway/broker/issue.js';
+import { ROOT } from './root.js';
 
-export const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
+export { ROOT };
 export const SHIPPED_POLICIES = join(ROOT, 'policies');
 
 type Teardown = Pick<Test, 'teardown' | 'testdirName'>;

@@ -1,7 +1,6 @@
 // Token helpers shared by unit and end-to-end tests: real keys in a test folder, the shipped policy,
 // tokens minted through the broker's own planning, a hand-driven clock, and synthetic contexts.
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { createContext, type RequestContext } from '../../gateway/context.js';
 import { systemClock, type Clock } from '../../gateway/clock.js';
 import { issueAgentToken, planAgentToken } from '../../gateway/broker/issue.js';
@@ -9,9 +8,10 @@ import { loadPolicySnapshot } from '../../gateway/policy/index.js';
 import type { PolicySnapshot } from '../../gateway/policy/types.js';
 import { createLogger } from '../../gateway/telemetry/log.js';
 import { openKeyStore, type KeyStore, type SigningAlg } from '../../gateway/tokens/keys.js';
+import { ROOT } from './root.js';
 
 export const ISSUER = 'http://agentgate.test';
-export const SHIPPED_POLICIES = join(resolve(fileURLToPath(new URL('../..', import.meta.url))), 'policies');
+export const SHIPPED_POLICIES = join(ROOT, 'policies');
 
 /** A clock the test moves by hand. */
 export interface ManualClock extends Clock {

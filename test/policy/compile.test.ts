@@ -1,11 +1,12 @@
 // Route templates and the compiled matcher: every template refusal, and the most-specific match
 // with backtracking over a policy whose routes overlap across scopes.
 import t from 'tap';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { parseRoute } from '../../gateway/policy/compile.js';
 import { loadPolicySnapshot } from '../../gateway/policy/index.js';
+import { ROOT } from '../helpers/root.js';
 
-const OVERLAP = fileURLToPath(new URL('../fixtures/policies/overlap', import.meta.url));
+const OVERLAP = join(ROOT, 'test', 'fixtures', 'policies', 'overlap');
 const clock = { now: () => 1_700_000_000_000 };
 
 const templates: ReadonlyArray<{ name: string; input: string; expect: string | { method: string; segments: unknown[] } }> = [

@@ -1,15 +1,15 @@
 // The shipped policies/ (the demo fixture the README, examples and tests rely on) and the reusable
 // test fixtures load cleanly and say what DESIGN §2 says.
 import t from 'tap';
-import { fileURLToPath } from 'node:url';
 import { loadPolicySnapshot } from '../../gateway/policy/index.js';
+import { join } from 'node:path';
+import { ROOT } from '../helpers/root.js';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const clock = { now: () => 0 };
 const options = { version: 1, clock, defaultTimeoutMs: 30_000 };
 
 t.test('shipped policies/ load cleanly and hold the demo fixture', async (t) => {
-  const snapshot = await loadPolicySnapshot(`${ROOT}policies`, options);
+  const snapshot = await loadPolicySnapshot(join(ROOT, 'policies'), options);
   const routes = (backend: string) =>
     Object.fromEntries([...(snapshot.backends.get(backend)?.scopes.values() ?? [])].map((s) => [s.name, s.routes.map((r) => r.template)]));
   t.same(
@@ -120,7 +120,7 @@ t.test('shipped policies/ load cleanly and hold the demo fixture', async (t) => 
 
 for (const name of ['minimal', 'overlap']) {
   t.test(`test/fixtures/policies/${name} loads cleanly`, async (t) => {
-    const snapshot = await loadPolicySnapshot(`${ROOT}test/fixtures/policies/${name}`, options);
+    const snapshot = await loadPolicySnapshot(join(ROOT, 'test', 'fixtures', 'policies', name), options);
     t.ok(snapshot.agents.size > 0);
   });
 }
