@@ -5,7 +5,7 @@
 // process: a module hook records every module it resolves (no timings).
 import t from 'tap';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SHIPPED_POLICIES } from './helpers/gateway.js';
 import { runCli, serveCli, writeConfig, type CliResult } from './helpers/process.js';
@@ -135,6 +135,14 @@ t.test('the compile cache: in the user cache folder on Node >= 22.1, off with NO
   t.match(enabled.stdout, /^agentgate \d/);
   if (supported) t.ok(entries(join(on, 'agentgate', 'compile-cache')).length > 1, `node ${process.version}: compiled code cached under $XDG_CACHE_HOME/agentgate/compile-cache`);
   else t.same(entries(join(on, 'agentgate')), [], `node ${process.version} has no compile cache: nothing is written`);
+
+  // No home folder: no cache, rather than a folder in the shared temp folder (another user could
+  // have made it beforehand, and its entries would be code the CLI runs).
+  const temp = join(dir, 'tmp');
+  await mkdir(temp);
+  const homeless = await runCli(['--version'], { env: { HOME: '/', XDG_CACHE_HOME: undefined, TMPDIR: temp, NODE_DISABLE_COMPILE_CACHE: undefined, NODE_COMPILE_CACHE: undefined } });
+  t.equal(homeless.code, 0, 'no home folder: the CLI runs');
+  t.same(entries(temp).filter((e) => !e.startsWith('tap-') && !e.startsWith('ag-')), [], 'and writes no cache into the temp folder');
 
   // A cache that cannot be written (a file where the folder would be) only means no cache.
   const blocked = join(dir, 'blocked');
