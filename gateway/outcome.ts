@@ -11,7 +11,8 @@ import { toolLabels } from './mcp/outcome.js';
 import { countingPolicy } from './state/breaker.js';
 import type { Intent } from './state/view.js';
 import { AuditUnavailableError, type AuditLog, type AuditRecord } from './telemetry/audit-log.js';
-import { NO_REASON, UNKNOWN_LABEL, type Metrics } from './telemetry/metrics.js';
+import { NO_REASON, UNKNOWN_LABEL } from './telemetry/labels.js';
+import type { Metrics } from './telemetry/metrics.js';
 
 /** What a request's audit line said: its reason (null: allowed) and status. */
 export interface Written {

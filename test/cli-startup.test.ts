@@ -69,8 +69,11 @@ t.test('each verb loads its own modules, and never the listeners', async (t) => 
   const dir = t.testdir();
   const config = await writeConfig(join(dir, 'cfg'), SHIPPED_POLICIES);
   const nowhere = join(dir, 'none.sock');
+  const minted = await runCli(['token', '--agent', 'marketing-agent-03', '--config', config, '--socket', nowhere]);
+  t.equal(minted.code, 0, 'a token to explain');
+  const token = minted.stdout.trim();
   // The listeners' modules and libraries: only `serve` and `demo` load them.
-  const SERVE_ONLY = ['server.js', 'pipeline.js', 'upgrade.js', 'telemetry/metrics.js', 'stages/forward.js', 'broker/router.js', 'admin/routes.js', 'admin/socket.js'];
+  const SERVE_ONLY = ['server.js', 'upgrade.js', 'telemetry/metrics.js', 'stages/forward.js', 'broker/router.js', 'admin/routes.js', 'admin/socket.js'];
   const cases: Array<{ args: string[]; code: number; out: RegExp; loads: string[]; packages: string[] }> = [
     // An admin verb given its socket: the socket client, no config, no policy, no library.
     { args: ['status', '--socket', nowhere], code: 1, out: /no admin socket/, loads: ['cli/admin.js'], packages: [] },
@@ -80,6 +83,8 @@ t.test('each verb loads its own modules, and never the listeners', async (t) => 
     { args: ['check', '--config', config], code: 0, out: /ok \(/, loads: ['cli/check.js', 'config.js', 'policy/index.js'], packages: ['yaml'] },
     // token: the policies and the signing key (jose); no store, no listener.
     { args: ['token', '--agent', 'data-agent-01', '--config', config, '--socket', nowhere], code: 0, out: /^ey/, loads: ['cli/token.js', 'tokens/keys.js'], packages: ['yaml', 'jose'] },
+    // explain: the checks of the request path and a logger, not the metrics (prom-client) or forwarding (undici).
+    { args: ['explain', '--token', token, 'GET', '/crm/contacts', '--config', config, '--socket', nowhere], code: 0, out: /^ALLOW  GET \/crm\/contacts/, loads: ['cli/explain.js', 'pipeline.js', 'stages/authorize.js'], packages: ['yaml', 'jose', 'pino', 'lru-cache'] },
     // credentials with no gateway running: the store driver, loaded only for the offline change.
     { args: ['credentials', 'list', '--config', config, '--socket', nowhere], code: 0, out: /AGENT/, loads: ['cli/credentials.js', 'state/memory.js'], packages: ['yaml', 'lru-cache'] },
     // audit verify of a trail that is not there: the verifier and the settings (keys, state).

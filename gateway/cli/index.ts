@@ -6,7 +6,7 @@
 // write the verb there. Only this file, cli/verb.ts and the leaf error modules load for
 // `--version`, `--help` or `VERB --help`; a verb loads its own modules and libraries only (serve:
 // the listeners; token: jose; admin verbs: the socket client). Keep it so: no static import of a
-// verb's file or of a heavy module here (test/cli-help.test.ts checks it on the real process).
+// verb's file or of a heavy module here (test/cli-startup.test.ts checks it on the real process).
 import { ConfigError } from '../errors.js';
 import { ReadOnlyStoreError, StateFileError, StateFileLockedError } from '../state/errors.js';
 import { AdminClientError } from '../admin/client.js';

@@ -1,7 +1,7 @@
 // Label values of agentgate_tool_calls_total: one per tools/call message, the tool's name when the
 // backend's policy names it (a closed set), else `unknown`, so an agent cannot mint label values.
 import type { RequestContext } from '../context.js';
-import { UNKNOWN_LABEL } from '../telemetry/metrics.js';
+import { UNKNOWN_LABEL } from '../telemetry/labels.js';
 
 export function toolLabels(ctx: RequestContext): string[] {
   const call = ctx.mcp;

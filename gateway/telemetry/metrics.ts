@@ -3,11 +3,7 @@
 // backend, role and agent names from the policy. Anything else is folded into `unknown`.
 import { AggregatorRegistry, Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ReasonCode } from '../errors.js';
-
-/** The label value for a backend, agent or role name that is not in the policy. */
-export const UNKNOWN_LABEL = 'unknown';
-/** The `reason` label of an allowed request. */
-export const NO_REASON = 'none';
+import { NO_REASON, UNKNOWN_LABEL } from './labels.js';
 
 export const UPSTREAM_ERROR_KINDS = ['connect', 'timeout', 'reset', 'redirect', 'protocol'] as const;
 export type UpstreamErrorKind = (typeof UPSTREAM_ERROR_KINDS)[number];
