@@ -4,7 +4,7 @@ import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ROOT } from './helpers/gateway.js';
+import { ROOT } from './helpers/root.js';
 
 const check = (root: string): string => spawnSync(process.execPath, [join(root, 'bin', 'build-if-stale.js'), '--check'], { encoding: 'utf8' }).stdout.trim();
 

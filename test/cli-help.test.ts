@@ -5,7 +5,7 @@ import t from 'tap';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { COMMANDS, main } from '../gateway/main.js';
-import { ROOT } from './helpers/gateway.js';
+import { ROOT } from './helpers/root.js';
 import { runCli } from './helpers/process.js';
 
 function capture(): { out: { stdout: (s: string) => void; stderr: (s: string) => void }; stdout: string[]; stderr: string[] } {

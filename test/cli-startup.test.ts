@@ -7,7 +7,7 @@ import t from 'tap';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { SHIPPED_POLICIES } from './helpers/gateway.js';
+import { SHIPPED_POLICIES } from './helpers/root.js';
 import { runCli, serveCli, writeConfig, type CliResult } from './helpers/process.js';
 
 const HOOK = `

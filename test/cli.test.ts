@@ -4,7 +4,7 @@ import { stat } from 'node:fs/promises';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
-import { SHIPPED_POLICIES } from './helpers/gateway.js';
+import { SHIPPED_POLICIES } from './helpers/root.js';
 import { runCli, writeConfig } from './helpers/process.js';
 
 t.test('check', async (t) => {

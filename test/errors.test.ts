@@ -5,7 +5,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { ADMIN_PROBLEMS, ADMIN_PROBLEM_CODES, GatewayError, OAUTH_ERRORS, OAUTH_ERROR_CODES, REASONS, REASON_CODES, isReasonCode, type ReasonSpec } from '../gateway/errors.js';
 import { challengeFor, renderAdminProblem, renderProblem } from '../gateway/problem.js';
-import { ROOT } from './helpers/gateway.js';
+import { ROOT } from './helpers/root.js';
 
 const README = readFileSync(join(ROOT, 'README.md'), 'utf8');
 

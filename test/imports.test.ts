@@ -5,7 +5,7 @@ import t from 'tap';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join, posix, relative } from 'node:path';
 import ts from 'typescript';
-import { ROOT } from './helpers/gateway.js';
+import { ROOT } from './helpers/root.js';
 
 const GATEWAY = join(ROOT, 'gateway');
 

@@ -13,7 +13,7 @@ import { loadSettings } from '../gateway/config.js';
 import { ConfigError } from '../gateway/errors.js';
 import { loadPolicySnapshot } from '../gateway/policy/index.js';
 import { systemClock } from '../gateway/clock.js';
-import { ROOT } from './helpers/gateway.js';
+import { ROOT } from './helpers/root.js';
 
 const ajv = new Ajv2020({ allErrors: true, strict: true, strictRequired: false, allowUnionTypes: true }) // required inside anyOf/if names keys defined beside it;
 const readJson = (file: string): Record<string, unknown> => JSON.parse(readFileSync(join(ROOT, file), 'utf8')) as Record<string, unknown>;

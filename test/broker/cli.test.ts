@@ -5,7 +5,7 @@ import t from 'tap';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { runCli, serveCli, writeConfig } from '../helpers/process.js';
-import { SHIPPED_POLICIES } from '../helpers/gateway.js';
+import { SHIPPED_POLICIES } from '../helpers/root.js';
 
 const dir = t.testdir({});
 const config = await writeConfig(dir, SHIPPED_POLICIES);

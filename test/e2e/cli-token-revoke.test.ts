@@ -4,7 +4,7 @@
 import t from 'tap';
 import { join } from 'node:path';
 import { decodeJwt } from 'jose';
-import { SHIPPED_POLICIES } from '../helpers/gateway.js';
+import { SHIPPED_POLICIES } from '../helpers/root.js';
 import { runCli, serveCli, writeConfig } from '../helpers/process.js';
 
 const dir = t.testdir({});

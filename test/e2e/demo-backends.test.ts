@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { request } from 'undici';
-import { ROOT } from '../helpers/gateway.js';
+import { ROOT } from '../helpers/root.js';
 import { runCli, spawnAgentgate, writeConfig } from '../helpers/process.js';
 
 async function freePort(): Promise<number> {

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as client from 'openid-client';
 import { decodeJwt } from 'jose';
-import { ROOT } from '../helpers/gateway.js';
+import { ROOT } from '../helpers/root.js';
 import { runCli, spawnAgentgate } from '../helpers/process.js';
 
 // ---- the README, parsed ----------------------------------------------------------------------

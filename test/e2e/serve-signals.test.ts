@@ -5,7 +5,7 @@
 import t from 'tap';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { SHIPPED_POLICIES } from '../helpers/gateway.js';
+import { SHIPPED_POLICIES } from '../helpers/root.js';
 import { serveCli, writeConfig } from '../helpers/process.js';
 
 const cases: { name: string; signal: NodeJS.Signals }[] = [

@@ -10,10 +10,9 @@ import { createLogger } from '../../gateway/telemetry/log.js';
 import type { Clock } from '../../gateway/clock.js';
 import type { Test } from 'tap';
 import { issueAgentToken, planAgentToken } from '../../gateway/broker/issue.js';
-import { ROOT } from './root.js';
+import { freePort, ROOT, SHIPPED_POLICIES } from './root.js';
 
-export { ROOT };
-export const SHIPPED_POLICIES = join(ROOT, 'policies');
+export { freePort, ROOT, SHIPPED_POLICIES };
 
 type Teardown = Pick<Test, 'teardown' | 'testdirName'>;
 let started = 0;
@@ -49,14 +48,6 @@ export interface GatewayFixture {
 }
 
 /** A port free right now on 127.0.0.1 (the gateway binds it a moment later). */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
-  const port = (server.address() as AddressInfo).port;
-  await new Promise<void>((done) => server.close(() => done()));
-  return port;
-}
-
 export async function startGateway(t: Teardown, fixture: GatewayFixture = {}): Promise<StartedGateway> {
   // A folder of its own under the test's folder, leaving files the test wrote there alone.
   const dir = join(t.testdirName, `gateway-${++started}`);

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Readable } from 'node:stream';
-import { ROOT } from './gateway.js';
+import { ROOT } from './root.js';
 
 export const CLI = join(ROOT, 'bin', 'agentgate.js');
 

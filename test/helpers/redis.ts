@@ -2,7 +2,7 @@
 // persistence. `redisServerPath()` is null when redis-server is not installed: the caller skips.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createConnection } from 'node:net';
-import { freePort } from './gateway.js';
+import { freePort } from './root.js';
 
 export function redisServerPath(): string | null {
   const found = spawnSync('sh', ['-c', 'command -v redis-server'], { encoding: 'utf8' });

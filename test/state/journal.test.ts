@@ -13,7 +13,7 @@ import { systemClock as clock } from '../../gateway/clock.js';
 import { openMemoryStore, resetStateFile } from '../../gateway/state/memory.js';
 import { StateFileError } from '../../gateway/state/errors.js';
 import { listWals, parseWal, WalCorruptError, walPath } from '../../gateway/state/wal.js';
-import { ROOT } from '../helpers/gateway.js';
+import { ROOT } from '../helpers/root.js';
 import { serveCli, writeConfig } from '../helpers/process.js';
 
 const inAnHour = (): number => Math.floor(clock.now() / 1000) + 3600;

@@ -11,7 +11,7 @@ import { systemClock as clock } from '../../gateway/clock.js';
 import { lockStateFile } from '../../gateway/state/lock.js';
 import { openMemoryStore } from '../../gateway/state/memory.js';
 import { ReadOnlyStoreError, StateFileLockedError } from '../../gateway/state/errors.js';
-import { SHIPPED_POLICIES } from '../helpers/gateway.js';
+import { SHIPPED_POLICIES } from '../helpers/root.js';
 import { runCli, serveCli, writeConfig } from '../helpers/process.js';
 
 const inAnHour = (): number => Math.floor(clock.now() / 1000) + 3600;

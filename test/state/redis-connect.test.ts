@@ -12,7 +12,7 @@ import { loadSettings } from '../../gateway/config.js';
 import { systemClock } from '../../gateway/clock.js';
 import { openStore } from '../../gateway/state/index.js';
 import type { Store } from '../../gateway/state/store.js';
-import { freePort } from '../helpers/gateway.js';
+import { freePort } from '../helpers/root.js';
 import { redisServerPath, startRedis } from '../helpers/redis.js';
 
 const clock = systemClock;

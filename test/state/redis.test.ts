@@ -9,7 +9,7 @@ import { approvalDigest } from '../../gateway/state/rules/approvals.js';
 import type { ApprovalRecord, Store } from '../../gateway/state/store.js';
 import type { BreakerPolicy } from '../../gateway/policy/types.js';
 import { systemClock } from '../../gateway/clock.js';
-import { freePort } from '../helpers/gateway.js';
+import { freePort } from '../helpers/root.js';
 import { redisServerPath, startRedis, type RedisServer } from '../helpers/redis.js';
 
 const clock = systemClock;
