@@ -33,7 +33,7 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { createRequire } from 'node:module';
-import type { TLSSocket } from 'node:tls';
+import type { SecureContext, TLSSocket } from 'node:tls';
 import { createClient, createSentinel } from 'redis';
 import type { Clock } from '../clock.js';
 import { addViolation, type BreakerRecord } from './breaker.js';
@@ -246,7 +246,7 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
   const probeIntervalMs = options.probeIntervalMs ?? 100;
   const reseedMode = options.tool === true ? 'manual' : (options.reseed ?? 'auto');
   const tls = options.tls ?? null;
-  const tlsSocket = tls === null ? {} : { tls: true as const, [REDIS_TLS]: true, ...(tls.ca === undefined ? {} : { ca: tls.ca }), ...(tls.cert === undefined ? {} : { cert: tls.cert }), ...(tls.key === undefined ? {} : { key: tls.key }) };
+  const tlsSocket = tls === null ? {} : { tls: true as const, [REDIS_TLS]: true, ...tlsMaterial(tls) };
   guardRedisTlsSockets();
   const socket = { reconnectStrategy: (retries: number) => Math.min(50 + retries * 50, 500), connectTimeout: 2000, ...tlsSocket };
   const sentinelOptions = options.sentinel ?? null;
@@ -1189,6 +1189,21 @@ const UNTRUSTED_CERTIFICATE: ReadonlySet<string> = new Set([
   'INVALID_CA',
   'ERR_TLS_CERT_ALTNAME_INVALID',
 ]);
+
+/**
+ * The CA, certificate and key as one secure context, built once per store: given as PEM strings,
+ * `tls.connect` would parse them (and build a fresh OpenSSL context) on every connection and every
+ * reconnect, which during an outage is several a second per client. Material that does not parse
+ * is handed over as it is, so the connection fails, and is reported, as it did before.
+ */
+function tlsMaterial(tls: { readonly ca?: string; readonly cert?: string; readonly key?: string }): { secureContext: SecureContext } | { ca?: string; cert?: string; key?: string } {
+  const material = { ...(tls.ca === undefined ? {} : { ca: tls.ca }), ...(tls.cert === undefined ? {} : { cert: tls.cert }), ...(tls.key === undefined ? {} : { key: tls.key }) };
+  try {
+    return { secureContext: nodeTls.createSecureContext(material) };
+  } catch {
+    return material;
+  }
+}
 
 function guardRedisTlsSockets(): void {
   if (tlsGuarded) return;
