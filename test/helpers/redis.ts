@@ -34,7 +34,7 @@ export interface RedisServer {
 export async function startRedis(t: { teardown(fn: () => unknown): void }, options: { args?: readonly string[]; bin?: string; config?: string } = {}): Promise<RedisServer> {
   const bin = options.bin ?? redisServerPath();
   if (bin === null) throw new Error('redis-server is not installed');
-  const port = await freePort();
+  let port = await freePort();
   let child: ChildProcess | null = null;
   const launch = async (): Promise<void> => {
     const args = [...(options.config === undefined ? [] : [options.config]), '--port', String(port), '--bind', '127.0.0.1', ...(options.config === undefined ? ['--save', '', '--appendonly', 'no'] : []), ...(options.args ?? [])];
@@ -61,7 +61,17 @@ export async function startRedis(t: { teardown(fn: () => unknown): void }, optio
     proc.kill('SIGKILL');
     await gone;
   };
-  await launch();
+  // A port found free can be taken (another test's server, or the source port of an outgoing
+  // connection) before redis-server binds it: then it starts again on another, at most thrice.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await launch();
+      break;
+    } catch (error) {
+      if (attempt === 3 || !/Address already in use/i.test(String(error))) throw error;
+      port = await freePort();
+    }
+  }
   t.teardown(stop);
   return {
     port,
