@@ -2,19 +2,10 @@
 // each demo backend on the port its policy names, answers realistic data, and stops on SIGTERM.
 import t, { type Test } from 'tap';
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { request } from 'undici';
-import { ROOT } from '../helpers/root.js';
+import { freePort, ROOT } from '../helpers/root.js';
 import { runCli, spawnAgentgate, writeConfig } from '../helpers/process.js';
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((done) => server.close(() => done()));
-  return port;
-}
 
 interface Started {
   readonly ports: Map<string, number>;

@@ -1,20 +1,12 @@
 // What Prometheus sees: exact counters after a scripted sequence, a valid exposition, health and
 // readiness, and a series count that hostile traffic (random agents, paths, backends) cannot grow.
 import t from 'tap';
-import { createServer } from 'node:net';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { Pool, request } from 'undici';
 import { issueAgentToken } from '../../gateway/broker/issue.js';
 import { startGateway, startUpstream, type StartedGateway } from '../helpers/gateway.js';
 import { parseExposition, seriesKey, sumOf, type Exposition } from '../helpers/prom.js';
-
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
-  const port = (server.address() as { port: number }).port;
-  await new Promise<void>((done) => server.close(() => done()));
-  return port;
-}
+import { freePort } from '../helpers/root.js';
 
 async function scrape(gw: StartedGateway): Promise<Exposition> {
   const res = await request(`${gw.metricsUrl}/metrics`);
@@ -29,7 +21,7 @@ function b64(value: unknown): string {
 t.test('metrics', async (t) => {
   const crm = await startUpstream(t);
   const tickets = await startUpstream(t);
-  const down = await closedPort();
+  const down = await freePort();
   const dir = t.testdir({
     policies: {
       'p.yaml': [
