@@ -260,7 +260,7 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
       : createSentinel({
           name: sentinelOptions.masterName,
           sentinelRootNodes: sentinelOptions.nodes.map((node) => ({ host: node.host, port: node.port })),
-          nodeClientOptions: { socket, disableOfflineQueue: true },
+          nodeClientOptions: { name: CLIENT_NAME, socket, disableOfflineQueue: true },
           sentinelClientOptions: { socket },
           masterPoolSize: 1,
           passthroughClientErrorEvents: true,
@@ -268,7 +268,7 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
   if (viaSentinel === null && url === null) throw new RedisUnavailableError('neither a URL nor sentinels were given');
   // The Sentinel object has the command surface of a client (hGet, eval, publish, subscribe...),
   // which is all this driver uses of it; the connection events below are a client's only.
-  const raw = viaSentinel === null ? createClient({ url: url ?? undefined, socket, disableOfflineQueue: true }) : (viaSentinel as unknown as ReturnType<typeof createClient>);
+  const raw = viaSentinel === null ? createClient({ url: url ?? undefined, name: CLIENT_NAME, socket, disableOfflineQueue: true }) : (viaSentinel as unknown as ReturnType<typeof createClient>);
   const subscriber = viaSentinel === null ? raw.duplicate() : raw;
   // Every command through `client` has the deadline; a command past it is an outage.
   const client = withDeadlines(raw, timeoutMs, (command) => stall(`redis did not answer ${command} within ${timeoutMs} ms`));
@@ -333,14 +333,17 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
   let pending: { kind: EventKind; key: string }[] | null = null;
   let lastError = '';
   /**
-   * The server's certificate failed verification (unknown CA, wrong name, expired): retrying
-   * cannot help, so the first connection gives up at once instead of waiting out its deadline.
+   * A TLS failure retrying cannot fix: the server's certificate failed verification (unknown CA,
+   * wrong name, expired), or the server refused ours (none sent, or one it does not trust). The
+   * first connection gives up at once instead of waiting out its deadline, naming the cause.
    */
   let untrusted: string | null = null;
   const noteError = (error: unknown): void => {
     lastError = error instanceof Error ? error.message : String(error);
     const code = (error as { code?: unknown } | null)?.code;
-    if (typeof code === 'string' && UNTRUSTED_CERTIFICATE.has(code)) untrusted = lastError;
+    if (typeof code !== 'string') return;
+    if (UNTRUSTED_CERTIFICATE.has(code)) untrusted = lastError;
+    else if (REFUSED_CLIENT_CERTIFICATE.has(code)) untrusted = `Redis refused the TLS handshake: it wants a client certificate it trusts (state.tls.cert and state.tls.key); ${code}`;
   };
   /** The channel listener is registered (node-redis then resubscribes by itself on reconnect). */
   let listening = false;
@@ -1158,21 +1161,21 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
   };
 }
 
+/**
+ * The name our connections give themselves (CLIENT SETNAME, shown by CLIENT LIST). It also makes a
+ * connection "ready" only once Redis has answered: node-redis ignores a failed CLIENT SETINFO, so
+ * without it a server that finished the TLS handshake and then refused us (redis-server wanting a
+ * client certificate) counted as ready, and node-redis reconnects at once, without its back off,
+ * after a ready connection drops: thousands of handshakes a second on a running gateway.
+ */
+const CLIENT_NAME = 'agentgate';
+
 /** Marks the TLS options node-redis hands to `tls.connect` for our Redis connections. */
 const REDIS_TLS = Symbol('agentgate.redis-tls');
 let tlsGuarded = false;
 /** The `node:tls` module object node-redis calls `connect` on (an ESM namespace cannot be patched). */
 const nodeTls = createRequire(import.meta.url)('node:tls') as typeof import('node:tls');
 
-/**
- * node-redis listens for one 'error' per socket (`once`). A TLS socket can raise two: a refused
- * handshake (redis-server wants a client certificate: the alert arrives after the client side has
- * finished) and then the reset that follows. The second had no listener and crashed the process
- * as an uncaught exception. Sockets made for our Redis connections (marked by REDIS_TLS, which
- * node-redis passes through to `tls.connect`) get a lasting listener: node-redis still sees the
- * first error and the close, and the late one is dropped instead of ending the gateway. Other
- * callers of `tls.connect` are untouched.
- */
 /** Node's codes for a server certificate that does not verify (OpenSSL's X509_V_ERR_* names and the host check). */
 const UNTRUSTED_CERTIFICATE: ReadonlySet<string> = new Set([
   'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
@@ -1191,6 +1194,19 @@ const UNTRUSTED_CERTIFICATE: ReadonlySet<string> = new Set([
 ]);
 
 /**
+ * OpenSSL's alerts from a server that refused our side of the handshake: no client certificate
+ * (TLS 1.3 says so; TLS 1.2 fails the handshake), or one it does not accept.
+ */
+const REFUSED_CLIENT_CERTIFICATE: ReadonlySet<string> = new Set([
+  'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED',
+  'ERR_SSL_SSLV3_ALERT_BAD_CERTIFICATE',
+  'ERR_SSL_SSLV3_ALERT_CERTIFICATE_EXPIRED',
+  'ERR_SSL_SSLV3_ALERT_CERTIFICATE_REVOKED',
+  'ERR_SSL_SSLV3_ALERT_CERTIFICATE_UNKNOWN',
+  'ERR_SSL_TLSV1_ALERT_UNKNOWN_CA',
+]);
+
+/**
  * The CA, certificate and key as one secure context, built once per store: given as PEM strings,
  * `tls.connect` would parse them (and build a fresh OpenSSL context) on every connection and every
  * reconnect, which during an outage is several a second per client. Material that does not parse
@@ -1205,6 +1221,15 @@ function tlsMaterial(tls: { readonly ca?: string; readonly cert?: string; readon
   }
 }
 
+/**
+ * node-redis listens for one 'error' per socket (`once`). A TLS socket can raise two: a refused
+ * handshake (redis-server wants a client certificate: the alert arrives after the client side has
+ * finished) and then the reset that follows. The second had no listener and crashed the process
+ * as an uncaught exception. Sockets made for our Redis connections (marked by REDIS_TLS, which
+ * node-redis passes through to `tls.connect`) get a lasting listener: node-redis still sees the
+ * first error and the close, and the late one is dropped instead of ending the gateway. Other
+ * callers of `tls.connect` are untouched.
+ */
 function guardRedisTlsSockets(): void {
   if (tlsGuarded) return;
   tlsGuarded = true;

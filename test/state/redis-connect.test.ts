@@ -115,7 +115,7 @@ t.test('rediss:// against a redis-server with TLS', { skip: noRedis ? 'redis-ser
     // Without a client certificate redis-server refuses the handshake after the client side has
     // finished it, and the socket then raises a second error (the reset) that node-redis does not
     // listen for: before the guard in state/redis.ts that was an uncaught exception (2 runs in
-    // 40). Three attempts (each waits out the 5 s connect deadline) in this process, which goes on to the Sentinel test: tap fails the
+    // 40). Three attempts (each gives up at the first refusal) in this process, which goes on to the Sentinel test: tap fails the
     // file on an uncaught exception at any point.
     for (let attempt = 1; attempt <= 3; attempt++) {
       const error = await storeFrom(dir, `no-cert-${attempt}`, `  driver: redis\n  url: "${strict}"\n  tls: { ca: ./ca.pem }`).then(
@@ -126,6 +126,7 @@ t.test('rediss:// against a redis-server with TLS', { skip: noRedis ? 'redis-ser
         (e: unknown) => e as Error,
       );
       t.match(error?.message ?? 'opened', /the gateway will not start/, `attempt ${attempt}: refused without a client certificate`);
+      t.match(error?.message ?? '', /wants a client certificate it trusts \(state\.tls\.cert and state\.tls\.key\)/, `attempt ${attempt}: the cause is named at once`);
     }
   });
 });

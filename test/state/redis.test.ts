@@ -3,6 +3,7 @@
 // exactly, on the other. The memory driver runs the same table with one store in both roles: it
 // is one instance by contract, and a second store on the same file is refused (test/state/lock.test.ts).
 import t, { type Test } from 'tap';
+import { createClient } from 'redis';
 import { openMemoryStore } from '../../gateway/state/memory.js';
 import { openRedisStore, RedisUnavailableError } from '../../gateway/state/redis.js';
 import { approvalDigest } from '../../gateway/state/rules/approvals.js';
@@ -195,6 +196,21 @@ t.test('redis driver, two instances on one redis-server', { skip: missing ? 'red
       await c.run(t, a, b);
     });
   }
+
+  await t.test('its connections name themselves (CLIENT LIST shows name=agentgate)', async (t) => {
+    const a = await openRedisStore({ clock, url: redis.url });
+    const admin = createClient({ url: redis.url });
+    await admin.connect();
+    t.teardown(async () => {
+      await a.close();
+      admin.destroy();
+    });
+    const names = String(await admin.sendCommand(['CLIENT', 'LIST']))
+      .split('\n')
+      .map((line) => /\bname=(\S*)/.exec(line)?.[1])
+      .filter((name) => name !== undefined && name !== '');
+    t.same(names, ['agentgate', 'agentgate'], 'the command and the subscriber connection');
+  });
 
   await t.test('state written before a store opens is loaded before it turns healthy', async (t) => {
     await redis.flush();
