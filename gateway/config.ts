@@ -94,7 +94,7 @@ export interface Settings {
   readonly state: StateSettings;
   readonly audit: {
     readonly file: string;
-    /** `batch`: fdatasync per batch of lines (power loss); `off`: survives process crashes only. */
+    /** `batch`: each batch of lines synced as it is written (O_DSYNC; power loss); `off`: survives process crashes only. */
     readonly fsync: 'batch' | 'off';
     /** A signed checkpoint every this many lines... */
     readonly checkpointLines: number;

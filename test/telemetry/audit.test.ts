@@ -1,7 +1,8 @@
 // The audit trail: a hash chain that names every edited, removed, inserted or reordered line,
 // continues across restarts and rotations, and never loses a queued record.
 import t from 'tap';
-import { appendFile, readdir, symlink } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { appendFile, readdir, readFile, readlink, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AuditUnavailableError, openAuditLog, readAuditLines, type AuditCheckpoint } from '../../gateway/telemetry/audit-log.js';
 import { loadAuditKeys, openAuditSigner } from '../../gateway/telemetry/audit-key.js';
@@ -62,6 +63,41 @@ t.test('the chain continues across a restart and across rotations', async (t) =>
   t.same(verifyAuditLines(all).problems, [], 'one unbroken chain');
   const newest = await readAuditLines(file);
   t.match(verifyAuditLines(newest).notes, [/continues a rotated file/]);
+});
+
+/** The open flags of the descriptor this process holds on `file`, from /proc (Linux), or null. */
+async function openFlags(file: string): Promise<number | null> {
+  for (const fd of await readdir('/proc/self/fd')) {
+    const target = await readlink(`/proc/self/fd/${fd}`).catch(() => '');
+    if (target !== file) continue;
+    const flags = /^flags:\s+([0-7]+)$/m.exec(await readFile(`/proc/self/fdinfo/${fd}`, 'utf8'));
+    return flags?.[1] === undefined ? null : parseInt(flags[1], 8);
+  }
+  return null;
+}
+
+// `fsync: batch` promises that an answered line is on disk: the file is opened O_DSYNC, so every
+// write returns only once its data is (before a rotation too: the new file gets the same flags).
+// `off` leaves syncing to the kernel. Read from the kernel's view of the descriptor.
+t.test('fsync batch writes through to the disk (O_DSYNC); off does not', { skip: process.platform === 'linux' ? false : '/proc/self/fdinfo is Linux' }, async (t) => {
+  const cases = [
+    { fsync: 'batch', synced: true },
+    { fsync: 'off', synced: false },
+    { fsync: undefined, synced: true },
+  ] as const;
+  for (const c of cases) {
+    const dir = t.testdir();
+    const file = join(dir, 'audit.jsonl');
+    const log = await openAuditLog({ file, maxBytes: 600, keep: 3, ...(c.fsync === undefined ? {} : { fsync: c.fsync }) });
+    const before = await openFlags(file);
+    for (let i = 1; i <= 10; i++) await log.append(record(i));
+    const after = await openFlags(file);
+    await log.close();
+    t.ok((await readdir(dir)).includes('audit.jsonl.1'), `${c.fsync ?? 'default'}: the file rotated`);
+    t.equal(((before ?? 0) & constants.O_DSYNC) !== 0, c.synced, `${c.fsync ?? 'default'}: O_DSYNC ${c.synced ? 'set' : 'not set'} at open`);
+    t.equal(((after ?? 0) & constants.O_DSYNC) !== 0, c.synced, `${c.fsync ?? 'default'}: and on the file opened at rotation`);
+    t.ok(before !== null && after !== null, 'the descriptor was found');
+  }
 });
 
 t.test('backpressure, never drops', async (t) => {
