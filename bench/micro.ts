@@ -5,7 +5,8 @@
 //   bench/baseline.sh e68c703 /tmp/agentgate-before && npm run build
 //   node dist/bench/micro.js /tmp/agentgate-before [rounds]
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { constants, writeSync } from 'node:fs';
+import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -83,7 +84,31 @@ async function metricsUs(root: string): Promise<number> {
 }
 
 const median = (values: number[]): number => [...values].sort((a, b) => a - b)[values.length >> 1] ?? Number.NaN;
+/**
+ * One 300-byte append to a file, `mode` 'pool' through libuv's thread pool (a FileHandle write,
+ * as the audit writer does it) or 'sync' on the calling thread (writeSync): CPU per write,
+ * the thread pool's and the wake-ups' included. The gap is the cost of not blocking the event loop
+ * on the disk. `dsync` opens the file O_DSYNC (the default audit durability).
+ */
+async function appendUs(mode: 'pool' | 'sync', dsync: boolean): Promise<number> {
+  const dir = await mkdtemp(join(here, '.micro-'));
+  const handle = await open(join(dir, 'f'), constants.O_APPEND | constants.O_CREAT | constants.O_WRONLY | (dsync ? constants.O_DSYNC : 0), 0o600);
+  const data = Buffer.alloc(300, 0x61);
+  const writes = dsync ? 1000 : 5000;
+  const start = process.cpuUsage();
+  for (let i = 0; i < writes; i++) {
+    if (mode === 'pool') await handle.write(data, 0, data.length, null);
+    else writeSync(handle.fd, data, 0, data.length, null);
+  }
+  const used = process.cpuUsage(start);
+  await handle.close();
+  await rm(dir, { recursive: true, force: true });
+  return (used.user + used.system) / writes;
+}
+
 const figures = [
+  ['one 300-byte append, thread pool (baseline column) vs synchronous (this build column), CPU', (root: string) => appendUs(root === here ? 'sync' : 'pool', false)],
+  ['one 300-byte O_DSYNC append, thread pool (baseline column) vs synchronous (this build column), CPU', (root: string) => appendUs(root === here ? 'sync' : 'pool', true)],
   ['audit line (append until written, fsync off), CPU', auditUs],
   ['audit line (fsync batch, 10 lines a batch; on the project\'s disk), CPU', durableAuditUs],
   ['audit batch of 10 (fsync batch), wall', durableBatchUs],
