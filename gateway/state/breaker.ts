@@ -48,8 +48,7 @@ export interface BreakerView {
 /** The state at `now`: open turns half-open after the cooldown; half-open closes after a clean window. */
 export function viewBreaker(record: BreakerRecord | undefined, policy: BreakerPolicy | null, now: number): BreakerView {
   const windowMs = countingPolicy(policy).windowMs;
-  let inWindow = 0;
-  if (record !== undefined) for (const t of record.violations) if (now - t < windowMs) inWindow++;
+  const inWindow = record === undefined ? 0 : countInWindow(record.violations, now, windowMs);
   if (record === undefined || !record.tripped) {
     return { state: 'closed', retryAfterSeconds: null, violationsInWindow: inWindow };
   }
@@ -57,6 +56,23 @@ export function viewBreaker(record: BreakerRecord | undefined, policy: BreakerPo
   if (now < record.reopenAt) return { state: 'open', retryAfterSeconds: Math.ceil((record.reopenAt - now) / 1000), violationsInWindow: inWindow };
   if (now - record.reopenAt >= windowMs) return { state: 'closed', retryAfterSeconds: null, violationsInWindow: inWindow };
   return { state: 'half_open', retryAfterSeconds: null, violationsInWindow: inWindow };
+}
+
+/**
+ * How many of `times` (ascending: each violation is appended at its own `now`) fall inside the
+ * window ending at `now`, by binary search. This runs on every request of an agent with breaker
+ * state: counted one by one, a flood below a high threshold (or under `breaker: off`, counted over
+ * a minute) cost every request a walk over all the flood's timestamps.
+ */
+export function countInWindow(times: readonly number[], now: number, windowMs: number): number {
+  let lo = 0;
+  let hi = times.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (now - (times[mid] as number) >= windowMs) lo = mid + 1;
+    else hi = mid;
+  }
+  return times.length - lo;
 }
 
 export interface ViolationResult {

@@ -1,6 +1,6 @@
 // The breaker rules, as a table of violation sequences over an injected clock.
 import t from 'tap';
-import { addViolation, viewBreaker, type BreakerRecord } from '../../gateway/state/breaker.js';
+import { addViolation, countInWindow, viewBreaker, type BreakerRecord } from '../../gateway/state/breaker.js';
 import type { BreakerPolicy } from '../../gateway/policy/types.js';
 
 const S = 1000;
@@ -42,3 +42,30 @@ for (const c of cases) {
     if ('retry' in c) t.equal(view.retryAfterSeconds, c.retry);
   });
 }
+
+// The violations counted in the window, found by binary search over the ascending timestamps: the
+// boundary (exactly one window old is out), empty and all-expired lists, and a flood far below a
+// high threshold, checked against counting one by one.
+t.test('violations in the window: boundaries and a flood', async (t) => {
+  const table = [
+    { name: 'none', times: [], now: 10, window: 5, count: 0 },
+    { name: 'all inside', times: [6, 7, 8], now: 10, window: 5, count: 3 },
+    { name: 'exactly one window old is out', times: [5, 6], now: 10, window: 5, count: 1 },
+    { name: 'all expired', times: [1, 2, 3], now: 10, window: 5, count: 0 },
+    { name: 'one just inside', times: [1, 2, 6], now: 10, window: 5, count: 1 },
+    { name: 'at now', times: [10], now: 10, window: 5, count: 1 },
+  ];
+  for (const c of table) t.equal(countInWindow(c.times, c.now, c.window), c.count, c.name);
+  const flood: number[] = [];
+  for (let i = 0; i < 100_000; i++) flood.push(i * 3);
+  for (const now of [0, 1, 150_000, 299_997, 299_998, 400_000]) {
+    const slow = flood.filter((time) => now - time < 60_000).length;
+    t.equal(countInWindow(flood, now, 60_000), slow, `flood, now ${now}`);
+  }
+  const flooder: BreakerPolicy = { violations: 1_000_000, windowMs: 60 * S, cooldownMs: 10 * S, maxCooldownMs: 30 * S, revokeTokens: false };
+  let record: BreakerRecord | undefined;
+  for (let ms = 0; ms < 90_000; ms += 2) record = addViolation(record, flooder, ms).record;
+  t.equal(viewBreaker(record, flooder, 89_998).violationsInWindow, 30_000, 'a 90 s flood, one every 2 ms: the last minute counted');
+  t.equal(viewBreaker(record, flooder, 90_000).violationsInWindow, 29_999, 'a moment later the oldest is out');
+  t.equal(record?.violations.length, 30_000, 'and only the last minute kept');
+});
