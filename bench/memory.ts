@@ -2,7 +2,8 @@
 // breaker state, and whose state file holds 100,000 live revocations, against the same gateway
 // with the bench policy alone; the loaded state is proven in force (a revoked token refused, an
 // open breaker refused) before RSS is read. (b) RSS growth (peak, from VmHWM) while 1 GiB streams
-// up and then down through that gateway.
+// up and then down through that gateway. (c) The loaded gateway's RSS once more, started without
+// the shipped node flags (V8's default young generation), for comparison.
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -21,6 +22,8 @@ export interface MemoryResult {
   /** RSS of the gateway with the bench policy only, after the same warm-up. */
   readonly baselineRss: number;
   readonly loadedRss: number;
+  /** The same loaded gateway started without the shipped node flags (V8's default young generation). */
+  readonly loadedRssV8Default: number;
   /** ms from spawn to listening, loaded. */
   readonly loadedStartMs: number;
   readonly stateChecks: string;
@@ -106,6 +109,7 @@ export async function runMemory(options: { workDir: string; backendUrl: string; 
   const state: StateOptions = { agents: options.agents, revocations: options.revocations, now: Date.now(), include: [revoked.jti] };
   await writeBenchFiles(dir, { ...config, socket: join(socketDir, 'loaded.sock') }, { upstream: options.backendUrl, extraAgents: options.agents }, state);
   const rig = await startGatewayRig(files.configFile, { core: SERVER_CORE });
+  let measured: Omit<MemoryResult, 'loadedRssV8Default'>;
   const loadedStartMs = rig.gateway.startMs;
   try {
     const allowed = (await rig.mint(AGENTS.caller)).token;
@@ -140,7 +144,7 @@ export async function runMemory(options: { workDir: string; backendUrl: string; 
     await download(downUrl, allowed, options.streamBytes);
     const downSeconds = (performance.now() - t0) / 1000;
     const downPeak = await peakRssBytes(pid);
-    return {
+    measured = {
       agents: options.agents,
       revocations: options.revocations,
       baselineRss,
@@ -153,5 +157,12 @@ export async function runMemory(options: { workDir: string; backendUrl: string; 
     };
   } finally {
     await rig.stop();
+  }
+  progress('memory: the loaded gateway again, with V8\'s default young generation');
+  const plain = await startGatewayRig(files.configFile, { core: SERVER_CORE, v8Defaults: true });
+  try {
+    return { ...measured, loadedRssV8Default: await settle(plain, load, (await plain.mint(AGENTS.caller)).token) };
+  } finally {
+    await plain.stop();
   }
 }

@@ -2,7 +2,7 @@
 // at least two cores), their CPU time and memory read from /proc, and the gateway started as the
 // real `agentgate serve` with the ports it prints.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -158,11 +158,23 @@ export function parseListening(output: string): { url: string; metricsUrl: strin
 }
 
 /** Start `agentgate serve --config FILE` pinned to `core` and wait until it has bound its ports. */
-export function startGatewayProcess(configFile: string, options: { core: number | null; nodeFlags?: readonly string[]; timeoutMs?: number; root?: string }): Promise<GatewayProcess> {
+/**
+ * The node flags AgentGate ships with: those of `npm start` (package.json), which the Dockerfile's
+ * ENTRYPOINT repeats (test/compose.test.ts holds them equal). Every gateway the benchmark starts
+ * gets them, unless `v8Defaults` asks for V8's own settings (the memory group reports both).
+ */
+export const SHIPPED_NODE_FLAGS: readonly string[] = (() => {
+  const start = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts?: { start?: string } }).scripts?.start ?? '';
+  const words = start.split(/\s+/);
+  return words.slice(words.indexOf('node') + 1, words.indexOf('bin/agentgate.js')).filter((w) => w.startsWith('--'));
+})();
+
+export function startGatewayProcess(configFile: string, options: { core: number | null; nodeFlags?: readonly string[]; timeoutMs?: number; root?: string; v8Defaults?: boolean }): Promise<GatewayProcess> {
   const spawnedAt = performance.now();
   // `root`: another build of the gateway (the bench's --baseline); default this checkout.
   const root = options.root ?? ROOT;
-  const child = spawnNode(join(root, 'bin', 'agentgate.js'), ['serve', '--config', configFile], { core: options.core, nodeFlags: options.nodeFlags ?? [], cwd: root });
+  const nodeFlags = [...(options.v8Defaults === true ? [] : SHIPPED_NODE_FLAGS), ...(options.nodeFlags ?? [])];
+  const child = spawnNode(join(root, 'bin', 'agentgate.js'), ['serve', '--config', configFile], { core: options.core, nodeFlags, cwd: root });
   const output = captureOutput(child);
   return new Promise((resolvePromise, reject) => {
     let settled = false;

@@ -2,6 +2,7 @@
 // against it. Pure: results in, markdown out.
 import { PROBES, type KillResult } from './kill.js';
 import type { MemoryResult } from './memory.js';
+import { SHIPPED_NODE_FLAGS } from './procs.js';
 import { formatMiB, formatMs, formatRatio, formatRps, formatSpread, formatUs, markdownTable, verdict, type Summary } from './stats.js';
 import type { ContestantResult, ForwardingResult, MaskingResult, RefusalResult } from './throughput.js';
 import type { IssuanceResult } from './tokens.js';
@@ -83,7 +84,7 @@ export function barLines(results: Results): BarLine[] {
   }
   if (results.memory !== undefined) {
     const m = results.memory;
-    lines.push({ what: `RSS, ${m.agents} agents with breaker state + ${m.revocations} revocations`, figure: formatMiB(m.loadedRss), bar: '≤ 100 MB (95.4 MiB)', met: m.loadedRss <= 100 * 1e6 });
+    lines.push({ what: `RSS, ${m.agents} agents with breaker state + ${m.revocations} revocations (shipped node flags: ${SHIPPED_NODE_FLAGS.join(' ')})`, figure: formatMiB(m.loadedRss), bar: '≤ 100 MB (95.4 MiB)', met: m.loadedRss <= 100 * 1e6 });
     const growth = Math.max(m.upload.growth, m.download.growth);
     lines.push({ what: `RSS growth streaming ${formatMiB(m.streamBytes)} up and down`, figure: formatMiB(growth), bar: '≤ 64 MB (61.0 MiB)', met: growth <= 64 * 1e6 });
   }
@@ -185,6 +186,7 @@ export function memoryTable(m: MemoryResult): string {
     [
       ['RSS, bench policy only (3 agents)', formatMiB(m.baselineRss), 'after 1 s of load, once RSS holds still (≤ 20 s)'],
       [`RSS, +${m.agents} agents with breaker state, ${m.revocations} revocations`, formatMiB(m.loadedRss), `same warm-up; started in ${formatMs(m.loadedStartMs)}; ${m.stateChecks}`],
+      [`the same, V8's default young generation (without ${SHIPPED_NODE_FLAGS.join(' ')})`, formatMiB(m.loadedRssV8Default), 'same warm-up; what `node bin/agentgate.js serve` without the flag holds'],
       [`RSS growth, ${formatMiB(m.streamBytes)} upload`, formatMiB(m.upload.growth), `peak (VmHWM) over RSS before; ${rate(m.upload.seconds)}`],
       [`RSS growth, ${formatMiB(m.streamBytes)} download`, formatMiB(m.download.growth), `peak (VmHWM) over RSS before; ${rate(m.download.seconds)}`],
     ],
@@ -204,7 +206,7 @@ export function renderResults(results: Results): string {
       : '- **Not pinned** (taskset missing or a single core): ratios include scheduling noise.',
   );
   out.push(`- ${settings.connections} connections, ${settings.warmupSeconds} s warm-up then ${settings.durationSeconds} s measured per contestant, ${settings.rounds} interleaved rounds; figures are medians over the rounds, spread is ± half the range over the median; ratios are paired within each round, then the median taken.`);
-  out.push('- AgentGate runs as `agentgate serve` with every check on: bearer token (EdDSA, verified-token cache), route match, breaker, Prometheus metrics, hash-chained audit file. CPU / req is the process under test (the backend itself for *direct*), from /proc.', '');
+  out.push(`- AgentGate runs as \`node ${[...SHIPPED_NODE_FLAGS, 'bin/agentgate.js serve'].join(' ')}\` (the node flags of \`npm start\` and the image) with every check on: bearer token (EdDSA, verified-token cache), route match, breaker, Prometheus metrics, hash-chained audit file. CPU / req is the process under test (the backend itself for *direct*), from /proc.`, '');
 
   const bar = barLines(results);
   if (bar.length > 0) {

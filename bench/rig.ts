@@ -162,11 +162,11 @@ export async function prepareKeys(configFile: string): Promise<{ keys: KeyStore;
   return { keys, issuer: settings.issuer.url };
 }
 
-export async function startGatewayRig(configFile: string, options: { core: number | null; nodeFlags?: readonly string[]; root?: string }): Promise<GatewayRig> {
+export async function startGatewayRig(configFile: string, options: { core: number | null; nodeFlags?: readonly string[]; root?: string; v8Defaults?: boolean }): Promise<GatewayRig> {
   const settings = await loadSettings({ configFile, env: {} });
   const { keys, issuer } = await prepareKeys(configFile);
   const policy = await loadPolicy(settings, { clock: systemClock, version: 1 });
-  const gateway = await startGatewayProcess(configFile, { core: options.core, ...(options.nodeFlags === undefined ? {} : { nodeFlags: options.nodeFlags }), ...(options.root === undefined ? {} : { root: options.root }) });
+  const gateway = await startGatewayProcess(configFile, { core: options.core, ...(options.nodeFlags === undefined ? {} : { nodeFlags: options.nodeFlags }), ...(options.root === undefined ? {} : { root: options.root }), ...(options.v8Defaults === undefined ? {} : { v8Defaults: options.v8Defaults }) });
   return {
     gateway,
     keys,

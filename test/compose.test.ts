@@ -10,6 +10,7 @@ import { parse } from 'yaml';
 import { request } from 'undici';
 import { loadSettings } from '../gateway/config.js';
 import { COMMANDS } from '../gateway/main.js';
+import { SHIPPED_NODE_FLAGS } from '../bench/procs.js';
 import { loadPolicy } from '../gateway/server.js';
 import { systemClock } from '../gateway/clock.js';
 import { ROOT, startGateway } from './helpers/gateway.js';
@@ -270,6 +271,12 @@ t.test('Dockerfile', async (t) => {
   for (const m of text.matchAll(/^COPY (?!--from)(.+) \S+$/gm)) {
     for (const source of (m[1] ?? '').split(' ')) t.ok(existsSync(join(ROOT, source)), `COPY source ${source} exists`);
   }
+  // The node flags the image runs with are those of `npm start`, which the benchmark also uses.
+  const entry = JSON.parse(`[${/^ENTRYPOINT \[(.+)\]$/m.exec(text)?.[1] ?? ''}]`) as string[];
+  const start = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start.split(' ');
+  t.same(entry.slice(0, entry.indexOf('bin/agentgate.js') + 1), start.slice(0, start.indexOf('bin/agentgate.js') + 1), 'ENTRYPOINT starts node as npm start does');
+  t.ok(start.includes('--max-semi-space-size=4'), 'with the young generation capped (README, "Memory")');
+  t.same(SHIPPED_NODE_FLAGS, ['--max-semi-space-size=4'], 'and the benchmark starts its gateways with those flags');
   const cmd = /^CMD \[(.+)\]$/m.exec(text)?.[1] ?? '';
   t.ok((COMMANDS as readonly string[]).includes(JSON.parse(`[${cmd}]`)[0] as string), 'CMD is a CLI verb');
 });
