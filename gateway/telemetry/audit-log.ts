@@ -167,7 +167,10 @@ export async function openAuditLog(options: AuditLogOptions): Promise<AuditLog> 
   // `fsync: batch` opens the file O_DSYNC: each batch's write returns once its data is on disk,
   // one system call and one trip through libuv's thread pool instead of a write and an
   // fdatasync (measured in bench/RESULTS.md, issue 13). Appends only; read back by path.
-  const flags = constants.O_APPEND | constants.O_CREAT | constants.O_RDWR | (fsync === 'batch' ? constants.O_DSYNC : 0);
+  // A platform without O_DSYNC (Windows) gets the write and an fdatasync per batch instead.
+  const dsync: number | undefined = fsync === 'batch' ? constants.O_DSYNC : undefined;
+  const syncAfterWrite = fsync === 'batch' && dsync === undefined;
+  const flags = constants.O_APPEND | constants.O_CREAT | constants.O_RDWR | (dsync ?? 0);
   let handle: FileHandle = await open(file, flags, 0o600);
   // A batch cut short by a crash while the disk was full leaves a torn last line. No client was
   // answered on it (answers wait for the whole batch), so it is dropped like a torn WAL record.
@@ -316,6 +319,7 @@ export async function openAuditLog(options: AuditLogOptions): Promise<AuditLog> 
       batch.offset += bytesWritten;
       size += bytesWritten;
     }
+    if (syncAfterWrite) await handle.datasync();
   }
 
   function fail(error: unknown): void {
