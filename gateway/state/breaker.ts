@@ -59,7 +59,29 @@ export function viewBreaker(record: BreakerRecord | undefined, policy: BreakerPo
 }
 
 /**
- * How many of `times` (ascending: each violation is appended at its own `now`) fall inside the
+ * Add `time` to the ascending list `times`. Appending is the common case; a time earlier than the
+ * last one comes from another instance whose clock is behind (the Redis driver applies every
+ * instance's violations to one shared record) and goes where it belongs, so the list stays
+ * ascending for the window count and for dropping expired times from the front.
+ */
+function insertInOrder(times: number[], time: number): void {
+  const last = times.length - 1;
+  if (last < 0 || time >= (times[last] as number)) {
+    times.push(time);
+    return;
+  }
+  let lo = 0;
+  let hi = last;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if ((times[mid] as number) <= time) lo = mid + 1;
+    else hi = mid;
+  }
+  times.splice(lo, 0, time);
+}
+
+/**
+ * How many of `times` (ascending, as insertInOrder keeps them) fall inside the
  * window ending at `now`, by binary search. This runs on every request of an agent with breaker
  * state: counted one by one, a flood below a high threshold (or under `breaker: off`, counted over
  * a minute) cost every request a walk over all the flood's timestamps.
@@ -92,7 +114,7 @@ export function addViolation(record: BreakerRecord | undefined, policy: BreakerP
   if (view.state === 'half_open') {
     const doubled = current.cooldownMs === null ? null : Math.min(current.cooldownMs * 2, policy.maxCooldownMs);
     const kept = current.violations.filter((t) => now - t < policy.windowMs);
-    kept.push(now);
+    insertInOrder(kept, now);
     return {
       record: { violations: kept, openedAt: now, reopenAt: doubled === null ? null : now + doubled, cooldownMs: doubled, tripped: true, trips: current.trips + 1 },
       tripped: true,
@@ -107,7 +129,7 @@ export function addViolation(record: BreakerRecord | undefined, policy: BreakerP
   let expired = 0;
   while (expired < recent.length && now - (recent[expired] as number) >= policy.windowMs) expired++;
   if (expired > 0) recent.splice(0, expired);
-  recent.push(now);
+  insertInOrder(recent, now);
   if (recent.length >= policy.violations) {
     return {
       // The violations that tripped it stay on the record: the inventory shows them while it is open.

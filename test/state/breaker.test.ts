@@ -69,3 +69,34 @@ t.test('violations in the window: boundaries and a flood', async (t) => {
   t.equal(viewBreaker(record, flooder, 90_000).violationsInWindow, 29_999, 'a moment later the oldest is out');
   t.equal(record?.violations.length, 30_000, 'and only the last minute kept');
 });
+
+// The Redis driver applies every instance's violations to one shared record, each at its own
+// clock: a violation from an instance whose clock is behind arrives earlier than the last one.
+// The window count (a binary search) and the expiry from the front both need the list in order.
+t.test('violations from instances with skewed clocks: counted and expired as if in order', async (t) => {
+  const skewed = [
+    { name: 'one late arrival', at: [10_000, 12_000, 11_000], now: 12_500, window: 60_000 },
+    { name: 'a clock 2 s behind, interleaved', at: [5_000, 3_100, 5_200, 3_300, 5_400, 3_500], now: 6_000, window: 2_600 },
+    { name: 'late arrivals that are already expired', at: [70_000, 9_000, 71_000, 10_000], now: 71_000, window: 60_000 },
+  ];
+  for (const c of skewed) {
+    const p: BreakerPolicy = { violations: 1_000, windowMs: c.window, cooldownMs: 10 * S, maxCooldownMs: 30 * S, revokeTokens: false };
+    let record: BreakerRecord | undefined;
+    for (const at of c.at) record = addViolation(record, p, at).record;
+    const times = record?.violations ?? [];
+    t.same(times, [...times].sort((a, b) => a - b), `${c.name}: kept in order`);
+    // Counted one by one over every violation recorded, against the window at `now`.
+    const expected = c.at.filter((at) => c.now - at < c.window).length;
+    t.equal(viewBreaker(record, p, c.now).violationsInWindow, expected, `${c.name}: ${expected} in the window`);
+  }
+  // Trips at exactly N even when the N-th violation carries the earliest time.
+  const three: BreakerPolicy = { violations: 3, windowMs: 60 * S, cooldownMs: 10 * S, maxCooldownMs: 30 * S, revokeTokens: false };
+  let record: BreakerRecord | undefined;
+  const trips: boolean[] = [];
+  for (const at of [20 * S, 21 * S, 19 * S]) {
+    const result = addViolation(record, three, at);
+    record = result.record;
+    trips.push(result.tripped);
+  }
+  t.same(trips, [false, false, true], 'the third violation trips it');
+});
