@@ -1,7 +1,8 @@
-// Per-request CPU of two hot-path pieces, this build against a baseline build, in one process,
+// Per-request CPU of hot-path pieces, this build against a baseline build, in one process,
 // alternating builds round by round (CPU time from process.cpuUsage, so a busy machine inflates
 // both sides alike): an audit line (append until written; fsync off, then the default fsync
-// batch, whose wall time per batch is reported too) and a request's metrics.
+// batch, whose wall time per batch is reported too) and a request's metrics; then, apart from the
+// builds, one file append through libuv's thread pool against the same append on this thread.
 //   bench/baseline.sh e68c703 /tmp/agentgate-before && npm run build
 //   node dist/bench/micro.js /tmp/agentgate-before [rounds]
 import { randomUUID } from 'node:crypto';
@@ -63,14 +64,6 @@ async function durableAudit(root: string): Promise<{ cpu: number; wallPerBatch: 
   return { cpu: (used.user + used.system) / lines, wallPerBatch: (wall * 1000) / (lines / 10) };
 }
 
-async function durableAuditUs(root: string): Promise<number> {
-  return (await durableAudit(root)).cpu;
-}
-
-async function durableBatchUs(root: string): Promise<number> {
-  return (await durableAudit(root)).wallPerBatch;
-}
-
 async function metricsUs(root: string): Promise<number> {
   const { createMetrics } = (await import(join(root, 'dist/gateway/telemetry/metrics.js'))) as MetricsModule;
   const metrics = createMetrics({ defaults: false });
@@ -106,18 +99,39 @@ async function appendUs(mode: 'pool' | 'sync', dsync: boolean): Promise<number> 
   return (used.user + used.system) / writes;
 }
 
-const figures = [
-  ['one 300-byte append, thread pool (baseline column) vs synchronous (this build column), CPU', (root: string) => appendUs(root === here ? 'sync' : 'pool', false)],
-  ['one 300-byte O_DSYNC append, thread pool (baseline column) vs synchronous (this build column), CPU', (root: string) => appendUs(root === here ? 'sync' : 'pool', true)],
-  ['audit line (append until written, fsync off), CPU', auditUs],
-  ['audit line (fsync batch, 10 lines a batch; on the project\'s disk), CPU', durableAuditUs],
-  ['audit batch of 10 (fsync batch), wall', durableBatchUs],
-  ['request metrics (observeRequest), CPU', metricsUs],
-] as const;
-for (const [what, measure] of figures) {
-  const figures: Record<string, number[]> = { baseline: [], 'this build': [] };
-  for (let r = 0; r < rounds; r++) for (const [name, root] of Object.entries(builds)) figures[name]?.push(await measure(root));
-  const before = median(figures.baseline ?? []);
-  const after = median(figures['this build'] ?? []);
-  process.stdout.write(`${what}: ${before.toFixed(2)} µs -> ${after.toFixed(2)} µs (median of ${rounds} alternating rounds)\n`);
+/** What is measured per build: each returns its figures by name, in µs. */
+const measures: ReadonlyArray<(root: string) => Promise<Record<string, number>>> = [
+  async (root) => ({ 'audit line (append until written, fsync off), CPU': await auditUs(root) }),
+  async (root) => {
+    const durable = await durableAudit(root);
+    return { 'audit line (fsync batch, 10 lines a batch; on the project\'s disk), CPU': durable.cpu, 'audit batch of 10 (fsync batch), wall': durable.wallPerBatch };
+  },
+  async (root) => ({ 'request metrics (observeRequest), CPU': await metricsUs(root) }),
+];
+for (const measure of measures) {
+  const figures = new Map<string, { baseline: number[]; 'this build': number[] }>();
+  for (let r = 0; r < rounds; r++) {
+    for (const [name, root] of Object.entries(builds) as Array<['baseline' | 'this build', string]>) {
+      for (const [what, value] of Object.entries(await measure(root))) {
+        const row = figures.get(what) ?? { baseline: [], 'this build': [] };
+        row[name].push(value);
+        figures.set(what, row);
+      }
+    }
+  }
+  for (const [what, row] of figures) {
+    process.stdout.write(`${what}: ${median(row.baseline).toFixed(2)} µs -> ${median(row['this build']).toFixed(2)} µs (median of ${rounds} alternating rounds)\n`);
+  }
+}
+
+// Not a before/after figure: what one append costs through libuv's thread pool against the same
+// append on the calling thread, in this process, alternating round by round.
+for (const dsync of [false, true]) {
+  const pool: number[] = [];
+  const sync: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    pool.push(await appendUs('pool', dsync));
+    sync.push(await appendUs('sync', dsync));
+  }
+  process.stdout.write(`one 300-byte ${dsync ? 'O_DSYNC ' : ''}append, CPU: thread pool ${median(pool).toFixed(2)} µs, synchronous ${median(sync).toFixed(2)} µs (median of ${rounds} alternating rounds)\n`);
 }
