@@ -337,13 +337,13 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
    * wrong name, expired), or the server refused ours (none sent, or one it does not trust). The
    * first connection gives up at once instead of waiting out its deadline, naming the cause.
    */
-  let untrusted: string | null = null;
+  let unfixable: string | null = null;
   const noteError = (error: unknown): void => {
     lastError = error instanceof Error ? error.message : String(error);
     const code = (error as { code?: unknown } | null)?.code;
     if (typeof code !== 'string') return;
-    if (UNTRUSTED_CERTIFICATE.has(code)) untrusted = lastError;
-    else if (REFUSED_CLIENT_CERTIFICATE.has(code)) untrusted = `Redis refused the TLS handshake: it wants a client certificate it trusts (state.tls.cert and state.tls.key); ${code}`;
+    if (UNTRUSTED_CERTIFICATE.has(code)) unfixable = lastError;
+    else if (REFUSED_CLIENT_CERTIFICATE.has(code)) unfixable = `Redis refused the TLS handshake: it wants a client certificate it trusts (state.tls.cert and state.tls.key); ${code}`;
   };
   /** The channel listener is registered (node-redis then resubscribes by itself on reconnect). */
   let listening = false;
@@ -957,7 +957,7 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
   start().catch(noteError);
   const until = Date.now() + connectMs;
   const waiting = (): boolean => !healthy && !(lostData !== null && reseedMode === 'manual');
-  while (waiting() && untrusted === null && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 20));
+  while (waiting() && unfixable === null && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 20));
   if (waiting()) {
     closing = true;
     clearInterval(probeTimer);
@@ -966,7 +966,7 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
       raw.destroy();
       subscriber.destroy();
     }
-    const why = untrusted ?? lostData ?? stalled ?? (lastError === '' ? `no answer within ${connectMs} ms` : lastError.replace(/\/\/[^@/]*@/g, '//***@'));
+    const why = unfixable ?? lostData ?? stalled ?? (lastError === '' ? `no answer within ${connectMs} ms` : lastError.replace(/\/\/[^@/]*@/g, '//***@'));
     throw new RedisUnavailableError(why);
   }
 
