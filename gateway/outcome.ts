@@ -30,8 +30,11 @@ export interface OutcomeWriter {
   unavailable(): GatewayError;
   /** The refusal reason and internal detail of a request that ended with `error` (null: allowed). */
   outcomeOf(ctx: RequestContext, error: unknown): { reason: ReasonCode | null; reasonDetail: string };
-  /** Write the request's line before its answer; resolves what it said once written. Rejects with AuditUnavailableError. */
-  writeAhead(ctx: RequestContext, error: unknown, status: number): Promise<Written>;
+  /**
+   * Write the request's line before its answer; resolves what it said once written. Rejects with
+   * AuditUnavailableError. `phase: 'end'` for a second line (the request already has one).
+   */
+  writeAhead(ctx: RequestContext, error: unknown, status: number, phase?: 'end'): Promise<Written>;
   /**
    * Metrics and `ctx.outcome`, once per request served by the runner; `line` is what its line
    * said (null: it has none yet, e.g. the client left first, and gets it now).
@@ -139,9 +142,9 @@ export function createOutcomeWriter(deps: OutcomeDeps): OutcomeWriter {
       const policy = countingPolicy(ctx.policy.roles.get(principal.role)?.breaker ?? null);
       return { kind: 'violation', when: 'always', agent: principal.agent, role: principal.role, policy };
     },
-    async writeAhead(ctx, error, status) {
+    async writeAhead(ctx, error, status, phase) {
       const { reason, reasonDetail } = outcomeOf(ctx, error);
-      await audit.append(recordOf(ctx, reason, reasonDetail, status));
+      await audit.append(recordOf(ctx, reason, reasonDetail, status, phase));
       return { reason, status, reasonDetail };
     },
     finish,

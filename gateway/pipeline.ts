@@ -162,6 +162,10 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       status = upstream.status;
       line = { reason: null, status, reasonDetail: '' };
       await outcome.writeAhead(ctx, null, status);
+      // Killed while its line was being written: no head has gone out, so the agent is told
+      // (403 agent_killed, with a second line) rather than cut and left to find out on a retry.
+      const killed = abortReason(ctx);
+      if (killed !== null) throw killed;
       res.writeHead(status, headers);
       headersAt = performance.now();
       if (upstream.direct !== null) await sendDirect(upstream.direct, res);
@@ -222,9 +226,11 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     // Refused at the door because the audit is down: the one answer sent without a line (it
     // could not be written), counted in the metrics.
     if (!(caught instanceof GatewayError && caught.reason === 'audit_unavailable' && line === null)) {
+      // After an allowed line (a kill while it was written), this one says how the request ended.
+      const phase = line === null ? undefined : 'end';
       line = { ...outcome.outcomeOf(ctx, caught), status: rendered.status };
       try {
-        await outcome.writeAhead(ctx, caught, rendered.status);
+        await outcome.writeAhead(ctx, caught, rendered.status, phase);
       } catch (error) {
         if (!(error instanceof AuditUnavailableError)) throw error;
         res.destroy();

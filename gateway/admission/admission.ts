@@ -42,7 +42,7 @@ export interface Admission {
   untrack(ctx: RequestContext, abort: Abort): void;
   /** Abort every in-flight request and WebSocket of `agent`; returns how many. */
   abortAgent(agent: string, reason: string): number;
-  /** The operator's kill switch: durable first, then the agent's calls in flight are cut. */
+  /** The operator's kill switch: in force and the agent's calls in flight stopped at once; resolves once durable. */
   kill(record: KillRecord): Promise<{ readonly sharing: Sharing; readonly aborted: number }>;
   /** Lift a kill switch and reset the breaker; false when there was neither. */
   revive(agent: string): Promise<boolean>;
@@ -171,14 +171,19 @@ export function createAdmission(deps: AdmissionDeps): Admission {
       if (set.size === 0) inFlight.delete(agent);
     },
     async kill(record) {
-      // Durable first: the next request is refused, and a restart keeps the kill.
-      const sharing = await store.kill(record);
-      return { sharing, aborted: abortAgent(record.agent, record.reason) };
+      // The store puts the kill in force in memory before its first wait (the next request is
+      // refused), so the calls in flight are stopped now, not after the disk or Redis answered;
+      // the answer still waits for the durable write, and a restart keeps the kill.
+      const durable = store.kill(record);
+      const aborted = abortAgent(record.agent, record.reason);
+      return { sharing: await durable, aborted };
     },
     revive: (agent) => store.revive(agent),
     async revokeAgent(agent, reason) {
-      const sharing = await store.revokeAgent(agent, Math.floor(clock.now() / 1000));
-      return { sharing, aborted: abortAgent(agent, reason) };
+      // As a kill: in force in memory at once, the calls in flight stopped before the durable write.
+      const durable = store.revokeAgent(agent, Math.floor(clock.now() / 1000));
+      const aborted = abortAgent(agent, reason);
+      return { sharing: await durable, aborted };
     },
     *gauges(policy) {
       const now = clock.now();

@@ -89,6 +89,9 @@ export function createWorkerAudit(options: WorkerAuditOptions): WorkerAudit {
     get written() {
       return written;
     },
+    get queued() {
+      return outstanding + queue.length;
+    },
     get available() {
       return state.available;
     },

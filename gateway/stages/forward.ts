@@ -193,9 +193,18 @@ class PlainExchange implements Dispatcher.DispatchHandler, DirectBody {
     ctx.signal.addEventListener('abort', this);
   }
 
-  /** `ctx.signal` aborted: stop the upstream exchange, or end a body already complete. */
+  /** `ctx.signal` aborted: stop the upstream exchange, unless the whole answer is already out. */
   handleEvent(): void {
     const reason = this.#ctx.signal.reason instanceof Error ? this.#ctx.signal.reason : new Error('request aborted');
+    const sink = this.#sink;
+    if (this.#ended && sink !== null && !this.#settled) {
+      // The whole body is handed to the client (its end written, 'finish' to come): nothing is
+      // left to stop, and cutting the connection would only make the agent reconnect. A
+      // connection that closes before the answer is out still ends it as cut.
+      if (sink.destroyed) this.#settle(reason);
+      else sink.once('close', () => this.#settle(sink.writableFinished ? null : reason));
+      return;
+    }
     if (this.#ended || this.#error !== null) {
       if (this.#sink !== null) this.#settle(reason);
       return;

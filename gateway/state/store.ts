@@ -145,12 +145,19 @@ export interface Store {
   isRevoked(jti: string, agent?: string, issuedAt?: number): boolean;
   /** Revoke one token until `expiresAt` (seconds since the epoch). */
   revoke(jti: string, expiresAt: number): Promise<Sharing>;
-  /** Revoke every token of `agent` issued at or before `at` (seconds since the epoch). */
+  /**
+   * Revoke every token of `agent` issued at or before `at` (seconds since the epoch). As `kill`:
+   * in force here before the call returns its promise.
+   */
   revokeAgent(agent: string, at: number): Promise<Sharing>;
 
   killRecord(agent: string): KillRecord | undefined;
   kills(): readonly KillRecord[];
-  /** In force on this instance before it resolves, even when Redis is unreachable (then `local`). */
+  /**
+   * In force on this instance before the call returns its promise (admission stops the calls in
+   * flight then, without waiting for the write), even when Redis is unreachable (then `local`).
+   * A cluster worker's store is the exception: the primary's push puts it in force, and cuts.
+   */
   kill(record: KillRecord): Promise<Sharing>;
   /** Lift a kill switch and reset the breaker; resolves false when there was neither. */
   revive(agent: string): Promise<boolean>;

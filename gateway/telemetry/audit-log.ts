@@ -72,6 +72,8 @@ export interface AuditLog {
   close(timeoutMs?: number): Promise<void>;
   /** Lines written to disk so far (for status). */
   readonly written: number;
+  /** Lines appended and not yet written: waiting for a batch, or in the batch being written. */
+  readonly queued: number;
   /** False from a failed write (or sync, or rotation) until a retry succeeds. */
   readonly available: boolean;
   /** Why the log is unavailable (`ENOSPC: ...`), or null. */
@@ -384,6 +386,9 @@ export async function openAuditLog(options: AuditLogOptions): Promise<AuditLog> 
   return {
     get written() {
       return written;
+    },
+    get queued() {
+      return pending.length + (current === null ? 0 : current.lines);
     },
     get available() {
       return unavailable === null;

@@ -4,7 +4,11 @@
 // an upstream cut mid-body ending the client's response (never a short body taken as whole) with
 // its `phase: end` audit line, a client that leaves, and an abort (kill) before and after the head.
 import t from 'tap';
+import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
+import { closeSync, constants, openSync } from 'node:fs';
+import { mkdir, open, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { connect, type Socket } from 'node:net';
 import type { ServerResponse } from 'node:http';
 import { request } from 'undici';
@@ -191,6 +195,48 @@ t.test('an abort (kill) before and after the head', async (t) => {
     t.match(lines[0], { decision: 'allow', status: 200 });
     t.match(lines[1], { phase: 'end', decision: 'deny', reason: 'agent_killed', reasonDetail: 'test kill' });
   });
+});
+
+t.test('a kill while the allowed line is written: 403 agent_killed and a second line, not a cut', async (t) => {
+  // A disk that does not answer: every thread of libuv's pool is held in open() of a FIFO with
+  // no writer, so the audit write queued behind them waits until the test lets them go.
+  const upstream = await startUpstream(t, (_req, res) => res.end('whole answer'));
+  const gw = await startGateway(t, { upstreams: { content: upstream.url } });
+  const token = await gw.token(AGENT);
+  const warm = await request(`${gw.url}${PLAIN}`, { headers: { authorization: `Bearer ${token}` } });
+  t.equal(await warm.body.text(), 'whole answer');
+  await gw.gateway.audit.flush();
+  const threads = Number(process.env.UV_THREADPOOL_SIZE ?? 4);
+  const dir = join(t.testdirName, 'fifos');
+  await rm(dir, { recursive: true, force: true });
+  await mkdir(dir, { recursive: true });
+  const fifos = Array.from({ length: threads }, (_, i) => join(dir, `hold-${i}.fifo`));
+  for (const fifo of fifos) execFileSync('mkfifo', [fifo]);
+  const holders = fifos.map((fifo) => open(fifo, 'r'));
+  let released = false;
+  const release = (): void => {
+    if (released) return;
+    released = true;
+    // A writer appearing lets each held open() return.
+    for (const fifo of fifos) closeSync(openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK));
+  };
+  t.teardown(release);
+
+  const pending = request(`${gw.url}${PLAIN}`, { headers: { authorization: `Bearer ${token}` } });
+  await until(() => gw.gateway.audit.queued === 1);
+  t.equal(gw.gateway.abortAgent(AGENT, 'killed while its line was written'), 1, 'the call is in flight');
+  release();
+  for (const holder of await Promise.all(holders)) await holder.close();
+  const res = await pending;
+  t.equal(res.statusCode, 403, 'told, not cut');
+  t.match(await res.body.json(), { type: 'urn:agentgate:problem:agent_killed' });
+  let lines: Array<Record<string, unknown>> = [];
+  await until(async () => (lines = (await gw.auditLines()).filter((l) => l.path === '/assets')).length === 3);
+  t.match(lines[1], { decision: 'allow', status: 200 });
+  t.notOk('phase' in (lines[1] ?? {}));
+  t.match(lines[2], { phase: 'end', decision: 'deny', reason: 'agent_killed', status: 403, reasonDetail: 'killed while its line was written' });
+  t.equal(lines[2]?.requestId, lines[1]?.requestId, 'both lines are the same request\'s');
+
 });
 
 t.test('upstream failures before the head are 502 and 504 on the plain path', async (t) => {

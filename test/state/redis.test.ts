@@ -77,6 +77,21 @@ const cases: Case[] = [
     },
   },
   {
+    // Admission stops an agent's calls in flight as soon as kill() returns, before the write is
+    // durable: the store must already refuse by then, or a call could slip in between.
+    name: 'a kill and an agent revocation are in force here before their promise is awaited',
+    async run(t, a) {
+      const record = { agent: 'sync-bot', reason: 'leak', at: clock.now(), by: 'uid=0' };
+      const killed = a.kill(record);
+      t.same(a.killRecord('sync-bot'), record, 'killed at once');
+      const revoked = a.revokeAgent('sync-bot', 2000);
+      t.ok(a.isRevoked('any', 'sync-bot', 2000), 'its tokens revoked at once');
+      t.equal(await killed, 'shared');
+      t.equal(await revoked, 'shared');
+      await a.revive('sync-bot');
+    },
+  },
+  {
     name: 'the breaker trips at exactly N with violations split over two instances',
     async run(t, a, b) {
       const stores = [a, b];
