@@ -1,7 +1,8 @@
 // Per-request CPU of hot-path pieces, this build against a baseline build, in one process,
 // alternating builds round by round (CPU time from process.cpuUsage, so a busy machine inflates
 // both sides alike): an audit line (append until written; fsync off, then the default fsync
-// batch, whose wall time per batch is reported too) and a request's metrics; then, apart from the
+// batch, whose wall time per batch is reported too), a request's metrics and a verified-token
+// cache hit (CPU, and bytes allocated per hit); then, apart from the
 // builds, one file append through libuv's thread pool against the same append on this thread.
 //   bench/baseline.sh e68c703 /tmp/agentgate-before && npm run build
 //   node dist/bench/micro.js /tmp/agentgate-before [rounds]
@@ -11,6 +12,9 @@ import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { PerformanceObserver } from 'node:perf_hooks';
+import { getHeapStatistics, setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 
 type AuditModule = typeof import('../gateway/telemetry/audit-log.js');
 type MetricsModule = typeof import('../gateway/telemetry/metrics.js');
@@ -23,6 +27,13 @@ if (baseline === undefined) {
 const rounds = Number(process.argv[3] ?? 5);
 const here = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const builds = { baseline: resolve(baseline), 'this build': here };
+const median = (values: number[]): number => [...values].sort((a, b) => a - b)[values.length >> 1] ?? Number.NaN;
+
+// Collections are counted so a heap-used difference is read only across a stretch without one.
+setFlagsFromString('--expose-gc');
+const gc = runInNewContext('gc') as () => void;
+let gcCount = 0;
+new PerformanceObserver((list) => (gcCount += list.getEntries().length)).observe({ entryTypes: ['gc'] });
 
 function record(): Record<string, unknown> & { time: string; kind: 'proxy'; requestId: string; decision: 'allow'; reason: string } {
   return { time: new Date().toISOString(), kind: 'proxy', requestId: randomUUID(), agent: 'bench-agent', role: 'caller', onBehalfOf: null, jti: randomUUID(), backend: 'bench', method: 'GET', path: '/small', decision: 'allow', reason: 'none', reasonDetail: null, route: 'GET /small', status: 200, upstreamStatus: 200, durationMs: 1.234, remote: '127.0.0.1' };
@@ -76,7 +87,7 @@ async function metricsUs(root: string): Promise<number> {
   return (used.user + used.system) / calls;
 }
 
-const median = (values: number[]): number => [...values].sort((a, b) => a - b)[values.length >> 1] ?? Number.NaN;
+
 /**
  * One 300-byte append to a file, `mode` 'pool' through libuv's thread pool (a FileHandle write,
  * as the audit writer does it) or 'sync' on the calling thread (writeSync): CPU per write,
@@ -99,6 +110,71 @@ async function appendUs(mode: 'pool' | 'sync', dsync: boolean): Promise<number> 
   return (used.user + used.system) / writes;
 }
 
+/**
+ * A verified-token cache hit through the authenticate stage (the request's Authorization header
+ * to its principal), with 1,000 tokens revoked so the revocation check has a table to look in:
+ * bytes allocated on the JS heap per hit (heap used across 1,000 hits with no collection between;
+ * median of 7 tries, a try that saw a collection retried) and CPU per hit.
+ */
+async function cacheHit(root: string): Promise<{ bytes: number; cpu: number }> {
+  const mod = async <T>(path: string): Promise<T> => (await import(join(root, 'dist/gateway', path))) as T;
+  const { systemClock: clock } = await mod<typeof import('../gateway/clock.js')>('clock.js');
+  const { loadPolicySnapshot } = await mod<typeof import('../gateway/policy/index.js')>('policy/index.js');
+  const { openKeyStore } = await mod<typeof import('../gateway/tokens/keys.js')>('tokens/keys.js');
+  const { createTokenVerifier } = await mod<typeof import('../gateway/tokens/verify.js')>('tokens/verify.js');
+  const { openMemoryStore } = await mod<typeof import('../gateway/state/memory.js')>('state/memory.js');
+  const { viewOf } = await mod<typeof import('../gateway/state/view.js')>('state/view.js');
+  const { createAuthenticate } = await mod<typeof import('../gateway/stages/authenticate.js')>('stages/authenticate.js');
+  const { createContext, RequestAbort } = await mod<typeof import('../gateway/context.js')>('context.js');
+  const { issueAgentToken, planAgentToken } = await mod<typeof import('../gateway/broker/issue.js')>('broker/issue.js');
+  const { createLogger } = await mod<typeof import('../gateway/telemetry/log.js')>('telemetry/log.js');
+  const dir = await mkdtemp(join(tmpdir(), 'agm-'));
+  const policy = await loadPolicySnapshot(join(here, 'policies'), { version: 1, clock, defaultTimeoutMs: 30_000 });
+  const keys = await openKeyStore({ dir: join(dir, 'keys'), alg: 'EdDSA', clock });
+  const issuer = 'http://agentgate.micro';
+  const store = await openMemoryStore({ clock, file: null });
+  for (let i = 0; i < 1000; i++) await store.revoke(`revoked-${i}`, Math.floor(clock.now() / 1000) + 3600);
+  const stage = createAuthenticate({ verifier: createTokenVerifier({ keys, issuer, clock }), state: viewOf(store) });
+  const { token } = await issueAgentToken(keys, issuer, planAgentToken(policy, 'support-agent-01'), clock);
+  const authorization = `Bearer ${token}`;
+  const ctx = createContext({
+    requestId: 'micro',
+    clock,
+    policy,
+    request: { method: 'GET', url: '/crm/contacts', headers: { authorization }, rawHeaders: ['host', 'x', 'Authorization', authorization], remoteAddress: '127.0.0.1', remotePort: 1, encrypted: false, body: null },
+    signal: new RequestAbort(),
+    log: createLogger({ level: 'silent' }),
+  });
+  await stage.run(ctx);
+  if (ctx.principal?.agent !== 'support-agent-01') throw new Error('the token did not authenticate');
+  const hit = (): void => {
+    ctx.principal = null;
+    if (stage.run(ctx) !== undefined) throw new Error('not a cache hit');
+  };
+  for (let i = 0; i < 20_000; i++) hit();
+  const start = process.cpuUsage();
+  const calls = 200_000;
+  for (let i = 0; i < calls; i++) hit();
+  const used = process.cpuUsage(start);
+  const tries: number[] = [];
+  // GC entries reach the observer a few event-loop turns later.
+  const turn = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 10));
+  for (let attempt = 0; tries.length < 7; attempt++) {
+    if (attempt === 50) throw new Error('every try saw a collection');
+    gc();
+    await turn(); // the forced collection's entry is counted before the snapshot
+    const collections = gcCount;
+    const before = getHeapStatistics().used_heap_size;
+    for (let i = 0; i < 1000; i++) hit();
+    const after = getHeapStatistics().used_heap_size;
+    await turn();
+    if (gcCount === collections && after >= before) tries.push((after - before) / 1000);
+  }
+  await store.close();
+  await rm(dir, { recursive: true, force: true });
+  return { bytes: median(tries), cpu: (used.user + used.system) / calls };
+}
+
 /** What is measured per build: each returns its figures by name, in µs. */
 const measures: ReadonlyArray<(root: string) => Promise<Record<string, number>>> = [
   async (root) => ({ 'audit line (append until written, fsync off), CPU': await auditUs(root) }),
@@ -107,6 +183,10 @@ const measures: ReadonlyArray<(root: string) => Promise<Record<string, number>>>
     return { 'audit line (fsync batch, 10 lines a batch; on the project\'s disk), CPU': durable.cpu, 'audit batch of 10 (fsync batch), wall': durable.wallPerBatch };
   },
   async (root) => ({ 'request metrics (observeRequest), CPU': await metricsUs(root) }),
+  async (root) => {
+    const { bytes, cpu } = await cacheHit(root);
+    return { 'verified-token cache hit (authenticate stage), CPU': cpu, 'verified-token cache hit, bytes allocated (not µs)': bytes };
+  },
 ];
 for (const measure of measures) {
   const figures = new Map<string, { baseline: number[]; 'this build': number[] }>();

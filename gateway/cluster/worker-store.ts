@@ -40,7 +40,7 @@ export function createWorkerStore(options: WorkerStoreOptions): WorkerStore {
     status: () => (options.connected() ? { healthy: true, detail: 'state file, through the cluster primary', unshared: 0 } : { healthy: false, detail: 'the cluster primary is gone', unshared: 0 }),
     reseed: () => ask({ op: 'reseed' }),
     // Reads: the replica, kept current by the primary's pushes.
-    isRevoked: (jti, agent, issuedAt) => replica.isRevoked(jti, agent, issuedAt),
+    isRevoked: (jti, agent, issuedAt, digest) => replica.isRevoked(jti, agent, issuedAt, digest),
     killRecord: (agent) => replica.killRecord(agent),
     kills: () => replica.kills(),
     breaker: (agent) => replica.breaker(agent),

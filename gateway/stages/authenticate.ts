@@ -5,8 +5,16 @@
 import type { RequestContext, Stage } from '../context.js';
 import type { Principal } from '../tokens/claims.js';
 import { GatewayError } from '../errors.js';
+import type { PolicySnapshot } from '../policy/types.js';
+import { jtiDigest } from '../state/revocations.js';
 import type { StateView } from '../state/view.js';
 import { TokenError, exceedsLifetime, type TokenVerifier, type VerifiedClaims } from '../tokens/verify.js';
+
+interface Known {
+  readonly digest: Uint32Array;
+  policy: PolicySnapshot | null;
+  principal: Principal | null;
+}
 
 export interface AuthenticateOptions {
   readonly verifier: TokenVerifier;
@@ -30,12 +38,22 @@ const DEFAULT_SINGLE_IDLE_SECONDS = 900;
 export function createAuthenticate(options: AuthenticateOptions): Stage {
   const { verifier, state } = options;
 
-  /** Everything after verification; synchronous, so a cache hit never waits. */
+  // What a verified-token cache hit reuses, per verified claims (the verifier's cached object):
+  // the jti's revocation digest, and the principal built under the policy snapshot in force then.
+  // Every check below still runs on every request; only the hashing and the object are kept.
+  const known = new WeakMap<VerifiedClaims, Known>();
+
+  /** Everything after verification; synchronous, so a cache hit never waits (nor allocates). */
   function establish(ctx: RequestContext, claims: VerifiedClaims): void {
+    let memo = known.get(claims);
+    if (memo === undefined) {
+      memo = { digest: jtiDigest(claims.jti), policy: null, principal: null };
+      known.set(claims, memo);
+    }
     let revoked: boolean;
     try {
       if (!state.isHealthy()) throw new Error(`store ${state.driver} unhealthy`);
-      revoked = state.isRevoked(claims.jti, claims.agent, claims.issuedAt);
+      revoked = state.isRevoked(claims.jti, claims.agent, claims.issuedAt, memo.digest);
     } catch (error) {
       throw new GatewayError('state_unavailable', 'the gateway cannot check token revocation right now; retry shortly', {
         reasonDetail: `revocation check failed: ${(error as Error).message}`,
@@ -74,6 +92,10 @@ export function createAuthenticate(options: AuthenticateOptions): Stage {
         ctx.intents.push({ kind: 'spend_use', when: 'admitted', jti: claims.jti, maxUses: tokenPolicy.maxUses, expiresAt: claims.expiresAt });
       }
     }
+    if (memo.policy === ctx.policy && memo.principal !== null) {
+      ctx.principal = memo.principal;
+      return;
+    }
     const principal: Principal = {
       agent: agent.id,
       role: agent.role,
@@ -87,6 +109,8 @@ export function createAuthenticate(options: AuthenticateOptions): Stage {
       issuedAt: claims.issuedAt,
       expiresAt: claims.expiresAt,
     };
+    memo.policy = ctx.policy;
+    memo.principal = principal;
     ctx.principal = principal;
   }
 
@@ -100,12 +124,14 @@ export function createAuthenticate(options: AuthenticateOptions): Stage {
           reasonDetail: 'access_token in the query string',
         });
       }
-      const token = bearerToken(ctx.request.rawHeaders);
-      // A cached token passed this check (and everything else) when it was first verified.
-      const hit = verifier.cached(token);
+      // Cached under the whole header value: a hit needs no substring of it. The same value
+      // passed every syntax check below (and everything else) when it was first verified.
+      const credential = bearerCredential(ctx.request.rawHeaders);
+      const hit = verifier.cached(credential, ctx.receivedAt);
       if (hit !== undefined) return establish(ctx, hit);
+      const token = credential.slice(BEARER_PREFIX);
       if (!B64TOKEN.test(token)) throw new GatewayError('token_missing', MISSING, { reasonDetail: 'Bearer credential is not a b64token' });
-      return verifier.verify(token).then(
+      return verifier.verify(token, credential).then(
         (claims) => establish(ctx, claims),
         (error: unknown) => {
           if (error instanceof TokenError) throw new GatewayError('token_invalid', error.code === 'expired' ? EXPIRED : INVALID, { reasonDetail: error.code, cause: error });
@@ -127,8 +153,14 @@ function queryOf(ctx: RequestContext): string {
   return hash === -1 ? url.slice(start) : url.slice(start, hash);
 }
 
-/** The credential of the single `Authorization: Bearer` header, or token_missing. Names compare case-insensitively. */
-function bearerToken(rawHeaders: readonly string[]): string {
+/** Length of `Bearer ` (any case), where the token starts in the header value. */
+const BEARER_PREFIX = 7;
+
+/**
+ * The value of the single `Authorization: Bearer` header (the token starts at BEARER_PREFIX), or
+ * token_missing. Names compare case-insensitively.
+ */
+function bearerCredential(rawHeaders: readonly string[]): string {
   let value: string | undefined;
   let count = 0;
   // rawHeaders, not headers: node folds repeated Authorization headers and would hide the second.
@@ -148,7 +180,7 @@ function bearerToken(rawHeaders: readonly string[]): string {
     throw new GatewayError('token_missing', MISSING, { reasonDetail: value === '' ? 'empty Authorization header' : 'not a Bearer credential' });
   }
   // Its b64token syntax is checked by the caller, after the verified-token cache (a hit passed it).
-  return value.slice(7);
+  return value;
 }
 
 /**

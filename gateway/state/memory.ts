@@ -392,12 +392,14 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Memo
     isHealthy: () => true,
     status: () => ({ healthy: true, detail: file === null ? 'in memory' : 'state file', unshared: 0 }),
     reseed: () => Promise.resolve({ reseeded: false, detail: 'the memory driver keeps its state in its own file; there is no shared store to reseed', kills: 0, revocations: 0, breakers: 0 }),
-    isRevoked(jti, agent, issuedAt) {
+    isRevoked(jti, agent, issuedAt, digest) {
       if (agent !== undefined && issuedAt !== undefined) {
         const before = agentRevoked.get(agent);
         if (before !== undefined && issuedAt <= before) return true;
       }
-      return revoked.has(jti, clock.now() / 1000);
+      if (digest === undefined) return revoked.has(jti, clock.now() / 1000);
+      const until = revoked.expiryOf(digest);
+      return until !== 0 && until * 1000 > clock.now();
     },
     async revoke(jti, expiresAt) {
       const d = jtiDigest(jti);
@@ -484,7 +486,7 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Memo
       sessions.track(sid, agent, expiresAt, clock.now());
     },
     checkSession(sid, agent, expiresAt, idleMs, touch): SessionState {
-      const checked = sessions.check(sid, agent, expiresAt, idleMs, touch, clock.now());
+      const checked = sessions.check(sid, agent, expiresAt, idleMs, touch, clock);
       // In force at once in memory; the file catches up (a failed write is retried by the next one).
       if (checked.endedNow) journal({ op: 'session-ended', sid, exp: checked.expiresAt }).catch(() => undefined);
       return checked.state;

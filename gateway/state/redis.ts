@@ -1092,7 +1092,7 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
       sessions.track(sid, agent, expiresAt, now);
     },
     checkSession(sid, agent, expiresAt, idleMs, touch): SessionState {
-      const checked = sessions.check(sid, agent, expiresAt, idleMs, touch, clock.now());
+      const checked = sessions.check(sid, agent, expiresAt, idleMs, touch, clock);
       // The idle clock is this instance's: a session busy on another instance may idle out here.
       if (checked.endedNow) endSessionShared(sid, checked.expiresAt).catch(() => undefined);
       return checked.state;

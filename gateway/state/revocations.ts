@@ -83,8 +83,17 @@ export class RevocationSet {
   }
 
   hasDigest(d: Uint32Array, nowSeconds: number): boolean {
+    return this.expiryOf(d) > nowSeconds;
+  }
+
+  /**
+   * When the digest's revocation ends (seconds; 0: not in the table). The caller compares it with
+   * the time only when there is one, so the common answer (not revoked) needs no clock reading.
+   */
+  expiryOf(d: Uint32Array): number {
+    if (this.#size === 0) return 0;
     const slot = this.#find(d);
-    return slot >= 0 && (this.#table[slot * WORDS + 4] as number) > nowSeconds;
+    return slot < 0 ? 0 : (this.#table[slot * WORDS + 4] as number);
   }
 
   /** Revoke `jti` until `expiresAt` (seconds); an earlier expiry never shortens a later one. */

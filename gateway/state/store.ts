@@ -142,7 +142,11 @@ export interface Store {
   reseed(): Promise<ReseedOutcome>;
 
   /** True when `jti` was revoked, or the agent's tokens issued at or before `issuedAt` were. */
-  isRevoked(jti: string, agent?: string, issuedAt?: number): boolean;
+  /**
+   * `digest`, when given, is `jtiDigest(jti)` computed once by the caller: the memory driver then
+   * hashes nothing per check (a verified-token cache hit allocates nothing).
+   */
+  isRevoked(jti: string, agent?: string, issuedAt?: number, digest?: Uint32Array): boolean;
   /** Revoke one token until `expiresAt` (seconds since the epoch). */
   revoke(jti: string, expiresAt: number): Promise<Sharing>;
   /**

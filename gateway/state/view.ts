@@ -9,7 +9,8 @@ export interface StateView {
   readonly driver: Store['driver'];
   /** False when the backing store cannot be trusted: the checks then fail closed. */
   isHealthy(): boolean;
-  isRevoked(jti: string, agent: string, issuedAt: number): boolean;
+  /** `digest`: the jti's revocation digest (state/revocations.ts `jtiDigest`), when the caller keeps it. */
+  isRevoked(jti: string, agent: string, issuedAt: number, digest?: Uint32Array): boolean;
   killRecord(agent: string): KillRecord | undefined;
   breaker(agent: string): BreakerRecord | undefined;
   /** The session's state now; `idle` when unused longer than `idleMs` (ending it is an intent). */
@@ -40,7 +41,7 @@ export function viewOf(store: Store): StateView {
   return Object.freeze({
     driver: store.driver,
     isHealthy: () => store.isHealthy(),
-    isRevoked: (jti: string, agent: string, issuedAt: number) => store.isRevoked(jti, agent, issuedAt),
+    isRevoked: (jti: string, agent: string, issuedAt: number, digest?: Uint32Array) => store.isRevoked(jti, agent, issuedAt, digest),
     killRecord: (agent: string) => store.killRecord(agent),
     breaker: (agent: string) => store.breaker(agent),
     sessionState: (sid: string, agent: string, expiresAt: number, idleMs: number | null) => store.checkSession(sid, agent, expiresAt, idleMs, false),

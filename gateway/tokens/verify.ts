@@ -45,10 +45,17 @@ export class TokenError extends Error {
 export type { VerifiedClaims };
 
 export interface TokenVerifier {
-  /** A verified token still before its `exp`, or undefined. Synchronous: the hot path. */
-  cached(token: string): VerifiedClaims | undefined;
-  /** Full verification; fills the cache. Throws TokenError for any token we would not accept. */
-  verify(token: string): Promise<VerifiedClaims>;
+  /**
+   * A verified token still before its `exp`, or undefined; `key` is what `verify` cached it under
+   * (the token, or the whole `Authorization` value it came in); `nowMs`: the time to check its
+   * `exp` against (the request's arrival; default the clock's now). Synchronous: the hot path.
+   */
+  cached(key: string, nowMs?: number): VerifiedClaims | undefined;
+  /**
+   * Full verification; fills the cache under `cacheKey` (default: the token itself). Throws
+   * TokenError for any token we would not accept.
+   */
+  verify(token: string, cacheKey?: string): Promise<VerifiedClaims>;
 }
 
 export interface TokenVerifierOptions {
@@ -61,6 +68,12 @@ export interface TokenVerifierOptions {
   /** Verified tokens kept; default 10 000. */
   readonly cacheSize?: number;
 }
+
+/**
+ * Passed to every LRU `get`: without it lru-cache makes a `{}` per call (its parameter default),
+ * the only allocation of a verified-token cache hit. It writes `status` into it, so not frozen.
+ */
+const GET_OPTIONS: LRUCache.GetOptions<string, VerifiedClaims, unknown> = {};
 
 /** Longest token accepted; checked before anything is decoded. */
 export const MAX_TOKEN_BYTES = 8192;
@@ -115,18 +128,18 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
   const refused = new LRUCache<string, TokenErrorCode>({ max: cacheSize });
 
   return {
-    cached(token) {
-      const hit = cache.get(token);
+    cached(key, nowMs = clock.now()) {
+      const hit = cache.get(key, GET_OPTIONS);
       if (hit === undefined) return undefined;
       // Past exp the token goes back through full verification (which applies the skew once more).
-      if (clock.now() >= hit.expiresAt * 1000 || keys.resolve(hit.kid) === undefined) {
-        cache.delete(token);
+      if (nowMs >= hit.expiresAt * 1000 || keys.resolve(hit.kid) === undefined) {
+        cache.delete(key);
         return undefined;
       }
       return hit;
     },
 
-    async verify(token) {
+    async verify(token, cacheKey = token) {
       // Size first: nothing of an oversized token is decoded.
       if (token.length > MAX_TOKEN_BYTES || Buffer.byteLength(token) > MAX_TOKEN_BYTES) throw new TokenError('too_large');
       const digest = createHash('sha256').update(token).digest('base64url');
@@ -151,7 +164,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
       const claims = toClaims(payload, key.kid);
       // jose leaves iat unchecked; a token issued in the future was not issued by our clock.
       if (claims.issuedAt * 1000 > clock.now() + skew * 1000) throw new TokenError('not_yet_valid');
-      if (clock.now() < claims.expiresAt * 1000) cache.set(token, claims);
+      if (clock.now() < claims.expiresAt * 1000) cache.set(cacheKey, claims);
       return claims;
     },
   };

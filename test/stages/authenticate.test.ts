@@ -187,7 +187,7 @@ t.test('a token in the query string is misplaced, matched as a real parameter na
 });
 
 t.test('a cache hit completes synchronously; revocation still applies on the hot path', async (t) => {
-  const { keys, policy, clock, store, run, settle, verifier } = await setup(t);
+  const { keys, policy, clock, store, run, settle, verifier, stage } = await setup(t);
   const minted = await mintAccessToken(keys, {
     issuer: ISSUER, agent: 'support-agent-01', subject: 'support-agent-01', audience: ['kb', 'tickets'],
     scopes: ['kb:articles.read', 'tickets:tickets.read'], ttlSeconds: 3600, sid: 'sid-1',
@@ -197,7 +197,7 @@ t.test('a cache hit completes synchronously; revocation still applies on the hot
   const first = run({ url: '/tickets/tickets', authorization });
   t.type(first.returned, Promise, 'a miss verifies asynchronously');
   t.equal(await settle(first), null);
-  t.ok(verifier.cached(minted.token), 'now cached');
+  t.ok(verifier.cached(authorization[0] ?? ''), 'now cached, under the Authorization value it came in');
 
   const second = run({ url: '/tickets/tickets', authorization });
   t.equal(second.returned, undefined, 'a hit returns undefined: no promise, no await');
@@ -207,6 +207,18 @@ t.test('a cache hit completes synchronously; revocation still applies on the hot
     jti: minted.jti, sid: 'sid-1', scopes: new Set(['kb:articles.read', 'tickets:tickets.read']), audience: new Set(['kb', 'tickets']),
     issuedAt: minted.issuedAt, expiresAt: minted.expiresAt,
   });
+  t.equal(run({ url: '/tickets/tickets', authorization }).ctx.principal, second.ctx.principal, 'a hit under the same policy reuses the principal: nothing is built per request');
+  // A reload that moves the agent to another role: the next hit says so (the principal is rebuilt).
+  const agent = policy.agents.get('support-agent-01');
+  if (agent === undefined) throw new Error('shipped policy lost support-agent-01');
+  const role = policy.roles.get('support');
+  if (role === undefined) throw new Error('shipped policy lost the support role');
+  const moved = { ...policy, roles: new Map(policy.roles).set('support-moved', role), agents: new Map(policy.agents).set(agent.id, { ...agent, role: 'support-moved' }) };
+  const underMoved = syntheticContext({ policy: moved, clock, url: '/tickets/tickets', authorization });
+  normalize.run(underMoved);
+  t.equal(stage.run(underMoved), undefined, 'still a cache hit');
+  t.equal(underMoved.principal?.role, 'support-moved', 'the role comes from the policy in force');
+  t.equal(run({ url: '/tickets/tickets', authorization }).ctx.principal?.role, 'support', 'and back under the first one');
   const { request: _request, log: _log, signal: _signal, startedAt: _startedAt, ...rest } = second.ctx;
   const serialized = JSON.stringify(rest, (_k, v: unknown) => (v instanceof Set || v instanceof Map ? [...v] : v));
   t.notOk(serialized.includes(minted.token.split('.')[2] ?? 'x'), 'no part of the token is kept outside the request');

@@ -28,7 +28,7 @@ t.test('sessions: live, idle, ended, and reads never change anything', async (t)
           table.track(sid, 'bot', HOUR, now);
         } else {
           const before = [...ended];
-          const checked = table.check(sid, 'bot', HOUR, c.idleMs, op === 'check', now);
+          const checked = table.check(sid, 'bot', HOUR, c.idleMs, op === 'check', { now: () => now });
           t.equal(checked.state, expect, `${op} ${sid} at ${seconds}s`);
           if (op === 'read') t.same([...ended], before, 'a read ends nothing');
           if (checked.endedNow) t.ok(ended.has(sid), 'ending is recorded in the durable part');
@@ -47,7 +47,7 @@ t.test('sessions: an ended record never moves back, and expired ones are swept',
   table.track('s2', 'bot', 50, 0);
   table.sweep(150);
   t.ok(ended.has('s1'), 'not yet expired');
-  t.equal(table.check('s2', 'bot', 50, null, false, at(150)).state, 'live', 'a swept session is unknown again (and live for a read)');
+  t.equal(table.check('s2', 'bot', 50, null, false, { now: () => at(150) }).state, 'live', 'a swept session is unknown again (and live for a read)');
   t.same(table.endOthers('bot', null), [], 'nothing left to end for the agent');
   table.sweep(201);
   t.notOk(ended.has('s1'), 'swept once expired');

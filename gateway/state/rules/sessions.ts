@@ -2,6 +2,7 @@
 // store drivers. The tables decide (is this session live, idle or ended; may this use be taken;
 // how many live tokens has an agent); the drivers store: the memory driver writes its state file,
 // the Redis driver runs the shared step in Redis and tells the other instances.
+import type { Clock } from '../../clock.js';
 import type { Activity, SessionState } from '../store.js';
 
 /** Sweep expired entries after this many insertions (both drivers). */
@@ -29,9 +30,14 @@ interface Session {
 export interface SessionCheck {
   readonly state: SessionState;
   readonly endedNow: boolean;
-  /** The session's expiry (seconds), what an ended record is kept until. */
+  /** With `endedNow`: the session's expiry (seconds), what its ended record is kept until; else 0. */
   readonly expiresAt: number;
 }
+
+// The answers that end nothing are shared: a check on every request allocates nothing.
+const LIVE: SessionCheck = Object.freeze({ state: 'live', endedNow: false, expiresAt: 0 });
+const ENDED: SessionCheck = Object.freeze({ state: 'ended', endedNow: false, expiresAt: 0 });
+const IDLE: SessionCheck = Object.freeze({ state: 'idle', endedNow: false, expiresAt: 0 });
 
 /**
  * The sessions this process has seen. `ended` (sid -> expiry, seconds) is the durable part each
@@ -91,24 +97,27 @@ export class SessionTable {
   }
 
   /**
-   * Whether `sid` may be used at `now`. A read (`touch` false: the checks' view) reports an idle
+   * Whether `sid` may be used now (`clock`). A read (`touch` false: the checks' view) reports an idle
    * session and changes nothing; only the write path (`touch` true) ends it and records the use.
    */
-  check(sid: string, agent: string, expiresAt: number, idleMs: number | null, touch: boolean, now: number): SessionCheck {
-    if (this.ended().has(sid)) return { state: 'ended', endedNow: false, expiresAt };
+  check(sid: string, agent: string, expiresAt: number, idleMs: number | null, touch: boolean, clock: Clock): SessionCheck {
+    if (this.ended().has(sid)) return ENDED;
     const session = this.sessions.get(sid);
+    // The clock is read only when the answer depends on it (a boxed time per call otherwise).
     if (session === undefined) {
-      if (touch) this.track(sid, agent, expiresAt, now);
-      return { state: 'live', endedNow: false, expiresAt };
+      if (touch) this.track(sid, agent, expiresAt, clock.now());
+      return LIVE;
     }
-    if (session.ended) return { state: 'ended', endedNow: false, expiresAt: session.expiresAt };
+    if (session.ended) return ENDED;
+    if (idleMs === null && !touch) return LIVE;
+    const now = clock.now();
     if (idleMs !== null && now - session.lastSeen > idleMs) {
-      if (!touch) return { state: 'idle', endedNow: false, expiresAt: session.expiresAt };
+      if (!touch) return IDLE;
       this.markEnded(sid, session.expiresAt);
       return { state: 'idle', endedNow: true, expiresAt: session.expiresAt };
     }
     if (touch) session.lastSeen = now;
-    return { state: 'live', endedNow: false, expiresAt: session.expiresAt };
+    return LIVE;
   }
 
   /** Heard from elsewhere (another instance) that `sid` ended. */
