@@ -6,7 +6,6 @@ import type { RequestContext, Stage } from '../context.js';
 import type { Principal } from '../tokens/claims.js';
 import { GatewayError } from '../errors.js';
 import type { PolicySnapshot } from '../policy/types.js';
-import { jtiDigest } from '../state/revocations.js';
 import type { StateView } from '../state/view.js';
 import { TokenError, exceedsLifetime, type TokenVerifier, type VerifiedClaims } from '../tokens/verify.js';
 
@@ -47,7 +46,7 @@ export function createAuthenticate(options: AuthenticateOptions): Stage {
   function establish(ctx: RequestContext, claims: VerifiedClaims): void {
     let memo = known.get(claims);
     if (memo === undefined) {
-      memo = { digest: jtiDigest(claims.jti), policy: null, principal: null };
+      memo = { digest: state.revocationKey(claims.jti), policy: null, principal: null };
       known.set(claims, memo);
     }
     let revoked: boolean;

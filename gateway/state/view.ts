@@ -2,6 +2,7 @@
 // (Intent: data). Stages read the view and append intents; one commit step (admission/) applies
 // them after the checks, and `agentgate explain` runs the checks without ever committing.
 import type { BreakerPolicy, BreakerRecord } from './breaker.js';
+import { jtiDigest } from './revocations.js';
 import type { ApprovalRecord, KillRecord, SessionState, Store } from './store.js';
 
 /** Read-only state for the checks. Every method is synchronous and changes nothing. */
@@ -9,8 +10,10 @@ export interface StateView {
   readonly driver: Store['driver'];
   /** False when the backing store cannot be trusted: the checks then fail closed. */
   isHealthy(): boolean;
-  /** `digest`: the jti's revocation digest (state/revocations.ts `jtiDigest`), when the caller keeps it. */
+  /** `digest`: the jti's `revocationKey`, when the caller keeps it (no hashing per check then). */
   isRevoked(jti: string, agent: string, issuedAt: number, digest?: Uint32Array): boolean;
+  /** What the revocation table looks a jti up by (a 16-byte digest); the same jti, the same key. */
+  revocationKey(jti: string): Uint32Array;
   killRecord(agent: string): KillRecord | undefined;
   breaker(agent: string): BreakerRecord | undefined;
   /** The session's state now; `idle` when unused longer than `idleMs` (ending it is an intent). */
@@ -42,6 +45,7 @@ export function viewOf(store: Store): StateView {
     driver: store.driver,
     isHealthy: () => store.isHealthy(),
     isRevoked: (jti: string, agent: string, issuedAt: number, digest?: Uint32Array) => store.isRevoked(jti, agent, issuedAt, digest),
+    revocationKey: (jti: string) => jtiDigest(jti),
     killRecord: (agent: string) => store.killRecord(agent),
     breaker: (agent: string) => store.breaker(agent),
     sessionState: (sid: string, agent: string, expiresAt: number, idleMs: number | null) => store.checkSession(sid, agent, expiresAt, idleMs, false),
