@@ -13,7 +13,7 @@ import type { Abort, Admission } from './admission/admission.js';
 import { GatewayError, REASONS } from './errors.js';
 import { abortReason, type OutcomeWriter, type Written } from './outcome.js';
 import { AuditUnavailableError } from './telemetry/audit-log.js';
-import type { RateLimiter } from './admission/rate-limiter.js';
+import type { RateHeaders, RateLimiter } from './admission/rate-limiter.js';
 import { renderMcpRefusal } from './mcp/refusal.js';
 import { renderProblem, renderReason } from './problem.js';
 import type { PolicySnapshot } from './policy/types.js';
@@ -36,9 +36,14 @@ export function assertChecks(checks: readonly Stage[]): void {
 
 /** Run the checks (every stage before `forward`) in order. Reads state only: nothing is committed. */
 export async function runChecks(checks: readonly Stage[], ctx: RequestContext): Promise<void> {
-  for (const stage of checks) {
-    const pending = stage.run(ctx);
-    if (pending !== undefined) await pending;
+  await runChecksFrom(checks, ctx, 0);
+}
+
+/** The checks from `from` on: synchronous while every stage is (a cache hit), a promise from the first that waits. */
+function runChecksFrom(checks: readonly Stage[], ctx: RequestContext, from: number): void | Promise<void> {
+  for (let i = from; i < checks.length; i++) {
+    const pending = (checks[i] as Stage).run(ctx);
+    if (pending !== undefined) return pending.then(() => runChecksFrom(checks, ctx, i + 1));
   }
 }
 
@@ -117,21 +122,59 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     return createContext({ requestId: randomUUID(), clock, policy: deps.currentPolicy(), request, signal, log });
   }
 
-  async function admit(ctx: RequestContext, gate?: (ctx: RequestContext) => void): Promise<Readonly<Record<string, string>> | null> {
-    let rateHeaders: Readonly<Record<string, string>> | null = null;
+  // Admission, as `admit` below, but synchronous while nothing on the way waits: a verified-token
+  // cache hit, the memory store's rate limit and a commit of in-memory intents make no promise and
+  // no microtask. Throws (or rejects with) the refusal, after its accounting was committed.
+  function admitNow(ctx: RequestContext, gate?: (ctx: RequestContext) => void): RateHeaders | Promise<RateHeaders> {
+    let checked: void | Promise<void>;
     try {
-      await runChecks(checks, ctx);
-      gate?.(ctx);
-      // Charged only for a call the checks passed; a rate-limited call spends no use.
-      if (deps.rateLimiter !== undefined) rateHeaders = await deps.rateLimiter.charge(ctx);
+      checked = runChecksFrom(checks, ctx, 0);
     } catch (error) {
-      if (!(error instanceof GatewayError)) throw error;
-      const violation = outcome.violation(ctx, error);
-      if (violation !== null) ctx.intents.push(violation);
-      throw (await admission.commit(ctx, error)) ?? error;
+      return refused(ctx, error);
     }
-    await admission.commit(ctx, null);
-    return rateHeaders;
+    if (checked === undefined) return charge(ctx, gate);
+    return checked.then(
+      () => charge(ctx, gate),
+      (error: unknown) => refused(ctx, error),
+    );
+  }
+
+  /** After the checks: the gate, then the charge; a call the checks passed is charged, a rate-limited one spends no use. */
+  function charge(ctx: RequestContext, gate?: (ctx: RequestContext) => void): RateHeaders | Promise<RateHeaders> {
+    let charged: RateHeaders | Promise<RateHeaders> = null;
+    try {
+      gate?.(ctx);
+      if (deps.rateLimiter !== undefined) charged = deps.rateLimiter.charge(ctx);
+    } catch (error) {
+      return refused(ctx, error);
+    }
+    if (!(charged instanceof Promise)) return committed(ctx, charged);
+    return charged.then(
+      (headers) => committed(ctx, headers),
+      (error: unknown) => refused(ctx, error),
+    );
+  }
+
+  /** Commit an admitted call; a conflict found only now (or a store that fails) is thrown as is. */
+  function committed(ctx: RequestContext, headers: RateHeaders): RateHeaders | Promise<RateHeaders> {
+    const done = admission.commit(ctx, null);
+    return done instanceof Promise ? done.then(() => headers) : headers;
+  }
+
+  /** A refusal on the way in: its accounting (a violation, an approval request) committed, then thrown. */
+  function refused(ctx: RequestContext, error: unknown): never | Promise<never> {
+    if (!(error instanceof GatewayError)) throw error;
+    const violation = outcome.violation(ctx, error);
+    if (violation !== null) ctx.intents.push(violation);
+    const answer = admission.commit(ctx, error);
+    if (!(answer instanceof Promise)) throw answer ?? error;
+    return answer.then((stored) => {
+      throw stored ?? error;
+    });
+  }
+
+  async function admit(ctx: RequestContext, gate?: (ctx: RequestContext) => void): Promise<RateHeaders> {
+    return admitNow(ctx, gate);
   }
 
   async function serve(ctx: RequestContext, res: ServerResponse, signal: RequestAbort): Promise<void> {
@@ -144,7 +187,8 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     try {
       // Write-ahead audit: no answer without its line, so with an unwritable file nothing is served.
       if (!outcome.available) throw outcome.unavailable();
-      const rateHeaders = await admit(ctx);
+      const admitted = admitNow(ctx);
+      const rateHeaders = admitted instanceof Promise ? await admitted : admitted;
       admission.track(ctx, signal);
       tracked = true;
       if (ctx.signal.aborted) throw ctx.signal.reason;
@@ -259,7 +303,8 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     handle(req, res) {
       inFlight++;
       const signal = new RequestAbort();
-      res.once('close', () => {
+      // 'close' comes once per response: `on`, not `once` (which wraps the listener per request).
+      res.on('close', () => {
         if (!res.writableFinished) signal.abort(new Error('client closed the connection'));
       });
       const ctx = context(inboundFrom(req), signal);

@@ -388,15 +388,13 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
   // connection that never finishes it cannot hold a socket longer than a slow plain-HTTP client.
   const agentServer: Server | TlsServer =
     listenTls === undefined ? createServer(agentOptions) : createTlsServer({ ...agentOptions, ...tlsServerOptions(listenTls), handshakeTimeout: settings.limits.headersTimeoutMs });
-  // The response in progress on each connection: a parser error in the middle of a request body
-  // must not write a second answer into a response already under way.
+  // The latest response on each connection: a parser error in the middle of a request body must
+  // not write a second answer into a response already under way (its head sent, not finished).
+  // Read when the error comes rather than kept up to date with a listener on every response.
   const serving = new WeakMap<Socket, ServerResponse>();
   // The broker's paths (/oauth/*, /.well-known/*) can never be a backend, so they go first.
   agentServer.on('request', (req, res) => {
     serving.set(req.socket, res);
-    res.once('close', () => {
-      if (serving.get(req.socket) === res) serving.delete(req.socket);
-    });
     if (broker.owns(req.url ?? '')) broker.handle(req, res);
     else pipeline.handle(req, res);
   });
@@ -415,7 +413,8 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
     });
   }
   agentServer.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => {
-    if (serving.get(socket)?.headersSent === true) socket.destroy();
+    const res = serving.get(socket);
+    if (res !== undefined && res.headersSent && !res.writableFinished) socket.destroy();
     else pipeline.clientError(error, socket);
   });
 

@@ -33,9 +33,11 @@ export interface Admission {
    * call was admitted: admitted-only intents apply too, and a conflict found only now (a use or an
    * approval taken meanwhile) or a store that cannot be written refuses it; the refusal is thrown.
    * With a refusal, only `always` intents apply, and the refusal to answer with is returned
-   * (an approval request names the record actually stored).
+   * (an approval request names the record actually stored). Synchronous (a value, or the throw)
+   * when every intent applies in memory (last-seen, sessions, violations): the common request
+   * waits for nothing; a promise when one needs the store (a use, an approval).
    */
-  commit(ctx: RequestContext, refusal: GatewayError | null): Promise<GatewayError | null>;
+  commit(ctx: RequestContext, refusal: GatewayError | null): GatewayError | null | Promise<GatewayError | null>;
   /** Register an admitted request so a kill can abort it (aborted at once when a kill landed meanwhile). */
   track(ctx: RequestContext, abort: Abort): void;
   /** Forget a request `track` registered (it ended). */
@@ -85,19 +87,10 @@ export function createAdmission(deps: AdmissionDeps): Admission {
   async function apply(intent: Intent, refusal: GatewayError | null): Promise<GatewayError | null> {
     switch (intent.kind) {
       case 'touch':
-        store.touch(intent.agent, intent.jti, intent.expiresAt);
-        return refusal;
       case 'touch_session':
-        store.checkSession(intent.sid, intent.agent, intent.expiresAt, null, true);
-        return refusal;
       case 'end_session':
-        // In force at once where it was found idle; the durable write is retried by the next one.
-        store.endSession(intent.sid, intent.expiresAt).catch((error: unknown) => log.error('ending an idle session failed', { sid: intent.sid, error }));
-        return refusal;
       case 'violation':
-        // Counted without holding the answer back: a refusal flood must not queue on the store.
-        countViolation(intent);
-        return refusal;
+        return applyAtOnce(intent, refusal);
       case 'request_approval': {
         const stored = await store.requestApproval(intent.record);
         // A concurrent identical request may have stored its own first: name that one.
@@ -123,14 +116,65 @@ export function createAdmission(deps: AdmissionDeps): Admission {
     try {
       return await apply(intent, answer);
     } catch (error) {
-      return new GatewayError('state_unavailable', 'the gateway cannot record this decision right now; retry shortly', {
-        reasonDetail: `commit ${intent.kind} failed: ${error instanceof Error ? error.message : String(error)}`,
-        cause: error,
-      });
+      return commitFailed(intent, error);
     }
   }
 
-  async function commit(ctx: RequestContext, refusal: GatewayError | null): Promise<GatewayError | null> {
+  function commitFailed(intent: Intent, error: unknown): GatewayError {
+    return new GatewayError('state_unavailable', 'the gateway cannot record this decision right now; retry shortly', {
+      reasonDetail: `commit ${intent.kind} failed: ${error instanceof Error ? error.message : String(error)}`,
+      cause: error,
+    });
+  }
+
+  /** An intent that applies in memory at once (its durable part, if any, follows on its own). */
+  function appliesAtOnce(intent: Intent): boolean {
+    return intent.kind === 'touch' || intent.kind === 'touch_session' || intent.kind === 'end_session' || intent.kind === 'violation';
+  }
+
+  function commit(ctx: RequestContext, refusal: GatewayError | null): GatewayError | null | Promise<GatewayError | null> {
+    const intents = ctx.intents;
+    if (intents.length === 0) return refusal;
+    if (!intents.every(appliesAtOnce)) return commitWaiting(ctx, refusal);
+    // These are all `always` intents, applied in order; none adds another. Emptied after, so a
+    // commit applies each once, whatever it finds.
+    let answer = refusal;
+    for (const intent of intents) {
+      try {
+        answer = applyAtOnce(intent, answer);
+      } catch (error) {
+        answer = commitFailed(intent, error);
+      }
+    }
+    intents.length = 0;
+    if (refusal !== null) return answer;
+    if (answer !== null) throw answer;
+    return null;
+  }
+
+  /** `apply` for the intents `appliesAtOnce` admits: the same effect, without a promise. */
+  function applyAtOnce(intent: Intent, refusal: GatewayError | null): GatewayError | null {
+    switch (intent.kind) {
+      case 'touch':
+        store.touch(intent.agent, intent.jti, intent.expiresAt);
+        return refusal;
+      case 'touch_session':
+        store.checkSession(intent.sid, intent.agent, intent.expiresAt, null, true);
+        return refusal;
+      case 'end_session':
+        // In force at once where it was found idle; the durable write is retried by the next one.
+        store.endSession(intent.sid, intent.expiresAt).catch((error: unknown) => log.error('ending an idle session failed', { sid: intent.sid, error }));
+        return refusal;
+      case 'violation':
+        // Counted without holding the answer back: a refusal flood must not queue on the store.
+        countViolation(intent);
+        return refusal;
+      default:
+        throw new Error(`intent ${intent.kind} needs the store`);
+    }
+  }
+
+  async function commitWaiting(ctx: RequestContext, refusal: GatewayError | null): Promise<GatewayError | null> {
     // Taken out first: a commit runs once per request, whatever it finds.
     const intents = ctx.intents.splice(0);
     let answer = refusal;

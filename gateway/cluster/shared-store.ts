@@ -106,7 +106,7 @@ export function createSharedStore(options: SharedStoreOptions): SharedStore {
         case 'consumeUse':
           return shared.consumeUse(call.jti, call.maxUses, call.expiresAt);
         case 'rateLimit':
-          return m.rateLimit(call.keys, call.rules);
+          return Promise.resolve(m.rateLimit(call.keys, call.rules));
         case 'openSession':
           return shared.openSession(call.sid, call.agent, call.expiresAt, call.single);
         case 'endSession':

@@ -459,7 +459,7 @@ export async function openMemoryStore(options: MemoryStoreOptions): Promise<Memo
       sweep();
       return true;
     },
-    async rateLimit(keys, rules) {
+    rateLimit(keys, rules) {
       const now = clock.now();
       const outcome = decide(rules, keys.map((k) => rateTats.get(k)), now);
       if (outcome.tats !== null) {

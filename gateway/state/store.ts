@@ -200,9 +200,10 @@ export interface Store {
    * Charge one call against `rules`, one key each (the agent's, and a scope's), atomically: the
    * call passes only if every rule admits it, and only then is each one charged (GCRA, see
    * rules/rate-limit.ts). Not persisted (a restart forgives); shared by every instance with Redis,
-   * in one round trip timed by Redis's clock. Rejects when the store cannot decide.
+   * in one round trip timed by Redis's clock. Rejects when the store cannot decide. The memory
+   * driver decides at once (a value, no promise: nothing on the request path waits for it).
    */
-  rateLimit(keys: readonly string[], rules: readonly RateLimitRule[]): Promise<RateDecision>;
+  rateLimit(keys: readonly string[], rules: readonly RateLimitRule[]): RateDecision | Promise<RateDecision>;
   /** Uses counted so far for `jti` (introspection; does not count one). */
   usesOf(jti: string): number;
 
