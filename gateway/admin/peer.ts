@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { fstatSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import type { Socket } from 'node:net';
+import { setPriority } from 'node:os';
 
 export interface PeerCredentials {
   readonly uid: number;
@@ -95,6 +96,7 @@ const MAX_TABLE = 16 * 1024 * 1024;
  * kill has just taken effect and the agent's next requests are waiting to be refused. Each run
  * ends with a marker holding a random token and `ss`'s exit status, so no process name in the
  * table can pass for the end. A helper that fails or stalls is killed and started again later.
+ * It runs at the lowest CPU priority (nice 19), and so does every `ss` it forks.
  */
 interface Helper {
   readonly child: ChildProcess;
@@ -113,6 +115,16 @@ function startHelper(): Helper | null {
     child = spawn('sh', ['-c', `while IFS= read -r _; do ss -xpnH 2>/dev/null; printf '\\n%s %s\\n' '${marker}' "$?"; done`], { stdio: ['pipe', 'pipe', 'ignore'] });
   } catch {
     return null;
+  }
+  // `ss -p` reads every process's descriptors: a few ms of CPU per lookup. At the lowest priority
+  // it takes none from the gateway when they share a core (a kill's refusals go out first; the
+  // admin answer, which waits for the lookup, is what waits).
+  if (child.pid !== undefined) {
+    try {
+      setPriority(child.pid, 19);
+    } catch {
+      // Not allowed here: it runs at the gateway's priority.
+    }
   }
   const h: Helper = { child, marker, waiting: null };
   const fail = (): void => {

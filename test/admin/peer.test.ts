@@ -4,7 +4,7 @@
 import t from 'tap';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { getPriority, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { peerCredentials, peerLookupHelperPid, preparePeerLookups, stopPeerLookups } from '../../gateway/admin/peer.js';
 
@@ -30,6 +30,7 @@ t.test('the helper answers, and comes back after it is killed', async (t) => {
   preparePeerLookups();
   const first = peerLookupHelperPid();
   t.ok(first !== null && first !== process.pid, 'a helper process runs beside us');
+  t.equal(getPriority(first as number), 19, 'at the lowest priority: its `ss` runs take no CPU from the gateway');
   const socket = await connected(t);
   const peer = await peerCredentials(socket);
   t.match(peer, { pid: process.pid, uid: process.getuid?.() }, 'the peer of our own connection is this process');
