@@ -1,13 +1,11 @@
 // Minting session access tokens (RFC 9068 shape) with the key store's current key: header
 // {alg, typ: at+jwt, kid}; claims iss, sub, client_id, aud[], scope, iat, exp, jti, sid, and `act`
 // when delegated (RFC 8693 §4.1). Bad input is a bug in the caller and throws a TypeError.
-import { randomUUID } from 'node:crypto';
-// jose by subpath: its index loads every algorithm and format (~180 modules) into each process.
-import { SignJWT } from 'jose/jwt/sign';
-import type { JWTPayload } from 'jose';
+import { KeyObject, randomUUID, sign } from 'node:crypto';
+import type { CryptoKey, JWTPayload } from 'jose';
 import type { Clock } from '../clock.js';
 import type { TokenPlan } from './claims.js';
-import type { KeyStore } from './keys.js';
+import type { KeyStore, SigningAlg } from './keys.js';
 
 /** A token plan (tokens/claims.ts) with the issuer that signs it; `role` is not a claim. */
 export type MintRequest = Omit<TokenPlan, 'role' | 'act'> & { readonly issuer: string; readonly act?: TokenPlan['act'] | undefined };
@@ -42,8 +40,33 @@ export async function mintAccessToken(keys: KeyStore, claims: MintRequest, clock
     sid: claims.sid,
   };
   if (claims.act !== undefined && claims.act !== null) payload.act = claims.act;
-  const token = await new SignJWT(payload).setProtectedHeader({ alg: key.alg, typ: 'at+jwt', kid: key.kid }).sign(key.privateKey);
+  const signingInput = `${base64url(JSON.stringify({ alg: key.alg, typ: 'at+jwt', kid: key.kid }))}.${base64url(JSON.stringify(payload))}`;
+  const token = `${signingInput}.${signCompact(key.alg, key.privateKey, signingInput)}`;
   return { token, jti, sid: claims.sid, issuedAt, expiresAt, kid: key.kid };
+}
+
+/**
+ * The JWS signature (RFC 7515 §7.1, base64url) of `signingInput`, made on this thread. WebCrypto
+ * (what jose's `sign` uses) queues every signature on libuv's thread pool: two thread switches per
+ * token for a ~50 µs operation, and a wait behind audit writes in the same pool. ES256 is in
+ * JOSE's raw r||s form (RFC 7518 §3.4), not DER. Tokens are verified with jose (tokens/verify.ts).
+ */
+function signCompact(alg: SigningAlg, privateKey: CryptoKey, signingInput: string): string {
+  let keyObject = keyObjects.get(privateKey);
+  if (keyObject === undefined) {
+    keyObject = KeyObject.from(privateKey);
+    keyObjects.set(privateKey, keyObject);
+  }
+  const data = Buffer.from(signingInput);
+  const signature = alg === 'EdDSA' ? sign(null, data, keyObject) : sign('sha256', data, { key: keyObject, dsaEncoding: 'ieee-p1363' });
+  return signature.toString('base64url');
+}
+
+/** Node's KeyObject for each signing key (the store holds WebCrypto keys), made once. */
+const keyObjects = new WeakMap<CryptoKey, KeyObject>();
+
+function base64url(text: string): string {
+  return Buffer.from(text).toString('base64url');
 }
 
 function checkInput(claims: MintRequest): void {

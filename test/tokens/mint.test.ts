@@ -1,7 +1,7 @@
 // Minting: the header and claims DESIGN §4 fixes, a fresh jti per token, and refusal of input that
 // would produce an ambiguous token.
 import t from 'tap';
-import { decodeJwt, decodeProtectedHeader } from 'jose';
+import { decodeJwt, decodeProtectedHeader, importJWK, jwtVerify } from 'jose';
 import { mintAccessToken, type MintRequest } from '../../gateway/tokens/mint.js';
 import { ISSUER, makeTestKeys, manualClock } from '../helpers/tokens.js';
 
@@ -44,6 +44,26 @@ t.test('one audience is still an array; act is carried for delegation', async (t
   const minted = await mintAccessToken(keys, { ...input, audience: ['crm'], subject: 'alice@example.com', act: { sub: 'marketing-agent-03' } }, clock);
   t.equal(decodeProtectedHeader(minted.token).alg, 'ES256');
   t.match(decodeJwt(minted.token), { aud: ['crm'], sub: 'alice@example.com', act: { sub: 'marketing-agent-03' } });
+});
+
+t.test('the signature is a JWS jose verifies with the published key, for each algorithm', async (t) => {
+  // The token is put together here (signed with node:crypto on the calling thread), so an
+  // independent implementation must accept it: jose, against the key as a JWKS would publish it.
+  for (const alg of ['EdDSA', 'ES256'] as const) {
+    const clock = manualClock();
+    const keys = await makeTestKeys(t.testdir({}), alg, clock);
+    const minted = await mintAccessToken(keys, input, clock);
+    const current = keys.current();
+    const { payload, protectedHeader } = await jwtVerify(minted.token, await importJWK(current.publicJwk, alg), {
+      algorithms: [alg], issuer: ISSUER, typ: 'at+jwt', currentDate: new Date(clock.now()),
+    });
+    t.same(protectedHeader, { alg, typ: 'at+jwt', kid: current.kid }, `${alg}: the header`);
+    t.equal(payload.jti, minted.jti, `${alg}: the claims`);
+    const [header, body, signature] = minted.token.split('.');
+    t.equal(Buffer.from(signature ?? '', 'base64url').length, 64, `${alg}: a 64-byte signature (ES256 as r||s, not DER)`);
+    const flipped = `${header}.${body}.${(signature ?? '').startsWith('A') ? 'B' : 'A'}${(signature ?? '').slice(1)}`;
+    await t.rejects(jwtVerify(flipped, await importJWK(current.publicJwk, alg), { algorithms: [alg] }), `${alg}: a changed signature is refused`);
+  }
 });
 
 t.test('input that would make an ambiguous token is a bug', async (t) => {
