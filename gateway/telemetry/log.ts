@@ -33,6 +33,7 @@ const REDACT = [
   'actor_token',
   'password',
   'privateKey',
+  'signingKey',
   'd',
   '*.token',
   '*.authorization',
@@ -43,6 +44,7 @@ const REDACT = [
   '*.actor_token',
   '*.password',
   '*.privateKey',
+  '*.signingKey',
   'headers.authorization',
   'headers.cookie',
 ];

@@ -1,11 +1,11 @@
 // Minting session access tokens (RFC 9068 shape) with the key store's current key: header
 // {alg, typ: at+jwt, kid}; claims iss, sub, client_id, aud[], scope, iat, exp, jti, sid, and `act`
 // when delegated (RFC 8693 §4.1). Bad input is a bug in the caller and throws a TypeError.
-import { KeyObject, randomUUID, sign } from 'node:crypto';
-import type { CryptoKey, JWTPayload } from 'jose';
+import { randomUUID } from 'node:crypto';
+import type { JWTPayload } from 'jose';
 import type { Clock } from '../clock.js';
 import type { TokenPlan } from './claims.js';
-import type { KeyStore, SigningAlg } from './keys.js';
+import { signJws, type KeyStore } from './keys.js';
 
 /** A token plan (tokens/claims.ts) with the issuer that signs it; `role` is not a claim. */
 export type MintRequest = Omit<TokenPlan, 'role' | 'act'> & { readonly issuer: string; readonly act?: TokenPlan['act'] | undefined };
@@ -41,29 +41,10 @@ export async function mintAccessToken(keys: KeyStore, claims: MintRequest, clock
   };
   if (claims.act !== undefined && claims.act !== null) payload.act = claims.act;
   const signingInput = `${base64url(JSON.stringify({ alg: key.alg, typ: 'at+jwt', kid: key.kid }))}.${base64url(JSON.stringify(payload))}`;
-  const token = `${signingInput}.${signCompact(key.alg, key.privateKey, signingInput)}`;
+  // Signed on this thread (keys.ts `signJws`); verified with jose (tokens/verify.ts).
+  const token = `${signingInput}.${signJws(key.alg, key.signingKey, signingInput)}`;
   return { token, jti, sid: claims.sid, issuedAt, expiresAt, kid: key.kid };
 }
-
-/**
- * The JWS signature (RFC 7515 §7.1, base64url) of `signingInput`, made on this thread. WebCrypto
- * (what jose's `sign` uses) queues every signature on libuv's thread pool: two thread switches per
- * token for a ~50 µs operation, and a wait behind audit writes in the same pool. ES256 is in
- * JOSE's raw r||s form (RFC 7518 §3.4), not DER. Tokens are verified with jose (tokens/verify.ts).
- */
-function signCompact(alg: SigningAlg, privateKey: CryptoKey, signingInput: string): string {
-  let keyObject = keyObjects.get(privateKey);
-  if (keyObject === undefined) {
-    keyObject = KeyObject.from(privateKey);
-    keyObjects.set(privateKey, keyObject);
-  }
-  const data = Buffer.from(signingInput);
-  const signature = alg === 'EdDSA' ? sign(null, data, keyObject) : sign('sha256', data, { key: keyObject, dsaEncoding: 'ieee-p1363' });
-  return signature.toString('base64url');
-}
-
-/** Node's KeyObject for each signing key (the store holds WebCrypto keys), made once. */
-const keyObjects = new WeakMap<CryptoKey, KeyObject>();
 
 function base64url(text: string): string {
   return Buffer.from(text).toString('base64url');
