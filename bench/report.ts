@@ -74,7 +74,13 @@ export function barLines(results: Results): BarLine[] {
   }
   for (const t of results.tokens ?? []) {
     if (t.clientSide) lines.push({ what: `p99, ${t.method}`, figure: formatMs(t.latency.p99), bar: '–', met: null });
-    else lines.push({ what: `token issuance p99 (${t.method})`, figure: formatMs(t.latency.p99), bar: '≤ 2 ms', met: t.latency.p99 <= 2 });
+    else if (t.server === null) lines.push({ what: `token issuance p99 (${t.method})`, figure: formatMs(t.latency.p99), bar: '≤ 2 ms', met: t.latency.p99 <= 2 });
+    else {
+      // The bar is the server's part: read from the gateway's own histogram (arrival to answer,
+      // its audit line included); the client's round trip is the row under it, reported.
+      lines.push({ what: `token issuance p99 server side (${t.method}; agentgate_broker_duration_seconds, ${formatShare(t.server.within2ms)} within 2 ms)`, figure: formatMs(t.server.p99), bar: '≤ 2 ms', met: t.server.within2ms >= 0.99 });
+      lines.push({ what: `the same, p99 at the client (the loopback round trip and the client included)`, figure: formatMs(t.latency.p99), bar: '–', met: null });
+    }
   }
   if (results.kill !== undefined) {
     const k = results.kill;
@@ -160,10 +166,17 @@ export function maskingTable(m: MaskingResult): string {
 
 export function tokensTable(results: readonly IssuanceResult[]): string {
   return markdownTable(
-    ['method', 'tokens', 'tokens / s', 'p50', 'p99', 'max'],
-    results.map((t) => [t.method, String(t.tokens), formatRps(t.tokensPerSecond), formatMs(t.latency.p50), formatMs(t.latency.p99), formatMs(t.latency.max)]),
-    ['left', 'right', 'right', 'right', 'right', 'right'],
+    ['method', 'tokens', 'tokens / s', 'p50', 'p99', 'max', 'server p50', 'server p99', 'server ≤ 2 ms'],
+    results.map((t) => [
+      t.method, String(t.tokens), formatRps(t.tokensPerSecond), formatMs(t.latency.p50), formatMs(t.latency.p99), formatMs(t.latency.max),
+      t.server === null ? '–' : formatMs(t.server.p50), t.server === null ? '–' : formatMs(t.server.p99), t.server === null ? '–' : formatShare(t.server.within2ms),
+    ]),
+    ['left', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'right'],
   );
+}
+
+function formatShare(share: number): string {
+  return Number.isNaN(share) ? '–' : `${(share * 100).toFixed(share >= 0.999 ? 2 : 1)} %`;
 }
 
 export function killTable(k: KillResult): string {
@@ -229,7 +242,7 @@ export function renderResults(results: Results): string {
   }
   if (results.tokens !== undefined) {
     out.push('## 3. Token issuance', '', tokensTable(results.tokens), '');
-    out.push('Sequential issuance, one at a time, over one keep-alive connection to the real `agentgate serve` process (its token endpoint audits every issuance). The private_key_jwt client signs a fresh EdDSA assertion per request, as a real client does: the bar (≤ 2 ms server-side) is read on the row where the assertion is signed just before the timer starts (the server’s part plus the loopback round trip); the signing alone and the two together are the rows beside it. tokens / s is over the timed part.', '');
+    out.push('Sequential issuance, one at a time, over one keep-alive connection to the real `agentgate serve` process (its token endpoint audits every issuance). The private_key_jwt client signs a fresh EdDSA assertion per request, as a real client does; the signing alone and the two together are the rows beside the request timed with the assertion in hand. p50 / p99 / max are at the client (the loopback round trip and the client included); the server columns are the gateway\'s own `agentgate_broker_duration_seconds` over the same requests (arrival to answer, the answer sent after its audit line is written), quantiles interpolated within its buckets, and the share answered within 2 ms (a bucket bound): the bar (≤ 2 ms server-side) is met when that share is at least 99 %. tokens / s is over the timed part.', '');
   }
   if (results.kill !== undefined) {
     out.push('## 4. Kill latency', '', killTable(results.kill), '');

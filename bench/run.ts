@@ -112,7 +112,7 @@ async function main(argv: readonly string[]): Promise<number> {
       const secret = await adminCall(rig.socket, 'POST', `/agents/${AGENTS.client}/credentials`, { operator: 'bench' });
       const pool = new Pool(rig.gateway.url, { connections: 1 });
       try {
-        const http = { pool, client: AGENTS.client, privateKey: clientKey.privateKey, clientSecret: String(secret.body.clientSecret) };
+        const http = { pool, metricsUrl: rig.gateway.metricsUrl, client: AGENTS.client, privateKey: clientKey.privateKey, clientSecret: String(secret.body.clientSecret) };
         const methods = issuanceMethods({ keys: rig.keys, issuer: rig.issuer, policy, agent: AGENTS.caller, http });
         const issued = [];
         for (const method of methods) issued.push(await measureIssuance(method, options.tokens));

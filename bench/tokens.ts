@@ -13,6 +13,8 @@ import { SampleBuffer, latencyPercentiles, type LatencyPercentiles } from './sta
 
 export interface IssuanceMethod {
   readonly name: string;
+  /** The gateway's /metrics URL when the method goes through its token endpoint: server-side figures too. */
+  readonly metricsUrl?: string;
   /** The client's share, done before the timer starts (a fresh assertion); passed to `issue`. */
   prepare?(): Promise<string>;
   /** Issue one token (the timed part); resolves once it is in hand. */
@@ -28,6 +30,13 @@ export interface IssuanceResult {
   readonly tokensPerSecond: number;
   /** ms */
   readonly latency: LatencyPercentiles;
+  /**
+   * The server's own figures, from the gateway's `agentgate_broker_duration_seconds` histogram
+   * over the timed requests (arrival to answer, the audit line included): quantiles interpolated
+   * within buckets, and the share answered within 2 ms (a bucket bound, so exact). Null when the
+   * method does not go through the gateway.
+   */
+  readonly server: { readonly p50: number; readonly p99: number; readonly within2ms: number; readonly count: number } | null;
 }
 
 export interface IssuanceDeps {
@@ -38,6 +47,8 @@ export interface IssuanceDeps {
   /** The broker over HTTP: the gateway's URL, a client with a pinned key and one with a secret. */
   readonly http?: {
     readonly pool: Pool;
+    /** The gateway's metrics base URL (`http://host:port`). */
+    readonly metricsUrl: string;
     readonly client: string;
     readonly privateKey: CryptoKey;
     readonly clientSecret: string;
@@ -72,17 +83,20 @@ export function issuanceMethods(deps: IssuanceDeps): IssuanceMethod[] {
       post(`grant_type=client_credentials&client_assertion_type=${encodeURIComponent(JWT_BEARER)}&client_assertion=${assertion}`, {});
     methods.push({
       name: 'HTTP `POST /oauth/token`, client_credentials + private_key_jwt (EdDSA), assertion signed beforehand',
+      metricsUrl: http.metricsUrl,
       prepare: sign,
       issue: (assertion) => withAssertion(assertion as string),
     });
     methods.push({ name: 'client side: signing the private_key_jwt assertion (jose, EdDSA)', issue: sign, clientSide: true });
     methods.push({
       name: 'HTTP `POST /oauth/token`, client_credentials + private_key_jwt (EdDSA), signing included',
+      metricsUrl: http.metricsUrl,
       issue: async () => withAssertion(await sign()),
     });
     const basic = `Basic ${Buffer.from(`${http.client}:${http.clientSecret}`).toString('base64')}`;
     methods.push({
       name: 'HTTP `POST /oauth/token`, client_credentials + client_secret_basic',
+      metricsUrl: http.metricsUrl,
       issue: () => post('grant_type=client_credentials', { authorization: basic }),
     });
   }
@@ -97,6 +111,7 @@ export async function measureIssuance(method: IssuanceMethod, count: number): Pr
   const warm = Math.min(500, Math.max(50, count >> 3));
   for (let i = 0; i < warm; i++) await method.issue(await method.prepare?.());
   const samples = new SampleBuffer(count);
+  const before = method.metricsUrl === undefined ? null : await tokenBuckets(method.metricsUrl);
   let timed = 0;
   for (let i = 0; i < count; i++) {
     const prepared = await method.prepare?.();
@@ -106,5 +121,39 @@ export async function measureIssuance(method: IssuanceMethod, count: number): Pr
     timed += ms;
     samples.push(ms);
   }
-  return { method: method.name, clientSide: method.clientSide === true, tokens: count, tokensPerSecond: count / (timed / 1000), latency: latencyPercentiles(samples) };
+  const server = before === null || method.metricsUrl === undefined ? null : serverFigures(before, await tokenBuckets(method.metricsUrl));
+  if (server !== null && server.count !== count) throw new Error(`the gateway timed ${server.count} token answers for ${count} requests`);
+  return { method: method.name, clientSide: method.clientSide === true, tokens: count, tokensPerSecond: count / (timed / 1000), latency: latencyPercentiles(samples), server };
+}
+
+const TOKEN_BUCKET = /^agentgate_broker_duration_seconds_bucket\{le="([^"]+)",endpoint="token",decision="allow"\} (\d+)$/;
+
+/** Cumulative counts of the token endpoint's allowed answers by upper bound (seconds; +Inf last). */
+async function tokenBuckets(metricsUrl: string): Promise<Array<[number, number]>> {
+  const text = await (await fetch(`${metricsUrl}/metrics`)).text();
+  const buckets: Array<[number, number]> = [];
+  for (const line of text.split('\n')) {
+    const m = TOKEN_BUCKET.exec(line);
+    if (m !== null) buckets.push([m[1] === '+Inf' ? Number.POSITIVE_INFINITY : Number(m[1]), Number(m[2])]);
+  }
+  return buckets.sort((a, b) => a[0] - b[0]);
+}
+
+/** p50 and p99 (ms, linear within a bucket) and the share within 2 ms of the answers between two scrapes. */
+export function serverFigures(before: ReadonlyArray<readonly [number, number]>, after: ReadonlyArray<readonly [number, number]>): { p50: number; p99: number; within2ms: number; count: number } {
+  const counts = after.map(([le, n]): [number, number] => [le, n - (before.find(([b]) => b === le)?.[1] ?? 0)]);
+  const total = counts.at(-1)?.[1] ?? 0;
+  const quantile = (q: number): number => {
+    const rank = q * total;
+    let lower = 0;
+    let below = 0;
+    for (const [le, n] of counts) {
+      if (n >= rank) return le === Number.POSITIVE_INFINITY ? Number.POSITIVE_INFINITY : (lower + ((rank - below) / Math.max(1, n - below)) * (le - lower)) * 1000;
+      lower = le;
+      below = n;
+    }
+    return Number.NaN;
+  };
+  const within = counts.find(([le]) => le === 0.002)?.[1] ?? Number.NaN;
+  return { p50: quantile(0.5), p99: quantile(0.99), within2ms: total === 0 ? Number.NaN : within / total, count: total };
 }

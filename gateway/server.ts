@@ -315,6 +315,7 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
     trusted: createTrustedIssuers({ trust: settings.trust, clock }),
     policy: () => policy,
     onIssued: (role, grantType) => metrics.tokenIssued(role, grantType),
+    onAnswered: (endpoint, decision, seconds) => metrics.brokerAnswered(endpoint, decision, seconds),
     onRevoked: () => metrics.tokenRevoked(),
     audit: (record) => audit.append({ time: new Date(clock.now()).toISOString(), kind: 'broker', ...record }),
     auditAvailable: () => audit.available,

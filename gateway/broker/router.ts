@@ -29,6 +29,8 @@ export interface BrokerDeps {
   readonly trusted: TrustedIssuers;
   policy(): PolicySnapshot;
   onIssued(role: string, grantType: string): void;
+  /** A POST endpoint's answer sent (after its audit line), `seconds` after the request arrived. */
+  onAnswered?(endpoint: Endpoint, decision: 'allow' | 'deny', seconds: number): void;
   onRevoked(): void;
   /**
    * One audit record per broker request (kind broker); `reason` is the OAuth error or `none`.
@@ -146,10 +148,16 @@ export function createBroker(deps: BrokerDeps): Broker {
           durationMs: Number(process.hrtime.bigint() - started) / 1e6,
         });
       };
+      // The answer's time, from arrival to the answer handed to the socket (after its line).
+      const answered = (decision: 'allow' | 'deny'): void => {
+        if (endpoint !== undefined) deps.onAnswered?.(endpoint, decision, Number(process.hrtime.bigint() - started) / 1e9);
+      };
       const refuse = (error: BrokerError, headers: Record<string, string> = {}): void => {
         finish(error).then(
           () => {
-            if (!res.headersSent) sendOAuthError(res, error, headers);
+            if (res.headersSent) return;
+            sendOAuthError(res, error, headers);
+            answered('deny');
           },
           () => res.destroy(),
         );
@@ -184,7 +192,10 @@ export function createBroker(deps: BrokerDeps): Broker {
       post(endpoint, req, note).then(
         (reply) =>
           finish(null).then(
-            () => sendJson(res, reply.status, reply.body),
+            () => {
+              sendJson(res, reply.status, reply.body);
+              answered('allow');
+            },
             () => res.destroy(),
           ),
         (error: unknown) => {

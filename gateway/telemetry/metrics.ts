@@ -1,7 +1,7 @@
 // Every Prometheus metric the gateway exports, on one registry per gateway (so tests can run
 // several gateways in one process). Label values come only from closed sets: reason codes and
 // backend, role and agent names from the policy. Anything else is folded into `unknown`.
-import { AggregatorRegistry, Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ReasonCode } from '../errors.js';
 import { NO_REASON, UNKNOWN_LABEL } from './labels.js';
 
@@ -27,6 +27,8 @@ export interface Metrics {
   /** One tools/call message on an MCP backend; `tool` from the policy's names, else `unknown`. */
   toolCall(backend: string, tool: string, decision: 'allow' | 'deny'): void;
   tokenIssued(role: string, grantType: string): void;
+  /** A token-endpoint (or introspect, revoke) request answered, `seconds` after it arrived: its audit line written. */
+  brokerAnswered(endpoint: 'token' | 'introspect' | 'revoke', decision: 'allow' | 'deny', seconds: number): void;
   tokenRevoked(): void;
   breakerTripped(agent: string): void;
   /** The state store stopped being trusted (`cause`: connection, timeout, data_lost). */
@@ -39,6 +41,8 @@ export interface Metrics {
 
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 const OVERHEAD_BUCKETS = [0.00005, 0.0001, 0.00015, 0.0002, 0.0003, 0.0005, 0.00075, 0.001, 0.002, 0.005, 0.01, 0.05];
+/** Token issuance is held to 2 ms: buckets fine enough around it to tell. */
+const BROKER_BUCKETS = [0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
 
 /** One agent's state at scrape time. */
 export interface AgentGauge {
@@ -146,6 +150,13 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     name: 'agentgate_tokens_issued_total',
     help: 'Access tokens issued, by role and grant type.',
     labelNames: ['role', 'grant_type'] as const,
+    registers: [registry],
+  });
+  const brokerDuration = new Histogram({
+    name: 'agentgate_broker_duration_seconds',
+    help: 'Time from a broker request\'s arrival (POST /oauth/token, introspect, revoke) to its answer, which waits for its audit line; by endpoint and decision.',
+    labelNames: ['endpoint', 'decision'] as const,
+    buckets: BROKER_BUCKETS,
     registers: [registry],
   });
   const tokensRevoked = new Counter({
@@ -316,6 +327,9 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     },
     tokenRevoked() {
       tokensRevoked.inc();
+    },
+    brokerAnswered(endpoint, decision, seconds) {
+      brokerDuration.labels(endpoint, decision).observe(seconds);
     },
     breakerTripped(agent) {
       trips.labels(agent).inc();

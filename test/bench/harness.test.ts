@@ -9,6 +9,7 @@ import { barLines, renderResults, type Results } from '../../bench/report.js';
 import type { RoundFigures } from '../../bench/rig.js';
 import { formatMs, formatRatio, latencyPercentiles, markdownTable, median, quantileSorted, SampleBuffer, summarize } from '../../bench/stats.js';
 import { pairedRatio, roundOrder, toResult } from '../../bench/throughput.js';
+import { serverFigures } from '../../bench/tokens.js';
 import { openMemoryStore } from '../../gateway/state/memory.js';
 import { RECORD_BYTES } from '../../gateway/state/revocations.js';
 import { runCli } from '../helpers/process.js';
@@ -134,6 +135,33 @@ t.test('the bar: met and missed lines', async (t) => {
   const stuck = barLines({ ...results, kill: { ...(results.kill as NonNullable<Results['kill']>), refusedAfterRevive: 1 } });
   t.equal(stuck.find((l) => l.what.startsWith('kill in force'))?.met, false, 'a request refused after the revive answer fails it too');
 });
+
+t.test('server-side issuance figures from the broker histogram', async (t) => {
+  // Cumulative bucket counts (seconds) before and after the timed requests, as /metrics gives them.
+  const before: Array<[number, number]> = [[0.001, 10], [0.002, 10], [0.005, 10], [Number.POSITIVE_INFINITY, 10]];
+  const cases: Array<{ name: string; after: Array<[number, number]>; within2ms: number; p50: number; p99: number; met: boolean }> = [
+    { name: 'all under 1 ms', after: [[0.001, 110], [0.002, 110], [0.005, 110], [Number.POSITIVE_INFINITY, 110]], within2ms: 1, p50: 0.5, p99: 0.99, met: true },
+    { name: 'one in a hundred past 2 ms: the bar holds at 99 %', after: [[0.001, 60], [0.002, 109], [0.005, 110], [Number.POSITIVE_INFINITY, 110]], within2ms: 0.99, p50: 1, p99: 2, met: true },
+    { name: 'two in a hundred past 2 ms: missed', after: [[0.001, 60], [0.002, 108], [0.005, 110], [Number.POSITIVE_INFINITY, 110]], within2ms: 0.98, p50: 1, p99: 3.5, met: false },
+  ];
+  for (const c of cases) {
+    const got = serverFigures(before, c.after);
+    t.equal(got.count, 100, `${c.name}: only the answers between the scrapes`);
+    t.equal(got.within2ms, c.within2ms, `${c.name}: share within 2 ms`);
+    t.ok(Math.abs(got.p50 - c.p50) < 1e-9 && Math.abs(got.p99 - c.p99) < 1e-9, `${c.name}: p50 ${got.p50} p99 ${got.p99} ms`);
+    const issued = { method: 'HTTP', clientSide: false, tokens: 100, tokensPerSecond: 1, latency: latencyPercentiles([1, 5]), server: got };
+    const bar = barLines({ ...minimalResults(), tokens: [issued] }).find((l) => l.what.startsWith('token issuance p99 server side'));
+    t.equal(bar?.met, c.met, `${c.name}: the bar reads the server's share, not the client's p99 (5 ms)`);
+  }
+});
+
+function minimalResults(): Results {
+  return {
+    machine: { node: 'v20', cpu: 'cpu', cores: 2, pinned: true, loadAverage: [0, 0, 0], date: 'today' },
+    settings: { rounds: 1, durationSeconds: 1, warmupSeconds: 1, connections: 50, quick: false, command: 'npm run bench' },
+    elapsedSeconds: 1,
+  };
+}
 
 t.test('generated config and policy pass `agentgate check`', async (t) => {
   const dir = t.testdir();

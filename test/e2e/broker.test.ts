@@ -53,6 +53,14 @@ t.test('token from the broker -> call -> revoke -> the next call is 401', async 
   const metrics = await (await fetch(`${gw.metricsUrl}/metrics`)).text();
   t.match(metrics, /agentgate_tokens_issued_total\{role="marketing",grant_type="client_credentials"\} [1-9]/);
   t.match(metrics, /agentgate_tokens_revoked_total [1-9]/);
+  // Each POST answer is timed from arrival to the answer (its audit line written first).
+  t.match(metrics, /agentgate_broker_duration_seconds_count\{endpoint="token",decision="allow"\} [1-9]/);
+  t.match(metrics, /agentgate_broker_duration_seconds_count\{endpoint="revoke",decision="allow"\} [1-9]/);
+  t.match(metrics, /agentgate_broker_duration_seconds_bucket\{le="0\.002",endpoint="token",decision="allow"\} \d+/, 'a bucket at the 2 ms issuance bar');
+  const wrong = await post('/oauth/token', `Basic ${Buffer.from('marketing-agent-03:not-the-secret').toString('base64')}`, 'grant_type=client_credentials');
+  t.equal(wrong.status, 401);
+  const after2 = await (await fetch(`${gw.metricsUrl}/metrics`)).text();
+  t.match(after2, /agentgate_broker_duration_seconds_count\{endpoint="token",decision="deny"\} [1-9]/, 'refusals are timed too');
   const lines = await gw.auditLines();
   const refused = lines.filter((l) => l.kind !== 'broker' && l.reason === 'token_invalid');
   t.ok(refused.length >= 1);
