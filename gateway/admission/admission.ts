@@ -56,6 +56,11 @@ export interface Admission {
 
 const KILLED = 'this agent has been disabled by an operator';
 
+/** The intents a commit applies in memory without waiting for the store (the rest need it). */
+const AT_ONCE_KINDS = ['touch', 'touch_session', 'end_session', 'violation'] as const satisfies ReadonlyArray<Intent['kind']>;
+const AT_ONCE: ReadonlySet<Intent['kind']> = new Set(AT_ONCE_KINDS);
+type AtOnceIntent = Extract<Intent, { kind: (typeof AT_ONCE_KINDS)[number] }>;
+
 export function createAdmission(deps: AdmissionDeps): Admission {
   const { store, metrics, log, clock } = deps;
   const view = viewOf(store);
@@ -85,12 +90,8 @@ export function createAdmission(deps: AdmissionDeps): Admission {
   }
 
   async function apply(intent: Intent, refusal: GatewayError | null): Promise<GatewayError | null> {
+    if (appliesAtOnce(intent)) return applyAtOnce(intent, refusal);
     switch (intent.kind) {
-      case 'touch':
-      case 'touch_session':
-      case 'end_session':
-      case 'violation':
-        return applyAtOnce(intent, refusal);
       case 'request_approval': {
         const stored = await store.requestApproval(intent.record);
         // A concurrent identical request may have stored its own first: name that one.
@@ -128,8 +129,8 @@ export function createAdmission(deps: AdmissionDeps): Admission {
   }
 
   /** An intent that applies in memory at once (its durable part, if any, follows on its own). */
-  function appliesAtOnce(intent: Intent): boolean {
-    return intent.kind === 'touch' || intent.kind === 'touch_session' || intent.kind === 'end_session' || intent.kind === 'violation';
+  function appliesAtOnce(intent: Intent): intent is AtOnceIntent {
+    return AT_ONCE.has(intent.kind);
   }
 
   function commit(ctx: RequestContext, refusal: GatewayError | null): GatewayError | null | Promise<GatewayError | null> {
@@ -153,7 +154,7 @@ export function createAdmission(deps: AdmissionDeps): Admission {
   }
 
   /** `apply` for the intents `appliesAtOnce` admits: the same effect, without a promise. */
-  function applyAtOnce(intent: Intent, refusal: GatewayError | null): GatewayError | null {
+  function applyAtOnce(intent: AtOnceIntent, refusal: GatewayError | null): GatewayError | null {
     switch (intent.kind) {
       case 'touch':
         store.touch(intent.agent, intent.jti, intent.expiresAt);
@@ -169,8 +170,6 @@ export function createAdmission(deps: AdmissionDeps): Admission {
         // Counted without holding the answer back: a refusal flood must not queue on the store.
         countViolation(intent);
         return refusal;
-      default:
-        throw new Error(`intent ${intent.kind} needs the store`);
     }
   }
 

@@ -6,8 +6,7 @@
 import type { RequestContext } from '../context.js';
 import { GatewayError } from '../errors.js';
 import type { RateLimitRule } from '../policy/types.js';
-import { rateLimitHeaders } from '../state/rules/rate-limit.js';
-import type { RateDecision } from '../state/rules/rate-limit.js';
+import { rateLimitHeaders, type RateDecision } from '../state/rules/rate-limit.js';
 import type { Store } from '../state/store.js';
 import type { Metrics } from '../telemetry/metrics.js';
 
