@@ -288,8 +288,7 @@ async function loadKey(file: string): Promise<LoadedKey> {
     signingKey = createPrivateKey({ key: body.jwk as JsonWebKey, format: 'jwk' });
     // The private and public halves must belong together, or we would sign what we cannot verify:
     // a probe signed as tokens are (node:crypto) must verify with jose against the public half.
-    const input = `${Buffer.from(JSON.stringify({ alg: body.alg })).toString('base64url')}.${Buffer.from(body.kid).toString('base64url')}`;
-    await compactVerify(`${input}.${signJws(body.alg, signingKey, input)}`, publicKey, { algorithms: [body.alg] });
+    await compactVerify(compactJws(body.alg, signingKey, { alg: body.alg }, body.kid), publicKey, { algorithms: [body.alg] });
   } catch (error) {
     throw new Error(`signing key ${file} cannot be used (${(error as Error).message}); ${fix}`, { cause: error });
   }
@@ -307,15 +306,16 @@ async function loadKey(file: string): Promise<LoadedKey> {
 }
 
 /**
- * The JWS signature (RFC 7515 §7.1, base64url) of `signingInput`, made on this thread with
- * node:crypto. WebCrypto (what jose's `sign` uses) queues every signature on libuv's thread pool:
- * two thread switches for a ~50 µs operation, behind any audit write in the same pool. ES256 is in
- * JOSE's raw r||s form (RFC 7518 §3.4), not DER.
+ * A compact JWS (RFC 7515 §7.1) of `header` and `payload` (the payload's bytes, e.g. JSON text),
+ * signed on this thread with node:crypto. WebCrypto (what jose's `sign` uses) queues every
+ * signature on libuv's thread pool: two thread switches for a ~50 µs operation, behind any audit
+ * write in the same pool. ES256 is in JOSE's raw r||s form (RFC 7518 §3.4), not DER.
  */
-export function signJws(alg: SigningAlg, signingKey: KeyObject, signingInput: string): string {
+export function compactJws(alg: SigningAlg, signingKey: KeyObject, header: Readonly<Record<string, string>>, payload: string): string {
+  const signingInput = `${Buffer.from(JSON.stringify(header)).toString('base64url')}.${Buffer.from(payload).toString('base64url')}`;
   const data = Buffer.from(signingInput);
   const signature = alg === 'EdDSA' ? sign(null, data, signingKey) : sign('sha256', data, { key: signingKey, dsaEncoding: 'ieee-p1363' });
-  return signature.toString('base64url');
+  return `${signingInput}.${signature.toString('base64url')}`;
 }
 
 function asKeyFile(value: unknown): KeyFile | null {

@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import type { JWTPayload } from 'jose';
 import type { Clock } from '../clock.js';
 import type { TokenPlan } from './claims.js';
-import { signJws, type KeyStore } from './keys.js';
+import { compactJws, type KeyStore } from './keys.js';
 
 /** A token plan (tokens/claims.ts) with the issuer that signs it; `role` is not a claim. */
 export type MintRequest = Omit<TokenPlan, 'role' | 'act'> & { readonly issuer: string; readonly act?: TokenPlan['act'] | undefined };
@@ -40,14 +40,9 @@ export async function mintAccessToken(keys: KeyStore, claims: MintRequest, clock
     sid: claims.sid,
   };
   if (claims.act !== undefined && claims.act !== null) payload.act = claims.act;
-  const signingInput = `${base64url(JSON.stringify({ alg: key.alg, typ: 'at+jwt', kid: key.kid }))}.${base64url(JSON.stringify(payload))}`;
-  // Signed on this thread (keys.ts `signJws`); verified with jose (tokens/verify.ts).
-  const token = `${signingInput}.${signJws(key.alg, key.signingKey, signingInput)}`;
+  // Signed on this thread (keys.ts `compactJws`); verified with jose (tokens/verify.ts).
+  const token = compactJws(key.alg, key.signingKey, { alg: key.alg, typ: 'at+jwt', kid: key.kid }, JSON.stringify(payload));
   return { token, jti, sid: claims.sid, issuedAt, expiresAt, kid: key.kid };
-}
-
-function base64url(text: string): string {
-  return Buffer.from(text).toString('base64url');
 }
 
 function checkInput(claims: MintRequest): void {
