@@ -236,6 +236,32 @@ t.test('a cache hit completes synchronously; revocation still applies on the hot
   t.equal(await settle(run({ url: '/kb/articles', authorization: [`Bearer ${after}`] })), null, 'tokens issued after the agent revocation pass');
 });
 
+t.test('the cache is keyed by the exact Authorization value: a variant of a cached one gets no hit', async (t) => {
+  // The attack: once `Bearer <token>` is cached, send the same token in a form the syntax checks
+  // refuse (they run only on a miss) or with bytes a lenient backend would drop, hoping for a hit.
+  const { keys, policy, clock, run, settle } = await setup(t);
+  const token = await mintFor(keys, ISSUER, policy, 'data-agent-01', { clock });
+  t.equal(await settle(run({ url: '/bi/reports', authorization: [`Bearer ${token}`] })), null);
+  t.equal(run({ url: '/bi/reports', authorization: [`Bearer ${token}`] }).returned, undefined, 'cached');
+  const cases: Array<{ name: string; value: string; reason: ReasonCode | null }> = [
+    { name: 'two spaces after the scheme', value: `Bearer  ${token}`, reason: 'token_missing' },
+    { name: 'a tab for the space', value: `Bearer\t${token}`, reason: 'token_missing' },
+    { name: 'a trailing space', value: `Bearer ${token} `, reason: 'token_missing' },
+    { name: 'a trailing comma and a second credential', value: `Bearer ${token}, Basic eDp5`, reason: 'token_missing' },
+    { name: 'a character appended to the signature', value: `Bearer ${token}A`, reason: 'token_invalid' },
+    { name: 'the scheme in lower case (allowed: verified afresh, not served from the cache)', value: `bearer ${token}`, reason: null },
+  ];
+  for (const c of cases) {
+    const r = run({ url: '/bi/reports', authorization: [c.value] });
+    if (c.reason === null) {
+      t.type(r.returned, Promise, `${c.name}: a miss, verified in full`);
+      t.equal(await settle(r), null, `${c.name}: allowed`);
+    } else {
+      t.match(await settle(r), { reason: c.reason }, `${c.name}: ${c.reason}`);
+    }
+  }
+});
+
 t.test('the stage never authenticates with a token past its exp', async (t) => {
   const { keys, policy, clock, run, settle } = await setup(t);
   const token = await mintFor(keys, ISSUER, policy, 'data-agent-01', { clock, ttlSeconds: 60 });
