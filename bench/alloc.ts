@@ -12,6 +12,7 @@ import { WebSocket } from 'undici';
 import { AGENTS, BACKEND, PATHS, writeBenchFiles } from './config.js';
 import { ROOT } from './procs.js';
 import { SERVER_CORE, startBackend, startGatewayRig, startLoadWorker, type LoadWorker } from './rig.js';
+import { median } from './stats.js';
 
 interface ProfileNode {
   readonly callFrame: { readonly functionName: string; readonly url: string; readonly lineNumber: number };
@@ -120,7 +121,6 @@ try {
       process.stderr.write(`round ${r + 1}, ${name}: ${(perRequest / 1024).toFixed(1)} KiB per request\n`);
     }
   }
-  const median = (values: number[]): number => [...values].sort((a, b) => a - b)[values.length >> 1] ?? Number.NaN;
   const line = builds.map(([name]) => `${name} ${(median(figures.get(name) ?? []) / 1024).toFixed(1)} KiB`).join(' -> ');
   process.stdout.write(`JS heap allocated per request by the gateway (GET 200 B, 50 connections; median of ${rounds} rounds): ${line}\n`);
   process.stdout.write('largest allocators in this build (last round), bytes per request:\n');

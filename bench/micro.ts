@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Session } from 'node:inspector/promises';
-import { latencyPercentiles } from './stats.js';
+import { latencyPercentiles, median } from './stats.js';
 
 
 type AuditModule = typeof import('../gateway/telemetry/audit-log.js');
@@ -27,7 +27,6 @@ if (baseline === undefined) {
 const rounds = Number(process.argv[3] ?? 5);
 const here = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const builds = { baseline: resolve(baseline), 'this build': here };
-const median = (values: number[]): number => [...values].sort((a, b) => a - b)[values.length >> 1] ?? Number.NaN;
 
 
 function record(): Record<string, unknown> & { time: string; kind: 'proxy'; requestId: string; decision: 'allow'; reason: string } {
