@@ -133,7 +133,7 @@ export function createClientAuthenticator(options: ClientAuthOptions): ClientAut
     if (agent === undefined || jwks.length === 0) fail(agent, claimed === null ? 'assertion_malformed' : agent === undefined ? 'client_unknown' : 'no_key_pinned');
     let verified: VerifiedAssertion;
     try {
-      verified = await verifyClientAssertion(jwt, { clientId: agent.id, jwks, audiences: [issuerNow(), endpointUrl], clock });
+      verified = verifyClientAssertion(jwt, { clientId: agent.id, jwks, audiences: [issuerNow(), endpointUrl], clock });
     } catch (error) {
       if (error instanceof AssertionError) fail(agent, `assertion_${error.code}`);
       throw error;

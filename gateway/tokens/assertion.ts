@@ -1,13 +1,10 @@
 // Client assertions (RFC 7523 §3, private_key_jwt): a JWT the agent signs with its own key to
-// authenticate at the token endpoint. Verified against the public JWKs its policy pins; jose's
-// errors become AssertionError codes here. Single use of `jti` is the caller's (it owns the store).
-// jose by subpath: its index loads every algorithm and format (~180 modules) into each process.
-import { decodeJwt } from 'jose/jwt/decode';
-import { decodeProtectedHeader } from 'jose/decode/protected_header';
-import * as joseErrors from 'jose/errors';
-import { importJWK } from 'jose/key/import';
-import { jwtVerify } from 'jose/jwt/verify';
-import type { CryptoKey, JWK, JWTPayload } from 'jose';
+// authenticate at the token endpoint. Verified against the public JWKs its policy pins, with
+// node:crypto on the calling thread: WebCrypto (jose) queues every verification on libuv's thread
+// pool, and that round trip was the token endpoint's slowest step (bench/RESULTS.md, issue 13).
+// The JWS and JWT rules are jose's jwtVerify's, read strictly: test/tokens/assertion.test.ts
+// holds both to the same table. Single use of `jti` is the caller's (it owns the store).
+import { createPublicKey, verify, type JsonWebKey, type KeyObject } from 'node:crypto';
 import type { Clock } from '../clock.js';
 import { MAX_TOKEN_BYTES } from './verify.js';
 
@@ -50,31 +47,69 @@ export interface AssertionOptions {
 
 const FORBIDDEN_HEADERS = ['jku', 'jwk', 'x5u', 'x5c', 'crit'] as const;
 const ALG_OF_CURVE: Readonly<Record<string, string>> = { Ed25519: 'EdDSA', 'P-256': 'ES256' };
-const imported = new WeakMap<object, Promise<CryptoKey>>();
+/** Claims jwtVerify was asked to require; iss, sub and aud are then checked against the client. */
+const REQUIRED_CLAIMS = ['iss', 'sub', 'aud', 'exp', 'jti'] as const;
+/** Compact JWS: three non-empty base64url segments, nothing else (no padding, no whitespace). */
+const COMPACT = /^([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)$/;
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+const publicKeys = new WeakMap<object, KeyObject>();
 
-/** The `sub` (else `iss`) of an unverified assertion, to find out which client it claims to be. */
-export function assertionSubject(assertion: string): string | null {
-  if (assertion.length > MAX_TOKEN_BYTES) return null;
+interface Parsed {
+  readonly header: Record<string, unknown>;
+  /** The bytes the signature covers: `header.payload` as sent. */
+  readonly signingInput: Buffer;
+  readonly signature: Buffer;
+  readonly payloadSegment: string;
+}
+
+/** Decode one segment; null unless it is the canonical base64url of its bytes. */
+function segment(text: string): Buffer | null {
+  const bytes = Buffer.from(text, 'base64url');
+  return bytes.toString('base64url') === text ? bytes : null;
+}
+
+/** A JSON object from a segment's bytes (UTF-8, a top-level object), or null. */
+function objectOf(bytes: Buffer | null): Record<string, unknown> | null {
+  if (bytes === null) return null;
   try {
-    const payload = decodeJwt(assertion);
-    const who = payload.sub ?? payload.iss;
-    return typeof who === 'string' && who !== '' ? who : null;
+    const value: unknown = JSON.parse(utf8.decode(bytes));
+    return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : null;
   } catch {
     return null;
   }
 }
 
-export async function verifyClientAssertion(assertion: string, options: AssertionOptions): Promise<VerifiedAssertion> {
+function parse(assertion: string): Parsed | null {
+  if (assertion.length > MAX_TOKEN_BYTES) return null;
+  const parts = COMPACT.exec(assertion);
+  if (parts === null) return null;
+  const [, headerSegment = '', payloadSegment = '', signatureSegment = ''] = parts;
+  const header = objectOf(segment(headerSegment));
+  const signature = segment(signatureSegment);
+  if (header === null || signature === null) return null;
+  return { header, signingInput: Buffer.from(`${headerSegment}.${payloadSegment}`, 'latin1'), signature, payloadSegment };
+}
+
+/** The `sub` (else `iss`) of an unverified assertion, to find out which client it claims to be. */
+export function assertionSubject(assertion: string): string | null {
+  const parsed = parse(assertion);
+  const payload = parsed === null ? null : objectOf(segment(parsed.payloadSegment));
+  const who = payload?.sub ?? payload?.iss;
+  return typeof who === 'string' && who !== '' ? who : null;
+}
+
+/**
+ * Verify `assertion` as the client `clientId`'s (RFC 7523 §3): signature by a pinned key, `iss` =
+ * `sub` = the client, `aud` one of `audiences`, `exp` (and `nbf`, `iat` when present) within the
+ * clock skew, and a lifetime of at most `maxLifetimeSeconds`. Throws AssertionError.
+ */
+export function verifyClientAssertion(assertion: string, options: AssertionOptions): VerifiedAssertion {
   const { clientId, clock } = options;
   const maxLifetime = options.maxLifetimeSeconds ?? 300;
   const skew = options.maxSkewSeconds ?? 30;
-  if (assertion.length > MAX_TOKEN_BYTES) throw new AssertionError('malformed');
-  let header: ReturnType<typeof decodeProtectedHeader>;
-  try {
-    header = decodeProtectedHeader(assertion);
-  } catch (error) {
-    throw new AssertionError('malformed', { cause: error });
-  }
+  const parsed = parse(assertion);
+  if (parsed === null) throw new AssertionError('malformed');
+  const { header } = parsed;
   for (const name of FORBIDDEN_HEADERS) if (Object.hasOwn(header, name)) throw new AssertionError('header_forbidden');
   const alg = header.alg;
   if (alg !== 'EdDSA' && alg !== 'ES256' && alg !== 'Ed25519') throw new AssertionError('alg');
@@ -85,31 +120,22 @@ export async function verifyClientAssertion(assertion: string, options: Assertio
     return algOk && (header.kid === undefined || jwk.kid === undefined || jwk.kid === header.kid);
   });
   if (candidates.length === 0) throw new AssertionError('no_key');
-  let payload: JWTPayload | null = null;
-  let lastError: unknown = null;
-  for (const jwk of candidates) {
-    try {
-      const key = await importOnce(jwk, alg);
-      ({ payload } = await jwtVerify(assertion, key, {
-        algorithms: [alg],
-        clockTolerance: skew,
-        currentDate: new Date(clock.now()),
-        requiredClaims: ['iss', 'sub', 'aud', 'exp', 'jti'],
-      }));
-      break;
-    } catch (error) {
-      lastError = error;
-      // Only a bad signature means "try the next key"; any other failure is final.
-      if (!(error instanceof joseErrors.JWSSignatureVerificationFailed)) break;
-    }
-  }
-  if (payload === null) throw translate(lastError);
+  if (!candidates.some((jwk) => signedBy(alg, parsed, publicKeyOf(jwk)))) throw new AssertionError('signature');
+
+  const payload = objectOf(segment(parsed.payloadSegment));
+  if (payload === null) throw new AssertionError('malformed');
+  for (const claim of REQUIRED_CLAIMS) if (!(claim in payload)) throw new AssertionError('claims');
+  const { exp, iat, nbf, jti } = payload;
+  if (typeof exp !== 'number' || (iat !== undefined && typeof iat !== 'number') || (nbf !== undefined && typeof nbf !== 'number')) throw new AssertionError('claims');
+  // jose's reading of the clock: whole seconds, the skew on either side.
+  const now = Math.floor(clock.now() / 1000);
+  if (nbf !== undefined && nbf > now + skew) throw new AssertionError('not_yet_valid');
+  if (exp <= now - skew) throw new AssertionError('expired');
   // RFC 7523 §3: iss and sub are both the client.
   if (payload.iss !== clientId || payload.sub !== clientId) throw new AssertionError('iss_sub');
-  const aud = typeof payload.aud === 'string' ? [payload.aud] : (payload.aud ?? []);
-  if (!aud.some((a) => options.audiences.includes(a))) throw new AssertionError('aud');
-  const { exp, iat, jti } = payload;
-  if (typeof exp !== 'number' || typeof jti !== 'string' || jti === '' || jti.length > 256) throw new AssertionError('claims');
+  const aud = typeof payload.aud === 'string' ? [payload.aud] : Array.isArray(payload.aud) ? payload.aud : [];
+  if (!aud.some((a) => typeof a === 'string' && options.audiences.includes(a))) throw new AssertionError('aud');
+  if (typeof jti !== 'string' || jti === '' || jti.length > 256) throw new AssertionError('claims');
   const nowSeconds = clock.now() / 1000;
   // Short-lived: at most maxLifetime from its iat (or from now when it has none) to its exp.
   const from = typeof iat === 'number' ? iat : nowSeconds;
@@ -118,26 +144,27 @@ export async function verifyClientAssertion(assertion: string, options: Assertio
   return { jti, exp, madeNoEarlierThan: typeof iat === 'number' ? iat : exp - maxLifetime };
 }
 
-function importOnce(jwk: Readonly<Record<string, unknown>>, alg: string): Promise<CryptoKey> {
-  let key = imported.get(jwk);
+/** The pinned JWK as a node:crypto key, made once per JWK object (a policy reload brings new ones). */
+function publicKeyOf(jwk: Readonly<Record<string, unknown>>): KeyObject {
+  let key = publicKeys.get(jwk);
   if (key === undefined) {
-    const { kty, crv, x, y } = jwk as JWK;
-    key = importJWK(y === undefined ? { kty, crv, x } : { kty, crv, x, y }, alg === 'Ed25519' ? 'EdDSA' : alg) as Promise<CryptoKey>;
-    imported.set(jwk, key);
-    key.catch(() => imported.delete(jwk));
+    const { kty, crv, x, y } = jwk;
+    try {
+      key = createPublicKey({ key: (y === undefined ? { kty, crv, x } : { kty, crv, x, y }) as JsonWebKey, format: 'jwk' });
+    } catch (error) {
+      throw new AssertionError('no_key', { cause: error });
+    }
+    publicKeys.set(jwk, key);
   }
   return key;
 }
 
-function translate(error: unknown): AssertionError {
-  if (error instanceof AssertionError) return error;
-  if (error instanceof joseErrors.JWTExpired) return new AssertionError('expired', { cause: error });
-  if (error instanceof joseErrors.JWTClaimValidationFailed) {
-    if (error.claim === 'nbf' || error.claim === 'iat') return new AssertionError('not_yet_valid', { cause: error });
-    return new AssertionError('claims', { cause: error });
+/** EdDSA over Ed25519, or ES256 with its 64-byte r||s signature (RFC 7518 §3.4). */
+function signedBy(alg: 'EdDSA' | 'Ed25519' | 'ES256', parsed: Parsed, key: KeyObject): boolean {
+  if (parsed.signature.length !== 64) return false;
+  if (alg === 'ES256') {
+    if (key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== 'prime256v1') return false;
+    return verify('sha256', parsed.signingInput, { key, dsaEncoding: 'ieee-p1363' }, parsed.signature);
   }
-  if (error instanceof joseErrors.JWSSignatureVerificationFailed) return new AssertionError('signature', { cause: error });
-  if (error instanceof joseErrors.JOSEError) return new AssertionError('malformed', { cause: error });
-  if (error instanceof TypeError) return new AssertionError('malformed', { cause: error });
-  throw error;
+  return key.asymmetricKeyType === 'ed25519' && verify(null, parsed.signingInput, key, parsed.signature);
 }
