@@ -21,6 +21,21 @@ export function canPin(): boolean {
   return TASKSET !== null && cpus().length >= 2;
 }
 
+/**
+ * Pin this process, every thread it has and every one it makes later, to `core`. The benchmark's
+ * own process is a client (the token issuance and kill probes run in it): left unpinned, its JIT
+ * and GC threads share the server's core and their work lands in the server's figures.
+ */
+export function pinSelf(core: number): boolean {
+  if (!canPin() || TASKSET === null) return false;
+  try {
+    execFileSync(TASKSET, ['--all-tasks', '--cpu-list', '--pid', String(core), String(process.pid)], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 let clockTicks: number | null = null;
 /** USER_HZ: the unit of utime/stime in /proc/PID/stat. */
 function ticksPerSecond(): number {

@@ -74,6 +74,7 @@ export function barLines(results: Results): BarLine[] {
   }
   for (const t of results.tokens ?? []) {
     if (t.clientSide) lines.push({ what: `p99, ${t.method}`, figure: formatMs(t.latency.p99), bar: '–', met: null });
+    else if (t.startUp === true && t.server !== null) lines.push({ what: `token issuance p99 server side, ${t.method} (${formatShare(t.server.within2ms)} within 2 ms)`, figure: formatMs(t.server.p99), bar: 'reported', met: null });
     else if (t.server === null) lines.push({ what: `token issuance p99 (${t.method})`, figure: formatMs(t.latency.p99), bar: '≤ 2 ms', met: t.latency.p99 <= 2 });
     else {
       // The bar is the server's part: read from the gateway's own histogram (arrival to answer,
@@ -242,7 +243,7 @@ export function renderResults(results: Results): string {
   }
   if (results.tokens !== undefined) {
     out.push('## 3. Token issuance', '', tokensTable(results.tokens), '');
-    out.push('Sequential issuance, one at a time, over one keep-alive connection to the real `agentgate serve` process (its token endpoint audits every issuance). The private_key_jwt client signs a fresh EdDSA assertion per request, as a real client does; the signing alone and the two together are the rows beside the request timed with the assertion in hand. p50 / p99 / max are at the client (the loopback round trip and the client included); the server columns are the gateway\'s own `agentgate_broker_duration_seconds` over the same requests (arrival to answer, the answer sent after its audit line is written), quantiles interpolated within its buckets, and the share answered within 2 ms (a bucket bound): the bar (≤ 2 ms server-side) is met when that share is at least 99 %. tokens / s is over the timed part.', '');
+    out.push('Sequential issuance, one at a time, over one keep-alive connection to the real `agentgate serve` process (its token endpoint audits every issuance). The private_key_jwt client signs a fresh EdDSA assertion per request, as a real client does; the signing alone and the two together are the rows beside the request timed with the assertion in hand. p50 / p99 / max are at the client (the loopback round trip and the client included); the server columns are the gateway\'s own `agentgate_broker_duration_seconds` over the same requests (arrival to answer, the answer sent after its audit line is written), quantiles interpolated within its buckets, and the share answered within 2 ms (a bucket bound): the bar (≤ 2 ms server-side) is met when that share is at least 99 %. tokens / s is over the timed part. The first row is the gateway\'s first issuances after its start, the HTTP methods in turn: a fresh process answers its first few thousand more slowly (V8 still compiling the path, on the same core), so that row has no bar and each row under it is measured after it, warm, whichever method comes first.', '');
   }
   if (results.kill !== undefined) {
     out.push('## 4. Kill latency', '', killTable(results.kill), '');

@@ -11,11 +11,11 @@ import { AGENTS, writeBenchFiles } from './config.js';
 import { runKills } from './kill.js';
 import { runMemory } from './memory.js';
 import { parseOptions, UsageError, type BenchOptions } from './options.js';
-import { canPin, ROOT } from './procs.js';
+import { canPin, pinSelf, ROOT } from './procs.js';
 import { renderResults, type Results } from './report.js';
-import { forge, SERVER_CORE, startBackend, startBareProxy, startGatewayRig, startLoadWorker, type Backend, type BareProxy, type GatewayRig, type LoadWorker } from './rig.js';
+import { forge, LOAD_CORE, SERVER_CORE, startBackend, startBareProxy, startGatewayRig, startLoadWorker, type Backend, type BareProxy, type GatewayRig, type LoadWorker } from './rig.js';
 import { runForwarding, runMasking, runRefusal } from './throughput.js';
-import { issuanceMethods, measureIssuance } from './tokens.js';
+import { issuanceMethods, measureIssuance, measureStartUp } from './tokens.js';
 import { runWorkers } from './workers.js';
 import { exportJWK, generateKeyPair } from 'jose';
 import { Pool } from 'undici';
@@ -44,6 +44,8 @@ async function main(argv: readonly string[]): Promise<number> {
     throw error;
   }
   if (!canPin()) progress('warning: taskset or a second core is missing; processes run unpinned');
+  // This process is a client too (issuance, kill probe): it runs beside the load generator.
+  else if (!pinSelf(LOAD_CORE)) progress(`warning: could not pin the benchmark itself to core ${LOAD_CORE}`);
   const started = performance.now();
   const machine = {
     node: process.version,
@@ -115,6 +117,8 @@ async function main(argv: readonly string[]): Promise<number> {
         const http = { pool, metricsUrl: rig.gateway.metricsUrl, client: AGENTS.client, privateKey: clientKey.privateKey, clientSecret: String(secret.body.clientSecret) };
         const methods = issuanceMethods({ keys: rig.keys, issuer: rig.issuer, policy, agent: AGENTS.caller, http });
         const issued = [];
+        const startUp = await measureStartUp(methods, options.tokens);
+        if (startUp !== null) issued.push(startUp);
         for (const method of methods) issued.push(await measureIssuance(method, options.tokens));
         results.tokens = issued;
       } finally {

@@ -152,6 +152,10 @@ t.test('server-side issuance figures from the broker histogram', async (t) => {
     const issued = { method: 'HTTP', clientSide: false, tokens: 100, tokensPerSecond: 1, latency: latencyPercentiles([1, 5]), server: got };
     const bar = barLines({ ...minimalResults(), tokens: [issued] }).find((l) => l.what.startsWith('token issuance p99 server side'));
     t.equal(bar?.met, c.met, `${c.name}: the bar reads the server's share, not the client's p99 (5 ms)`);
+    // The start-up row is reported beside the bar, never judged by it.
+    const lines = barLines({ ...minimalResults(), tokens: [{ ...issued, method: 'the first 100 after start', startUp: true }, issued] });
+    t.match(lines.filter((l) => l.what.includes('the first 100 after start')), [{ bar: 'reported', met: null }], `${c.name}: start-up row`);
+    t.equal(lines.filter((l) => l.met !== null).length, 1, `${c.name}: one bar line, the warm method's`);
   }
 });
 
