@@ -17,6 +17,7 @@ import { latencyPercentiles, median } from './stats.js';
 
 
 type AuditModule = typeof import('../gateway/telemetry/audit-log.js');
+type ProxyRecord = import('../gateway/telemetry/audit-line.js').ProxyRecord;
 type MetricsModule = typeof import('../gateway/telemetry/metrics.js');
 
 const baseline = process.argv[2];
@@ -29,8 +30,9 @@ const here = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const builds = { baseline: resolve(baseline), 'this build': here };
 
 
-function record(): Record<string, unknown> & { time: string; kind: 'proxy'; requestId: string; decision: 'allow'; reason: string } {
-  return { time: new Date().toISOString(), kind: 'proxy', requestId: randomUUID(), agent: 'bench-agent', role: 'caller', onBehalfOf: null, jti: randomUUID(), backend: 'bench', method: 'GET', path: '/small', decision: 'allow', reason: 'none', reasonDetail: null, route: 'GET /small', status: 200, upstreamStatus: 200, durationMs: 1.234, remote: '127.0.0.1' };
+/** A proxied request's line, as outcome.ts writes it. */
+function record(): ProxyRecord {
+  return { time: new Date().toISOString(), kind: 'proxy', requestId: randomUUID(), phase: undefined, agent: 'bench-agent', role: 'caller', onBehalfOf: null, jti: randomUUID(), backend: 'bench', method: 'GET', path: '/small', decision: 'allow', reason: 'none', reasonDetail: null, route: 'GET /small', shadow: undefined, approvalId: undefined, rpc: undefined, status: 200, upstreamStatus: 200, durationMs: 1.234, remote: '127.0.0.1' };
 }
 
 async function auditUs(root: string): Promise<number> {

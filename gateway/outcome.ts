@@ -10,7 +10,8 @@ import { GatewayError, REASONS, type ReasonCode } from './errors.js';
 import { toolLabels } from './mcp/outcome.js';
 import { countingPolicy } from './state/breaker.js';
 import type { Intent } from './state/view.js';
-import { AuditUnavailableError, type AuditLog, type AuditRecord } from './telemetry/audit-log.js';
+import type { ProxyRecord } from './telemetry/audit-line.js';
+import { AuditUnavailableError, type AuditLog } from './telemetry/audit-log.js';
 import { NO_REASON, UNKNOWN_LABEL } from './telemetry/labels.js';
 import type { Metrics } from './telemetry/metrics.js';
 
@@ -73,7 +74,7 @@ export function createOutcomeWriter(deps: OutcomeDeps): OutcomeWriter {
     return { reason: 'internal', reasonDetail: describe(error) };
   }
 
-  function recordOf(ctx: RequestContext, reason: ReasonCode | null, reasonDetail: string, status: number, phase?: 'end'): AuditRecord {
+  function recordOf(ctx: RequestContext, reason: ReasonCode | null, reasonDetail: string, status: number, phase?: 'end'): ProxyRecord {
     const principal = ctx.principal;
     const target = ctx.target;
     const totalMs = Number(process.hrtime.bigint() - ctx.startedAt) / 1e6;

@@ -10,10 +10,14 @@ import { createHash, hash as cryptoHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { mkdir, open, readFile, rename, stat, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { writeProxyRecord, type ProxyRecord } from './audit-line.js';
 
-export interface AuditRecord {
+/** A line's record: a proxied request's (its fields fixed, audit-line.ts), or the broker's and admin socket's. */
+export type AuditRecord = ProxyRecord | ServiceRecord;
+
+export interface ServiceRecord {
   readonly time: string;
-  readonly kind: 'proxy' | 'broker' | 'admin';
+  readonly kind: 'broker' | 'admin';
   readonly requestId: string;
   readonly decision: 'allow' | 'deny';
   readonly reason: string;
@@ -122,8 +126,11 @@ export function hashLine(line: string): string {
   return createHash('sha256').update(line).digest('hex');
 }
 
-/** One-shot SHA-256 (crypto.hash, Node 20.12+): no Hash object per line. */
-const sha256Hex: (line: string) => string = typeof cryptoHash === 'function' ? (line) => cryptoHash('sha256', line, 'hex') : hashLine;
+/** One-shot SHA-256 (crypto.hash, Node 20.12+) of a line's bytes: no Hash object per line. */
+const sha256Hex: (line: Buffer) => string = typeof cryptoHash === 'function' ? (line) => cryptoHash('sha256', line, 'hex') : (line) => createHash('sha256').update(line).digest('hex');
+
+/** The first bytes of every line, before its seq. */
+const SEQ_KEY = '{"seq":';
 
 interface Waiter {
   resolve(): void;
@@ -229,19 +236,20 @@ export async function openAuditLog(options: AuditLogOptions): Promise<AuditLog> 
     schedule();
   }
 
-  /** The next line of the chain: `{"seq":N,"prev":"...",` then the record (or the signed checkpoint). */
-  function lineOf(entry: Pending, lineSeq: number, linePrev: string): string {
-    if (entry.body !== null) return entry.body === '' ? `{"seq":${lineSeq},"prev":"${linePrev}"}` : `{"seq":${lineSeq},"prev":"${linePrev}",${entry.body}`;
+  /** What follows `{"seq":N,"prev":"..."` on the next line: the record's fields (or the signed checkpoint's). */
+  function restOf(entry: Pending, lineSeq: number, linePrev: string): string {
+    if (entry.body !== null) return entry.body === '' ? '}' : `,${entry.body}`;
     const time = entry.checkpointTime ?? '';
     const kid = signer?.kid ?? '';
     const sig = signer?.sign(checkpointPayload(lineSeq, linePrev, time, kid)) ?? '';
-    return JSON.stringify({ seq: lineSeq, prev: linePrev, time, kind: 'checkpoint', kid, sig });
+    return `,${JSON.stringify({ time, kind: 'checkpoint', kid, sig }).slice(1)}`;
   }
 
   function addRecord(record: AuditRecord, waiter: Waiter | null): void {
     if (closed) throw new Error('audit log is closed');
-    // Serialised now (the record may change after this call); chained and hashed when its batch is cut.
-    const json = JSON.stringify(record);
+    // Serialised now (the record may change after this call); chained and hashed when its batch is
+    // cut. A proxy line, one per request, has its own writer (audit-line.ts).
+    const json = record.kind === 'proxy' ? writeProxyRecord(record) : JSON.stringify(record);
     pending.push({ body: json.length > 2 ? json.slice(1) : '', waiter, checkpointTime: null });
     schedule();
     sinceCheckpoint += 1;
@@ -269,28 +277,39 @@ export async function openAuditLog(options: AuditLogOptions): Promise<AuditLog> 
     let rotateFirst = false;
     let room = size;
     let end = 0;
-    const texts: string[] = [];
+    // The batch is written straight into one buffer, and each line hashed from its bytes there.
+    let data = Buffer.allocUnsafe(Math.min(pending.length, 64) * 1024);
+    let used = 0;
     const waiters: Waiter[] = [];
     let checkpoint: AuditCheckpoint | null = null;
     while (end < pending.length) {
       const entry = pending[end];
       if (entry === undefined) break;
-      const text = `${lineOf(entry, seq + 1, prev)}\n`;
-      const bytes = Buffer.byteLength(text);
+      const head = `${SEQ_KEY}${seq + 1},"prev":"${prev}"`;
+      const rest = restOf(entry, seq + 1, prev);
+      // UTF-8 takes at most 3 bytes per UTF-16 unit; +1 for the newline.
+      const most = head.length + rest.length * 3 + 1;
+      if (used + most > data.length) {
+        const larger = Buffer.allocUnsafe(Math.max(data.length * 2, used + most));
+        data.copy(larger, 0, 0, used);
+        data = larger;
+      }
+      const bytes = data.write(head, used, 'latin1') + data.write(rest, used + head.length, 'utf8') + 1;
       if (end === 0 && size > 0 && size + bytes > maxBytes) {
         rotateFirst = true;
         room = 0;
-      } else if (end > 0 && room + bytes > maxBytes) break;
+      } else if (end > 0 && room + bytes > maxBytes) break; // not taken: the next batch rewrites it
       room += bytes;
       seq += 1;
-      prev = sha256Hex(text.slice(0, -1));
-      texts.push(text);
+      prev = sha256Hex(data.subarray(used, used + bytes - 1));
+      data[used + bytes - 1] = 0x0a;
+      used += bytes;
       if (entry.waiter !== null) waiters.push(entry.waiter);
       if (entry.checkpointTime !== null) checkpoint = { file, seq, hash: prev, time: entry.checkpointTime };
       end++;
     }
     pending = end === pending.length ? [] : pending.slice(end);
-    return { data: Buffer.from(texts.join('')), offset: 0, lines: texts.length, waiters, checkpoint, rotateFirst };
+    return { data: data.subarray(0, used), offset: 0, lines: end, waiters, checkpoint, rotateFirst };
   }
 
   async function rotate(): Promise<void> {

@@ -9,7 +9,7 @@ import { loadAuditKeys, openAuditSigner } from '../../gateway/telemetry/audit-ke
 import { tailAudit, verifyAuditFiles, verifyAuditLines } from '../../gateway/telemetry/audit-verify.js';
 
 function record(i: number, agent = 'marketing-agent-03') {
-  return { time: new Date(Date.UTC(2026, 10, 22, 12, 0, i)).toISOString(), kind: 'proxy' as const, requestId: `r${i}`, decision: i % 3 === 0 ? ('deny' as const) : ('allow' as const), reason: i % 3 === 0 ? 'out_of_scope' : 'none', agent, n: i };
+  return { time: new Date(Date.UTC(2026, 10, 22, 12, 0, i)).toISOString(), kind: 'admin' as const, requestId: `r${i}`, decision: i % 3 === 0 ? ('deny' as const) : ('allow' as const), reason: i % 3 === 0 ? 'out_of_scope' : 'none', agent, n: i };
 }
 
 async function trail(dir: string, count: number): Promise<string[]> {
