@@ -5,8 +5,10 @@
 // (broker, admin, checkpoints) keep JSON.stringify.
 import type { ReasonCode } from '../errors.js';
 
-/** One proxied request's line (`kind: proxy`): what outcome.ts records, in this order. */
-// eslint-disable-next-line @typescript-eslint/consistent-type-definitions -- a type, so it meets AuditRecord's index signature
+/**
+ * One proxied request's line (`kind: proxy`): what outcome.ts records, in this order. A type
+ * alias rather than an interface, so it stays assignable where records are indexed by name.
+ */
 export type ProxyRecord = {
   readonly time: string;
   readonly kind: 'proxy';

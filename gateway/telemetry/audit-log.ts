@@ -129,9 +129,6 @@ export function hashLine(line: string): string {
 /** One-shot SHA-256 (crypto.hash, Node 20.12+) of a line's bytes: no Hash object per line. */
 const sha256Hex: (line: Buffer) => string = typeof cryptoHash === 'function' ? (line) => cryptoHash('sha256', line, 'hex') : (line) => createHash('sha256').update(line).digest('hex');
 
-/** The first bytes of every line, before its seq. */
-const SEQ_KEY = '{"seq":';
-
 interface Waiter {
   resolve(): void;
   reject(error: Error): void;
@@ -285,7 +282,7 @@ export async function openAuditLog(options: AuditLogOptions): Promise<AuditLog> 
     while (end < pending.length) {
       const entry = pending[end];
       if (entry === undefined) break;
-      const head = `${SEQ_KEY}${seq + 1},"prev":"${prev}"`;
+      const head = `{"seq":${seq + 1},"prev":"${prev}"`;
       const rest = restOf(entry, seq + 1, prev);
       // UTF-8 takes at most 3 bytes per UTF-16 unit; +1 for the newline.
       const most = head.length + rest.length * 3 + 1;
