@@ -17,7 +17,7 @@ import { latencyPercentiles, median } from './stats.js';
 
 
 type AuditModule = typeof import('../gateway/telemetry/audit-log.js');
-type ProxyRecord = import('../gateway/telemetry/audit-line.js').ProxyRecord;
+type ProxyRecord = import('../gateway/telemetry/audit-log.js').ProxyRecord;
 type MetricsModule = typeof import('../gateway/telemetry/metrics.js');
 
 const baseline = process.argv[2];

@@ -10,8 +10,7 @@ import { GatewayError, REASONS, type ReasonCode } from './errors.js';
 import { toolLabels } from './mcp/outcome.js';
 import { countingPolicy } from './state/breaker.js';
 import type { Intent } from './state/view.js';
-import type { ProxyRecord } from './telemetry/audit-line.js';
-import { AuditUnavailableError, type AuditLog } from './telemetry/audit-log.js';
+import { AuditUnavailableError, type AuditLog, type ProxyRecord } from './telemetry/audit-log.js';
 import { NO_REASON, UNKNOWN_LABEL } from './telemetry/labels.js';
 import type { Metrics } from './telemetry/metrics.js';
 

@@ -10,10 +10,40 @@ import { createHash, hash as cryptoHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { mkdir, open, readFile, rename, stat, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { writeProxyRecord, type ProxyRecord } from './audit-line.js';
+import type { ReasonCode } from '../errors.js';
 
-/** A line's record: a proxied request's (its fields fixed, audit-line.ts), or the broker's and admin socket's. */
+/** A line's record: a proxied request's (its fields fixed), or the broker's and admin socket's. */
 export type AuditRecord = ProxyRecord | ServiceRecord;
+
+/**
+ * One proxied request's line (`kind: proxy`): what outcome.ts records, in this order. A type
+ * alias rather than an interface, so it stays assignable where records are indexed by name.
+ */
+export type ProxyRecord = {
+  readonly time: string;
+  readonly kind: 'proxy';
+  readonly requestId: string;
+  /** `end` on a second line for the same request. */
+  readonly phase: 'end' | undefined;
+  readonly agent: string | null;
+  readonly role: string | null;
+  readonly onBehalfOf: string | null;
+  readonly jti: string | null;
+  readonly backend: string | null;
+  readonly method: string;
+  readonly path: string | null;
+  readonly decision: 'allow' | 'deny';
+  readonly reason: ReasonCode | 'none';
+  readonly reasonDetail: string | null;
+  readonly route: string | null;
+  readonly shadow: readonly unknown[] | undefined;
+  readonly approvalId: string | undefined;
+  readonly rpc: readonly unknown[] | undefined;
+  readonly status: number;
+  readonly upstreamStatus: number | null;
+  readonly durationMs: number;
+  readonly remote: string;
+};
 
 export interface ServiceRecord {
   readonly time: string;
@@ -233,20 +263,18 @@ export async function openAuditLog(options: AuditLogOptions): Promise<AuditLog> 
     schedule();
   }
 
-  /** What follows `{"seq":N,"prev":"..."` on the next line: the record's fields (or the signed checkpoint's). */
-  function restOf(entry: Pending, lineSeq: number, linePrev: string): string {
-    if (entry.body !== null) return entry.body === '' ? '}' : `,${entry.body}`;
+  /** A checkpoint line's fields after its seq and prev (without the leading comma), signed over both. */
+  function checkpointFields(entry: Pending, lineSeq: number, linePrev: string): string {
     const time = entry.checkpointTime ?? '';
     const kid = signer?.kid ?? '';
     const sig = signer?.sign(checkpointPayload(lineSeq, linePrev, time, kid)) ?? '';
-    return `,${JSON.stringify({ time, kind: 'checkpoint', kid, sig }).slice(1)}`;
+    return JSON.stringify({ time, kind: 'checkpoint', kid, sig }).slice(1);
   }
 
   function addRecord(record: AuditRecord, waiter: Waiter | null): void {
     if (closed) throw new Error('audit log is closed');
-    // Serialised now (the record may change after this call); chained and hashed when its batch is
-    // cut. A proxy line, one per request, has its own writer (audit-line.ts).
-    const json = record.kind === 'proxy' ? writeProxyRecord(record) : JSON.stringify(record);
+    // Serialised now (the record may change after this call); chained and hashed when its batch is cut.
+    const json = JSON.stringify(record);
     pending.push({ body: json.length > 2 ? json.slice(1) : '', waiter, checkpointTime: null });
     schedule();
     sinceCheckpoint += 1;
@@ -283,15 +311,22 @@ export async function openAuditLog(options: AuditLogOptions): Promise<AuditLog> 
       const entry = pending[end];
       if (entry === undefined) break;
       const head = `{"seq":${seq + 1},"prev":"${prev}"`;
-      const rest = restOf(entry, seq + 1, prev);
-      // UTF-8 takes at most 3 bytes per UTF-16 unit; +1 for the newline.
-      const most = head.length + rest.length * 3 + 1;
+      const fields = entry.body ?? checkpointFields(entry, seq + 1, prev);
+      // UTF-8 takes at most 3 bytes per UTF-16 unit; +2 for the comma (or brace) and the newline.
+      const most = head.length + fields.length * 3 + 2;
       if (used + most > data.length) {
         const larger = Buffer.allocUnsafe(Math.max(data.length * 2, used + most));
         data.copy(larger, 0, 0, used);
         data = larger;
       }
-      const bytes = data.write(head, used, 'latin1') + data.write(rest, used + head.length, 'utf8') + 1;
+      // Written piece by piece, so the record's JSON is copied once, into the batch.
+      let bytes = data.write(head, used, 'latin1');
+      if (fields === '') data[used + bytes++] = 0x7d; // an empty record: `}`
+      else {
+        data[used + bytes++] = 0x2c; // `,`
+        bytes += data.write(fields, used + bytes, 'utf8');
+      }
+      bytes += 1; // the newline, written once the line is hashed
       if (end === 0 && size > 0 && size + bytes > maxBytes) {
         rotateFirst = true;
         room = 0;
