@@ -116,9 +116,9 @@ export async function measureIssuance(method: IssuanceMethod, count: number): Pr
 }
 
 /**
- * The gateway's first `count` issuances after its start, untimed by the bars: the HTTP methods
- * in turn. A fresh process answers its first few thousand more slowly (V8 still compiling the
- * path on the same core), so the methods measured after this one are measured warm, whichever
+ * The gateway's first `count` issuances after its start, the HTTP methods in turn, reported
+ * without a bar. A fresh process answers its first few thousand more slowly (V8 still compiling
+ * the path on the same core), so the methods measured after this are measured warm, whichever
  * comes first; what the start costs is this row.
  */
 export async function measureStartUp(methods: readonly IssuanceMethod[], count: number): Promise<IssuanceResult | null> {
