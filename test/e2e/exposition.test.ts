@@ -6,7 +6,8 @@ import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { freePort, ROOT, startUpstream } from '../helpers/gateway.js';
+import { ROOT, startUpstream } from '../helpers/gateway.js';
+import { closedPort } from '../helpers/root.js';
 import { parseExposition, seriesKey, type Exposition } from '../helpers/prom.js';
 import { runCli, serveCli, writeConfig } from '../helpers/process.js';
 
@@ -15,7 +16,7 @@ const KINDS = ['connect', 'timeout', 'reset', 'redirect', 'protocol'];
 
 t.test('the full exposition of a served gateway', async (t) => {
   const crm = await startUpstream(t);
-  const down = await freePort(); // nothing listens there
+  const down = await closedPort(); // nothing listens there
   const dir = t.testdir({
     policies: {
       'p.yaml': [

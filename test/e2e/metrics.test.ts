@@ -6,7 +6,7 @@ import { Pool, request } from 'undici';
 import { issueAgentToken } from '../../gateway/broker/issue.js';
 import { startGateway, startUpstream, type StartedGateway } from '../helpers/gateway.js';
 import { parseExposition, seriesKey, sumOf, type Exposition } from '../helpers/prom.js';
-import { freePort } from '../helpers/root.js';
+import { closedPort } from '../helpers/root.js';
 
 async function scrape(gw: StartedGateway): Promise<Exposition> {
   const res = await request(`${gw.metricsUrl}/metrics`);
@@ -21,7 +21,7 @@ function b64(value: unknown): string {
 t.test('metrics', async (t) => {
   const crm = await startUpstream(t);
   const tickets = await startUpstream(t);
-  const down = await freePort();
+  const down = await closedPort();
   const dir = t.testdir({
     policies: {
       'p.yaml': [

@@ -10,7 +10,7 @@ import { approvalDigest } from '../../gateway/state/rules/approvals.js';
 import type { ApprovalRecord, Store } from '../../gateway/state/store.js';
 import type { BreakerPolicy } from '../../gateway/policy/types.js';
 import { systemClock } from '../../gateway/clock.js';
-import { freePort } from '../helpers/root.js';
+import { closedPort } from '../helpers/root.js';
 import { redisServerPath, startRedis, type RedisServer } from '../helpers/redis.js';
 
 const clock = systemClock;
@@ -270,7 +270,7 @@ t.test('redis driver, two instances on one redis-server', { skip: missing ? 'red
   });
 
   await t.test('no Redis at start: the store refuses to open, with a clear error and no URL secret', async (t) => {
-    const port = await freePort();
+    const port = await closedPort();
     const started = Date.now();
     const error = await openRedisStore({ clock, url: `redis://user:s3cret@127.0.0.1:${port}`, connectTimeoutMs: 500 }).then(
       () => null,
