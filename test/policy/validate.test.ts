@@ -10,6 +10,7 @@ import type { PolicySnapshot } from '../../gateway/policy/types.js';
 
 const clock = { now: () => 1_700_000_000_000 };
 const X = '11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo'; // RFC 8037 A.2 public key
+const EC_X = 'f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU'; // RFC 7515 A.3 P-256 x
 const Y = 'x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0'; // RFC 7515 A.3 P-256 y
 
 /** Lines of YAML; line N of the file is element N-1, so expected line numbers can be read off. */
@@ -398,6 +399,8 @@ const cases: readonly Case[] = [
         '      - { type: private_key_jwt, jwk: "abc" }',
         `      - { type: private_key_jwt, jwk: { kty: OKP, crv: Ed25519, x: "${X}", key_ops: [verify] } }`,
         `      - { type: private_key_jwt, jwk: { kty: OKP, crv: Ed25519, x: "${X}", ext: { a: 1 } } }`,
+        // Well formed, but (0, 0) is not a point of P-256.
+        `      - { type: private_key_jwt, jwk: { kty: EC, crv: P-256, x: "${'A'.repeat(43)}", y: "${'A'.repeat(43)}" } }`,
       ),
     },
     expect: [
@@ -417,6 +420,7 @@ const cases: readonly Case[] = [
       '{dir}/agents.yaml:26  agents.unkeyed.roles: unknown key (allowed: role, owner, description, credentials, network, expires); did you mean "role"?',
       '{dir}/agents.yaml:31  agents.jwks.credentials[0].jwk: expected a public JWK map, got "abc"',
       '{dir}/agents.yaml:33  agents.jwks.credentials[2].jwk.ext: JWK members are plain values or lists of them',
+      '{dir}/agents.yaml:34  agents.jwks.credentials[3].jwk: is not a usable P-256 public key (the point is not on the curve)',
     ],
   },
   {
@@ -574,7 +578,7 @@ t.test('a valid set compiles to the typed snapshot', async (t) => {
       '    description: The first worker',
       '    credentials:',
       `      - { type: private_key_jwt, jwk: { kty: OKP, crv: Ed25519, x: "${X}", kid: w1 } }`,
-      `      - { type: private_key_jwt, jwk: { kty: EC, crv: P-256, x: "${X}", y: "${Y}" } }`,
+      `      - { type: private_key_jwt, jwk: { kty: EC, crv: P-256, x: "${EC_X}", y: "${Y}" } }`,
       '  watcher-01: { role: watcher, owner: ops }',
     ),
   });
@@ -618,7 +622,7 @@ t.test('a valid set compiles to the typed snapshot', async (t) => {
     description: 'The first worker',
     credentials: [
       { type: 'private_key_jwt', jwk: { kty: 'OKP', crv: 'Ed25519', x: X, kid: 'w1' } },
-      { type: 'private_key_jwt', jwk: { kty: 'EC', crv: 'P-256', x: X, y: Y } },
+      { type: 'private_key_jwt', jwk: { kty: 'EC', crv: 'P-256', x: EC_X, y: Y } },
     ],
     network: null,
     expiresAt: null,

@@ -1,5 +1,6 @@
 // The `agents:` section: role binding, owner, expiry, network, and the client credentials an
 // agent may authenticate with (public JWKs only).
+import { createPublicKey, type JsonWebKey } from 'node:crypto';
 import { problemAt, type Position, type RawEntry } from '../load.js';
 import type { Agent, AgentCredential } from '../types.js';
 import { describe, type Parsed } from '../units.js';
@@ -120,5 +121,13 @@ function validateJwk(c: Checker, entry: RawEntry, path: string): Readonly<Record
     else continue;
     ok = false;
   }
-  return ok ? Object.freeze(jwk) : null;
+  if (!ok) return null;
+  try {
+    // Well formed is not enough: an EC x, y off the curve is refused here, not at the first assertion.
+    createPublicKey({ key: jwk as JsonWebKey, format: 'jwk' });
+  } catch {
+    c.add(node.at, path, `is not a usable ${curve} public key (the point is not on the curve)`);
+    return null;
+  }
+  return Object.freeze(jwk);
 }
