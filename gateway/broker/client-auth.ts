@@ -4,7 +4,7 @@
 import type { Clock } from '../clock.js';
 import type { Agent, PolicySnapshot } from '../policy/types.js';
 import type { Store } from '../state/store.js';
-import { AssertionError, assertionSubject, verifyClientAssertion, type VerifiedAssertion } from '../tokens/assertion.js';
+import { AssertionError, readAssertion, verifyClientAssertion, type VerifiedAssertion } from '../tokens/assertion.js';
 import { hashSecret, secretMatches } from './credentials.js';
 import type { FormParams } from './form.js';
 import { BrokerError } from './errors.js';
@@ -122,7 +122,8 @@ export function createClientAuthenticator(options: ClientAuthOptions): ClientAut
       throw new BrokerError('invalid_request', `client_assertion_type must be ${JWT_BEARER}`, { reasonDetail: 'assertion_type' });
     }
     const jwt = params.get('client_assertion') ?? '';
-    const claimed = assertionSubject(jwt);
+    const read = readAssertion(jwt);
+    const claimed = read.subject;
     const bodyClientId = params.get('client_id');
     if (bodyClientId !== undefined && claimed !== null && bodyClientId !== claimed) {
       throw new BrokerError('invalid_request', 'client_id differs from the client assertion subject', { reasonDetail: 'client_id_mismatch' });
@@ -133,7 +134,7 @@ export function createClientAuthenticator(options: ClientAuthOptions): ClientAut
     if (agent === undefined || jwks.length === 0) fail(agent, claimed === null ? 'assertion_malformed' : agent === undefined ? 'client_unknown' : 'no_key_pinned');
     let verified: VerifiedAssertion;
     try {
-      verified = verifyClientAssertion(jwt, { clientId: agent.id, jwks, audiences: [issuerNow(), endpointUrl], clock });
+      verified = verifyClientAssertion(read, { clientId: agent.id, jwks, audiences: [issuerNow(), endpointUrl], clock });
     } catch (error) {
       if (error instanceof AssertionError) fail(agent, `assertion_${error.code}`);
       throw error;

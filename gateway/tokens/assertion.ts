@@ -54,12 +54,20 @@ const COMPACT = /^([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)$/;
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 const publicKeys = new WeakMap<object, KeyObject>();
 
+/** An assertion as read, before any check: what it claims, and what its checks need. */
+export interface ReadAssertion {
+  /** The client it claims to be from (`sub`, else `iss`), or null when it names none or is malformed. */
+  readonly subject: string | null;
+  readonly parsed: Parsed | null;
+}
+
 interface Parsed {
   readonly header: Record<string, unknown>;
+  /** The claims as sent, not yet trusted: null when they are not a JSON object. */
+  readonly payload: Record<string, unknown> | null;
   /** The bytes the signature covers: `header.payload` as sent. */
   readonly signingInput: Buffer;
   readonly signature: Buffer;
-  readonly payloadSegment: string;
 }
 
 /** Decode one segment; null unless it is the canonical base64url of its bytes. */
@@ -87,15 +95,19 @@ function parse(assertion: string): Parsed | null {
   const header = objectOf(segment(headerSegment));
   const signature = segment(signatureSegment);
   if (header === null || signature === null) return null;
-  return { header, signingInput: Buffer.from(`${headerSegment}.${payloadSegment}`, 'latin1'), signature, payloadSegment };
+  return { header, payload: objectOf(segment(payloadSegment)), signingInput: Buffer.from(`${headerSegment}.${payloadSegment}`, 'latin1'), signature };
+}
+
+/** Read an assertion once: the token endpoint finds the client by its subject, then verifies it. */
+export function readAssertion(assertion: string): ReadAssertion {
+  const parsed = parse(assertion);
+  const who = parsed?.payload?.sub ?? parsed?.payload?.iss;
+  return { subject: typeof who === 'string' && who !== '' ? who : null, parsed };
 }
 
 /** The `sub` (else `iss`) of an unverified assertion, to find out which client it claims to be. */
 export function assertionSubject(assertion: string): string | null {
-  const parsed = parse(assertion);
-  const payload = parsed === null ? null : objectOf(segment(parsed.payloadSegment));
-  const who = payload?.sub ?? payload?.iss;
-  return typeof who === 'string' && who !== '' ? who : null;
+  return readAssertion(assertion).subject;
 }
 
 /**
@@ -103,11 +115,11 @@ export function assertionSubject(assertion: string): string | null {
  * `sub` = the client, `aud` one of `audiences`, `exp` (and `nbf`, `iat` when present) within the
  * clock skew, and a lifetime of at most `maxLifetimeSeconds`. Throws AssertionError.
  */
-export function verifyClientAssertion(assertion: string, options: AssertionOptions): VerifiedAssertion {
+export function verifyClientAssertion(assertion: string | ReadAssertion, options: AssertionOptions): VerifiedAssertion {
   const { clientId, clock } = options;
   const maxLifetime = options.maxLifetimeSeconds ?? 300;
   const skew = options.maxSkewSeconds ?? 30;
-  const parsed = parse(assertion);
+  const { parsed } = typeof assertion === 'string' ? readAssertion(assertion) : assertion;
   if (parsed === null) throw new AssertionError('malformed');
   const { header } = parsed;
   for (const name of FORBIDDEN_HEADERS) if (Object.hasOwn(header, name)) throw new AssertionError('header_forbidden');
@@ -120,9 +132,11 @@ export function verifyClientAssertion(assertion: string, options: AssertionOptio
     return algOk && (header.kid === undefined || jwk.kid === undefined || jwk.kid === header.kid);
   });
   if (candidates.length === 0) throw new AssertionError('no_key');
-  if (!candidates.some((jwk) => signedBy(alg, parsed, publicKeyOf(jwk)))) throw new AssertionError('signature');
+  const keys = candidates.map(publicKeyOf).filter((key) => key !== null);
+  if (keys.length === 0) throw new AssertionError('no_key');
+  if (!keys.some((key) => signedBy(alg, parsed, key))) throw new AssertionError('signature');
 
-  const payload = objectOf(segment(parsed.payloadSegment));
+  const { payload } = parsed;
   if (payload === null) throw new AssertionError('malformed');
   for (const claim of REQUIRED_CLAIMS) if (!(claim in payload)) throw new AssertionError('claims');
   const { exp, iat, nbf, jti } = payload;
@@ -144,15 +158,18 @@ export function verifyClientAssertion(assertion: string, options: AssertionOptio
   return { jti, exp, madeNoEarlierThan: typeof iat === 'number' ? iat : exp - maxLifetime };
 }
 
-/** The pinned JWK as a node:crypto key, made once per JWK object (a policy reload brings new ones). */
-function publicKeyOf(jwk: Readonly<Record<string, unknown>>): KeyObject {
+/**
+ * The pinned JWK as a node:crypto key, made once per JWK object (a policy reload brings new ones);
+ * null for one that makes no key (policy validation refuses those; skipped, never fatal to the others).
+ */
+function publicKeyOf(jwk: Readonly<Record<string, unknown>>): KeyObject | null {
   let key = publicKeys.get(jwk);
   if (key === undefined) {
     const { kty, crv, x, y } = jwk;
     try {
       key = createPublicKey({ key: (y === undefined ? { kty, crv, x } : { kty, crv, x, y }) as JsonWebKey, format: 'jwk' });
-    } catch (error) {
-      throw new AssertionError('no_key', { cause: error });
+    } catch {
+      return null;
     }
     publicKeys.set(jwk, key);
   }

@@ -5,7 +5,7 @@ import t from 'tap';
 import { createHmac, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import { importJWK } from 'jose/key/import';
 import { jwtVerify } from 'jose/jwt/verify';
-import { AssertionError, assertionSubject, verifyClientAssertion, type AssertionOptions } from '../../gateway/tokens/assertion.js';
+import { AssertionError, assertionSubject, readAssertion, verifyClientAssertion, type AssertionOptions } from '../../gateway/tokens/assertion.js';
 import { MAX_TOKEN_BYTES } from '../../gateway/tokens/verify.js';
 import { manualClock } from '../helpers/tokens.js';
 
@@ -182,12 +182,22 @@ t.test('the verified assertion: jti, exp, and the earliest it can have been made
   t.same(verifyClientAssertion(compact(ED, noIat), options({ maxLifetimeSeconds: 120 })), { jti: 'a-2', exp: noIat.exp, madeNoEarlierThan: (noIat.exp as number) - 120 });
 });
 
-t.test('each pinned key is tried when the assertion names none; a bad pinned key is no key', async (t) => {
+t.test('each pinned key is tried when the assertion names none; an unusable one is skipped', async (t) => {
   const second = generateKeyPairSync('ed25519');
   const token = `${b64(JSON.stringify(ED))}.${b64(JSON.stringify(claims()))}`;
   const signed = `${token}.${b64(sign(null, Buffer.from(token), second.privateKey))}`;
   t.equal(verifyClientAssertion(signed, options({ jwks: [edJwk, second.publicKey.export({ format: 'jwk' })] })).exp, claims().exp);
-  t.throws(() => verifyClientAssertion(signed, options({ jwks: [{ kty: 'OKP', crv: 'Ed25519', x: 'AAAA' }] })), { code: 'no_key' });
+  const unusable = { kty: 'OKP', crv: 'Ed25519', x: 'AAAA' };
+  t.throws(() => verifyClientAssertion(signed, options({ jwks: [unusable] })), { code: 'no_key' });
+  t.equal(verifyClientAssertion(signed, options({ jwks: [unusable, second.publicKey.export({ format: 'jwk' })] })).exp, claims().exp, 'an unusable key does not stop the next');
+});
+
+t.test('an assertion read once verifies as the same text does', async (t) => {
+  const token = compact(ED, claims({ jti: 'r-1' }));
+  const read = readAssertion(token);
+  t.equal(read.subject, CLIENT);
+  t.same(verifyClientAssertion(read, options()), verifyClientAssertion(token, options()));
+  t.throws(() => verifyClientAssertion(readAssertion(`${token}==`), options()), { code: 'malformed' });
 });
 
 t.test('assertionSubject reads the claimed client the way verification parses it', async (t) => {
