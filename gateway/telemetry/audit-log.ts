@@ -152,12 +152,12 @@ export function checkpointPayload(seq: number, prev: string, time: string, kid: 
   return `agentgate-audit-checkpoint\n${seq}\n${prev}\n${time}\n${kid}`;
 }
 
-export function hashLine(line: string): string {
+export function hashLine(line: string | Buffer): string {
   return createHash('sha256').update(line).digest('hex');
 }
 
 /** One-shot SHA-256 (crypto.hash, Node 20.12+) of a line's bytes: no Hash object per line. */
-const sha256Hex: (line: Buffer) => string = typeof cryptoHash === 'function' ? (line) => cryptoHash('sha256', line, 'hex') : (line) => createHash('sha256').update(line).digest('hex');
+const sha256Hex: (line: Buffer) => string = typeof cryptoHash === 'function' ? (line) => cryptoHash('sha256', line, 'hex') : hashLine;
 
 interface Waiter {
   resolve(): void;
