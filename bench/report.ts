@@ -56,6 +56,9 @@ export function barLines(results: Results): BarLine[] {
   for (const f of results.forwarding ?? []) {
     lines.push({ what: `${f.scenario}: AgentGate / bare proxy throughput`, figure: formatRatio(f.agentgateToBare.median), bar: '≥ 0.85×', met: f.agentgateToBare.median >= 0.85 });
     lines.push({ what: `${f.scenario}: p99 added over the bare proxy`, figure: formatMs(f.addedP99.median), bar: '≤ 1 ms', met: f.addedP99.median <= 1 });
+    if (f.auditedToBare !== null) {
+      lines.push({ what: `${f.scenario}: the write-ahead audit alone, bare proxy + audit / bare proxy throughput`, figure: formatRatio(f.auditedToBare.median), bar: 'reported', met: null });
+    }
   }
   for (const r of results.refusal?.refusals ?? []) {
     if (r.status === 429) {
@@ -122,6 +125,7 @@ export function forwardingTable(results: readonly ForwardingResult[]): string {
   for (const f of results) {
     rows.push(contestantRow(f.scenario, f.direct, null, null));
     rows.push(contestantRow('', f.bare, null, f.bareToDirect));
+    if (f.audited !== null) rows.push(contestantRow('', f.audited, f.auditedToBare, null));
     rows.push(contestantRow('', f.agentgate, f.agentgateToBare, f.agentgateToDirect));
     if (f.baseline !== null) rows.push(contestantRow('', f.baseline, null, null));
   }
@@ -235,6 +239,15 @@ export function renderResults(results: Results): string {
     out.push('## 1. Forwarding', '', forwardingTable(results.forwarding), '');
     const p99 = results.forwarding.map((f) => `${f.scenario} ${formatMs(f.addedP99.median)}`).join(', ');
     out.push(`p99 added by AgentGate over the bare proxy (paired per round): ${p99}.`, '');
+    const floors = results.forwarding.filter((f) => f.agentgateToAudited !== null);
+    if (floors.length > 0) {
+      const alone = floors.map((f) => `${f.scenario} ${formatRatio(f.auditedToBare?.median ?? 0)}`).join(', ');
+      const rest = floors.map((f) => `${f.scenario} ${formatRatio(f.agentgateToAudited?.median ?? 0)}`).join(', ');
+      out.push(
+        `*bare proxy + audit* is the bare proxy holding each answer until its line is written by AgentGate's audit log at its default durability (hash chain, \`fsync: batch\`), checking nothing, and forwarding as AgentGate's plain path does (undici \`dispatch\`, the upstream paused at its head; the bare proxy uses \`Pool.stream\`) (\`bench/bare-proxy.ts\`): the floor of a proxy that keeps the write-ahead audit. Its throughput over the bare proxy, what the durable audit alone costs: ${alone}. AgentGate over it, what every check and the rest of the pipeline cost: ${rest}.`,
+        '',
+      );
+    }
     const before = results.forwarding.filter((f) => f.baseline !== null);
     if (before.length > 0) {
       const cpu = before.map((f) => `${f.scenario} ${formatUs(f.baseline?.cpuUsPerRequest.median ?? 0)} → ${formatUs(f.agentgate.cpuUsPerRequest.median)}`).join(', ');

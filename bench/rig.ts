@@ -50,8 +50,9 @@ export interface BareProxy {
   stop(): Promise<void>;
 }
 
-export async function startBareProxy(upstream: string): Promise<BareProxy> {
-  const child = spawnNode(join(BENCH_DIR, 'bare-proxy.js'), [upstream], { core: SERVER_CORE, ipc: true });
+/** The bare proxy; with `auditFile`, the floor that keeps AgentGate's write-ahead audit (bare-proxy.ts). */
+export async function startBareProxy(upstream: string, auditFile?: string): Promise<BareProxy> {
+  const child = spawnNode(join(BENCH_DIR, 'bare-proxy.js'), auditFile === undefined ? [upstream] : [upstream, auditFile], { core: SERVER_CORE, ipc: true });
   const output = captureOutput(child);
   const ready = await nextMessage<{ type: 'ready'; port: number }>(child, 'ready').catch((error: unknown) => {
     throw new Error(`bare proxy did not start: ${String(error)}\n${output()}`);

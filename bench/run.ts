@@ -59,6 +59,7 @@ async function main(argv: readonly string[]): Promise<number> {
   const workDir = await mkdtemp(join(tmpdir(), 'agb-'));
   let backend: Backend | null = null;
   let bare: BareProxy | null = null;
+  let audited: BareProxy | null = null;
   let rig: GatewayRig | null = null;
   let baselineRig: GatewayRig | null = null;
   let load: LoadWorker | null = null;
@@ -80,12 +81,14 @@ async function main(argv: readonly string[]): Promise<number> {
       const endpoints = {
         backend: { pid: backend.pid, url: backend.url },
         bare: { pid: 0, url: '' },
+        audited: null,
         gateway: { pid: rig.gateway.pid, url: rig.gateway.url },
         tokens: { caller, flooder: (await rig.mint(AGENTS.flooder)).token, forged: forge(caller), limited: (await rig.mint(AGENTS.limited)).token, masked: (await rig.mint(AGENTS.masked)).token },
         baseline: null,
       };
       if (options.groups.has('forwarding')) {
         bare = await startBareProxy(backend.url);
+        audited = await startBareProxy(backend.url, join(workDir, 'floor', 'audit.jsonl'));
         if (options.baseline !== null) {
           // The other build gets its own folder (keys, state, audit, admin socket), pinned alike.
           const baseFiles = await writeBenchFiles(join(workDir, 'baseline'), { socket: join(workDir, 'base.sock'), issuer: 'http://agentgate.bench' }, { upstream: backend.url });
@@ -93,9 +96,11 @@ async function main(argv: readonly string[]): Promise<number> {
           progress(`baseline agentgate (${options.baseline}) serving on ${baselineRig.gateway.url} (pid ${baselineRig.gateway.pid})`);
         }
         const baseline = baselineRig === null ? null : { pid: baselineRig.gateway.pid, url: baselineRig.gateway.url, caller: (await baselineRig.mint(AGENTS.caller)).token };
-        results.forwarding = await runForwarding(load, { ...endpoints, bare: { pid: bare.pid, url: bare.url }, baseline }, options.rounds, settings, progress);
+        results.forwarding = await runForwarding(load, { ...endpoints, bare: { pid: bare.pid, url: bare.url }, audited: { pid: audited.pid, url: audited.url }, baseline }, options.rounds, settings, progress);
         await bare.stop();
         bare = null;
+        await audited.stop();
+        audited = null;
         await baselineRig?.stop();
         baselineRig = null;
       }
@@ -145,6 +150,7 @@ async function main(argv: readonly string[]): Promise<number> {
     await rig?.stop();
     await baselineRig?.stop();
     await bare?.stop();
+    await audited?.stop();
     await load?.stop();
     await backend?.stop();
     if (options.keep) progress(`kept ${workDir}`);

@@ -68,6 +68,8 @@ export const SCENARIOS: readonly Scenario[] = [
 export interface Endpoints {
   readonly backend: { readonly pid: number; readonly url: string };
   readonly bare: { readonly pid: number; readonly url: string };
+  /** The bare proxy that keeps AgentGate's write-ahead audit (and checks nothing), or null. */
+  readonly audited: { readonly pid: number; readonly url: string } | null;
   readonly gateway: { readonly pid: number; readonly url: string };
   readonly tokens: { readonly caller: string; readonly flooder: string; readonly forged: string; readonly limited: string; readonly masked: string };
   /** A second AgentGate build (`--baseline`) measured beside this one, or null. */
@@ -78,17 +80,26 @@ export interface ForwardingResult {
   readonly scenario: string;
   readonly direct: ContestantResult;
   readonly bare: ContestantResult;
+  /** The bare proxy with AgentGate's write-ahead audit, when measured. */
+  readonly audited: ContestantResult | null;
   readonly agentgate: ContestantResult;
   /** The `--baseline` build, when one was given. */
   readonly baseline: ContestantResult | null;
   readonly agentgateToBare: Summary;
   readonly agentgateToDirect: Summary;
   readonly bareToDirect: Summary;
+  /** The audited bare proxy over the bare proxy: what the durable audit alone costs (null: not measured). */
+  readonly auditedToBare: Summary | null;
+  /** AgentGate over the audited bare proxy: what everything but the audit costs (null: not measured). */
+  readonly agentgateToAudited: Summary | null;
   /** AgentGate p99 minus bare p99, ms, paired per round. */
   readonly addedP99: Summary;
 }
 
 type Progress = (line: string) => void;
+
+/** The contestant name of the bare proxy that keeps the write-ahead audit. */
+export const AUDITED = 'bare proxy + audit';
 
 function describeRound(c: Contestant, r: RoundFigures): string {
   return `${c.name.padEnd(28)} ${Math.round(r.rps).toString().padStart(7)} rps  p50 ${r.p50.toFixed(2)} ms  p99 ${r.p99.toFixed(2)} ms  cpu ${Math.round(r.cpuUsPerRequest)} µs/req${r.unexpected > 0 ? `  (${r.unexpected} unexpected)` : ''}`;
@@ -129,6 +140,10 @@ export async function runForwarding(load: LoadWorker, endpoints: Endpoints, roun
         headers: { ...bodyHeaders, authorization: `Bearer ${endpoints.tokens.caller}` },
       },
     ];
+    const audited = endpoints.audited;
+    if (audited !== null) {
+      contestants.push({ ...common, name: AUDITED, pid: audited.pid, url: `${audited.url}${scenario.path}`, headers: bodyHeaders });
+    }
     const baseline = endpoints.baseline;
     if (baseline !== null) {
       contestants.push({ ...common, name: 'AgentGate (baseline)', pid: baseline.pid, url: `${baseline.url}/${BACKEND}${scenario.path}`, headers: { ...bodyHeaders, authorization: `Bearer ${baseline.caller}` } });
@@ -137,15 +152,19 @@ export async function runForwarding(load: LoadWorker, endpoints: Endpoints, roun
     const direct = figures.get('direct') ?? [];
     const bare = figures.get('bare proxy') ?? [];
     const agentgate = figures.get('AgentGate') ?? [];
+    const floor = audited === null ? null : (figures.get(AUDITED) ?? []);
     results.push({
       scenario: scenario.name,
       direct: toResult('direct', direct),
       bare: toResult('bare proxy', bare),
+      audited: floor === null ? null : toResult(AUDITED, floor),
       agentgate: toResult('AgentGate', agentgate),
       baseline: baseline === null ? null : toResult('AgentGate (baseline)', figures.get('AgentGate (baseline)') ?? []),
       agentgateToBare: pairedRatio(agentgate, bare, (r) => r.rps),
       agentgateToDirect: pairedRatio(agentgate, direct, (r) => r.rps),
       bareToDirect: pairedRatio(bare, direct, (r) => r.rps),
+      auditedToBare: floor === null ? null : pairedRatio(floor, bare, (r) => r.rps),
+      agentgateToAudited: floor === null ? null : pairedRatio(agentgate, floor, (r) => r.rps),
       addedP99: pairedDifference(agentgate, bare, (r) => r.p99),
     });
   }

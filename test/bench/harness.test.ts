@@ -99,7 +99,22 @@ t.test('the bar: met and missed lines', async (t) => {
     machine: { node: 'v20', cpu: 'cpu', cores: 2, pinned: true, loadAverage: [0, 0, 0], date: 'today' },
     settings: { rounds: 1, durationSeconds: 1, warmupSeconds: 1, connections: 50, quick: false, command: 'npm run bench' },
     elapsedSeconds: 1,
-    forwarding: [{ scenario: 'GET 200 B', direct: contestant, bare: contestant, agentgate: contestant, baseline: null, agentgateToBare: summary(0.9), agentgateToDirect: summary(0.2), bareToDirect: summary(0.22), addedP99: summary(1.5) }],
+    forwarding: [
+      {
+        scenario: 'GET 200 B',
+        direct: contestant,
+        bare: contestant,
+        audited: contestant,
+        agentgate: contestant,
+        baseline: null,
+        agentgateToBare: summary(0.9),
+        agentgateToDirect: summary(0.2),
+        bareToDirect: summary(0.22),
+        auditedToBare: summary(0.75),
+        agentgateToAudited: summary(0.6),
+        addedP99: summary(1.5),
+      },
+    ],
     refusal: {
       allowed: contestant,
       refusals: [
@@ -116,6 +131,7 @@ t.test('the bar: met and missed lines', async (t) => {
     [
       ['GET 200 B: AgentGate / bare proxy throughput', true],
       ['GET 200 B: p99 added over the bare proxy', false],
+      ['GET 200 B: the write-ahead audit alone, bare proxy + audit / bare proxy throughput', null],
       ['refusal, bad token (401): throughput / allowed', true],
       ['refusal, bad token (401): requests that reached the backend', false],
       ['refusal, rate limited (429): throughput / allowed (issue 14: cheaper than an allowed call)', false],
@@ -129,6 +145,7 @@ t.test('the bar: met and missed lines', async (t) => {
   const markdown = renderResults(results);
   t.match(markdown, /Node v20, cpu, 2 cores/);
   t.match(markdown, /\| GET 200 B: p99 added over the bare proxy \| 1\.50 ms \| ≤ 1 ms \| MISSED \|/);
+  t.match(markdown, /what the durable audit alone costs: GET 200 B 0\.75×\. AgentGate over it, what every check and the rest of the pipeline cost: GET 200 B 0\.60×/);
   // A probe request allowed after the kill answer misses the bar whatever the latency.
   const leaked = barLines({ ...results, kill: { ...(results.kill as NonNullable<Results['kill']>), allowedAfterKill: 1 } });
   t.equal(leaked.find((l) => l.what.startsWith('kill in force'))?.met, false, 'a request allowed after the kill answer fails the bar');

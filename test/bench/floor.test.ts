@@ -1,0 +1,46 @@
+// The bench's audited floor (`bare-proxy.js UPSTREAM AUDIT_FILE`): a proxy that checks nothing but
+// keeps AgentGate's write-ahead audit. Its figure is only worth reporting if it really writes one
+// chained line per call, at the call's status, before the call is answered.
+import t from 'tap';
+import { join } from 'node:path';
+import { request } from 'undici';
+import { PATHS } from '../../bench/config.js';
+import { startBackend, startBareProxy } from '../../bench/rig.js';
+import { readAuditLines } from '../../gateway/telemetry/audit-log.js';
+import { runCli } from '../helpers/process.js';
+
+t.test('the audited bare proxy: one chained line per call, in the file when its answer arrives', async (t) => {
+  const dir = t.testdir();
+  const file = join(dir, 'audit.jsonl');
+  const backend = await startBackend();
+  t.teardown(() => backend.stop());
+  const floor = await startBareProxy(backend.url, file);
+  t.teardown(() => floor.stop());
+
+  const calls = [
+    { method: 'GET' as const, path: PATHS.small, body: undefined },
+    // The request body streams through to the backend, which counts it.
+    { method: 'POST' as const, path: PATHS.upload, body: 'a'.repeat(1024) },
+    { method: 'GET' as const, path: PATHS.large, body: undefined },
+    // Many chunks: the upstream is paused at its head and resumed once the line is written.
+    { method: 'GET' as const, path: `${PATHS.download}?bytes=3000000`, body: undefined },
+  ];
+  const call = async (base: string, c: (typeof calls)[number]): Promise<{ status: number; text: string }> => {
+    const answer = await request(`${base}${c.path}`, { method: c.method, ...(c.body === undefined ? {} : { body: c.body, headers: { 'content-type': 'application/octet-stream' } }) });
+    return { status: answer.statusCode, text: await answer.body.text() };
+  };
+  for (const [i, c] of calls.entries()) {
+    const direct = await call(backend.url, c);
+    const proxied = await call(floor.url, c);
+    t.equal(proxied.status, 200, `${c.method} ${c.path}: the backend's answer`);
+    t.ok(proxied.text === direct.text && direct.text.length > 0, `${c.method} ${c.path}: the whole body, as the backend sends it (${proxied.text.length} of ${direct.text.length} bytes)`);
+    // Read as soon as the answer is in: the line was written before the head went out.
+    const lines = (await readAuditLines(file)).map((l) => JSON.parse(l) as Record<string, unknown>);
+    t.equal(lines.length, i + 1, `${c.method} ${c.path}: its line is in the file when its answer arrives`);
+    t.match(lines[i], { seq: i + 1, kind: 'proxy', decision: 'allow', method: c.method, path: c.path, status: 200, upstreamStatus: 200 });
+  }
+
+  const verified = await runCli(['audit', 'verify', file, '--json']);
+  t.equal(verified.code, 0, `the floor's trail verifies as AgentGate's does: ${verified.stdout}${verified.stderr}`);
+  t.match(JSON.parse(verified.stdout), { lines: calls.length });
+});
