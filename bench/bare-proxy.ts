@@ -77,6 +77,13 @@ class Audited implements Dispatcher.DispatchHandler {
     controller.pause();
     const req = this.#req;
     const res = this.#res;
+    // A client gone before its answer is out releases the upstream connection, paused or not.
+    res.once('close', () => {
+      if (!res.writableFinished && !this.#ended) {
+        this.#failed = true;
+        controller.abort(new Error('the client closed the connection'));
+      }
+    });
     // The line AgentGate writes for the same allowed call, field for field.
     const written = this.#audit.append({
       time: new Date(this.#receivedAt).toISOString(),
@@ -136,9 +143,10 @@ class Audited implements Dispatcher.DispatchHandler {
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+    const res = this.#res;
+    if (this.#failed && res.destroyed) return; // aborted above: the client is gone
     process.stderr.write(`bare proxy + audit: ${String(error)}\n`);
     this.#failed = true;
-    const res = this.#res;
     if (res.headersSent) res.destroy();
     else res.writeHead(502).end();
   }

@@ -3,7 +3,7 @@
 // chained line per call, at the call's status, before the call is answered.
 import t from 'tap';
 import { join } from 'node:path';
-import { request } from 'undici';
+import { Agent, request } from 'undici';
 import { PATHS } from '../../bench/config.js';
 import { startBackend, startBareProxy } from '../../bench/rig.js';
 import { readAuditLines } from '../../gateway/telemetry/audit-log.js';
@@ -43,4 +43,34 @@ t.test('the audited bare proxy: one chained line per call, in the file when its 
   const verified = await runCli(['audit', 'verify', file, '--json']);
   t.equal(verified.code, 0, `the floor's trail verifies as AgentGate's does: ${verified.stdout}${verified.stderr}`);
   t.match(JSON.parse(verified.stdout), { lines: calls.length });
+});
+
+t.test('the audited bare proxy: clients that leave mid-answer give their upstream connection back', async (t) => {
+  const dir = t.testdir();
+  const backend = await startBackend();
+  t.teardown(() => backend.stop());
+  const floor = await startBareProxy(backend.url, join(dir, 'audit.jsonl'));
+  t.teardown(() => floor.stop());
+  // More clients than the floor's pool has upstream connections (256), each gone after the head
+  // of a body too large to pass unpaused: a connection kept paused for a departed client would
+  // leave none for the call after them.
+  const client = new Agent({ connections: 8 });
+  t.teardown(() => client.destroy());
+  // Bounded: with the connections all held, a call would wait for its head forever.
+  const within = <T>(call: Promise<T>): Promise<T | 'no answer in 20 s'> => {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'no answer in 20 s'>((resolve) => (timer = setTimeout(resolve, 20_000, 'no answer in 20 s')));
+    return Promise.race([call, late]).finally(() => clearTimeout(timer));
+  };
+  for (let i = 0; i < 260; i++) {
+    const answer = await within(request(`${floor.url}${PATHS.download}?bytes=8000000`, { dispatcher: client }));
+    if (answer === 'no answer in 20 s') {
+      t.fail(`call ${i + 1} got ${answer}: upstream connections were kept for clients that left`);
+      return;
+    }
+    answer.body.destroy();
+  }
+  t.pass('260 clients left mid-answer, each was answered');
+  const after = await within(request(`${floor.url}${PATHS.small}`).then(async (a) => ({ status: a.statusCode, length: (await a.body.text()).length })));
+  t.match(after, { status: 200 }, 'a call after them is answered');
 });
