@@ -133,6 +133,11 @@ export async function measure(load: LoadWorker, backendPid: number, contestant: 
   const result = await load.run({ ...request, durationSeconds: settings.durationSeconds });
   const cpu1 = await cpuTimeMs(contestant.pid);
   const backend1 = await cpuTimeMs(backendPid);
+  // A contestant that answered nothing has no latency (NaN, null once through IPC): say which,
+  // rather than fail later on it.
+  if (result.responses === 0 || !Number.isFinite(result.latency.p50) || !Number.isFinite(result.latency.p99)) {
+    throw new Error(`${contestant.name} answered no request in ${settings.durationSeconds} s (${result.errors} errors): is it stuck?`);
+  }
   const responses = Math.max(1, result.responses);
   return {
     rps: result.rps,

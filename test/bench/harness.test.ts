@@ -2,11 +2,12 @@
 // policy and state file, which the real `agentgate check` and the real memory store must accept.
 // Nothing here is timed: the figures themselves are the benchmark's business, not the tests'.
 import t from 'tap';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { AGENTS, configYaml, extraAgentId, policyYaml, stateJson, writeBenchFiles } from '../../bench/config.js';
 import { parseOptions, UsageError, GROUPS } from '../../bench/options.js';
 import { barLines, renderResults, type Results } from '../../bench/report.js';
-import type { RoundFigures } from '../../bench/rig.js';
+import { measure, startLoadWorker, type RoundFigures } from '../../bench/rig.js';
 import { formatMs, formatRatio, latencyPercentiles, markdownTable, median, quantileSorted, SampleBuffer, summarize } from '../../bench/stats.js';
 import { pairedRatio, roundOrder, toResult } from '../../bench/throughput.js';
 import { serverFigures } from '../../bench/tokens.js';
@@ -210,4 +211,23 @@ t.test('the generated state file loads into the real memory store', async (t) =>
   const parsed = JSON.parse(stateJson({ agents: 3, revocations: 4, now })) as { version: number; revocationTable: string };
   t.equal(parsed.version, 2, 'written as the memory store writes it');
   t.equal(Buffer.from(parsed.revocationTable, 'base64').length, 4 * RECORD_BYTES, 'four revocation records');
+});
+
+t.test('a contestant that answers nothing is named, not reported as figures', async (t) => {
+  // A server that takes connections and never answers: what a stuck proxy looks like to the load generator.
+  const held: Socket[] = [];
+  const stuck = createServer((socket) => {
+    held.push(socket);
+    socket.on('error', () => undefined);
+  });
+  await new Promise<void>((resolve) => stuck.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => {
+    for (const s of held) s.destroy();
+    stuck.close();
+  });
+  const load = await startLoadWorker();
+  t.teardown(() => load.stop());
+  const { port } = stuck.address() as AddressInfo;
+  const contestant = { name: 'stuck proxy', pid: process.pid, url: `http://127.0.0.1:${port}/small`, method: 'GET' as const, headers: {}, expectStatus: 200 };
+  await t.rejects(measure(load, process.pid, contestant, { durationSeconds: 1, warmupSeconds: 0, connections: 2 }), /stuck proxy answered no request in 1 s/);
 });
