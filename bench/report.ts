@@ -4,7 +4,7 @@ import { PROBES, type KillResult } from './kill.js';
 import type { MemoryResult } from './memory.js';
 import { SHIPPED_NODE_FLAGS } from './procs.js';
 import { formatMiB, formatMs, formatRatio, formatRps, formatSpread, formatUs, markdownTable, verdict, type Summary } from './stats.js';
-import type { ContestantResult, ForwardingResult, MaskingResult, RefusalResult } from './throughput.js';
+import type { ContestantResult, ForwardingResult, MaskingResult, PacedResult, RefusalResult } from './throughput.js';
 import type { IssuanceResult } from './tokens.js';
 import { workersSection, type WorkersResult } from './workers.js';
 
@@ -32,6 +32,8 @@ export interface Results {
   readonly machine: Machine;
   readonly settings: Settings;
   readonly forwarding?: readonly ForwardingResult[];
+  /** Latency at a fixed rate (open loop), null when it could not be set (no forwarding figure). */
+  readonly paced?: PacedResult | null;
   readonly refusal?: RefusalResult;
   readonly masking?: MaskingResult;
   readonly tokens?: readonly IssuanceResult[];
@@ -59,6 +61,10 @@ export function barLines(results: Results): BarLine[] {
     if (f.auditedToBare !== null) {
       lines.push({ what: `${f.scenario}: the write-ahead audit alone, bare proxy + audit / bare proxy throughput`, figure: formatRatio(f.auditedToBare.median), bar: 'reported', met: null });
     }
+  }
+  const paced = results.paced;
+  if (paced !== undefined && paced !== null) {
+    lines.push({ what: `${paced.scenario}: p99 added over the bare proxy at ${formatRps(paced.rate)} requests a second, open loop (half of AgentGate's throughput above; p50 added ${formatMs(paced.addedP50.median)})`, figure: formatMs(paced.addedP99.median), bar: 'reported', met: null });
   }
   for (const r of results.refusal?.refusals ?? []) {
     if (r.status === 429) {
@@ -245,6 +251,18 @@ export function renderResults(results: Results): string {
       const rest = floors.map((f) => `${f.scenario} ${formatRatio(f.agentgateToAudited?.median ?? 0)}`).join(', ');
       out.push(
         `*bare proxy + audit* is the bare proxy holding each answer until its line is written by AgentGate's audit log at its default durability (hash chain, \`fsync: batch\`), checking nothing, and forwarding as AgentGate's plain path does (undici \`dispatch\`, the upstream paused at its head; the bare proxy uses \`Pool.stream\`) (\`bench/bare-proxy.ts\`): the floor of a proxy that keeps the write-ahead audit. Its throughput over the bare proxy, what the durable audit alone costs: ${alone}. AgentGate over it, what every check and the rest of the pipeline cost: ${rest}.`,
+        '',
+      );
+    }
+    const paced = results.paced;
+    if (paced !== undefined && paced !== null) {
+      const rows = [paced.bare, ...(paced.audited === null ? [] : [paced.audited]), paced.agentgate].map((c) => [c.name, formatRps(c.rps.median), formatMs(c.p50.median), formatMs(c.p99.median), formatUs(c.cpuUsPerRequest.median), c.unexpected === 0 ? '0' : String(c.unexpected)]);
+      out.push(
+        `### 1b. ${paced.scenario} at ${formatRps(paced.rate)} requests a second (open loop)`,
+        '',
+        markdownTable(['contestant', 'rps', 'p50', 'p99', 'CPU / req', 'errors'], rows, ['left', 'right', 'right', 'right', 'right', 'right']),
+        '',
+        `Requests sent on a fixed schedule (half of AgentGate's closed-loop throughput above, the same rate for each contestant) over up to ${settings.connections} connections, each timed from the moment it was due, so an answer held up also counts against the ones queued behind it. Above, at saturation, latency is connections / throughput and its p99 added repeats the throughput gap; here it is what a call waits for. Added over the bare proxy, paired per round: p50 ${formatMs(paced.addedP50.median)}, p99 ${formatMs(paced.addedP99.median)}.`,
         '',
       );
     }

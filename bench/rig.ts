@@ -115,6 +115,8 @@ export interface MeasureSettings {
   readonly durationSeconds: number;
   readonly warmupSeconds: number;
   readonly connections: number;
+  /** Requests a second on a fixed schedule (open loop, load.ts); absent: closed loop. */
+  readonly pace?: number;
 }
 
 /** Warm up, then measure one contestant for the fixed duration. */
@@ -126,6 +128,7 @@ export async function measure(load: LoadWorker, backendPid: number, contestant: 
     ...(contestant.body === undefined ? {} : { body: contestant.body }),
     connections: settings.connections,
     expectStatus: contestant.expectStatus,
+    ...(settings.pace === undefined ? {} : { pace: settings.pace }),
   };
   await load.run({ ...request, durationSeconds: settings.warmupSeconds });
   const cpu0 = await cpuTimeMs(contestant.pid);

@@ -14,7 +14,7 @@ import { parseOptions, UsageError, type BenchOptions } from './options.js';
 import { canPin, pinSelf, ROOT } from './procs.js';
 import { renderResults, type Results } from './report.js';
 import { forge, LOAD_CORE, SERVER_CORE, startBackend, startBareProxy, startGatewayRig, startLoadWorker, type Backend, type BareProxy, type GatewayRig, type LoadWorker } from './rig.js';
-import { runForwarding, runMasking, runRefusal } from './throughput.js';
+import { runForwarding, runMasking, runPaced, runRefusal } from './throughput.js';
 import { issuanceMethods, measureIssuance, measureStartUp } from './tokens.js';
 import { runWorkers } from './workers.js';
 import { exportJWK, generateKeyPair } from 'jose';
@@ -96,7 +96,9 @@ async function main(argv: readonly string[]): Promise<number> {
           progress(`baseline agentgate (${options.baseline}) serving on ${baselineRig.gateway.url} (pid ${baselineRig.gateway.pid})`);
         }
         const baseline = baselineRig === null ? null : { pid: baselineRig.gateway.pid, url: baselineRig.gateway.url, caller: (await baselineRig.mint(AGENTS.caller)).token };
-        results.forwarding = await runForwarding(load, { ...endpoints, bare: { pid: bare.pid, url: bare.url }, audited: { pid: audited.pid, url: audited.url }, baseline }, options.rounds, settings, progress);
+        const forwardingEndpoints = { ...endpoints, bare: { pid: bare.pid, url: bare.url }, audited: { pid: audited.pid, url: audited.url }, baseline };
+        results.forwarding = await runForwarding(load, forwardingEndpoints, options.rounds, settings, progress);
+        results.paced = await runPaced(load, forwardingEndpoints, results.forwarding, options.rounds, settings, progress);
         await bare.stop();
         bare = null;
         await audited.stop();

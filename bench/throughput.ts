@@ -171,6 +171,51 @@ export async function runForwarding(load: LoadWorker, endpoints: Endpoints, roun
   return results;
 }
 
+export interface PacedResult {
+  readonly scenario: string;
+  /** Requests a second, the same for every contestant: half of AgentGate's closed-loop throughput. */
+  readonly rate: number;
+  readonly bare: ContestantResult;
+  readonly audited: ContestantResult | null;
+  readonly agentgate: ContestantResult;
+  /** AgentGate's p50 and p99 minus the bare proxy's, ms, paired per round. */
+  readonly addedP50: Summary;
+  readonly addedP99: Summary;
+}
+
+/**
+ * The latency each proxy adds when it is not saturated: GET 200 B sent on a fixed schedule (open
+ * loop, load.ts `pace`) at half of AgentGate's closed-loop throughput in `forwarding`, over the
+ * same number of connections. At saturation (the closed loop above) latency is connections /
+ * throughput, so its p99 added repeats the throughput gap; here it is what a call waits for.
+ */
+export async function runPaced(load: LoadWorker, endpoints: Endpoints, forwarding: readonly ForwardingResult[], rounds: number, settings: MeasureSettings, progress: Progress): Promise<PacedResult | null> {
+  const scenario = SCENARIOS[0];
+  const saturated = forwarding.find((f) => f.scenario === scenario?.name)?.agentgate.rps.median;
+  if (scenario === undefined || saturated === undefined || !(saturated > 0)) return null;
+  const rate = Math.max(100, Math.round(saturated / 2 / 100) * 100);
+  progress(`latency at ${rate} requests a second (open loop): ${scenario.name}`);
+  const common = { method: scenario.method, expectStatus: 200 };
+  const contestants: Contestant[] = [
+    { ...common, name: 'bare proxy', pid: endpoints.bare.pid, url: `${endpoints.bare.url}${scenario.path}`, headers: {} },
+    { ...common, name: 'AgentGate', pid: endpoints.gateway.pid, url: `${endpoints.gateway.url}/${BACKEND}${scenario.path}`, headers: { authorization: `Bearer ${endpoints.tokens.caller}` } },
+  ];
+  const audited = endpoints.audited;
+  if (audited !== null) contestants.push({ ...common, name: AUDITED, pid: audited.pid, url: `${audited.url}${scenario.path}`, headers: {} });
+  const figures = await interleave(load, endpoints.backend.pid, contestants, rounds, { ...settings, pace: rate }, progress);
+  const bare = figures.get('bare proxy') ?? [];
+  const agentgate = figures.get('AgentGate') ?? [];
+  return {
+    scenario: scenario.name,
+    rate,
+    bare: toResult('bare proxy', bare),
+    audited: audited === null ? null : toResult(AUDITED, figures.get(AUDITED) ?? []),
+    agentgate: toResult('AgentGate', agentgate),
+    addedP50: pairedDifference(agentgate, bare, (r) => r.p50),
+    addedP99: pairedDifference(agentgate, bare, (r) => r.p99),
+  };
+}
+
 export interface RefusalResult {
   readonly allowed: ContestantResult;
   readonly refusals: ReadonlyArray<{

@@ -3,6 +3,7 @@
 // Nothing here is timed: the figures themselves are the benchmark's business, not the tests'.
 import t from 'tap';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
+import { createServer as createHttpServer } from 'node:http';
 import { join } from 'node:path';
 import { AGENTS, configYaml, extraAgentId, policyYaml, stateJson, writeBenchFiles } from '../../bench/config.js';
 import { parseOptions, UsageError, GROUPS } from '../../bench/options.js';
@@ -116,6 +117,7 @@ t.test('the bar: met and missed lines', async (t) => {
         addedP99: summary(1.5),
       },
     ],
+    paced: { scenario: 'GET 200 B', rate: 4000, bare: contestant, audited: null, agentgate: contestant, addedP50: summary(0.3), addedP99: summary(1.2) },
     refusal: {
       allowed: contestant,
       refusals: [
@@ -133,6 +135,7 @@ t.test('the bar: met and missed lines', async (t) => {
       ['GET 200 B: AgentGate / bare proxy throughput', true],
       ['GET 200 B: p99 added over the bare proxy', false],
       ['GET 200 B: the write-ahead audit alone, bare proxy + audit / bare proxy throughput', null],
+      ["GET 200 B: p99 added over the bare proxy at 4 000 requests a second, open loop (half of AgentGate's throughput above; p50 added 300 µs)", null],
       ['refusal, bad token (401): throughput / allowed', true],
       ['refusal, bad token (401): requests that reached the backend', false],
       ['refusal, rate limited (429): throughput / allowed (issue 14: cheaper than an allowed call)', false],
@@ -146,6 +149,7 @@ t.test('the bar: met and missed lines', async (t) => {
   const markdown = renderResults(results);
   t.match(markdown, /Node v20, cpu, 2 cores/);
   t.match(markdown, /\| GET 200 B: p99 added over the bare proxy \| 1\.50 ms \| ≤ 1 ms \| MISSED \|/);
+  t.match(markdown, /### 1b\. GET 200 B at 4 000 requests a second \(open loop\)[^]*Added over the bare proxy, paired per round: p50 300 µs, p99 1\.20 ms\./);
   t.match(markdown, /what the durable audit alone costs: GET 200 B 0\.75×\. AgentGate over it, what every check and the rest of the pipeline cost: GET 200 B 0\.60×/);
   // A probe request allowed after the kill answer misses the bar whatever the latency.
   const leaked = barLines({ ...results, kill: { ...(results.kill as NonNullable<Results['kill']>), allowedAfterKill: 1 } });
@@ -230,4 +234,31 @@ t.test('a contestant that answers nothing is named, not reported as figures', as
   const { port } = stuck.address() as AddressInfo;
   const contestant = { name: 'stuck proxy', pid: process.pid, url: `http://127.0.0.1:${port}/small`, method: 'GET' as const, headers: {}, expectStatus: 200 };
   await t.rejects(measure(load, process.pid, contestant, { durationSeconds: 1, warmupSeconds: 0, connections: 2 }), /stuck proxy answered no request in 1 s/);
+});
+
+t.test('the open-loop generator times each request from when it was due', async (t) => {
+  // One connection; the first answer is held 500 ms, the rest go out at once. Requests due in
+  // those 500 ms queue behind it: timed from when they were due, they carry the wait (a closed
+  // loop would time them from when they could be sent, and hide it).
+  let first = true;
+  const server = createHttpServer((req, res) => {
+    const answer = (): void => {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.end('ok');
+    };
+    if (first) {
+      first = false;
+      setTimeout(answer, 500);
+    } else answer();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => server.close());
+  const load = await startLoadWorker();
+  t.teardown(() => load.stop());
+  const { port } = server.address() as AddressInfo;
+  const result = await load.run({ url: `http://127.0.0.1:${port}/`, method: 'GET', headers: {}, connections: 1, durationSeconds: 1, expectStatus: 200, pace: 100 });
+  t.equal(result.responses, 100, 'every scheduled request was sent and answered');
+  t.equal(result.errors, 0);
+  t.ok(result.latency.max >= 500, `the held request's latency includes the hold (max ${result.latency.max} ms)`);
+  t.ok(result.latency.p90 >= 200, `so do those queued behind it (p90 ${result.latency.p90} ms)`);
 });
