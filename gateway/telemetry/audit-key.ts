@@ -52,7 +52,8 @@ export async function loadAuditKeys(files: readonly string[]): Promise<Map<strin
   const keys = new Map<string, KeyObject>();
   for (const file of files) {
     const text = await readFile(file, 'utf8');
-    const key = text.includes('PRIVATE KEY') ? createPublicKey(createPrivateKey(text)) : createPublicKey(text);
+    // createPublicKey takes a private PEM too and derives its public half.
+    const key = createPublicKey(text);
     if (key.asymmetricKeyType !== 'ed25519') throw new Error(`${file} is not an Ed25519 key`);
     keys.set(auditKid(key), key);
   }

@@ -152,6 +152,10 @@ t.test('append resolves once the line is in the file, and chains signed checkpoi
   const verified = await verifyAuditFiles([file], { keys, checkpoint: saved[saved.length - 1] ?? null });
   t.equal(verified.problemCount, 0);
   t.equal(verified.checkpoints, 3);
+  // `--key` also takes the private key the checkpoints were signed with: the same kid, the same verdict.
+  const fromPrivate = await loadAuditKeys([join(dir, 'keys', 'audit-key.pem')]);
+  t.same([...fromPrivate.keys()], [...keys.keys()], 'the private key names the same kid as its public half');
+  t.equal((await verifyAuditFiles([file], { keys: fromPrivate, checkpoint: saved[saved.length - 1] ?? null })).problemCount, 0);
 });
 
 t.test('an unwritable file: appends are refused at once, the log says why, close gives up', async (t) => {
