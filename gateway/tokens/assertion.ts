@@ -105,11 +105,6 @@ export function readAssertion(assertion: string): ReadAssertion {
   return { subject: typeof who === 'string' && who !== '' ? who : null, parsed };
 }
 
-/** The `sub` (else `iss`) of an unverified assertion, to find out which client it claims to be. */
-export function assertionSubject(assertion: string): string | null {
-  return readAssertion(assertion).subject;
-}
-
 /**
  * Verify `assertion` as the client `clientId`'s (RFC 7523 §3): signature by a pinned key, `iss` =
  * `sub` = the client, `aud` one of `audiences`, `exp` (and `nbf`, `iat` when present) within the
@@ -141,8 +136,9 @@ export function verifyClientAssertion(assertion: string | ReadAssertion, options
   for (const claim of REQUIRED_CLAIMS) if (!(claim in payload)) throw new AssertionError('claims');
   const { exp, iat, nbf, jti } = payload;
   if (typeof exp !== 'number' || (iat !== undefined && typeof iat !== 'number') || (nbf !== undefined && typeof nbf !== 'number')) throw new AssertionError('claims');
-  // jose's reading of the clock: whole seconds, the skew on either side.
-  const now = Math.floor(clock.now() / 1000);
+  // One reading of the clock. jose's for nbf and exp: whole seconds, the skew on either side.
+  const nowSeconds = clock.now() / 1000;
+  const now = Math.floor(nowSeconds);
   if (nbf !== undefined && nbf > now + skew) throw new AssertionError('not_yet_valid');
   if (exp <= now - skew) throw new AssertionError('expired');
   // RFC 7523 §3: iss and sub are both the client.
@@ -150,7 +146,6 @@ export function verifyClientAssertion(assertion: string | ReadAssertion, options
   const aud = typeof payload.aud === 'string' ? [payload.aud] : Array.isArray(payload.aud) ? payload.aud : [];
   if (!aud.some((a) => typeof a === 'string' && options.audiences.includes(a))) throw new AssertionError('aud');
   if (typeof jti !== 'string' || jti === '' || jti.length > 256) throw new AssertionError('claims');
-  const nowSeconds = clock.now() / 1000;
   // Short-lived: at most maxLifetime from its iat (or from now when it has none) to its exp.
   const from = typeof iat === 'number' ? iat : nowSeconds;
   if (typeof iat === 'number' && iat > nowSeconds + skew) throw new AssertionError('not_yet_valid');

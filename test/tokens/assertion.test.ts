@@ -5,7 +5,7 @@ import t from 'tap';
 import { createHmac, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import { importJWK } from 'jose/key/import';
 import { jwtVerify } from 'jose/jwt/verify';
-import { AssertionError, assertionSubject, readAssertion, verifyClientAssertion, type AssertionOptions } from '../../gateway/tokens/assertion.js';
+import { AssertionError, readAssertion, verifyClientAssertion, type AssertionOptions } from '../../gateway/tokens/assertion.js';
 import { MAX_TOKEN_BYTES } from '../../gateway/tokens/verify.js';
 import { manualClock } from '../helpers/tokens.js';
 
@@ -200,10 +200,10 @@ t.test('an assertion read once verifies as the same text does', async (t) => {
   t.throws(() => verifyClientAssertion(readAssertion(`${token}==`), options()), { code: 'malformed' });
 });
 
-t.test('assertionSubject reads the claimed client the way verification parses it', async (t) => {
-  t.equal(assertionSubject(compact(ED, claims())), CLIENT);
-  t.equal(assertionSubject(compact(ED, claims({ sub: undefined }))), CLIENT, 'iss when there is no sub');
-  t.equal(assertionSubject('abc.def'), null);
-  t.equal(assertionSubject(`${compact(ED, claims())}==`), null, 'a token verification would call malformed names nobody');
-  t.equal(assertionSubject(compact(ED, claims({ sub: '', iss: '' }))), null);
+t.test('readAssertion reads the claimed client the way verification parses it', async (t) => {
+  t.equal(readAssertion(compact(ED, claims())).subject, CLIENT);
+  t.equal(readAssertion(compact(ED, claims({ sub: undefined }))).subject, CLIENT, 'iss when there is no sub');
+  t.equal(readAssertion('abc.def').subject, null);
+  t.equal(readAssertion(`${compact(ED, claims())}==`).subject, null, 'a token verification would call malformed names nobody');
+  t.equal(readAssertion(compact(ED, claims({ sub: '', iss: '' }))).subject, null);
 });
