@@ -44,6 +44,7 @@ export const REASONS = {
   not_aggregate: { status: 403, title: 'Query is not aggregate-only', bearer: 'insufficient_scope', violation: true },
   method_denied: { status: 403, title: 'JSON-RPC method not allowed', bearer: 'insufficient_scope', violation: true },
   transport_unsupported: { status: 400, title: 'MCP transport not supported', bearer: 'none', violation: false },
+  mcp_session_unknown: { status: 404, title: 'MCP session not found', bearer: 'none', violation: false },
   network_denied: { status: 403, title: 'Caller network not allowed', bearer: 'none', violation: true },
   approval_required: { status: 403, title: 'Human approval required', bearer: 'none', violation: false },
   approval_invalid: { status: 403, title: 'Approval does not cover this request', bearer: 'none', violation: false },

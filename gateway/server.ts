@@ -35,6 +35,7 @@ import { openAuditSigner } from './telemetry/audit-key.js';
 import { createLogger, type Logger } from './telemetry/log.js';
 import { createMetrics, type Metrics } from './telemetry/metrics.js';
 import { openKeyStore, type KeyStore } from './tokens/keys.js';
+import { openMcpSessions } from './mcp/session.js';
 import { createTokenVerifier } from './tokens/verify.js';
 import { createUpgradeHandler, type UpgradeHandler } from './upgrade.js';
 import { createBroker, type Broker } from './broker/router.js';
@@ -171,6 +172,7 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
   let policy = await loadPolicy(settings, { clock, version: 1, upstreams: options.upstreams });
   preloadDialects(policy);
   const keys = await openKeyStore({ dir: settings.issuer.keys, alg: settings.issuer.alg, clock });
+  const mcpSessions = await openMcpSessions(settings.issuer.keys);
   if (settings.state.driver === 'memory' && options.resetState === true && settings.state.file !== null) {
     const stateFile = settings.state.file;
     const aside = await resetStateFile(stateFile, clock);
@@ -321,14 +323,14 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
     auditAvailable: () => audit.available,
     onError: (error) => log.error('token broker failed', { error }),
   });
-  const forward: ForwardStage = createForward({ metrics, maxBodyBytes: settings.limits.maxBodyBytes, bodyIdleMs: settings.limits.bodyIdleTimeoutMs });
+  const forward: ForwardStage = createForward({ metrics, maxBodyBytes: settings.limits.maxBodyBytes, bodyIdleMs: settings.limits.bodyIdleTimeoutMs, mcpSessions });
   const state = admission.view;
   const pipeline: Pipeline = createPipeline({
     stages: [
       createNormalize({ maxBodyBytes: settings.limits.maxBodyBytes }),
       createAuthenticate({ verifier, state }),
       createAdmit({ state, clock }),
-      createAuthorize({ maxBodyBytes: settings.limits.maxBodyBytes, bodyIdleMs: settings.limits.bodyIdleTimeoutMs, state, clock, metrics, trustedProxies: settings.trustedProxies }),
+      createAuthorize({ maxBodyBytes: settings.limits.maxBodyBytes, bodyIdleMs: settings.limits.bodyIdleTimeoutMs, state, clock, metrics, trustedProxies: settings.trustedProxies, mcpSessions }),
       forward,
     ],
     filters: [createMcpFilter({ maxBytes: settings.limits.maxMaskedBodyBytes }), createMaskFilter({ maxBytes: settings.limits.maxMaskedBodyBytes })],

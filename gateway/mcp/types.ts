@@ -33,6 +33,8 @@ export interface McpCall {
   readonly view: McpView;
   /** Fields the role masks inside tool results (content[].text JSON, structuredContent); null: none. */
   readonly mask: MaskPlan | null;
+  /** The server's session id behind the agent's `Mcp-Session-Id` (mcp/session.ts), forwarded in its place; null: none presented. */
+  readonly session: string | null;
 }
 
 /** Ids 1 and "1" are different JSON-RPC ids: keep them apart in maps. */

@@ -14,6 +14,7 @@ import { checkRequestHead } from '../headers.js';
 import { parseRequestBody, type ParsedBody } from '../mcp/jsonrpc.js';
 import { grantedView, holdsAny, planMessages, type MessagePlan } from '../mcp/grants.js';
 import { transportKind } from '../mcp/transport.js';
+import type { McpSessions } from '../mcp/session.js';
 import type { McpCall, McpView } from '../mcp/types.js';
 import { SAFE_METHODS, type ApprovalPolicy, type MaskPlan, type McpBackend, type NetworkSet, type Role, type Route } from '../policy/types.js';
 import type { StateView } from '../state/view.js';
@@ -35,6 +36,8 @@ export interface AuthorizeOptions {
   readonly metrics?: Metrics;
   /** Peers whose `X-Forwarded-For` is believed; null or absent: none (the socket peer counts). */
   readonly trustedProxies?: NetworkSet | null;
+  /** Opens the `Mcp-Session-Id` an agent presents; without it every presented id is refused (mcp_session_unknown). */
+  readonly mcpSessions?: McpSessions;
 }
 
 export function createAuthorize(options: AuthorizeOptions): Stage {
@@ -43,6 +46,7 @@ export function createAuthorize(options: AuthorizeOptions): Stage {
   const clock = options.clock ?? { now: () => Date.now() };
   const trustedProxies = options.trustedProxies ?? null;
   const approvals: ApprovalDeps = { state, clock };
+  const mcpSessions = options.mcpSessions ?? null;
 
   return {
     name: 'authorize',
@@ -124,10 +128,11 @@ export function createAuthorize(options: AuthorizeOptions): Stage {
 
   async function authorizeMcp(ctx: RequestContext, target: Target, principal: Principal, role: Role, backend: string, mcp: McpBackend, refusals: Refusals): Promise<void> {
     const kind = transportKind(target, ctx.request.headers, backend, mcp);
+    const session = serverSession(ctx.request.headers['mcp-session-id'], principal.agent, backend);
     const view = grantedView(mcp, principal.scopes, role.grants);
     const mask = role.mask.size === 0 ? null : (role.mask.get(backend) ?? null);
     if (kind !== 'messages') {
-      ctx.mcp = { kind, batch: false, messages: [], pending: new Map(), view, mask };
+      ctx.mcp = { kind, batch: false, messages: [], pending: new Map(), view, mask, session };
       // A GET or DELETE body would reach the server unchecked.
       if (declaresBody(ctx.request, target)) throw new GatewayError('body_unexpected', `${target.method} ${mcp.path} takes no request body; send JSON-RPC messages with POST`, { closeConnection: true });
       if (!holdsAny(backend, principal.scopes, role.grants)) throw new GatewayError('out_of_scope', `this token holds no scope of backend "${backend}"`);
@@ -137,7 +142,7 @@ export function createAuthorize(options: AuthorizeOptions): Stage {
     }
     const body = await readBody(ctx, `POST ${mcp.path}`, true, maxBodyBytes, bodyIdleMs);
     const parsed = parseRequestBody(body);
-    const plan = planMessagesAudited(ctx, parsed, mcp, view, mask, principal, role, kind);
+    const plan = planMessagesAudited(ctx, parsed, mcp, view, mask, principal, role, kind, session);
     let approvalId: string | null = null;
     for (const call of plan.tools) {
       checkBodyConstraints(`tools/call ${call.name}`, call.route, role, call.arguments, refusals);
@@ -151,18 +156,33 @@ export function createAuthorize(options: AuthorizeOptions): Stage {
     const first = plan.tools[0];
     ctx.grant = { backend, scope: plan.scope, route: first === undefined ? (plan.summaries[0]?.method ?? 'response') : first.route.template, params: {}, body, mask: null, shadow: refusals.shadow ?? NO_SHADOW, approvalId };
   }
+
+  /**
+   * The server's session id behind the `Mcp-Session-Id` presented (null: none presented). An id
+   * the gateway did not hand to this agent for this backend (another agent's, altered, the
+   * server's own, or sealed under a secret since replaced) is refused as not found: MCP clients
+   * answer a 404 by starting a new session. Not a violation: a stale id is not an attack.
+   */
+  function serverSession(presented: string | string[] | undefined, agent: string, backend: string): string | null {
+    if (presented === undefined) return null;
+    const opened = typeof presented === 'string' && mcpSessions !== null ? mcpSessions.open(agent, backend, presented) : null;
+    if (opened !== null) return opened;
+    throw new GatewayError('mcp_session_unknown', 'this Mcp-Session-Id was not given to this agent by the gateway; start a new session (initialize without Mcp-Session-Id)', {
+      reasonDetail: typeof presented === 'string' ? `session id of ${presented.length} characters not opened` : 'more than one Mcp-Session-Id',
+    });
+  }
 }
 
 /** Decide every message, recording what was asked first so a refusal is audited per message. */
-function planMessagesAudited(ctx: RequestContext, parsed: ParsedBody, mcp: McpBackend, view: McpView, mask: MaskPlan | null, principal: Principal, role: Role, kind: McpCall['kind']): MessagePlan {
+function planMessagesAudited(ctx: RequestContext, parsed: ParsedBody, mcp: McpBackend, view: McpView, mask: MaskPlan | null, principal: Principal, role: Role, kind: McpCall['kind'], session: string | null): MessagePlan {
   const summaries = parsed.messages.map((m) => ({
     id: m.kind === 'notification' ? null : m.id,
     method: m.kind === 'response' ? null : m.method,
     tool: m.kind !== 'response' && (m.method === 'tools/call' || m.method === 'prompts/get') && typeof m.params?.name === 'string' ? m.params.name.slice(0, 128) : null,
   }));
-  ctx.mcp = { kind, batch: parsed.batch, messages: summaries, pending: new Map(), view, mask };
+  ctx.mcp = { kind, batch: parsed.batch, messages: summaries, pending: new Map(), view, mask, session };
   const plan = planMessages(parsed, mcp, view, principal.scopes, role.grants);
-  ctx.mcp = { kind, batch: parsed.batch, messages: plan.summaries, pending: plan.pending, view, mask };
+  ctx.mcp = { kind, batch: parsed.batch, messages: plan.summaries, pending: plan.pending, view, mask, session };
   return plan;
 }
 

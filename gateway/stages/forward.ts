@@ -9,6 +9,7 @@ import { abortSignalOf, type DirectBody, type RequestContext, type RequestSignal
 import { GatewayError } from '../errors.js';
 import { upstreamHeaders } from '../headers.js';
 import { readBounded } from './read-body.js';
+import { isServerSessionId, type McpSessions } from '../mcp/session.js';
 import type { Backend } from '../policy/types.js';
 import type { Metrics, UpstreamErrorKind } from '../telemetry/metrics.js';
 
@@ -20,6 +21,8 @@ export interface ForwardOptions {
   readonly bodyIdleMs?: number;
   /** Connections per upstream origin. */
   readonly connections?: number;
+  /** Seals the `Mcp-Session-Id` an MCP server answers with before the agent sees it (mcp/session.ts). */
+  readonly mcpSessions: McpSessions;
 }
 
 export interface ForwardStage extends Stage {
@@ -67,6 +70,11 @@ export function createForward(options: ForwardOptions): ForwardStage {
     // A masked response must be read by the gateway: ask for it uncompressed (gzip, deflate and br
     // are still decoded when the backend ignores this).
     if (grant.mask !== null || ctx.mcp !== null) headers['accept-encoding'] = 'identity';
+    if (ctx.mcp !== null) {
+      // The server's own id, opened by authorize; never the value the agent sent.
+      if (ctx.mcp.session === null) delete headers['mcp-session-id'];
+      else headers['mcp-session-id'] = ctx.mcp.session;
+    }
 
     let body: Buffer | IncomingBody | null = null;
     if (grant.body !== null) {
@@ -118,6 +126,16 @@ export function createForward(options: ForwardOptions): ForwardStage {
     }
 
     const responseHeaders = incomingHeaders(response.headers);
+    const serverSession = response.headers['mcp-session-id'];
+    if (ctx.mcp !== null && serverSession !== undefined) {
+      if (!isServerSessionId(serverSession)) {
+        response.body.dump().catch(() => undefined);
+        throw new GatewayError('upstream_invalid', 'the MCP server answered with an unusable Mcp-Session-Id', {
+          reasonDetail: Array.isArray(serverSession) ? 'more than one Mcp-Session-Id' : 'Mcp-Session-Id not 1 to 512 visible ASCII characters',
+        });
+      }
+      responseHeaders['mcp-session-id'] = options.mcpSessions.seal(principal.agent, backend.name, serverSession);
+    }
     const location = response.headers.location;
     if (response.statusCode >= 300 && response.statusCode < 400 && location !== undefined) {
       const rewritten = rewriteLocation(String(location), backend, target.path);

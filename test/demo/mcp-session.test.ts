@@ -15,7 +15,7 @@ t.test('the tour session: three tools listed, two calls, two refusals, session e
   const gw = await startGateway(t, { upstreams: demo.urls });
   const { stdout } = await run(process.execPath, [join(ROOT, 'dist', 'demo', 'mcp-session.js'), gw.url], { env: { ...process.env, SUPPORT_TOKEN: await gw.token('support-agent-01') }, timeout: 60_000 });
   const lines = stdout.trim().split('\n');
-  t.match(lines[0], /^session {5}[0-9a-f-]{36}$/);
+  t.match(lines[0], /^session {5}ag1\.[A-Za-z0-9_-]{43}\.[0-9a-f-]{36}$/, "the gateway's sealed id around the server's UUID");
   t.same(lines.slice(1), [
     'tools/list  search_tickets, get_ticket, reply_with_script',
     'get_ticket  {"id":"1","subject":"Refund for duplicate charge","customer":"Grace Hopper","queue":"billing","status":"open","priority":"high","opened":"2026-11-18","replies":[]}',

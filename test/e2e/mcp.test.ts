@@ -23,6 +23,7 @@ for (const mode of ['sse', 'json'] as const) {
     await t.test('initialize: a session through the gateway', async (t) => {
       t.match(client.getServerVersion(), { name: 'test-tools' });
       t.type(transport.sessionId, 'string');
+      t.match(transport.sessionId, /^ag1\./, 'the session id the client holds is the gateway\'s sealed one');
       t.equal(upstream.sessions(), 1);
     });
 

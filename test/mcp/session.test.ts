@@ -1,0 +1,79 @@
+// MCP session ids sealed to the agent and backend: what opens, what does not (another agent's id,
+// another backend's, altered bytes, the server's bare id, look-alike framing), and the secret file
+// two processes agree on.
+import t from 'tap';
+import { readFile, stat, writeFile, mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { isServerSessionId, mcpSessions, openMcpSessions, SESSION_SECRET_FILE } from '../../gateway/mcp/session.js';
+
+const sessions = mcpSessions(randomBytes(32));
+const serverId = '6f1c2a4e-0b9d-4c53-9a8e-2f7d1c0b5e31';
+const sealed = sessions.seal('support-agent-01', 'tools', serverId);
+
+t.test('the agent gets a sealed id that opens to the server id for it alone', async (t) => {
+  t.not(sealed, serverId);
+  t.match(sealed, /^ag1\.[A-Za-z0-9_-]{43}\./);
+  t.ok(sealed.endsWith(`.${serverId}`));
+  t.ok(isServerSessionId(sealed), 'still visible ASCII, as MCP requires of a session id');
+  t.equal(sessions.open('support-agent-01', 'tools', sealed), serverId);
+});
+
+t.test('what does not open', async (t) => {
+  const mac = sealed.slice(4, 47);
+  const flip = (s: string, i: number) => s.slice(0, i) + (s[i] === 'A' ? 'B' : 'A') + s.slice(i + 1);
+  const cases: Array<{ name: string; agent?: string; backend?: string; presented: string }> = [
+    { name: 'another agent presenting it', agent: 'support-agent-02', presented: sealed },
+    { name: 'an agent whose name extends the first', agent: 'support-agent-011', presented: sealed },
+    { name: 'the same agent on another backend', backend: 'tools2', presented: sealed },
+    { name: 'the server id alone', presented: serverId },
+    { name: 'a MAC bit changed', presented: `ag1.${flip(mac, 5)}.${serverId}` },
+    { name: 'the server id changed', presented: `ag1.${mac}.${serverId.slice(0, -1)}0` },
+    { name: 'the server id extended', presented: `${sealed}x` },
+    { name: 'the MAC cut short', presented: `ag1.${mac.slice(0, 42)}.${serverId}` },
+    { name: 'no server id', presented: `ag1.${mac}.` },
+    { name: 'another version prefix', presented: `ag2.${mac}.${serverId}` },
+    { name: 'upper-case prefix', presented: `AG1.${mac}.${serverId}` },
+    { name: 'a comma-joined pair (a repeated header, as node joins it)', presented: `${sealed}, ${sealed}` },
+    { name: 'a space inside', presented: `ag1.${mac}.${serverId} ` },
+    { name: 'empty', presented: '' },
+    { name: 'the MAC of another id moved onto this one', presented: `ag1.${sessions.seal('support-agent-01', 'tools', 'other').slice(4, 47)}.${serverId}` },
+    { name: 'sealed under another secret', presented: mcpSessions(randomBytes(32)).seal('support-agent-01', 'tools', serverId) },
+  ];
+  for (const c of cases) t.equal(sessions.open(c.agent ?? 'support-agent-01', c.backend ?? 'tools', c.presented), null, c.name);
+});
+
+t.test('server ids: visible ASCII, 1 to 512 characters', async (t) => {
+  const cases: Array<[unknown, boolean]> = [
+    [serverId, true],
+    ['a', true],
+    ['~!#$%&*+-./:;<=>?@[]^_`{|}', true],
+    ['x'.repeat(512), true],
+    ['x'.repeat(513), false],
+    ['', false],
+    ['has space', false],
+    ['tab\there', false],
+    ['caf\u00e9', false],
+    [['a', 'b'], false],
+    [undefined, false],
+  ];
+  for (const [id, ok] of cases) t.equal(isServerSessionId(id), ok, typeof id === 'string' && id.length > 40 ? `${id.length} characters` : String(JSON.stringify(id)));
+});
+
+t.test('the secret file: made once, private, shared by every opener; a bad one is a clear error', async (t) => {
+  const dir = t.testdir();
+  const [a, b] = await Promise.all([openMcpSessions(dir), openMcpSessions(dir)]);
+  t.equal(b.open('agent', 'tools', a.seal('agent', 'tools', 'srv')), 'srv', 'two processes starting at once agree');
+  const file = join(dir, SESSION_SECRET_FILE);
+  t.equal((await stat(file)).mode & 0o777, 0o600);
+  const again = await openMcpSessions(dir);
+  t.equal(again.open('agent', 'tools', a.seal('agent', 'tools', 'srv')), 'srv', 'a restart reads the same secret');
+  t.match((await readFile(file, 'utf8')).trim(), /^[A-Za-z0-9_-]{43}$/);
+
+  const bad = join(t.testdirName, 'bad');
+  await mkdir(bad, { recursive: true });
+  await writeFile(join(bad, SESSION_SECRET_FILE), 'short\n');
+  await t.rejects(openMcpSessions(bad), /does not hold an MCP session secret/);
+  await t.rejects(openMcpSessions(join(t.testdirName, 'missing', 'folder')), /cannot write the MCP session secret/);
+  t.throws(() => mcpSessions(randomBytes(16)), /at least 32 bytes/);
+});
