@@ -3,19 +3,26 @@
 // `Mcp-Session-Id` it hands out; forwarded unchecked, that id would let any agent holding a grant
 // on the backend read another agent's stream or end its session. So the agent never sees the
 // server's id: the gateway hands out `ag1.<mac>.<server id>`, where the MAC (HMAC-SHA256 under a
-// secret kept beside the signing keys) covers the agent, the backend and the server's id, and
-// forwards the server's id only when the MAC holds for the agent and backend of the request.
+// secret kept beside the signing keys) covers the session's owner (the agent, and the user it acts
+// for with a delegated token), the backend and the server's id, and forwards the server's id only
+// when the MAC holds for the owner and backend of the request.
 // Stateless: every instance and worker sharing `issuer.keys` reads the same secret, and a restart
 // keeps sessions usable.
 import { createHmac, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import { link, readFile, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
+/** Who a session belongs to: the agent, and the user it acts for (null: the agent itself). */
+export interface SessionOwner {
+  readonly agent: string;
+  readonly onBehalfOf: string | null;
+}
+
 export interface McpSessions {
   /** The id the agent is given for the server's session `serverId`. */
-  seal(agent: string, backend: string, serverId: string): string;
-  /** The server's id inside `presented`, or null when it was not handed to this agent for this backend. */
-  open(agent: string, backend: string, presented: string): string | null;
+  seal(owner: SessionOwner, backend: string, serverId: string): string;
+  /** The server's id inside `presented`, or null when it was not handed to this owner for this backend. */
+  open(owner: SessionOwner, backend: string, presented: string): string | null;
 }
 
 /** The secret's file in the `issuer.keys` folder (not `*.json`: the key store ignores it). */
@@ -35,22 +42,29 @@ export function isServerSessionId(id: unknown): id is string {
 
 export function mcpSessions(secret: Buffer): McpSessions {
   if (secret.length < 32) throw new Error('the MCP session secret must be at least 32 bytes');
-  const mac = (agent: string, backend: string, serverId: string): Buffer =>
-    // NUL cannot occur in an agent name, a backend name or a visible-ASCII id: the fields cannot run into each other.
-    createHmac('sha256', secret).update(`${agent}\0${backend}\0${serverId}`).digest();
+  const mac = (owner: SessionOwner, backend: string, serverId: string): Buffer =>
+    // Length-prefixed fields: no agent, user, backend or id can run into the next one. A user is
+    // `u` and its name, the agent acting for itself `-`.
+    createHmac('sha256', secret)
+      .update(field(owner.agent) + (owner.onBehalfOf === null ? '-' : `u${field(owner.onBehalfOf)}`) + field(backend) + field(serverId))
+      .digest();
   return {
-    seal(agent, backend, serverId) {
-      return `${PREFIX}${mac(agent, backend, serverId).toString('base64url')}.${serverId}`;
+    seal(owner, backend, serverId) {
+      return `${PREFIX}${mac(owner, backend, serverId).toString('base64url')}.${serverId}`;
     },
-    open(agent, backend, presented) {
+    open(owner, backend, presented) {
       if (!presented.startsWith(PREFIX) || presented.charCodeAt(PREFIX.length + MAC_LENGTH) !== 0x2e) return null;
       const serverId = presented.slice(PREFIX.length + MAC_LENGTH + 1);
       if (!isServerSessionId(serverId)) return null;
       const given = Buffer.from(presented.slice(PREFIX.length, PREFIX.length + MAC_LENGTH), 'base64url');
-      const expected = mac(agent, backend, serverId);
+      const expected = mac(owner, backend, serverId);
       return given.length === expected.length && timingSafeEqual(given, expected) ? serverId : null;
     },
   };
+}
+
+function field(value: string): string {
+  return `${value.length}:${value}`;
 }
 
 /**

@@ -128,7 +128,7 @@ export function createAuthorize(options: AuthorizeOptions): Stage {
 
   async function authorizeMcp(ctx: RequestContext, target: Target, principal: Principal, role: Role, backend: string, mcp: McpBackend, refusals: Refusals): Promise<void> {
     const kind = transportKind(target, ctx.request.headers, backend, mcp);
-    const session = serverSession(ctx.request.headers['mcp-session-id'], principal.agent, backend);
+    const session = serverSession(ctx.request.headers['mcp-session-id'], principal, backend);
     const view = grantedView(mcp, principal.scopes, role.grants);
     const mask = role.mask.size === 0 ? null : (role.mask.get(backend) ?? null);
     if (kind !== 'messages') {
@@ -159,15 +159,16 @@ export function createAuthorize(options: AuthorizeOptions): Stage {
 
   /**
    * The server's session id behind the `Mcp-Session-Id` presented (null: none presented). An id
-   * the gateway did not hand to this agent for this backend (another agent's, altered, the
-   * server's own, or sealed under a secret since replaced) is refused as not found: MCP clients
-   * answer a 404 by starting a new session. Not a violation: a stale id is not an attack.
+   * the gateway did not hand to this agent (acting for this user, with a delegated token) for
+   * this backend (another agent's or user's, altered, the server's own, or sealed under a secret
+   * since replaced) is refused as not found: MCP clients answer a 404 by starting a new session.
+   * Not a violation: a stale id is not an attack.
    */
-  function serverSession(presented: string | string[] | undefined, agent: string, backend: string): string | null {
+  function serverSession(presented: string | string[] | undefined, owner: Principal, backend: string): string | null {
     if (presented === undefined) return null;
-    const opened = typeof presented === 'string' && mcpSessions !== null ? mcpSessions.open(agent, backend, presented) : null;
+    const opened = typeof presented === 'string' && mcpSessions !== null ? mcpSessions.open(owner, backend, presented) : null;
     if (opened !== null) return opened;
-    throw new GatewayError('mcp_session_unknown', 'this Mcp-Session-Id was not given to this agent by the gateway; start a new session (initialize without Mcp-Session-Id)', {
+    throw new GatewayError('mcp_session_unknown', 'this Mcp-Session-Id was not given to this agent (or the user it acts for) by the gateway; start a new session (initialize without Mcp-Session-Id)', {
       reasonDetail: typeof presented === 'string' ? `session id of ${presented.length} characters not opened` : 'more than one Mcp-Session-Id',
     });
   }

@@ -134,7 +134,7 @@ export function createForward(options: ForwardOptions): ForwardStage {
           reasonDetail: Array.isArray(serverSession) ? 'more than one Mcp-Session-Id' : 'Mcp-Session-Id not 1 to 512 visible ASCII characters',
         });
       }
-      responseHeaders['mcp-session-id'] = options.mcpSessions.seal(principal.agent, backend.name, serverSession);
+      responseHeaders['mcp-session-id'] = options.mcpSessions.seal(principal, backend.name, serverSession);
     }
     const location = response.headers.location;
     if (response.statusCode >= 300 && response.statusCode < 400 && location !== undefined) {

@@ -1,7 +1,7 @@
-// MCP sessions belong to the agent that opened them, over real sockets: the agent sees a sealed
-// id, the server gets its own id back, and another agent presenting the sealed id (POST, the GET
-// stream, DELETE), the server's bare id or an altered one gets 404 mcp_session_unknown with
-// nothing forwarded. A server id that cannot be a session id is refused.
+// MCP sessions belong to the agent (and the user it acts for) that opened them, over real sockets:
+// the agent sees a sealed id, the server gets its own id back, and another agent or user
+// presenting the sealed id (POST, the GET stream, DELETE), the server's bare id or an altered one
+// gets 404 mcp_session_unknown with nothing forwarded. A server id that cannot be a session id is refused.
 import t from 'tap';
 import type { ServerResponse } from 'node:http';
 import { request } from 'undici';
@@ -84,6 +84,27 @@ t.test('a session id opens only for the agent it was handed to', async (t) => {
     }
     const line = (await gw.auditLines()).at(-1);
     t.match(line, { agent: 'support-agent-01', backend: 'tools', decision: 'deny', reason: 'mcp_session_unknown', status: 404 });
+  });
+
+  await t.test('delegated: a session opened for a user is that user\'s', async (t) => {
+    const forAlice = await gw.token('support-agent-01', { onBehalfOf: 'alice' });
+    const forBob = await gw.token('support-agent-01', { onBehalfOf: 'bob' });
+    const opened = await send(forAlice, 'POST', undefined, 'initialize');
+    await opened.body.text();
+    const aliceSession = opened.headers['mcp-session-id'];
+    if (typeof aliceSession !== 'string') throw new Error('no session id on initialize');
+    t.not(aliceSession, sealed, 'sealed to the user as well as the agent');
+    const own = await send(forAlice, 'POST', aliceSession);
+    await own.body.text();
+    t.equal(own.statusCode, 200, 'the agent acting for alice uses it');
+    t.equal(upstream.seen.at(-1)?.headers['mcp-session-id'], SERVER_ID);
+    const before = upstream.seen.length;
+    for (const [name, token, session] of [['for bob', forBob, aliceSession], ['for itself', owner, aliceSession], ["alice's agent on the agent's own session", forAlice, sealed]] as const) {
+      const res = await send(token, 'POST', session);
+      t.equal(res.statusCode, 404, name);
+      await res.body.text();
+    }
+    t.equal(upstream.seen.length, before, 'nothing forwarded');
   });
 
   await t.test('not a violation: the other agent (breaker: 3 violations) is still served', async (t) => {

@@ -23,8 +23,8 @@ export interface StartedGateway {
   readonly port: number;
   readonly metricsUrl: string;
   readonly dir: string;
-  /** Mint a token for a policy agent with the gateway's own keys. */
-  token(agent: string, request?: { scopes?: string[]; ttlSeconds?: number }): Promise<string>;
+  /** Mint a token for a policy agent with the gateway's own keys; `onBehalfOf`: delegated (sub the user, act the agent), as token exchange mints it. */
+  token(agent: string, request?: { scopes?: string[]; ttlSeconds?: number; onBehalfOf?: string }): Promise<string>;
   /** Audit lines written so far (flushes first). */
   /** The audit file's records; signed checkpoint lines only with `checkpoints: true`. */
   auditLines(options?: { checkpoints?: boolean }): Promise<Array<Record<string, unknown>>>;
@@ -91,7 +91,9 @@ export async function startGateway(t: Teardown, fixture: GatewayFixture = {}): P
     metricsUrl: `http://127.0.0.1:${ports.metrics.port}`,
     dir,
     async token(agent, request = {}) {
-      const plan = planAgentToken(gateway.policy(), agent, request, fixture.clock?.now() ?? Date.now());
+      const { onBehalfOf, ...asked } = request;
+      const planned = planAgentToken(gateway.policy(), agent, asked, fixture.clock?.now() ?? Date.now());
+      const plan = onBehalfOf === undefined ? planned : { ...planned, subject: onBehalfOf, act: { sub: agent } };
       const minted = await issueAgentToken(gateway.keys, settings.issuer.url, plan, fixture.clock ?? { now: () => Date.now() });
       return minted.token;
     },

@@ -1,6 +1,6 @@
-// MCP session ids sealed to the agent and backend: what opens, what does not (another agent's id,
-// another backend's, altered bytes, the server's bare id, look-alike framing), and the secret file
-// two processes agree on.
+// MCP session ids sealed to their owner (the agent, and the user it acts for) and backend: what
+// opens, what does not (another agent's or user's id, another backend's, altered bytes, the
+// server's bare id, fields shifted from one to the next), and the secret file two processes agree on.
 import t from 'tap';
 import { readFile, stat, writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -9,23 +9,34 @@ import { isServerSessionId, mcpSessions, openMcpSessions, SESSION_SECRET_FILE } 
 
 const sessions = mcpSessions(randomBytes(32));
 const serverId = '6f1c2a4e-0b9d-4c53-9a8e-2f7d1c0b5e31';
-const sealed = sessions.seal('support-agent-01', 'tools', serverId);
+const agent = (name: string, onBehalfOf: string | null = null) => ({ agent: name, onBehalfOf });
+const owner = agent('support-agent-01');
+const sealed = sessions.seal(owner, 'tools', serverId);
 
 t.test('the agent gets a sealed id that opens to the server id for it alone', async (t) => {
   t.not(sealed, serverId);
   t.match(sealed, /^ag1\.[A-Za-z0-9_-]{43}\./);
   t.ok(sealed.endsWith(`.${serverId}`));
   t.ok(isServerSessionId(sealed), 'still visible ASCII, as MCP requires of a session id');
-  t.equal(sessions.open('support-agent-01', 'tools', sealed), serverId);
+  t.equal(sessions.open(owner, 'tools', sealed), serverId);
+  const forAlice = sessions.seal(agent('support-agent-01', 'alice'), 'tools', serverId);
+  t.equal(sessions.open(agent('support-agent-01', 'alice'), 'tools', forAlice), serverId, 'a delegated session opens for the same agent and user');
 });
 
 t.test('what does not open', async (t) => {
   const mac = sealed.slice(4, 47);
   const flip = (s: string, i: number) => s.slice(0, i) + (s[i] === 'A' ? 'B' : 'A') + s.slice(i + 1);
-  const cases: Array<{ name: string; agent?: string; backend?: string; presented: string }> = [
-    { name: 'another agent presenting it', agent: 'support-agent-02', presented: sealed },
-    { name: 'an agent whose name extends the first', agent: 'support-agent-011', presented: sealed },
+  const forAlice = sessions.seal(agent('support-agent-01', 'alice'), 'tools', serverId);
+  const cases: Array<{ name: string; owner?: { agent: string; onBehalfOf: string | null }; backend?: string; presented: string }> = [
+    { name: 'another agent presenting it', owner: agent('support-agent-02'), presented: sealed },
+    { name: 'an agent whose name extends the first', owner: agent('support-agent-011'), presented: sealed },
+    { name: 'the same agent acting for a user', owner: agent('support-agent-01', 'alice'), presented: sealed },
+    { name: "a user's session used by the agent for itself", presented: forAlice },
+    { name: "a user's session used for another user", owner: agent('support-agent-01', 'bob'), presented: forAlice },
+    { name: "a user's session used by another agent for that user", owner: agent('support-agent-02', 'alice'), presented: forAlice },
+    { name: 'the user named like the agent', owner: agent('support-agent-01', 'support-agent-01'), presented: sealed },
     { name: 'the same agent on another backend', backend: 'tools2', presented: sealed },
+    { name: 'a field moved from the agent to the backend', owner: agent('support-agent-0'), backend: '1tools', presented: sealed },
     { name: 'the server id alone', presented: serverId },
     { name: 'a MAC bit changed', presented: `ag1.${flip(mac, 5)}.${serverId}` },
     { name: 'the server id changed', presented: `ag1.${mac}.${serverId.slice(0, -1)}0` },
@@ -37,10 +48,10 @@ t.test('what does not open', async (t) => {
     { name: 'a comma-joined pair (a repeated header, as node joins it)', presented: `${sealed}, ${sealed}` },
     { name: 'a space inside', presented: `ag1.${mac}.${serverId} ` },
     { name: 'empty', presented: '' },
-    { name: 'the MAC of another id moved onto this one', presented: `ag1.${sessions.seal('support-agent-01', 'tools', 'other').slice(4, 47)}.${serverId}` },
-    { name: 'sealed under another secret', presented: mcpSessions(randomBytes(32)).seal('support-agent-01', 'tools', serverId) },
+    { name: 'the MAC of another id moved onto this one', presented: `ag1.${sessions.seal(owner, 'tools', 'other').slice(4, 47)}.${serverId}` },
+    { name: 'sealed under another secret', presented: mcpSessions(randomBytes(32)).seal(owner, 'tools', serverId) },
   ];
-  for (const c of cases) t.equal(sessions.open(c.agent ?? 'support-agent-01', c.backend ?? 'tools', c.presented), null, c.name);
+  for (const c of cases) t.equal(sessions.open(c.owner ?? owner, c.backend ?? 'tools', c.presented), null, c.name);
 });
 
 t.test('server ids: visible ASCII, 1 to 512 characters', async (t) => {
@@ -63,11 +74,11 @@ t.test('server ids: visible ASCII, 1 to 512 characters', async (t) => {
 t.test('the secret file: made once, private, shared by every opener; a bad one is a clear error', async (t) => {
   const dir = t.testdir();
   const [a, b] = await Promise.all([openMcpSessions(dir), openMcpSessions(dir)]);
-  t.equal(b.open('agent', 'tools', a.seal('agent', 'tools', 'srv')), 'srv', 'two processes starting at once agree');
+  t.equal(b.open(owner, 'tools', a.seal(owner, 'tools', 'srv')), 'srv', 'two processes starting at once agree');
   const file = join(dir, SESSION_SECRET_FILE);
   t.equal((await stat(file)).mode & 0o777, 0o600);
   const again = await openMcpSessions(dir);
-  t.equal(again.open('agent', 'tools', a.seal('agent', 'tools', 'srv')), 'srv', 'a restart reads the same secret');
+  t.equal(again.open(owner, 'tools', a.seal(owner, 'tools', 'srv')), 'srv', 'a restart reads the same secret');
   t.match((await readFile(file, 'utf8')).trim(), /^[A-Za-z0-9_-]{43}$/);
 
   const bad = join(t.testdirName, 'bad');
