@@ -65,6 +65,18 @@ export interface RedisStateSettings {
   readonly tls: RedisTlsSettings | null;
   /** Sentinel addresses and the master's name; null: connect to `url` directly. */
   readonly sentinel: { readonly nodes: readonly Endpoint[]; readonly masterName: string } | null;
+  /** Credentials for Redis itself (the master and its replicas): `state.username` and `state.passwordFile`; null: none, or the URL's. */
+  readonly auth: RedisAuthSettings | null;
+  /** Credentials for the sentinels themselves (`state.sentinelUsername`, `state.sentinelPasswordFile`); null: none. */
+  readonly sentinelAuth: RedisAuthSettings | null;
+}
+
+/** A Redis user and the file holding its password (read at start, never kept in the settings). */
+export interface RedisAuthSettings {
+  /** ACL user; null: Redis's `default` user (a plain `requirepass`). */
+  readonly username: string | null;
+  /** Absolute path of the file whose first line is the password. */
+  readonly passwordFile: string;
 }
 
 export interface Settings {
@@ -405,7 +417,9 @@ export function settingsWarnings(settings: Settings): string[] {
   return warnings;
 }
 
-const REDIS_KEYS = ['url', 'timeout', 'journal', 'reseed', 'tls', 'sentinels', 'masterName'] as const;
+const REDIS_KEYS = ['url', 'timeout', 'journal', 'reseed', 'tls', 'sentinels', 'masterName', 'username', 'passwordFile', 'sentinelUsername', 'sentinelPasswordFile'] as const;
+/** A Redis ACL user name as `AUTH` takes it: printable ASCII, no space. */
+const REDIS_USERNAME = /^[\x21-\x7e]{1,128}$/;
 const MASTER_NAME = /^[A-Za-z0-9._-]{1,64}$/;
 const SENTINEL = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/;
 
@@ -463,9 +477,60 @@ function redisSettings(c: Checker, keys: ReadonlyMap<string, RawEntry> | null, e
     c.add(keys?.get('tls')?.at ?? at, 'state.tls', 'is set but state.url is redis:// (use rediss:// for TLS)');
     return null;
   }
+  const auth = authSettings(c, keys, 'username', 'passwordFile', baseDir);
+  const sentinelAuth = authSettings(c, keys, 'sentinelUsername', 'sentinelPasswordFile', baseDir);
+  if (sentinelAuth !== false && sentinelAuth !== null && sentinelsEntry === undefined) {
+    c.add(keys?.get('sentinelPasswordFile')?.at ?? at, 'state.sentinelPasswordFile', 'is only used with state.sentinels (the password the sentinels themselves ask for)');
+    return null;
+  }
+  if (url !== null && auth !== false && auth !== null && /^rediss?:\/\/[^/@]*@/.test(url)) {
+    c.add(keys?.get('passwordFile')?.at ?? at, 'state.passwordFile', `cannot be combined with credentials in ${urlFromEnv !== null ? 'AGENTGATE_REDIS_URL' : 'state.url'} (keep the password in one place)`);
+    return null;
+  }
   if (timeoutMs === null || journal === null || reseed === null || !sentinelOk || (url === null && sentinel === null)) return null;
   if (keys?.has('tls') && tls === null) return null;
-  return Object.freeze({ driver: 'redis', url, timeoutMs, journal: resolvePath(baseDir, journal), reseed, tls, sentinel });
+  if (auth === false || sentinelAuth === false) return null;
+  return Object.freeze({ driver: 'redis', url, timeoutMs, journal: resolvePath(baseDir, journal), reseed, tls, sentinel, auth, sentinelAuth });
+}
+
+/**
+ * `state.username` + `state.passwordFile` (or the sentinel pair): null when neither is set, false
+ * when they are wrong (problems added). The password file is read here only to check it holds one
+ * line of printable text; the password itself is read again at start and never kept in settings.
+ */
+function authSettings(c: Checker, keys: ReadonlyMap<string, RawEntry> | null, userKey: 'username' | 'sentinelUsername', fileKey: 'passwordFile' | 'sentinelPasswordFile', baseDir: string): RedisAuthSettings | null | false {
+  const userEntry = keys?.get(userKey);
+  const fileEntry = keys?.get(fileKey);
+  if (userEntry === undefined && fileEntry === undefined) return null;
+  const username = userEntry === undefined ? null : c.string(userEntry, `state.${userKey}`, { pattern: REDIS_USERNAME, patternHelp: 'is not a Redis user name (1 to 128 printable characters, no space)' });
+  if (fileEntry === undefined) {
+    c.add(userEntry?.at ?? { file: '', line: 0 }, `state.${fileKey}`, `is required with state.${userKey} (a file holding the user's password)`);
+    return false;
+  }
+  const text = c.string(fileEntry, `state.${fileKey}`);
+  if (text === null || (userEntry !== undefined && username === null)) return false;
+  const path = resolvePath(baseDir, text);
+  try {
+    readRedisPassword(path);
+  } catch (error) {
+    c.add(fileEntry.at, `state.${fileKey}`, (error as Error).message);
+    return false;
+  }
+  return Object.freeze({ username, passwordFile: path });
+}
+
+/** The password in `path`: its first line (a trailing newline is not part of it); throws with what is wrong. */
+function readRedisPassword(path: string): string {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    throw new Error(`cannot read ${path} (a file holding the password)`);
+  }
+  const password = text.replace(/\r?\n$/, '');
+  if (password === '') throw new Error(`${path} is empty (it must hold the password)`);
+  if (password.length > 1024 || !/^[\x20-\x7e\u0080-\uffff]+$/.test(password)) throw new Error(`${path} must hold the password alone, on one line of at most 1024 characters`);
+  return password;
 }
 
 function tlsSettings(c: Checker, entry: RawEntry | undefined, baseDir: string): RedisTlsSettings | null {

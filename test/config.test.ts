@@ -106,7 +106,7 @@ t.test('environment overrides', async (t) => {
     { name: 'admin socket, relative to cwd', env: { AGENTGATE_ADMIN_SOCKET: 'gw.sock' }, expect: { admin: { socket: join(cwd, 'gw.sock') } } },
     { name: 'admin socket, absolute', env: { AGENTGATE_ADMIN_SOCKET: '/tmp/x.sock' }, expect: { admin: { socket: '/tmp/x.sock' } } },
     { name: 'state file', env: { AGENTGATE_STATE_FILE: 'state.json' }, expect: { state: { driver: 'memory', file: join(cwd, 'state.json') } } },
-    { name: 'redis url switches the driver', env: { AGENTGATE_REDIS_URL: 'redis://127.0.0.1:6379/2', AGENTGATE_STATE_FILE: 'ignored.json' }, expect: { state: { driver: 'redis', url: 'redis://127.0.0.1:6379/2', timeoutMs: 250, journal: join(dir, 'run/state-journal.json'), reseed: 'auto', tls: null, sentinel: null } } },
+    { name: 'redis url switches the driver', env: { AGENTGATE_REDIS_URL: 'redis://127.0.0.1:6379/2', AGENTGATE_STATE_FILE: 'ignored.json' }, expect: { state: { driver: 'redis', url: 'redis://127.0.0.1:6379/2', timeoutMs: 250, journal: join(dir, 'run/state-journal.json'), reseed: 'auto', tls: null, sentinel: null, auth: null, sentinelAuth: null } } },
     { name: 'empty variables count as unset', env: { AGENTGATE_LISTEN_PORT: '', AGENTGATE_REDIS_URL: '', AGENTGATE_ADMIN_SOCKET: '', AGENTGATE_ISSUER_URL: '' }, expect: designSettings(dir, 'config') },
     { name: 'log level', env: { AGENTGATE_LOG_LEVEL: 'warn' }, expect: { log: { level: 'warn' } } },
     { name: 'issuer url', env: { AGENTGATE_ISSUER_URL: 'https://gw.example.com' }, expect: { issuer: { ...designSettings(dir).issuer, url: 'https://gw.example.com', urlFrom: 'env' } } },
@@ -225,7 +225,7 @@ const broken: ReadonlyArray<{ name: string; file: string; env?: NodeJS.ProcessEn
     name: 'sections of the wrong kind',
     file: y('state: memory', 'trust: {}', 'listen: [127.0.0.1, 8080]'),
     expect: [
-      '{dir}/agentgate.yaml:1  state: expected a map with keys driver, file, url, timeout, journal, reseed, tls, sentinels, masterName, got "memory"',
+      '{dir}/agentgate.yaml:1  state: expected a map with keys driver, file, url, timeout, journal, reseed, tls, sentinels, masterName, username, passwordFile, sentinelUsername, sentinelPasswordFile, got "memory"',
       '{dir}/agentgate.yaml:2  trust: expected a list, got a map',
       '{dir}/agentgate.yaml:3  listen: expected a map with keys host, port, tls, got a list',
     ],

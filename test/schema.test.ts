@@ -236,11 +236,17 @@ async function configVerdict(dir: string, doc: Doc): Promise<{ schema: string; v
   return { schema: errorsOf(ok, configSchema.errors), validator };
 }
 
-const configAccepted: Array<{ name: string; change: (d: Doc) => Doc }> = [
+const configAccepted: Array<{ name: string; change: (d: Doc) => Doc; files?: Record<string, string> }> = [
   { name: 'the base document', change: (d) => d },
   { name: 'an empty file', change: () => ({}) },
   { name: 'Redis by URL with TLS', change: (d) => set(d, ['state'], { driver: 'redis', url: 'rediss://redis:6380/0', timeout: '250ms', journal: './run/j.json', reseed: 'manual' }) },
   { name: 'Redis through Sentinel', change: (d) => set(d, ['state'], { driver: 'redis', sentinels: ['s1:26379', '[::1]:26380'], masterName: 'agentgate' }) },
+  {
+    name: 'Redis through Sentinel with passwords',
+    change: (d) => set(d, ['state'], { driver: 'redis', sentinels: ['s1:26379'], masterName: 'agentgate', username: 'agentgate', passwordFile: './redis.pw', sentinelPasswordFile: './sentinel.pw' }),
+    files: { 'redis.pw': 'x\n', 'sentinel.pw': 'y\n' },
+  },
+  { name: 'Redis by URL with a password file', change: (d) => set(d, ['state'], { driver: 'redis', url: 'redis://redis:6379', passwordFile: './redis.pw' }), files: { 'redis.pw': 'x\n' } },
   { name: 'state in memory only', change: (d) => set(d, ['state'], { driver: 'memory', file: null }) },
   { name: 'port 0', change: (d) => set(d, ['listen', 'port'], 0) },
 ];
@@ -270,6 +276,9 @@ const configRefused: Array<{ name: string; change: (d: Doc) => Doc }> = [
   { name: 'a URL and sentinels', change: (d) => set(d, ['state'], { driver: 'redis', url: 'redis://x:6379', sentinels: ['s1:26379'], masterName: 'm' }) },
   { name: 'a Redis client certificate without its key', change: (d) => set(d, ['state'], { driver: 'redis', url: 'rediss://x:6380', tls: { cert: './c.pem' } }) },
   { name: 'a reseed mode of sometimes', change: (d) => set(d, ['state'], { driver: 'redis', url: 'redis://x:6379', reseed: 'sometimes' }) },
+  { name: 'a Redis user without a password file', change: (d) => set(d, ['state'], { driver: 'redis', url: 'redis://x:6379', username: 'agentgate' }) },
+  { name: 'a sentinel password without sentinels', change: (d) => set(d, ['state'], { driver: 'redis', url: 'redis://x:6379', sentinelPasswordFile: './pw' }) },
+  { name: 'a Redis password file on the memory driver', change: (d) => set(d, ['state'], { driver: 'memory', passwordFile: './pw' }) },
   { name: 'fsync always', change: (d) => set(d, ['audit', 'fsync'], 'always') },
   { name: 'checkpointLines 0', change: (d) => set(d, ['audit', 'checkpointLines'], 0) },
   { name: 'an upstream timeout without a unit', change: (d) => set(d, ['limits', 'upstreamTimeout'], '30') },
@@ -284,7 +293,7 @@ t.test('agentgate.yaml: the schema and the validator agree', async (t) => {
   t.ok(configRefused.length > configAccepted.length * 3, 'refusals outnumber acceptances');
   for (const c of configAccepted) {
     await t.test(`accepted: ${c.name}`, async (t) => {
-      const verdict = await configVerdict(t.testdir({}), c.change(copy(BASE_CONFIG)));
+      const verdict = await configVerdict(t.testdir(c.files ?? {}), c.change(copy(BASE_CONFIG)));
       t.equal(verdict.schema, '', 'the schema accepts it');
       t.equal(verdict.validator, '', 'the validator accepts it');
     });

@@ -1,7 +1,7 @@
 // Opens the store `state.driver` names: the embedded memory store (one instance, state file) or
 // the Redis store (many instances sharing one Redis).
 import { readFile } from 'node:fs/promises';
-import type { StateSettings } from '../config.js';
+import type { RedisAuthSettings, StateSettings } from '../config.js';
 import type { Clock } from '../clock.js';
 import { openMemoryStore } from './memory.js';
 import type { OutageCause } from './redis.js';
@@ -31,6 +31,9 @@ export async function openStore(settings: StateSettings, clock: Clock, options: 
   if (settings.driver === 'redis') {
     const pem = async (file: string | null): Promise<string | undefined> => (file === null ? undefined : readFile(file, 'utf8'));
     const tls = settings.tls === null ? null : { ca: await pem(settings.tls.ca), cert: await pem(settings.tls.cert), key: await pem(settings.tls.key) };
+    // Passwords are read here, at start, and handed to the client only (never logged, never in
+    // settings); the file's first line, as config.ts checked it at load.
+    const credentials = async (auth: RedisAuthSettings | null) => (auth === null ? null : { username: auth.username, password: (await readFile(auth.passwordFile, 'utf8')).replace(/\r?\n$/, '') });
     // Loaded on first use: the Redis client is some 600 modules that memory-driver processes and
     // most CLI verbs never need.
     const { openRedisStore } = await import('./redis.js');
@@ -39,6 +42,8 @@ export async function openStore(settings: StateSettings, clock: Clock, options: 
       url: settings.url,
       tls: tls ?? (settings.url?.startsWith('rediss://') === true ? {} : null),
       sentinel: settings.sentinel,
+      auth: await credentials(settings.auth),
+      sentinelAuth: await credentials(settings.sentinelAuth),
       commandTimeoutMs: settings.timeoutMs,
       journal: settings.journal,
       reseed: settings.reseed,

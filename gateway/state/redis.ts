@@ -59,12 +59,28 @@ import {
 /** Why the store stopped being trusted (the `cause` label of agentgate_state_outages_total). */
 export type OutageCause = 'connection' | 'timeout' | 'data_lost';
 
+/** A Redis user (null: `default`) and its password. */
+export interface RedisCredentials {
+  readonly username: string | null;
+  readonly password: string;
+}
+
+/** node-redis's client options for `credentials` (none when null). */
+function credentialOptions(credentials: RedisCredentials | null): { username?: string; password?: string } {
+  if (credentials === null) return {};
+  return credentials.username === null ? { password: credentials.password } : { username: credentials.username, password: credentials.password };
+}
+
 export interface RedisStoreOptions {
   readonly clock: Clock;
   /** redis:// or rediss:// URL (may hold a password: never logged); null with `sentinel`. */
   readonly url: string | null;
   /** PEM contents for TLS (`rediss://`, or Sentinel over TLS): CA, client certificate and key. */
   readonly tls?: { readonly ca?: string; readonly cert?: string; readonly key?: string } | null;
+  /** Credentials for Redis itself (the master and replicas; with `url`, instead of a password in it). */
+  readonly auth?: RedisCredentials | null;
+  /** Credentials the sentinels themselves ask for. */
+  readonly sentinelAuth?: RedisCredentials | null;
   /** Ask these Sentinels for the master `masterName` and follow its failovers. */
   readonly sentinel?: { readonly nodes: readonly { readonly host: string; readonly port: number }[]; readonly masterName: string } | null;
   /** How long `openRedisStore` waits for the first connection and load. */
@@ -250,6 +266,7 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
   guardRedisTlsSockets();
   const socket = { reconnectStrategy: (retries: number) => Math.min(50 + retries * 50, 500), connectTimeout: 2000, ...tlsSocket };
   const sentinelOptions = options.sentinel ?? null;
+  const auth = credentialOptions(options.auth ?? null);
   // Sentinel: node-redis asks the sentinels for the master, follows failovers, and keeps its own
   // pub/sub connection; it answers the same commands as a client. Without Sentinel, one client
   // for commands and a duplicate for the subscription. No offline queue either way: a write while
@@ -260,15 +277,15 @@ export async function openRedisStore(options: RedisStoreOptions): Promise<Store>
       : createSentinel({
           name: sentinelOptions.masterName,
           sentinelRootNodes: sentinelOptions.nodes.map((node) => ({ host: node.host, port: node.port })),
-          nodeClientOptions: { name: CLIENT_NAME, socket, disableOfflineQueue: true },
-          sentinelClientOptions: { socket },
+          nodeClientOptions: { name: CLIENT_NAME, socket, disableOfflineQueue: true, ...auth },
+          sentinelClientOptions: { socket, ...credentialOptions(options.sentinelAuth ?? null) },
           masterPoolSize: 1,
           passthroughClientErrorEvents: true,
         });
   if (viaSentinel === null && url === null) throw new RedisUnavailableError('neither a URL nor sentinels were given');
   // The Sentinel object has the command surface of a client (hGet, eval, publish, subscribe...),
   // which is all this driver uses of it; the connection events below are a client's only.
-  const raw = viaSentinel === null ? createClient({ url: url ?? undefined, name: CLIENT_NAME, socket, disableOfflineQueue: true }) : (viaSentinel as unknown as ReturnType<typeof createClient>);
+  const raw = viaSentinel === null ? createClient({ url: url ?? undefined, name: CLIENT_NAME, socket, disableOfflineQueue: true, ...auth }) : (viaSentinel as unknown as ReturnType<typeof createClient>);
   const subscriber = viaSentinel === null ? raw.duplicate() : raw;
   // Every command through `client` has the deadline; a command past it is an outage.
   const client = withDeadlines(raw, timeoutMs, (command) => stall(`redis did not answer ${command} within ${timeoutMs} ms`));

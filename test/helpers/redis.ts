@@ -31,7 +31,8 @@ export interface RedisServer {
  * `args` are added to the command line (TLS ports, --replicaof); `bin` and `config` start another
  * program of the family (redis-sentinel with its config file, which it rewrites).
  */
-export async function startRedis(t: { teardown(fn: () => unknown): void }, options: { args?: readonly string[]; bin?: string; config?: string } = {}): Promise<RedisServer> {
+export async function startRedis(t: { teardown(fn: () => unknown): void }, options: { args?: readonly string[]; bin?: string; config?: string; password?: string } = {}): Promise<RedisServer> {
+  const auth = options.password ?? null;
   const bin = options.bin ?? redisServerPath();
   if (bin === null) throw new Error('redis-server is not installed');
   let port = await freePort();
@@ -46,7 +47,7 @@ export async function startRedis(t: { teardown(fn: () => unknown): void }, optio
     const deadline = Date.now() + 10_000;
     while (Date.now() < deadline) {
       if (proc.exitCode !== null) throw new Error(`redis-server exited: ${out}`);
-      if (await answers(port, 'PING')) return;
+      if (await answers(port, 'PING', auth)) return;
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
     throw new Error(`redis-server did not start on ${port}: ${out}`);
@@ -79,7 +80,7 @@ export async function startRedis(t: { teardown(fn: () => unknown): void }, optio
     kill: stop,
     restart: launch,
     async flush() {
-      if (!(await answers(port, 'FLUSHALL'))) throw new Error('FLUSHALL failed');
+      if (!(await answers(port, 'FLUSHALL', auth))) throw new Error('FLUSHALL failed');
     },
     pause() {
       (child as ChildProcess | null)?.kill('SIGSTOP');
@@ -87,19 +88,32 @@ export async function startRedis(t: { teardown(fn: () => unknown): void }, optio
     resume() {
       (child as ChildProcess | null)?.kill('SIGCONT');
     },
-    command: (text) => reply(port, text),
+    command: (text) => reply(port, text, auth),
   };
 }
 
+/** `AUTH` first when the server asks for a password; its `+OK` is taken off the answer. */
+function authenticated(command: string, password: string | null): string {
+  return password === null ? `${command}\r\n` : `AUTH ${password}\r\n${command}\r\n`;
+}
+function afterAuth(raw: string, password: string | null): string {
+  if (password === null) return raw;
+  if (raw.startsWith('+OK\r\n')) return raw.slice(5);
+  // Not yet the whole `+OK` line: wait for more; an AUTH error is itself the answer.
+  return '+OK\r\n'.startsWith(raw) ? '' : raw;
+}
+
 /** Send one inline command; true when the answer is a simple-string reply. */
-function answers(port: number, command: string): Promise<boolean> {
+function answers(port: number, command: string, password: string | null = null): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = createConnection({ host: '127.0.0.1', port });
+    let raw = '';
     let data = '';
     socket.setTimeout(1000, () => socket.destroy());
-    socket.on('connect', () => socket.write(`${command}\r\n`));
+    socket.on('connect', () => socket.write(authenticated(command, password)));
     socket.on('data', (d) => {
-      data += d.toString();
+      raw += d.toString();
+      data = afterAuth(raw, password);
       if (data.includes('\r\n')) {
         socket.end();
         resolve(data.startsWith('+'));
@@ -111,14 +125,16 @@ function answers(port: number, command: string): Promise<boolean> {
 }
 
 /** Send one inline command; resolves everything the server answered within the first reply line. */
-function reply(port: number, command: string): Promise<string> {
+function reply(port: number, command: string, password: string | null = null): Promise<string> {
   return new Promise((resolve, reject) => {
     const socket = createConnection({ host: '127.0.0.1', port });
+    let raw = '';
     let data = '';
     socket.setTimeout(2000, () => socket.destroy(new Error(`no answer to ${command}`)));
-    socket.on('connect', () => socket.write(`${command}\r\n`));
+    socket.on('connect', () => socket.write(authenticated(command, password)));
     socket.on('data', (d) => {
-      data += d.toString();
+      raw += d.toString();
+      data = afterAuth(raw, password);
       const end = data.indexOf('\r\n');
       if (end < 0) return;
       // A bulk string ($len) is answered with its value; anything else with its first line.

@@ -1,6 +1,7 @@
 // Production connections to a real Redis: `rediss://` against a redis-server with TLS (a CA and
-// certificates made here with openssl), with and without a client certificate, and through a real
-// redis-sentinel that names the master (and follows it when it fails over). Every store is opened
+// certificates made here with openssl), with and without a client certificate, through a real
+// redis-sentinel that names the master (and follows it when it fails over), and with passwords
+// (a redis-server with requirepass, a sentinel with its own). Every store is opened
 // from a validated agentgate.yaml, as the gateway does.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
@@ -174,8 +175,58 @@ t.test('Sentinel names the master and the store follows a failover', { skip: noR
   });
 });
 
+t.test('Redis and Sentinel that ask for passwords', { skip: noRedis ? 'redis-server is not installed' : which('redis-sentinel') === null ? 'redis-sentinel is not installed (apt-get install redis-sentinel)' : false }, async (t) => {
+  // Not a tap testdir, for the reason given in the Sentinel test above.
+  const dir = mkdtempSync(join(tmpdir(), 'ag-sentinel-auth-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true, maxRetries: 5 }));
+  const master = await startRedis(t, { args: ['--requirepass', 'master-secret'], password: 'master-secret' });
+  const conf = join(dir, 'sentinel.conf');
+  await writeFile(
+    conf,
+    [`sentinel monitor agentgate 127.0.0.1 ${master.port} 1`, 'sentinel auth-pass agentgate master-secret', 'requirepass sentinel-secret', 'sentinel down-after-milliseconds agentgate 500', ''].join('\n'),
+  );
+  const sentinel = await startRedis(t, { bin: which('redis-sentinel') ?? 'redis-sentinel', config: conf, password: 'sentinel-secret' });
+  await writeFile(join(dir, 'redis.pw'), 'master-secret\n', { mode: 0o600 });
+  await writeFile(join(dir, 'sentinel.pw'), 'sentinel-secret', { mode: 0o600 });
+  await writeFile(join(dir, 'wrong.pw'), 'not-the-secret\n', { mode: 0o600 });
+  const viaSentinel = (journal: string, extra: string) => `  driver: redis\n  sentinels: ["127.0.0.1:${sentinel.port}"]\n  masterName: agentgate\n  journal: ./${journal}.json\n${extra}`;
+  const direct = (journal: string, extra: string) => `  driver: redis\n  url: "redis://127.0.0.1:${master.port}"\n  journal: ./${journal}.json\n${extra}`;
+  const stores: Store[] = [];
+  t.teardown(async () => {
+    for (const store of stores) await store.close();
+  });
+  const open = async (name: string, yaml: string): Promise<Store> => {
+    const store = await storeFrom(dir, name, yaml);
+    stores.push(store);
+    return store;
+  };
+
+  const a = await open('a', viaSentinel('a', '  passwordFile: ./redis.pw\n  sentinelPasswordFile: ./sentinel.pw'));
+  const b = await open('b', direct('b', '  passwordFile: ./redis.pw'));
+  t.ok(await eventually(() => a.isHealthy() && b.isHealthy(), 15_000), 'both open: through the sentinel, and by URL');
+  t.equal(await a.kill({ agent: 'bot', reason: 'with passwords', at: clock.now(), by: 'op' }), 'shared');
+  t.ok(await eventually(() => b.killRecord('bot') !== undefined, 15_000), 'a kill reaches the other store');
+  t.equal(await master.command('HEXISTS agentgate:kills bot'), ':1', 'written to the master');
+
+  await t.test('a wrong or missing password: the store does not open, and says why, never the password', async (t) => {
+    const cases = [
+      { name: 'the wrong password for Redis', yaml: direct('c', '  passwordFile: ./wrong.pw'), why: /WRONGPASS|invalid username-password/i },
+      { name: 'no password for Redis', yaml: direct('d', ''), why: /NOAUTH|Authentication required/i },
+      { name: 'no password for the sentinel', yaml: viaSentinel('e', '  passwordFile: ./redis.pw'), why: /NOAUTH|Authentication required/i },
+    ];
+    for (const c of cases) {
+      const error = await open(c.name.replace(/\W+/g, '-'), c.yaml).then(
+        () => null,
+        (e: unknown) => e as Error,
+      );
+      t.match(error?.message, c.why, `${c.name}: refused at start with the server's reason`);
+      t.notMatch(error?.message, /secret/, `${c.name}: no password in the message`);
+    }
+  });
+});
+
 t.test('state.tls and Sentinel settings are validated', async (t) => {
-  const dir = t.testdir({ 'ca.pem': 'x' });
+  const dir = t.testdir({ 'ca.pem': 'x', pw: 'secret\n', 'empty.pw': '\n', 'two.pw': 'secret\nmore\n' });
   const cases = [
     { name: 'tls with a redis:// url', state: '  driver: redis\n  url: "redis://r:6379"\n  tls: { ca: ./ca.pem }', problems: ['state.tls: is set but state.url is redis:// (use rediss:// for TLS)'] },
     { name: 'an unreadable CA file', state: '  driver: redis\n  url: "rediss://r:6379"\n  tls: { ca: ./nope.pem }', problems: [`state.tls.ca: cannot read ${join(dir, 'nope.pem')} (a PEM file)`] },
@@ -193,6 +244,14 @@ t.test('state.tls and Sentinel settings are validated', async (t) => {
     { name: 'a timeout too long', state: '  driver: redis\n  url: "redis://r:6379"\n  timeout: 1m', problems: ['state.timeout: must be at most 10s'] },
     { name: 'an unknown reseed mode', state: '  driver: redis\n  url: "redis://r:6379"\n  reseed: sometimes', problems: ['state.reseed: "sometimes" is not a reseed mode (allowed: auto, manual)'] },
     { name: 'redis keys under the memory driver', state: '  driver: memory\n  timeout: 250ms\n  reseed: auto', problems: ['state.timeout: is not used by driver memory (memory takes file)', 'state.reseed: is not used by driver memory (memory takes file)'] },
+    { name: 'a password file that does not exist', state: '  driver: redis\n  url: "redis://r:6379"\n  passwordFile: ./nope.pw', problems: [`state.passwordFile: cannot read ${join(dir, 'nope.pw')} (a file holding the password)`] },
+    { name: 'an empty password file', state: '  driver: redis\n  url: "redis://r:6379"\n  passwordFile: ./empty.pw', problems: [`state.passwordFile: ${join(dir, 'empty.pw')} is empty (it must hold the password)`] },
+    { name: 'a password file of two lines', state: '  driver: redis\n  url: "redis://r:6379"\n  passwordFile: ./two.pw', problems: [`state.passwordFile: ${join(dir, 'two.pw')} must hold the password alone, on one line of at most 1024 characters`] },
+    { name: 'a user without a password file', state: '  driver: redis\n  url: "redis://r:6379"\n  username: agentgate', problems: ['state.passwordFile: is required with state.username (a file holding the user\'s password)'] },
+    { name: 'a user name with a space', state: '  driver: redis\n  url: "redis://r:6379"\n  username: "a b"\n  passwordFile: ./pw', problems: ['state.username: "a b" is not a Redis user name (1 to 128 printable characters, no space)'] },
+    { name: 'a password in the URL and a password file', state: '  driver: redis\n  url: "redis://u:p@r:6379"\n  passwordFile: ./pw', problems: ['state.passwordFile: cannot be combined with credentials in state.url (keep the password in one place)'] },
+    { name: 'a sentinel password without sentinels', state: '  driver: redis\n  url: "redis://r:6379"\n  sentinelPasswordFile: ./pw', problems: ['state.sentinelPasswordFile: is only used with state.sentinels (the password the sentinels themselves ask for)'] },
+    { name: 'a password file under the memory driver', state: '  driver: memory\n  passwordFile: ./pw', problems: ['state.passwordFile: is not used by driver memory (memory takes file)'] },
   ];
   for (const c of cases) {
     await t.test(c.name, async (t) => {
@@ -209,8 +268,11 @@ t.test('state.tls and Sentinel settings are validated', async (t) => {
     const file = join(dir, 'agentgate.yaml');
     await writeFile(file, 'state:\n  driver: redis\n  url: "rediss://r:6380/1"\n  timeout: 100ms\n  journal: ./j.json\n  reseed: manual\n  tls: { ca: ./ca.pem, cert: ./ca.pem, key: ./ca.pem }\n');
     const settings = await loadSettings({ configFile: file, env: {} });
-    t.same(settings.state, { driver: 'redis', url: 'rediss://r:6380/1', timeoutMs: 100, journal: join(dir, 'j.json'), reseed: 'manual', tls: { ca: join(dir, 'ca.pem'), cert: join(dir, 'ca.pem'), key: join(dir, 'ca.pem') }, sentinel: null });
-    await writeFile(file, 'state:\n  driver: redis\n  sentinels: ["s1:26379", "[::1]:26380"]\n  masterName: agentgate\n');
-    t.match((await loadSettings({ configFile: file, env: {} })).state, { url: null, sentinel: { nodes: [{ host: 's1', port: 26379 }, { host: '::1', port: 26380 }], masterName: 'agentgate' } });
+    t.same(settings.state, { driver: 'redis', url: 'rediss://r:6380/1', timeoutMs: 100, journal: join(dir, 'j.json'), reseed: 'manual', tls: { ca: join(dir, 'ca.pem'), cert: join(dir, 'ca.pem'), key: join(dir, 'ca.pem') }, sentinel: null, auth: null, sentinelAuth: null });
+    await writeFile(file, 'state:\n  driver: redis\n  sentinels: ["s1:26379", "[::1]:26380"]\n  masterName: agentgate\n  username: agentgate\n  passwordFile: ./pw\n  sentinelPasswordFile: ./pw\n');
+    const state = (await loadSettings({ configFile: file, env: {} })).state;
+    t.match(state, { url: null, sentinel: { nodes: [{ host: 's1', port: 26379 }, { host: '::1', port: 26380 }], masterName: 'agentgate' } });
+    t.match(state, { auth: { username: 'agentgate', passwordFile: join(dir, 'pw') }, sentinelAuth: { username: null, passwordFile: join(dir, 'pw') } });
+    t.notMatch(JSON.stringify(state), /secret/, 'the password itself is not in the settings');
   });
 });
