@@ -50,8 +50,21 @@ function ticksPerSecond(): number {
 }
 
 /** User + system CPU time of `pid` in ms (includes all its threads). */
-export async function cpuTimeMs(pid: number): Promise<number> {
-  const text = await readFile(`/proc/${pid}/stat`, 'utf8');
+export function cpuTimeMs(pid: number): Promise<number> {
+  return statCpuMs(`/proc/${pid}/stat`);
+}
+
+/**
+ * User + system CPU time in ms of `pid`'s main thread alone (the event loop: node's, undici's and
+ * our JavaScript, and the system calls made there); the rest of `cpuTimeMs` is V8's collector
+ * threads and libuv's pool (file writes such as the audit's).
+ */
+export function mainThreadCpuTimeMs(pid: number): Promise<number> {
+  return statCpuMs(`/proc/${pid}/task/${pid}/stat`);
+}
+
+async function statCpuMs(path: string): Promise<number> {
+  const text = await readFile(path, 'utf8');
   // Field 2 (comm) may hold spaces; count from the closing parenthesis.
   const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
   // After comm: state is field 3, so utime (14) and stime (15) are at 11 and 12 here.

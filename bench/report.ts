@@ -121,7 +121,7 @@ function contestantRow(scenario: string, c: ContestantResult, toBare: Summary | 
     formatMs(c.p99.median),
     toBare === null ? '–' : formatRatio(toBare.median),
     toDirect === null ? '–' : formatRatio(toDirect.median),
-    formatUs(c.cpuUsPerRequest.median),
+    `${formatUs(c.cpuUsPerRequest.median)} (${formatUs(c.mainCpuUsPerRequest.median)})`,
     c.unexpected === 0 ? '0' : String(c.unexpected),
   ];
 }
@@ -136,7 +136,7 @@ export function forwardingTable(results: readonly ForwardingResult[]): string {
     if (f.baseline !== null) rows.push(contestantRow('', f.baseline, null, null));
   }
   return markdownTable(
-    ['payload', 'contestant', 'rps', 'spread', 'p50', 'p99', '× bare', '× direct', 'CPU / req', 'errors'],
+    ['payload', 'contestant', 'rps', 'spread', 'p50', 'p99', '× bare', '× direct', 'CPU / req (main thread)', 'errors'],
     rows,
     ['left', 'left', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'right'],
   );
@@ -234,7 +234,7 @@ export function renderResults(results: Results): string {
       : '- **Not pinned** (taskset missing or a single core): ratios include scheduling noise.',
   );
   out.push(`- ${settings.connections} connections, ${settings.warmupSeconds} s warm-up then ${settings.durationSeconds} s measured per contestant, ${settings.rounds} interleaved rounds; figures are medians over the rounds, spread is ± half the range over the median; ratios are paired within each round, then the median taken.`);
-  out.push(`- AgentGate runs as \`node ${[...SHIPPED_NODE_FLAGS, 'bin/agentgate.js serve'].join(' ')}\` (the node flags of \`npm start\` and the image) with every check on: bearer token (EdDSA, verified-token cache), route match, breaker, Prometheus metrics, hash-chained audit file. CPU / req is the process under test (the backend itself for *direct*), from /proc.`, '');
+  out.push(`- AgentGate runs as \`node ${[...SHIPPED_NODE_FLAGS, 'bin/agentgate.js serve'].join(' ')}\` (the node flags of \`npm start\` and the image) with every check on: bearer token (EdDSA, verified-token cache), route match, breaker, Prometheus metrics, hash-chained audit file. CPU / req is the process under test (the backend itself for *direct*), from /proc; in brackets in the forwarding table, its main thread alone (the event loop), the rest being V8's collector threads and libuv's pool (the audit's writes).`, '');
 
   const bar = barLines(results);
   if (bar.length > 0) {

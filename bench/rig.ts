@@ -10,7 +10,7 @@ import { loadSettings } from '../gateway/config.js';
 import { openKeyStore, type KeyStore } from '../gateway/tokens/keys.js';
 import type { MintedToken } from '../gateway/tokens/mint.js';
 import type { LoadRequest, LoadResult } from './load.js';
-import { BENCH_DIR, captureOutput, cpuTimeMs, nextMessage, spawnNode, startGatewayProcess, stopChild, type GatewayProcess } from './procs.js';
+import { BENCH_DIR, captureOutput, cpuTimeMs, mainThreadCpuTimeMs, nextMessage, spawnNode, startGatewayProcess, stopChild, type GatewayProcess } from './procs.js';
 
 /** Core of the processes under test (backend, bare proxy, gateway) and of the load generator. */
 export const SERVER_CORE = 0;
@@ -104,6 +104,8 @@ export interface RoundFigures {
   readonly p99: number;
   /** CPU µs per response of the process under test. */
   readonly cpuUsPerRequest: number;
+  /** Of which its main thread (the event loop); the rest is V8's collector threads and libuv's pool. */
+  readonly mainCpuUsPerRequest: number;
   /** CPU µs per response of the backend (0 work for refusals, by design). */
   readonly backendCpuUsPerRequest: number;
   readonly responses: number;
@@ -132,9 +134,11 @@ export async function measure(load: LoadWorker, backendPid: number, contestant: 
   };
   await load.run({ ...request, durationSeconds: settings.warmupSeconds });
   const cpu0 = await cpuTimeMs(contestant.pid);
+  const main0 = await mainThreadCpuTimeMs(contestant.pid);
   const backend0 = await cpuTimeMs(backendPid);
   const result = await load.run({ ...request, durationSeconds: settings.durationSeconds });
   const cpu1 = await cpuTimeMs(contestant.pid);
+  const main1 = await mainThreadCpuTimeMs(contestant.pid);
   const backend1 = await cpuTimeMs(backendPid);
   // A contestant that answered nothing has no latency (NaN, null once through IPC): say which,
   // rather than fail later on it.
@@ -147,6 +151,7 @@ export async function measure(load: LoadWorker, backendPid: number, contestant: 
     p50: result.latency.p50,
     p99: result.latency.p99,
     cpuUsPerRequest: ((cpu1 - cpu0) * 1000) / responses,
+    mainCpuUsPerRequest: ((main1 - main0) * 1000) / responses,
     backendCpuUsPerRequest: contestant.pid === backendPid ? ((cpu1 - cpu0) * 1000) / responses : ((backend1 - backend0) * 1000) / responses,
     responses: result.responses,
     unexpected: result.responses - result.expected + result.errors,

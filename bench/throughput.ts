@@ -13,6 +13,7 @@ export interface ContestantResult {
   readonly p50: Summary;
   readonly p99: Summary;
   readonly cpuUsPerRequest: Summary;
+  readonly mainCpuUsPerRequest: Summary;
   readonly backendCpuUsPerRequest: Summary;
   readonly unexpected: number;
 }
@@ -25,6 +26,7 @@ export function toResult(name: string, rounds: readonly RoundFigures[]): Contest
     p50: summarize(rounds.map((r) => r.p50)),
     p99: summarize(rounds.map((r) => r.p99)),
     cpuUsPerRequest: summarize(rounds.map((r) => r.cpuUsPerRequest)),
+    mainCpuUsPerRequest: summarize(rounds.map((r) => r.mainCpuUsPerRequest)),
     backendCpuUsPerRequest: summarize(rounds.map((r) => r.backendCpuUsPerRequest)),
     unexpected: rounds.reduce((n, r) => n + r.unexpected, 0),
   };
@@ -102,7 +104,7 @@ type Progress = (line: string) => void;
 export const AUDITED = 'bare proxy + audit';
 
 function describeRound(c: Contestant, r: RoundFigures): string {
-  return `${c.name.padEnd(28)} ${Math.round(r.rps).toString().padStart(7)} rps  p50 ${r.p50.toFixed(2)} ms  p99 ${r.p99.toFixed(2)} ms  cpu ${Math.round(r.cpuUsPerRequest)} µs/req${r.unexpected > 0 ? `  (${r.unexpected} unexpected)` : ''}`;
+  return `${c.name.padEnd(28)} ${Math.round(r.rps).toString().padStart(7)} rps  p50 ${r.p50.toFixed(2)} ms  p99 ${r.p99.toFixed(2)} ms  cpu ${Math.round(r.cpuUsPerRequest)} µs/req (main ${Math.round(r.mainCpuUsPerRequest)})${r.unexpected > 0 ? `  (${r.unexpected} unexpected)` : ''}`;
 }
 
 async function interleave(load: LoadWorker, backendPid: number, contestants: readonly Contestant[], rounds: number, settings: MeasureSettings, progress: Progress, beforeEach?: (c: Contestant) => Promise<void>, afterEach?: (c: Contestant, r: RoundFigures) => Promise<void>): Promise<Map<string, RoundFigures[]>> {

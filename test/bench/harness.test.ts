@@ -9,6 +9,8 @@ import { AGENTS, configYaml, extraAgentId, policyYaml, stateJson, writeBenchFile
 import { parseOptions, UsageError, GROUPS } from '../../bench/options.js';
 import { barLines, renderResults, type Results } from '../../bench/report.js';
 import { measure, startLoadWorker, type RoundFigures } from '../../bench/rig.js';
+import { cpuTimeMs, mainThreadCpuTimeMs } from '../../bench/procs.js';
+import { Worker } from 'node:worker_threads';
 import { formatMs, formatRatio, latencyPercentiles, markdownTable, median, quantileSorted, SampleBuffer, summarize } from '../../bench/stats.js';
 import { pairedRatio, roundOrder, toResult } from '../../bench/throughput.js';
 import { serverFigures } from '../../bench/tokens.js';
@@ -48,7 +50,7 @@ t.test('summary: median, range and spread over rounds', async (t) => {
 });
 
 t.test('paired ratios and round order', async (t) => {
-  const fig = (rps: number): RoundFigures => ({ rps, p50: 1, p99: 2, cpuUsPerRequest: 10, backendCpuUsPerRequest: 5, responses: rps, unexpected: 0 });
+  const fig = (rps: number): RoundFigures => ({ rps, p50: 1, p99: 2, cpuUsPerRequest: 10, mainCpuUsPerRequest: 8, backendCpuUsPerRequest: 5, responses: rps, unexpected: 0 });
   // The machine slows down in round 2; the paired ratio stays 0.5 where a ratio of medians would not.
   const ratio = pairedRatio([fig(50), fig(10), fig(60)], [fig(100), fig(20), fig(120)], (r) => r.rps);
   t.equal(ratio.median, 0.5);
@@ -261,4 +263,23 @@ t.test('the open-loop generator times each request from when it was due', async 
   t.equal(result.errors, 0);
   t.ok(result.latency.max >= 500, `the held request's latency includes the hold (max ${result.latency.max} ms)`);
   t.ok(result.latency.p90 >= 200, `so do those queued behind it (p90 ${result.latency.p90} ms)`);
+});
+
+t.test('main-thread CPU is the event loop alone: a busy worker thread counts in the total only', { skip: process.platform !== 'linux' ? 'reads /proc' : false }, async (t) => {
+  const total0 = await cpuTimeMs(process.pid);
+  const main0 = await mainThreadCpuTimeMs(process.pid);
+  // The worker spins until the process has used 300 ms more CPU, however long that takes on a
+  // busy machine; meanwhile this thread only waits for its message.
+  const worker = new Worker(
+    `const { readFileSync } = require('node:fs'); const { parentPort, workerData } = require('node:worker_threads');
+     const cpu = () => { const f = readFileSync('/proc/self/stat', 'utf8'); const x = f.slice(f.lastIndexOf(')') + 2).split(' '); return (Number(x[11]) + Number(x[12])) * 10; };
+     const start = cpu(); while (cpu() - start < workerData) {} parentPort.postMessage('done');`,
+    { eval: true, workerData: 300 },
+  );
+  await new Promise((resolve, reject) => worker.once('message', resolve).once('error', reject));
+  await worker.terminate();
+  const total = (await cpuTimeMs(process.pid)) - total0;
+  const main = (await mainThreadCpuTimeMs(process.pid)) - main0;
+  t.ok(total >= 250, `the process used the worker's CPU (${total} ms)`);
+  t.ok(main >= 0 && main < total - 200, `the main thread's share leaves it out (${main} of ${total} ms)`);
 });
