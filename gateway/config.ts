@@ -5,6 +5,7 @@ import { availableParallelism } from 'node:os';
 import { accessSync, constants, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { ConfigError } from './errors.js';
+import { readSecretFile } from './secret-file.js';
 import { loadYamlFile, type RawEntry } from './policy/load.js';
 import type { NetworkSet } from './policy/types.js';
 import { Checker } from './policy/validate/checker.js';
@@ -511,26 +512,12 @@ function authSettings(c: Checker, keys: ReadonlyMap<string, RawEntry> | null, us
   if (text === null || (userEntry !== undefined && username === null)) return false;
   const path = resolvePath(baseDir, text);
   try {
-    readRedisPassword(path);
+    readSecretFile(path);
   } catch (error) {
     c.add(fileEntry.at, `state.${fileKey}`, (error as Error).message);
     return false;
   }
   return Object.freeze({ username, passwordFile: path });
-}
-
-/** The password in `path`: its first line (a trailing newline is not part of it); throws with what is wrong. */
-function readRedisPassword(path: string): string {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch {
-    throw new Error(`cannot read ${path} (a file holding the password)`);
-  }
-  const password = text.replace(/\r?\n$/, '');
-  if (password === '') throw new Error(`${path} is empty (it must hold the password)`);
-  if (password.length > 1024 || !/^[\x20-\x7e\u0080-\uffff]+$/.test(password)) throw new Error(`${path} must hold the password alone, on one line of at most 1024 characters`);
-  return password;
 }
 
 function tlsSettings(c: Checker, entry: RawEntry | undefined, baseDir: string): RedisTlsSettings | null {

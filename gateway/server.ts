@@ -35,7 +35,8 @@ import { openAuditSigner } from './telemetry/audit-key.js';
 import { createLogger, type Logger } from './telemetry/log.js';
 import { createMetrics, type Metrics } from './telemetry/metrics.js';
 import { openKeyStore, type KeyStore } from './tokens/keys.js';
-import { openMcpSessions } from './mcp/session.js';
+import { createMcpSessions } from './mcp/session.js';
+import { openSessionSecret } from './tokens/session-secret.js';
 import { createTokenVerifier } from './tokens/verify.js';
 import { createUpgradeHandler, type UpgradeHandler } from './upgrade.js';
 import { createBroker, type Broker } from './broker/router.js';
@@ -172,7 +173,7 @@ export async function createGateway(settings: Settings, options: GatewayOptions 
   let policy = await loadPolicy(settings, { clock, version: 1, upstreams: options.upstreams });
   preloadDialects(policy);
   const keys = await openKeyStore({ dir: settings.issuer.keys, alg: settings.issuer.alg, clock });
-  const mcpSessions = await openMcpSessions(settings.issuer.keys);
+  const mcpSessions = createMcpSessions(await openSessionSecret(settings.issuer.keys));
   if (settings.state.driver === 'memory' && options.resetState === true && settings.state.file !== null) {
     const stateFile = settings.state.file;
     const aside = await resetStateFile(stateFile, clock);

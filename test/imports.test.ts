@@ -19,6 +19,8 @@ export const IMPORT_TABLE: ReadonlyArray<readonly [string, readonly string[]]> =
   ['errors.ts', []],
   ['tokens/claims.ts', []],
   ['version.ts', []],
+  // A secret in a file of its own (Redis passwords): checked by config at load, read by the state driver at start.
+  ['secret-file.ts', []],
   ['problem.ts', ['errors.ts']],
   // Which request headers reach a backend: read by policy (validation), stages and upgrades.
   ['headers.ts', ['errors.ts', 'type:context.ts', 'type:tokens/claims.ts', 'type:policy/types.ts']],
@@ -39,8 +41,8 @@ export const IMPORT_TABLE: ReadonlyArray<readonly [string, readonly string[]]> =
   ['tokens/', ['tokens/', 'clock.ts', 'errors.ts', 'type:state/store.ts']],
   ['broker/', ['broker/', 'tokens/', 'state/store.ts', 'state/breaker.ts', 'state/rules/', 'errors.ts', 'problem.ts', 'clock.ts', 'policy/types.ts', 'policy/resource.ts', 'telemetry/']],
   ['policy/', ['policy/', 'headers.ts', 'errors.ts', 'clock.ts']],
-  ['config.ts', ['policy/', 'errors.ts', 'clock.ts']],
-  ['state/', ['state/', 'clock.ts', 'type:policy/types.ts', 'type:config.ts']],
+  ['config.ts', ['policy/', 'errors.ts', 'clock.ts', 'secret-file.ts']],
+  ['state/', ['state/', 'clock.ts', 'secret-file.ts', 'type:policy/types.ts', 'type:config.ts']],
   ['admin/', ['admin/', 'admission/', 'policy/', 'state/', 'tokens/', 'telemetry/', 'errors.ts', 'problem.ts', 'clock.ts']],
   ['telemetry/', ['telemetry/', 'errors.ts', 'clock.ts']],
   // `workers: N`: the primary and its workers (they build a gateway each, through server.ts).

@@ -6,11 +6,9 @@
 // secret kept beside the signing keys) covers the session's owner (the agent, and the user it acts
 // for with a delegated token), the backend and the server's id, and forwards the server's id only
 // when the MAC holds for the owner and backend of the request.
-// Stateless: every instance and worker sharing `issuer.keys` reads the same secret, and a restart
-// keeps sessions usable.
-import { createHmac, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
-import { link, readFile, unlink, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+// Stateless: the secret (tokens/session-secret.ts) is the same for every instance and worker sharing
+// `issuer.keys`, and survives a restart.
+import { createHmac, timingSafeEqual } from 'node:crypto';
 
 /** Who a session belongs to: the agent, and the user it acts for (null: the agent itself). */
 export interface SessionOwner {
@@ -25,14 +23,11 @@ export interface McpSessions {
   open(owner: SessionOwner, backend: string, presented: string): string | null;
 }
 
-/** The secret's file in the `issuer.keys` folder (not `*.json`: the key store ignores it). */
-export const SESSION_SECRET_FILE = 'mcp-session.secret';
-
 const PREFIX = 'ag1.';
 /** base64url of a SHA-256 MAC. */
 const MAC_LENGTH = 43;
 /** Longest server id taken (the spec asks only for visible ASCII; real ids are UUIDs or tokens). */
-export const MAX_SERVER_ID = 512;
+const MAX_SERVER_ID = 512;
 const VISIBLE_ASCII = /^[\x21-\x7e]+$/;
 
 /** Whether `id` can be a server's session id (MCP: visible ASCII only); refused as upstream_invalid otherwise. */
@@ -40,7 +35,7 @@ export function isServerSessionId(id: unknown): id is string {
   return typeof id === 'string' && id.length <= MAX_SERVER_ID && VISIBLE_ASCII.test(id);
 }
 
-export function mcpSessions(secret: Buffer): McpSessions {
+export function createMcpSessions(secret: Buffer): McpSessions {
   if (secret.length < 32) throw new Error('the MCP session secret must be at least 32 bytes');
   const mac = (owner: SessionOwner, backend: string, serverId: string): Buffer =>
     // Length-prefixed fields: no agent, user, backend or id can run into the next one. A user is
@@ -65,42 +60,4 @@ export function mcpSessions(secret: Buffer): McpSessions {
 
 function field(value: string): string {
   return `${value.length}:${value}`;
-}
-
-/**
- * The session secret of the `issuer.keys` folder `dir`, created on first use: 32 random bytes
- * written to a private temporary file and hard-linked into place, so two instances starting at
- * once agree on one secret (the second link fails with EEXIST and that process reads the first's).
- */
-export async function openMcpSessions(dir: string): Promise<McpSessions> {
-  const file = join(dir, SESSION_SECRET_FILE);
-  const existing = await readSecret(file);
-  if (existing !== null) return mcpSessions(existing);
-  const temp = join(dir, `.${randomUUID()}.tmp`);
-  try {
-    await writeFile(temp, `${randomBytes(32).toString('base64url')}\n`, { mode: 0o600, flag: 'wx' });
-    await link(temp, file).catch((error: NodeJS.ErrnoException) => {
-      if (error.code !== 'EEXIST') throw error;
-    });
-  } catch (error) {
-    throw new Error(`cannot write the MCP session secret ${file} (${(error as Error).message}); check that the folder is writable by this user`, { cause: error });
-  } finally {
-    await unlink(temp).catch(() => undefined);
-  }
-  const secret = await readSecret(file);
-  if (secret === null) throw new Error(`the MCP session secret ${file} disappeared while it was created`);
-  return mcpSessions(secret);
-}
-
-async function readSecret(file: string): Promise<Buffer | null> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw error;
-  }
-  const secret = Buffer.from(text.trim(), 'base64url');
-  if (secret.length < 32) throw new Error(`${file} does not hold an MCP session secret (43 base64url characters); remove it to have a new one made (open MCP sessions then start again)`);
-  return secret;
 }

@@ -3,6 +3,7 @@
 import { readFile } from 'node:fs/promises';
 import type { RedisAuthSettings, StateSettings } from '../config.js';
 import type { Clock } from '../clock.js';
+import { readSecretFile } from '../secret-file.js';
 import { openMemoryStore } from './memory.js';
 import type { OutageCause } from './redis.js';
 import { asAuditCheckpoint, type AuditCheckpointRecord, type Store } from './store.js';
@@ -32,8 +33,8 @@ export async function openStore(settings: StateSettings, clock: Clock, options: 
     const pem = async (file: string | null): Promise<string | undefined> => (file === null ? undefined : readFile(file, 'utf8'));
     const tls = settings.tls === null ? null : { ca: await pem(settings.tls.ca), cert: await pem(settings.tls.cert), key: await pem(settings.tls.key) };
     // Passwords are read here, at start, and handed to the client only (never logged, never in
-    // settings); the file's first line, as config.ts checked it at load.
-    const credentials = async (auth: RedisAuthSettings | null) => (auth === null ? null : { username: auth.username, password: (await readFile(auth.passwordFile, 'utf8')).replace(/\r?\n$/, '') });
+    // settings), by the same reader config.ts checked the files with at load.
+    const credentials = (auth: RedisAuthSettings | null) => (auth === null ? null : { username: auth.username, password: readSecretFile(auth.passwordFile) });
     // Loaded on first use: the Redis client is some 600 modules that memory-driver processes and
     // most CLI verbs never need.
     const { openRedisStore } = await import('./redis.js');
@@ -42,8 +43,8 @@ export async function openStore(settings: StateSettings, clock: Clock, options: 
       url: settings.url,
       tls: tls ?? (settings.url?.startsWith('rediss://') === true ? {} : null),
       sentinel: settings.sentinel,
-      auth: await credentials(settings.auth),
-      sentinelAuth: await credentials(settings.sentinelAuth),
+      auth: credentials(settings.auth),
+      sentinelAuth: credentials(settings.sentinelAuth),
       commandTimeoutMs: settings.timeoutMs,
       journal: settings.journal,
       reseed: settings.reseed,

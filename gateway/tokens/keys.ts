@@ -157,26 +157,35 @@ export async function createKey(dir: string, alg: SigningAlg, clock: Clock, acti
   return publishKey(dir, alg, clock, nextSequence(await readdir(dir)), activatesAt);
 }
 
-/**
- * Write a new key as `key-<sequence>.json`. The content goes to a private temporary file first
- * (exclusive create, `wx`, 0600) and is then hard-linked into place, which fails with EEXIST when
- * another process published that name first: a reader never sees a half-written key and nobody's
- * key is overwritten. Returns the new kid, or null when the name was taken.
- */
+/** Write a new key as `key-<sequence>.json` (`publishFile`). Returns the new kid, or null when the name was taken. */
 async function publishKey(dir: string, alg: SigningAlg, clock: Clock, sequence: number, activatesAt?: number): Promise<string | null> {
   const pair = await generateKeyPair(alg, alg === 'EdDSA' ? { crv: 'Ed25519', extractable: true } : { extractable: true });
   const jwk = await exportJWK(pair.privateKey);
   const kid = await calculateJwkThumbprint(publicPart(jwk));
   const body: KeyFile = activatesAt === undefined ? { kid, alg, createdAt: clock.now(), jwk } : { kid, alg, createdAt: clock.now(), activatesAt, jwk };
-  const file = join(dir, `key-${String(sequence).padStart(4, '0')}.json`);
+  const name = `key-${String(sequence).padStart(4, '0')}.json`;
+  try {
+    return (await publishFile(dir, name, `${JSON.stringify(body, null, 2)}\n`)) ? kid : null;
+  } catch (error) {
+    throw new Error(`cannot write signing key ${join(dir, name)} (${(error as Error).message}); check that the folder is writable by this user`, { cause: error });
+  }
+}
+
+/**
+ * Publish `content` as `dir/name` unless that name exists. The content goes to a private
+ * temporary file first (exclusive create, `wx`, 0600) and is then hard-linked into place, which
+ * fails with EEXIST when another process published that name first: a reader never sees a
+ * half-written file and nobody's file is overwritten. Resolves false when the name was taken.
+ */
+export async function publishFile(dir: string, name: string, content: string): Promise<boolean> {
   const temp = join(dir, `.${randomUUID()}.tmp`);
   try {
-    await writeFile(temp, `${JSON.stringify(body, null, 2)}\n`, { mode: 0o600, flag: 'wx' });
-    await link(temp, file);
-    return kid;
+    await writeFile(temp, content, { mode: 0o600, flag: 'wx' });
+    await link(temp, join(dir, name));
+    return true;
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return null;
-    throw new Error(`cannot write signing key ${file} (${(error as Error).message}); check that the folder is writable by this user`, { cause: error });
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw error;
   } finally {
     await unlink(temp).catch(() => undefined);
   }

@@ -86,6 +86,19 @@ t.test('a session id opens only for the agent it was handed to', async (t) => {
     t.match(line, { agent: 'support-agent-01', backend: 'tools', decision: 'deny', reason: 'mcp_session_unknown', status: 404 });
   });
 
+  await t.test('look-alike names carrying the bare id never reach the server (a lenient backend may read _ as -)', async (t) => {
+    for (const name of ['mcp_session_id', 'mcp.session.id', 'x-mcp-session-id', 'mcp-sessionid']) {
+      const res = await request(`${gw.url}/tools/mcp`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${other}`, accept: 'application/json, text/event-stream', 'content-type': 'application/json', [name]: SERVER_ID },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'ping' }),
+      });
+      await res.body.text();
+      const seen = upstream.seen.at(-1)?.rawHeaders ?? [];
+      t.notOk(seen.some((h) => h === SERVER_ID), `${name}: the server id was not forwarded under any name (status ${res.statusCode})`);
+    }
+  });
+
   await t.test('delegated: a session opened for a user is that user\'s', async (t) => {
     const forAlice = await gw.token('support-agent-01', { onBehalfOf: 'alice' });
     const forBob = await gw.token('support-agent-01', { onBehalfOf: 'bob' });

@@ -5,9 +5,12 @@ import t from 'tap';
 import { readFile, stat, writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { isServerSessionId, mcpSessions, openMcpSessions, SESSION_SECRET_FILE } from '../../gateway/mcp/session.js';
+import { createMcpSessions, isServerSessionId } from '../../gateway/mcp/session.js';
+import { openSessionSecret, SESSION_SECRET_FILE } from '../../gateway/tokens/session-secret.js';
 
-const sessions = mcpSessions(randomBytes(32));
+const openMcpSessions = async (dir: string) => createMcpSessions(await openSessionSecret(dir));
+
+const sessions = createMcpSessions(randomBytes(32));
 const serverId = '6f1c2a4e-0b9d-4c53-9a8e-2f7d1c0b5e31';
 const agent = (name: string, onBehalfOf: string | null = null) => ({ agent: name, onBehalfOf });
 const owner = agent('support-agent-01');
@@ -49,7 +52,7 @@ t.test('what does not open', async (t) => {
     { name: 'a space inside', presented: `ag1.${mac}.${serverId} ` },
     { name: 'empty', presented: '' },
     { name: 'the MAC of another id moved onto this one', presented: `ag1.${sessions.seal(owner, 'tools', 'other').slice(4, 47)}.${serverId}` },
-    { name: 'sealed under another secret', presented: mcpSessions(randomBytes(32)).seal(owner, 'tools', serverId) },
+    { name: 'sealed under another secret', presented: createMcpSessions(randomBytes(32)).seal(owner, 'tools', serverId) },
   ];
   for (const c of cases) t.equal(sessions.open(c.owner ?? owner, c.backend ?? 'tools', c.presented), null, c.name);
 });
@@ -86,5 +89,5 @@ t.test('the secret file: made once, private, shared by every opener; a bad one i
   await writeFile(join(bad, SESSION_SECRET_FILE), 'short\n');
   await t.rejects(openMcpSessions(bad), /does not hold an MCP session secret/);
   await t.rejects(openMcpSessions(join(t.testdirName, 'missing', 'folder')), /cannot write the MCP session secret/);
-  t.throws(() => mcpSessions(randomBytes(16)), /at least 32 bytes/);
+  t.throws(() => createMcpSessions(randomBytes(16)), /at least 32 bytes/);
 });
