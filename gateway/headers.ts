@@ -1,7 +1,8 @@
-// The one place that decides which request headers reach a backend, for plain requests (forward)
-// and WebSocket upgrades alike: an allowlist per backend, compiled at policy load, plus what the
-// gateway states itself. Names are compared normalised (lower-case, `_` and `.` read as `-`, the
-// way CGI, WSGI, PHP and several proxies map them). Pure; no dependency can fail here.
+// The one place that decides which headers cross the gateway, in both directions, for plain
+// requests (forward) and WebSocket upgrades alike: an allowlist per backend for what reaches it,
+// another for what its answers carry back to the agent, both compiled at policy load, plus what
+// the gateway states itself. Request names are compared normalised (lower-case, `_` and `.` read as
+// `-`, the way CGI, WSGI, PHP and several proxies map them). Pure; no dependency can fail here.
 import { randomFillSync } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { InboundRequest } from './context.js';
@@ -20,6 +21,50 @@ export const DEFAULT_FORWARD_HEADERS: readonly string[] = Object.freeze([
   'content-type', 'content-encoding', 'content-language',
   'user-agent',
 ]);
+
+/**
+ * Answer headers every agent receives when the backend sends them: what describes the
+ * representation, its caching and ranges, and when to come back. `location` and
+ * `content-location` are rewritten to the gateway path, or dropped when they point elsewhere.
+ * Anything else a backend answers with (its cookies, its server banner, its auth challenge, its
+ * internal headers) stays behind unless the backend lists it in `responseHeaders`.
+ */
+export const DEFAULT_RESPONSE_HEADERS: readonly string[] = Object.freeze([
+  'content-type', 'content-length', 'content-encoding', 'content-language', 'content-range', 'content-disposition',
+  'cache-control', 'expires', 'etag', 'last-modified', 'vary', 'age',
+  'accept-ranges', 'allow', 'retry-after', 'location', 'content-location',
+]);
+
+/** Handshake headers a WebSocket backend answers with beside the allowlist (RFC 6455 §4.2.2). */
+const WEBSOCKET_ANSWER_HEADERS: readonly string[] = ['sec-websocket-accept', 'sec-websocket-protocol', 'sec-websocket-extensions'];
+
+/**
+ * Answer names a backend may not add to its `responseHeaders`, with why. Normalised names are
+ * compared exactly, except the gateway's own families (`x-agentgate-*`, `sec-websocket-*`).
+ */
+const GATEWAY_SETS = 'the gateway sets or refuses it itself';
+const RESERVED_RESPONSE: ReadonlyMap<string, string> = new Map([
+  ...['set-cookie', 'set-cookie2'].map((name) => [name, 'cookies are listed by name in forwardCookies'] as const),
+  ...['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade'].map(
+    (name) => [name, 'it describes the backend\'s connection, not the answer'] as const,
+  ),
+  ...['www-authenticate', 'proxy-authenticate', 'proxy-authorization', 'authentication-info', 'proxy-authentication-info'].map(
+    (name) => [name, 'agents authenticate to the gateway, never to the backend'] as const,
+  ),
+  ...['alt-svc', 'strict-transport-security'].map((name) => [name, 'it would speak for the gateway\'s own origin'] as const),
+  ...['x-request-id', 'ratelimit', 'ratelimit-policy', 'mcp-session-id'].map((name) => [name, GATEWAY_SETS] as const),
+]);
+const RESERVED_RESPONSE_FAMILIES: readonly string[] = ['x-agentgate', 'sec-websocket'];
+
+/** The reserved answer name a (normalised) header name falls under (`x-agentgate-*`), with why, or null. */
+export function reservedResponseHeader(normalised: string): readonly [string, string] | null {
+  const why = RESERVED_RESPONSE.get(normalised);
+  if (why !== undefined) return [normalised, why];
+  for (const family of RESERVED_RESPONSE_FAMILIES) {
+    if (normalised === family || normalised.startsWith(`${family}-`)) return [`${family}-*`, GATEWAY_SETS];
+  }
+  return null;
+}
 
 /** Handshake headers a WebSocket backend needs beside the backend's allowlist (RFC 6455 §4.1). */
 const WEBSOCKET_HEADERS: readonly string[] = ['sec-websocket-key', 'sec-websocket-version', 'sec-websocket-protocol', 'sec-websocket-extensions'];
@@ -187,6 +232,72 @@ export function upstreamHeaders(input: UpstreamHeaderInput): Record<string, stri
   return out;
 }
 
+/**
+ * The header set an agent receives from a backend's answer: the allowlisted headers as the backend
+ * sent them (minus any its Connection header names), and `Set-Cookie` only for the cookies the
+ * backend lists in `forwardCookies` (never one carrying a token). `location` and
+ * `content-location` are left for the caller to rewrite (`rewriteLocation`). A WebSocket 101
+ * keeps its handshake headers too.
+ */
+export function answerHeaders(incoming: IncomingHttpHeaders, backend: Backend, websocket = false): Record<string, string | string[]> {
+  const allowed = backend.responseHeaders;
+  const named = connectionTokens(incoming.connection);
+  const out: Record<string, string | string[]> = {};
+  for (const name in incoming) {
+    if (!allowed.has(name) || (named !== null && named.has(name))) continue;
+    const value = incoming[name];
+    if (value !== undefined) out[name] = value;
+  }
+  const setCookie = incoming['set-cookie'];
+  if (setCookie !== undefined && backend.forwardCookies.size > 0) {
+    const kept = filterSetCookies(setCookie, backend.forwardCookies);
+    if (kept.length > 0) out['set-cookie'] = kept;
+  }
+  if (websocket) {
+    for (const name of WEBSOCKET_ANSWER_HEADERS) {
+      const value = incoming[name];
+      if (value !== undefined) out[name] = value;
+    }
+    out.connection = 'Upgrade';
+    out.upgrade = 'websocket';
+  }
+  return out;
+}
+
+/** `Set-Cookie` lines (RFC 6265 §4.1) for the listed cookie names whose value is not a credential. */
+function filterSetCookies(lines: readonly string[] | string, names: ReadonlySet<string>): string[] {
+  const kept: string[] = [];
+  for (const line of typeof lines === 'string' ? [lines] : lines) {
+    const eq = line.indexOf('=');
+    if (eq <= 0) continue;
+    const name = line.slice(0, eq).trim();
+    const end = line.indexOf(';', eq);
+    const value = (end === -1 ? line.slice(eq + 1) : line.slice(eq + 1, end)).trim();
+    if (names.has(name) && !credentialShaped(value)) kept.push(line);
+  }
+  return kept;
+}
+
+/**
+ * A redirect or content location may only stay on the backend's own origin and below its base
+ * path; it is rewritten to the gateway path the agent would use. Anything else (another origin,
+ * above the base path, more than one value, not a URL) returns null.
+ */
+export function rewriteLocation(location: string | string[] | undefined, backend: Backend, requestPath: string): string | null {
+  if (typeof location !== 'string') return null;
+  let url: URL;
+  try {
+    url = new URL(location, new URL(backend.basePath + requestPath, backend.origin));
+  } catch {
+    return null;
+  }
+  if (url.origin !== backend.origin) return null;
+  const base = backend.basePath;
+  if (base !== '' && url.pathname !== base && !url.pathname.startsWith(`${base}/`)) return null;
+  const rest = url.pathname.slice(base.length) || '/';
+  return `/${backend.name}${rest}${url.search}`;
+}
+
 /** Names listed in a Connection header (RFC 9110 §7.6.1), or null when it lists none. */
 function connectionTokens(value: string | string[] | undefined): Set<string> | null {
   if (value === undefined) return null;
@@ -202,6 +313,11 @@ function connectionTokens(value: string | string[] | undefined): Set<string> | n
 /** A base64url JWS/JWE (`eyJ...` header, dot, more): a bearer credential, never forwarded. */
 const JWT_SHAPED = /eyJ[A-Za-z0-9_-]*(?:\.|%2[eE])[A-Za-z0-9_-]/;
 
+/** A cookie value that carries a bearer credential: a token, or the word Bearer. */
+function credentialShaped(value: string): boolean {
+  return JWT_SHAPED.test(value) || /^"?bearer[\s+%]/i.test(value);
+}
+
 /**
  * Keep the listed cookies (RFC 6265 §5.4 `name=value; ...`), byte-exact and in order; drop any
  * whose value looks like a token or says Bearer, whatever its name.
@@ -214,8 +330,7 @@ export function filterCookies(header: IncomingHttpHeaders['cookie'], names: Read
     const eq = trimmed.indexOf('=');
     if (eq <= 0) continue;
     if (!names.has(trimmed.slice(0, eq))) continue;
-    const value = trimmed.slice(eq + 1);
-    if (JWT_SHAPED.test(value) || /^"?bearer[\s+%]/i.test(value)) continue;
+    if (credentialShaped(trimmed.slice(eq + 1))) continue;
     out = out === '' ? trimmed : `${out}; ${trimmed}`;
   }
   return out;

@@ -1,12 +1,13 @@
 // WebSocket upgrades: the same checks as any request (normalize..authorize), then the socket is
-// handed to http-proxy with the same header allowlist as forward (headers.ts). A refused upgrade gets a problem
-// document on the raw socket; an unreachable backend gets 502.
-import { STATUS_CODES, type IncomingMessage } from 'node:http';
+// handed to http-proxy with the same header allowlists as forward (headers.ts), both ways. A refused
+// upgrade gets a problem document on the raw socket; an unreachable backend gets 502.
+import { STATUS_CODES, type ClientRequest, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type HttpProxy from 'http-proxy';
 import { RequestAbort, type RequestContext } from './context.js';
 import { GatewayError } from './errors.js';
-import { upstreamHeaders } from './headers.js';
+import type { Backend } from './policy/types.js';
+import { answerHeaders, rewriteLocation, upstreamHeaders } from './headers.js';
 import type { Pipeline } from './pipeline.js';
 import { inboundFrom } from './pipeline.js';
 import { renderProblem, renderReason, type RenderedProblem } from './problem.js';
@@ -31,10 +32,18 @@ export function createUpgradeHandler(options: UpgradeOptions): UpgradeHandler {
   // gateway that never sees a WebSocket never loads it.
   let proxy: Promise<HttpProxy> | null = null;
   let closed = false;
+  // The backend and checked path of each upgrade handed to http-proxy, for its answer's headers.
+  const upgrades = new WeakMap<IncomingMessage, { backend: Backend; path: string }>();
   const proxyServer = (): Promise<HttpProxy> =>
     // (The package is CommonJS: its module.exports is the import's default, whatever the types say.)
     (proxy ??= (import('http-proxy') as unknown as Promise<{ default: typeof HttpProxy }>).then(({ default: httpProxy }) => {
       const server = httpProxy.createProxyServer({ ws: true, xfwd: false, changeOrigin: true, proxyTimeout: 0 });
+      // Emitted before http-proxy listens on the upstream request, so these run before it writes
+      // the backend's answer head to the agent's socket: the head it writes is the filtered one.
+      server.on('proxyReqWs', (proxyReq: ClientRequest, req: IncomingMessage) => {
+        const upgrade = upgrades.get(req);
+        if (upgrade !== undefined) filterAnswers(proxyReq, upgrade.backend, upgrade.path);
+      });
       if (closed) server.close();
       return server;
     }));
@@ -75,6 +84,7 @@ export function createUpgradeHandler(options: UpgradeOptions): UpgradeHandler {
     req.headers = upstreamHeaders({ request: ctx.request, principal, requestId: ctx.requestId, backend, websocket: true });
     // Forward exactly the path that was checked.
     req.url = backend.basePath + target.path + target.query;
+    upgrades.set(req, { backend, path: target.path });
 
     // The upgrade is recorded (and the line written) before the backend can answer 101.
     try {
@@ -114,6 +124,27 @@ export function createUpgradeHandler(options: UpgradeOptions): UpgradeHandler {
       void proxy?.then((server) => server.close());
     },
   };
+}
+
+/**
+ * The backend's answer to an upgrade reaches the agent with the answer allowlist (headers.ts): a
+ * 101 keeps its handshake headers; any other answer (http-proxy relays it and closes) loses its
+ * chunked framing, because http-proxy writes the decoded body, and is ended by the close.
+ */
+function filterAnswers(proxyReq: ClientRequest, backend: Backend, path: string): void {
+  proxyReq.once('upgrade', (res: IncomingMessage) => {
+    res.headers = answerHeaders(res.headers, backend, true);
+  });
+  proxyReq.once('response', (res: IncomingMessage) => {
+    const headers = answerHeaders(res.headers, backend);
+    for (const name of ['location', 'content-location'] as const) {
+      const rewritten = rewriteLocation(headers[name], backend, path);
+      if (rewritten === null) delete headers[name];
+      else headers[name] = rewritten;
+    }
+    headers.connection = 'close';
+    res.headers = headers;
+  });
 }
 
 /**

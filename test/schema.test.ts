@@ -77,6 +77,7 @@ const BASE_POLICY: Doc = {
       upstream: 'http://127.0.0.1:9101',
       timeout: '5s',
       forwardHeaders: ['x-tenant-id'],
+      responseHeaders: ['x-total-count'],
       scopes: {
         'contacts.read': ['GET /contacts', 'GET /contacts/:id', { route: 'GET /search', query: { q: { string: { max: 64 } }, limit: { int: [1, 100] } } }],
         export: { routes: [{ route: 'POST /export', json: { fields: { format: { enum: ['csv', 'json'], required: true } } } }], approval: { ttl: '30m' } },
@@ -146,6 +147,7 @@ const policyRefused: Array<{ name: string; change: (d: Doc) => Doc }> = [
   { name: 'an MCP scope granting nothing', change: (d) => set(d, ['backends', 'tools', 'scopes', 'read'], { description: 'nothing' }) },
   { name: 'an MCP tool name with a space', change: (d) => set(d, ['backends', 'tools', 'scopes', 'read', 'tools', 0], 'run tool') },
   { name: 'a path on a REST backend', change: (d) => set(d, ['backends', 'crm', 'path'], '/mcp') },
+  { name: 'an answer header in capitals', change: (d) => set(d, ['backends', 'crm', 'responseHeaders'], ['X-Total-Count']) },
   { name: 'a forwarded header in capitals', change: (d) => set(d, ['backends', 'crm', 'forwardHeaders'], ['X-Tenant-Id']) },
   { name: 'a JSON rule with two types', change: (d) => set(d, ['backends', 'crm', 'scopes', 'export', 'routes', 0, 'json', 'fields', 'format'], { enum: ['csv'], string: true }) },
   { name: 'a JSON rule with no type', change: (d) => set(d, ['backends', 'crm', 'scopes', 'export', 'routes', 0, 'json', 'fields', 'format'], { required: true }) },

@@ -2,7 +2,7 @@
 // first (literal, listed values, parameter, `*`) with backtracking; per request it allocates only
 // the match and its params.
 import { BlockList, isIP } from 'node:net';
-import { DEFAULT_FORWARD_HEADERS } from '../headers.js';
+import { DEFAULT_FORWARD_HEADERS, DEFAULT_RESPONSE_HEADERS } from '../headers.js';
 import type { MaskRule, NetworkSet, Route, RouteMatch, RouteMethod, RouteTable, UriTemplate } from './types.js';
 
 export type Segment =
@@ -339,6 +339,11 @@ export function buildNetworkSet(cidrs: readonly { text: string; parsed: ParsedCi
  */
 export function compileForwardHeaders(extra: readonly string[]): ReadonlySet<string> {
   return Object.freeze(new Set([...DEFAULT_FORWARD_HEADERS, ...extra]));
+}
+
+/** One backend's answer-header allowlist: the defaults plus its validated `responseHeaders`. */
+export function compileResponseHeaders(extra: readonly string[]): ReadonlySet<string> {
+  return Object.freeze(new Set([...DEFAULT_RESPONSE_HEADERS, ...extra]));
 }
 
 const URI_SCHEME = /^[A-Za-z][A-Za-z0-9+.-]*:/;

@@ -149,8 +149,16 @@ export interface Backend {
    * plus the backend's `forwardHeaders`. Anything else the agent sends is not forwarded.
    */
   readonly forwardHeaders: ReadonlySet<string>;
-  /** Cookie names forwarded (`forwardCookies`); empty: no Cookie header at all. */
+  /**
+   * Cookie names forwarded (`forwardCookies`); empty: no Cookie header at all. The same names are
+   * the only cookies the backend may set on the agent (`Set-Cookie` in its answers).
+   */
   readonly forwardCookies: ReadonlySet<string>;
+  /**
+   * Answer headers passed back to the agent (lower-case, exact): the gateway's defaults plus the
+   * backend's `responseHeaders`. Anything else the backend answers with stays behind.
+   */
+  readonly responseHeaders: ReadonlySet<string>;
 }
 
 export interface TokenPolicy {

@@ -1,5 +1,5 @@
 // Forwarding: one undici keep-alive pool per upstream origin, bodies streamed both ways, header
-// hygiene on the way out (the allowlist of headers.ts) and in, and every upstream failure mapped to 502/504. When the upstream
+// hygiene both ways (the allowlists of headers.ts), and every upstream failure mapped to 502/504. When the upstream
 // is down or slow the request fails with upstream_unavailable / upstream_timeout; nothing retries.
 // Routes no response filter applies to take the plain path: undici `dispatch` with a handler that
 // writes each chunk straight into the client response (no Readable, no per-request undici signal).
@@ -7,7 +7,7 @@ import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import { Pool, errors as undiciErrors, type Dispatcher } from 'undici';
 import { abortSignalOf, type DirectBody, type RequestContext, type RequestSignal, type Stage, type UpstreamResult } from '../context.js';
 import { GatewayError } from '../errors.js';
-import { upstreamHeaders } from '../headers.js';
+import { answerHeaders, rewriteLocation, upstreamHeaders } from '../headers.js';
 import { readBounded } from './read-body.js';
 import { isServerSessionId, type McpSessions } from '../mcp/session.js';
 import type { Backend } from '../policy/types.js';
@@ -29,13 +29,6 @@ export interface ForwardStage extends Stage {
   /** Close every upstream pool (shutdown). */
   close(): Promise<void>;
 }
-
-/** Hop-by-hop response headers (RFC 9110 §7.6.1); request headers are chosen by headers.ts. */
-const STRIP_RESPONSE = new Set([
-  'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade',
-  'proxy-authenticate', 'proxy-authorization',
-]);
-
 
 export function createForward(options: ForwardOptions): ForwardStage {
   const { metrics } = options;
@@ -125,7 +118,7 @@ export function createForward(options: ForwardOptions): ForwardStage {
       throw translate(error, backend.name, metrics, ctx.signal);
     }
 
-    const responseHeaders = incomingHeaders(response.headers);
+    const responseHeaders = answerHeaders(response.headers, backend);
     const serverSession = response.headers['mcp-session-id'];
     if (ctx.mcp !== null && serverSession !== undefined) {
       if (!isServerSessionId(serverSession)) {
@@ -136,18 +129,12 @@ export function createForward(options: ForwardOptions): ForwardStage {
       }
       responseHeaders['mcp-session-id'] = options.mcpSessions.seal(principal, backend.name, serverSession);
     }
-    const location = response.headers.location;
-    if (response.statusCode >= 300 && response.statusCode < 400 && location !== undefined) {
-      const rewritten = rewriteLocation(String(location), backend, target.path);
-      if (rewritten === null) {
-        // Drain (bounded) rather than destroy: a destroyed undici body without a listener errors.
-        response.body.dump().catch(() => undefined);
-        metrics.upstreamError(backend.name, 'redirect');
-        throw new GatewayError('upstream_redirect', 'the backend redirected outside its origin; the redirect was not passed on', {
-          reasonDetail: `location to another origin (status ${response.statusCode})`,
-        });
-      }
-      responseHeaders.location = rewritten;
+    const misplaced = placeLocations(responseHeaders, response.statusCode, backend, target.path);
+    if (misplaced !== null) {
+      // Drain (bounded) rather than destroy: a destroyed undici body without a listener errors.
+      response.body.dump().catch(() => undefined);
+      metrics.upstreamError(backend.name, 'redirect');
+      throw misplaced;
     }
 
     const result: UpstreamResult = {
@@ -240,19 +227,13 @@ class PlainExchange implements Dispatcher.DispatchHandler, DirectBody {
     if (statusCode < 200) return; // 1xx: informational, not passed on
     const ctx = this.#ctx;
     const backend = this.#backend;
-    const headers = incomingHeaders(incoming);
-    const location = incoming.location;
-    if (statusCode >= 300 && statusCode < 400 && location !== undefined && ctx.target !== null) {
-      const rewritten = rewriteLocation(location, backend, ctx.target.path);
-      if (rewritten === null) {
-        this.#metrics.upstreamError(backend.name, 'redirect');
-        this.#fail(new GatewayError('upstream_redirect', 'the backend redirected outside its origin; the redirect was not passed on', {
-          reasonDetail: `location to another origin (status ${statusCode})`,
-        }));
-        controller.abort(new Error('redirect refused'));
-        return;
-      }
-      headers.location = rewritten;
+    const headers = answerHeaders(incoming, backend);
+    const misplaced = ctx.target === null ? null : placeLocations(headers, statusCode, backend, ctx.target.path);
+    if (misplaced !== null) {
+      this.#metrics.upstreamError(backend.name, 'redirect');
+      this.#fail(misplaced);
+      controller.abort(new Error('redirect refused'));
+      return;
     }
     // Held until the runner has the line written and the head sent.
     controller.pause();
@@ -338,46 +319,30 @@ function hasBody(headers: IncomingHttpHeaders): boolean {
   return headers['transfer-encoding'] !== undefined;
 }
 
-function incomingHeaders(incoming: IncomingHttpHeaders | Record<string, string | string[] | undefined>): Record<string, string | string[]> {
-  const named = connectionTokens(incoming.connection);
-  const out: Record<string, string | string[]> = {};
-  for (const name in incoming) {
-    if (STRIP_RESPONSE.has(name)) continue;
-    if (named !== null && named.has(name)) continue;
-    const value = incoming[name];
-    if (value !== undefined) out[name] = value;
-  }
-  return out;
-}
-
-function connectionTokens(value: string | string[] | undefined): Set<string> | null {
-  if (value === undefined) return null;
-  const joined = Array.isArray(value) ? value.join(',') : value;
-  const tokens = new Set<string>();
-  for (const token of joined.split(',')) {
-    const t = token.trim().toLowerCase();
-    if (t !== '' && t !== 'close' && t !== 'keep-alive') tokens.add(t);
-  }
-  return tokens.size === 0 ? null : tokens;
-}
-
 /**
- * A redirect may only stay on the backend's own origin and below its base path; it is rewritten
- * to the gateway path the agent would use. Anything else returns null (refused).
+ * Place the answer's `location` and `content-location` on the gateway path (`rewriteLocation`).
+ * One pointing elsewhere is dropped, except a redirect's, which refuses the answer: the agent must
+ * not be sent off to another origin, nor be left with a redirect that goes nowhere.
  */
-function rewriteLocation(location: string, backend: Backend, requestPath: string): string | null {
-  let url: URL;
-  try {
-    url = new URL(location, new URL(backend.basePath + requestPath, backend.origin));
-  } catch {
-    return null;
+function placeLocations(headers: Record<string, string | string[]>, status: number, backend: Backend, requestPath: string): GatewayError | null {
+  for (const name of LOCATION_HEADERS) {
+    const value = headers[name];
+    if (value === undefined) continue;
+    const rewritten = rewriteLocation(value, backend, requestPath);
+    if (rewritten !== null) {
+      headers[name] = rewritten;
+    } else if (name === 'location' && status >= 300 && status < 400) {
+      return new GatewayError('upstream_redirect', 'the backend redirected outside its origin; the redirect was not passed on', {
+        reasonDetail: `location to another origin (status ${status})`,
+      });
+    } else {
+      delete headers[name];
+    }
   }
-  if (url.origin !== backend.origin) return null;
-  const base = backend.basePath;
-  if (base !== '' && url.pathname !== base && !url.pathname.startsWith(`${base}/`)) return null;
-  const rest = url.pathname.slice(base.length) || '/';
-  return `/${backend.name}${rest}${url.search}`;
+  return null;
 }
+
+const LOCATION_HEADERS = ['location', 'content-location'] as const;
 
 function translate(error: unknown, backend: string, metrics: Metrics, signal: RequestSignal): unknown {
   if (signal.aborted) return error;

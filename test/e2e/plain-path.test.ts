@@ -56,7 +56,7 @@ function exchange(port: number, bytes: string, idleMs = 1500): Promise<{ text: s
 t.test('bodiless answers and informational heads pass as the backend sent them', async (t) => {
   const upstream = await startUpstream(t, (req, res) => {
     const kind = new URL(req.url ?? '/', 'http://x').searchParams.get('kind');
-    if (kind === '204') return void res.writeHead(204, { 'x-kind': '204' }).end();
+    if (kind === '204') return void res.writeHead(204, { 'cache-control': 'no-store' }).end();
     if (kind === '304') return void res.writeHead(304, { etag: '"v1"' }).end();
     if (kind === '103') {
       res.writeEarlyHints({ link: '</style.css>; rel=preload; as=style' });
@@ -79,7 +79,7 @@ t.test('bodiless answers and informational heads pass as the backend sent them',
   const token = await gw.token(AGENT);
   const cases = [
     { name: 'HEAD keeps the length, sends no body', method: 'HEAD', query: '', status: 200, body: '', headers: { 'content-length': '11' } },
-    { name: '204 No Content', method: 'GET', query: '?kind=204', status: 204, body: '', headers: { 'x-kind': '204' } },
+    { name: '204 No Content', method: 'GET', query: '?kind=204', status: 204, body: '', headers: { 'cache-control': 'no-store' } },
     { name: '304 Not Modified', method: 'GET', query: '?kind=304', status: 304, body: '', headers: { etag: '"v1"' } },
     { name: '103 Early Hints, then the answer', method: 'GET', query: '?kind=103', status: 200, body: 'after hints', headers: {} },
     { name: 'a chunked body in several writes', method: 'GET', query: '?kind=chunks', status: 200, body: 'part0;part1;part2;part3;part4;end', headers: {} },

@@ -1,5 +1,5 @@
-// Issue 10 policy keys: forwardHeaders and forwardCookies on a backend (reserved names refused),
-// and per-route request rules, each problem exactly as `agentgate check` prints it.
+// Issue 10 policy keys: forwardHeaders, forwardCookies and responseHeaders on a backend (reserved
+// names refused), and per-route request rules, each problem exactly as `agentgate check` prints it.
 import t from 'tap';
 import { relative } from 'node:path';
 import { ConfigError } from '../../gateway/errors.js';
@@ -88,6 +88,50 @@ const headerCases: readonly Case[] = [
     ],
   },
   {
+    name: 'responseHeaders: reserved answer names in any spelling, bad spellings, duplicates, defaults',
+    file: y(
+      'backends:',
+      '  app:',
+      '    upstream: http://127.0.0.1:9101',
+      '    responseHeaders:',
+      '      - x-total-count',
+      '      - Set-Cookie',
+      '      - set_cookie2',
+      '      - x-agentgate-agent',
+      '      - transfer-encoding',
+      '      - www-authenticate',
+      '      - alt-svc',
+      '      - strict-transport-security',
+      '      - x-request-id',
+      '      - mcp-session-id',
+      '      - ratelimit-policy',
+      '      - proxy-authenticate',
+      '      - X-Total-Pages',
+      '      - x-total-count',
+      '      - etag',
+      '      - 7',
+      '    scopes:',
+      '      read: ["GET /items"]',
+    ),
+    expect: [
+      '{file}:6  backends.app.responseHeaders[1]: "Set-Cookie" is reserved (set-cookie): cookies are listed by name in forwardCookies',
+      '{file}:7  backends.app.responseHeaders[2]: "set_cookie2" is reserved (set-cookie2): cookies are listed by name in forwardCookies',
+      '{file}:8  backends.app.responseHeaders[3]: "x-agentgate-agent" is reserved (x-agentgate-*): the gateway sets or refuses it itself',
+      '{file}:9  backends.app.responseHeaders[4]: "transfer-encoding" is reserved (transfer-encoding): it describes the backend\'s connection, not the answer',
+      '{file}:10  backends.app.responseHeaders[5]: "www-authenticate" is reserved (www-authenticate): agents authenticate to the gateway, never to the backend',
+      '{file}:11  backends.app.responseHeaders[6]: "alt-svc" is reserved (alt-svc): it would speak for the gateway\'s own origin',
+      '{file}:12  backends.app.responseHeaders[7]: "strict-transport-security" is reserved (strict-transport-security): it would speak for the gateway\'s own origin',
+      '{file}:13  backends.app.responseHeaders[8]: "x-request-id" is reserved (x-request-id): the gateway sets or refuses it itself',
+      '{file}:14  backends.app.responseHeaders[9]: "mcp-session-id" is reserved (mcp-session-id): the gateway sets or refuses it itself',
+      '{file}:15  backends.app.responseHeaders[10]: "ratelimit-policy" is reserved (ratelimit-policy): the gateway sets or refuses it itself',
+      '{file}:16  backends.app.responseHeaders[11]: "proxy-authenticate" is reserved (proxy-authenticate): agents authenticate to the gateway, never to the backend',
+      '{file}:17  backends.app.responseHeaders[12]: "X-Total-Pages": write header names in lower case with - (e.g. x-total-pages); the gateway passes back only that exact spelling',
+      '{file}:18  backends.app.responseHeaders[13]: "x-total-count" is listed twice',
+      '{file}:19  backends.app.responseHeaders[14]: "etag" is passed back by default; leave it out',
+      '{file}:20  backends.app.responseHeaders[15]: expected a header name such as x-total-count, got 7',
+    ],
+  },
+  {
     name: 'forwardHeaders must be a list',
     file: y('backends:', '  app:', '    upstream: http://127.0.0.1:9101', '    forwardHeaders: x-tenant-id', '    scopes:', '      read: ["GET /items"]'),
     expect: ['{file}:4  backends.app.forwardHeaders: expected a list, got "x-tenant-id"'],
@@ -173,4 +217,30 @@ t.test('a valid backend compiles its allowlist once', async (t) => {
   t.ok(app?.forwardHeaders.has('accept'), 'defaults included');
   t.notOk(app?.forwardHeaders.has('cookie'));
   t.same([...(app?.forwardCookies ?? [])], ['lang']);
+  t.ok(app?.responseHeaders.has('content-type'), 'answer defaults included');
+  t.notOk(app?.responseHeaders.has('set-cookie'), 'cookies never by the header allowlist');
+  t.notOk(app?.responseHeaders.has('x-total-count'), 'nothing beyond the defaults unless listed');
+});
+
+t.test('responseHeaders widens the answer allowlist, on REST and MCP backends', async (t) => {
+  const dir = t.testdir({
+    'backends.yaml': y(
+      'backends:',
+      '  app:',
+      '    upstream: http://127.0.0.1:9101',
+      '    responseHeaders: [x-total-count, link]',
+      '    scopes:',
+      '      read: ["GET /items"]',
+      '  tools:',
+      '    kind: mcp',
+      '    upstream: http://127.0.0.1:9102',
+      '    responseHeaders: [x-trace-note]',
+      '    scopes:',
+      '      read: { tools: [search] }',
+    ),
+  });
+  const snapshot = await load(dir);
+  t.same([...(snapshot.backends.get('app')?.responseHeaders ?? [])].slice(-2), ['x-total-count', 'link']);
+  t.ok(snapshot.backends.get('tools')?.responseHeaders.has('x-trace-note'));
+  t.ok(snapshot.backends.get('tools')?.responseHeaders.has('content-type'));
 });

@@ -1,10 +1,10 @@
 // The `backends:` section: one backend's name, kind, upstream, timeout and scopes of routes
 // (MCP backends are checked in mcp.ts).
-import { compileForwardHeaders, RouteTableBuilder } from '../compile.js';
+import { compileForwardHeaders, compileResponseHeaders, RouteTableBuilder } from '../compile.js';
 import type { RawEntry } from '../load.js';
 import type { ApprovalPolicy, Backend, Route, Scope } from '../types.js';
 import type { Checker } from './checker.js';
-import { checkUpstream, validateForwardCookies, validateForwardHeaders } from './forwarding.js';
+import { checkUpstream, validateForwardCookies, validateResponseHeaders, validateForwardHeaders } from './forwarding.js';
 import { validateMcpBackend } from './mcp.js';
 import { SCOPE_NAME, validateApproval, validateRouteItem } from './routes.js';
 
@@ -23,7 +23,7 @@ export function validateBackend(c: Checker, name: string, entry: RawEntry, defau
     c.add(entry.at, path, `"${name}" is reserved for the gateway's own endpoints`);
     ok = false;
   }
-  const keys = c.map(entry.value, path, ['kind', 'upstream', 'path', 'timeout', 'scopes', 'description', 'forwardHeaders', 'forwardCookies']);
+  const keys = c.map(entry.value, path, ['kind', 'upstream', 'path', 'timeout', 'scopes', 'description', 'forwardHeaders', 'forwardCookies', 'responseHeaders']);
   if (keys === null) return null;
   const kind = keys.has('kind') ? c.oneOf(keys.get('kind'), `${path}.kind`, ['rest', 'mcp'] as const, 'a backend kind') : 'rest';
   if (kind === null) return null;
@@ -31,6 +31,7 @@ export function validateBackend(c: Checker, name: string, entry: RawEntry, defau
   if (keys.has('path')) c.add(keys.get('path')?.at ?? entry.at, `${path}.path`, 'only a backend with kind: mcp has an endpoint path (REST backends publish routes in scopes)');
   const forwardHeaders = validateForwardHeaders(c, keys.get('forwardHeaders'), `${path}.forwardHeaders`);
   const forwardCookies = validateForwardCookies(c, keys.get('forwardCookies'), `${path}.forwardCookies`);
+  const responseHeaders = validateResponseHeaders(c, keys.get('responseHeaders'), `${path}.responseHeaders`);
   const upstreamText = c.string(c.required(keys, 'upstream', path, entry.at), `${path}.upstream`);
   let upstream: URL | null = null;
   if (upstreamText !== null) {
@@ -77,7 +78,7 @@ export function validateBackend(c: Checker, name: string, entry: RawEntry, defau
     });
     scopes.set(scopeName, Object.freeze({ id, backend: name, name: scopeName, routes: Object.freeze(routes) }));
   }
-  if (!ok || upstream === null || timeoutMs === null || forwardHeaders === null || forwardCookies === null) return null;
+  if (!ok || upstream === null || timeoutMs === null || forwardHeaders === null || forwardCookies === null || responseHeaders === null) return null;
   return Object.freeze({
     name,
     kind: 'rest',
@@ -90,6 +91,7 @@ export function validateBackend(c: Checker, name: string, entry: RawEntry, defau
     routes: table.build(),
     forwardHeaders: compileForwardHeaders(forwardHeaders),
     forwardCookies: Object.freeze(new Set(forwardCookies)),
+    responseHeaders: compileResponseHeaders(responseHeaders),
   });
 }
 

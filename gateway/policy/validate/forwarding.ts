@@ -1,6 +1,6 @@
-// What a backend connects to and passes on: the upstream URL, and the extra request headers and
-// cookies it may receive (never a reserved header).
-import { DEFAULT_FORWARD_HEADERS, normaliseHeaderName, reservedHeader } from '../../headers.js';
+// What a backend connects to and passes on: the upstream URL, the extra request headers and
+// cookies it may receive, and the extra answer headers the agent may receive (never a reserved one).
+import { DEFAULT_FORWARD_HEADERS, DEFAULT_RESPONSE_HEADERS, normaliseHeaderName, reservedHeader, reservedResponseHeader } from '../../headers.js';
 import type { Position, RawEntry } from '../load.js';
 import { describe } from '../units.js';
 import { kindOf, type Checker } from './checker.js';
@@ -13,6 +13,45 @@ const COOKIE_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
 /** `forwardHeaders: [x-tenant, ...]`: extra request headers the backend receives (never reserved ones). */
 export function validateForwardHeaders(c: Checker, entry: RawEntry | undefined, path: string): string[] | null {
+  return validateHeaderNames(c, entry, path, {
+    example: 'x-tenant-id',
+    defaults: DEFAULT_FORWARD_HEADERS,
+    defaultsSay: 'forwarded by default',
+    exactly: 'the gateway forwards only that exact spelling',
+    reserved(normalised) {
+      const reserved = reservedHeader(normalised);
+      if (reserved === null) return null;
+      const why = reserved === 'cookie' ? 'cookies are listed by name in forwardCookies' : 'the gateway sets or refuses it itself';
+      return `${reserved === normalised ? reserved : `${reserved}-*`}): ${why}`;
+    },
+  });
+}
+
+/** `responseHeaders: [x-total-count, ...]`: extra answer headers the agent receives (never reserved ones). */
+export function validateResponseHeaders(c: Checker, entry: RawEntry | undefined, path: string): string[] | null {
+  return validateHeaderNames(c, entry, path, {
+    example: 'x-total-count',
+    defaults: DEFAULT_RESPONSE_HEADERS,
+    defaultsSay: 'passed back by default',
+    exactly: 'the gateway passes back only that exact spelling',
+    reserved(normalised) {
+      const reserved = reservedResponseHeader(normalised);
+      if (reserved === null) return null;
+      return `${reserved[0]}): ${reserved[1]}`;
+    },
+  });
+}
+
+interface HeaderListRules {
+  readonly example: string;
+  readonly defaults: readonly string[];
+  readonly defaultsSay: string;
+  readonly exactly: string;
+  /** `name): why` for a reserved (normalised) name, or null. */
+  reserved(normalised: string): string | null;
+}
+
+function validateHeaderNames(c: Checker, entry: RawEntry | undefined, path: string, rules: HeaderListRules): string[] | null {
   if (entry === undefined) return [];
   const items = c.list(entry, path);
   if (items === null) return null;
@@ -21,22 +60,21 @@ export function validateForwardHeaders(c: Checker, entry: RawEntry | undefined, 
   items.forEach((item, i) => {
     const iPath = `${path}[${i}]`;
     if (item.kind !== 'scalar' || typeof item.value !== 'string' || item.value === '') {
-      c.add(item.at, iPath, `expected a header name such as x-tenant-id, got ${item.kind === 'scalar' ? describe(item.value) : kindOf(item)}`);
+      c.add(item.at, iPath, `expected a header name such as ${rules.example}, got ${item.kind === 'scalar' ? describe(item.value) : kindOf(item)}`);
       ok = false;
       return;
     }
     const name = item.value;
     const normalised = normaliseHeaderName(name);
-    const reserved = reservedHeader(normalised);
+    const reserved = rules.reserved(normalised);
     if (reserved !== null) {
-      const why = reserved === 'cookie' ? 'cookies are listed by name in forwardCookies' : 'the gateway sets or refuses it itself';
-      c.add(item.at, iPath, `"${name}" is reserved (${reserved === normalised ? reserved : `${reserved}-*`}): ${why}`);
+      c.add(item.at, iPath, `"${name}" is reserved (${reserved}`);
       ok = false;
     } else if (!HEADER_NAME.test(name)) {
-      c.add(item.at, iPath, `"${name}": write header names in lower case with - (e.g. ${HEADER_NAME.test(normalised) ? normalised : 'x-tenant-id'}); the gateway forwards only that exact spelling`);
+      c.add(item.at, iPath, `"${name}": write header names in lower case with - (e.g. ${HEADER_NAME.test(normalised) ? normalised : rules.example}); ${rules.exactly}`);
       ok = false;
-    } else if (names.includes(name) || DEFAULT_FORWARD_HEADERS.includes(name)) {
-      c.add(item.at, iPath, names.includes(name) ? `"${name}" is listed twice` : `"${name}" is forwarded by default; leave it out`);
+    } else if (names.includes(name) || rules.defaults.includes(name)) {
+      c.add(item.at, iPath, names.includes(name) ? `"${name}" is listed twice` : `"${name}" is ${rules.defaultsSay}; leave it out`);
       ok = false;
     } else {
       names.push(name);

@@ -1,11 +1,11 @@
 // `kind: mcp` backends: the Streamable HTTP endpoint, and tool, resource and prompt grants per
 // scope (a tool may carry argument values, a SQL argument and an approval).
-import { compileForwardHeaders, parseUriTemplate, RouteTableBuilder } from '../compile.js';
+import { compileForwardHeaders, compileResponseHeaders, parseUriTemplate, RouteTableBuilder } from '../compile.js';
 import type { RawEntry, RawNode } from '../load.js';
 import type { ApprovalPolicy, Backend, BodyConstraint, QueryRoute, Route, Scope, UriTemplate } from '../types.js';
 import { describe } from '../units.js';
 import { kindOf, type Checker } from './checker.js';
-import { checkUpstream, validateForwardCookies, validateForwardHeaders } from './forwarding.js';
+import { checkUpstream, validateForwardCookies, validateResponseHeaders, validateForwardHeaders } from './forwarding.js';
 import { SCOPE_NAME, SQL_DIALECTS, validateApproval, validateBody } from './routes.js';
 
 /** MCP tool and prompt names (the MCP spec's tool naming: 1 to 128 of A-Z a-z 0-9 _ - .). */
@@ -34,6 +34,7 @@ export function validateMcpBackend(c: Checker, name: string, entry: RawEntry, ke
   c.string(keys.get('description'), `${path}.description`);
   const forwardHeaders = validateForwardHeaders(c, keys.get('forwardHeaders'), `${path}.forwardHeaders`);
   const forwardCookies = validateForwardCookies(c, keys.get('forwardCookies'), `${path}.forwardCookies`);
+  const responseHeaders = validateResponseHeaders(c, keys.get('responseHeaders'), `${path}.responseHeaders`);
   const scopesEntry = c.required(keys, 'scopes', path, entry.at);
   const scopeNodes = c.names(scopesEntry?.value, `${path}.scopes`, 'scopes');
   if (scopeNodes !== null && scopeNodes.size === 0 && scopesEntry !== undefined) c.add(scopesEntry.at, `${path}.scopes`, 'needs at least one scope');
@@ -108,7 +109,7 @@ export function validateMcpBackend(c: Checker, name: string, entry: RawEntry, ke
     });
     scopes.set(scopeName, Object.freeze({ id, backend: name, name: scopeName, routes: Object.freeze(routes) }));
   }
-  if (!ok || upstream === null || timeoutMs === null || endpoint === null || forwardHeaders === null || forwardCookies === null) return null;
+  if (!ok || upstream === null || timeoutMs === null || endpoint === null || forwardHeaders === null || forwardCookies === null || responseHeaders === null) return null;
   for (const [tool, list] of tools) tools.set(tool, Object.freeze(list) as Route[]);
   for (const [prompt, list] of prompts) prompts.set(prompt, Object.freeze(list) as string[]);
   return Object.freeze({
@@ -122,6 +123,7 @@ export function validateMcpBackend(c: Checker, name: string, entry: RawEntry, ke
     // The Streamable HTTP headers (RFC-less, MCP 2025-11-25 §Transports) ride beside the defaults.
     forwardHeaders: compileForwardHeaders([...MCP_FORWARD_HEADERS, ...forwardHeaders]),
     forwardCookies: Object.freeze(new Set(forwardCookies)),
+    responseHeaders: compileResponseHeaders(responseHeaders),
     scopes,
     // Never matched: an MCP backend is authorized per JSON-RPC message, not per route.
     routes: new RouteTableBuilder().build(),
