@@ -1,7 +1,11 @@
-// A secret kept in a file of its own (a Redis password, a mounted container secret): the file's
-// first line, without its newline. Read by config.ts at load (to check it) and by the state driver
-// at start (to use it); the secret itself is never kept in the settings.
+// Secrets kept in files of their own. Reading one (a Redis password, a mounted container secret):
+// the file's first line, without its newline, read by config.ts at load (to check it) and by the
+// state driver at start (to use it); the secret itself is never kept in the settings. Publishing
+// one (a signing key, the MCP session secret, the audit key): whole or not at all, first one wins.
+import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { link, unlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 
 /** The secret in `path`; throws an Error saying what is wrong (unreadable, empty, not one line). */
 export function readSecretFile(path: string): string {
@@ -15,4 +19,24 @@ export function readSecretFile(path: string): string {
   if (secret === '') throw new Error(`${path} is empty (it must hold the password)`);
   if (secret.length > 1024 || !/^[\x20-\x7e\u0080-\uffff]+$/.test(secret)) throw new Error(`${path} must hold the password alone, on one line of at most 1024 characters`);
   return secret;
+}
+
+/**
+ * Publish `content` as `dir/name` unless that name exists. The content goes to a temporary file
+ * first (exclusive create, `wx`, `mode`: private unless said) and is then hard-linked into place, which
+ * fails with EEXIST when another process published that name first: a reader never sees a
+ * half-written file and nobody's file is overwritten. Resolves false when the name was taken.
+ */
+export async function publishFile(dir: string, name: string, content: string, mode = 0o600): Promise<boolean> {
+  const temp = join(dir, `.${randomUUID()}.tmp`);
+  try {
+    await writeFile(temp, content, { mode, flag: 'wx' });
+    await link(temp, join(dir, name));
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw error;
+  } finally {
+    await unlink(temp).catch(() => undefined);
+  }
 }

@@ -38,13 +38,13 @@ export const IMPORT_TABLE: ReadonlyArray<readonly [string, readonly string[]]> =
   ['pipeline.ts', ['stages/', 'mcp/', 'admission/', 'outcome.ts', 'context.ts', 'errors.ts', 'problem.ts', 'clock.ts', 'tokens/claims.ts', 'telemetry/', 'policy/types.ts', 'type:state/store.ts', 'state/view.ts']],
   ['upgrade.ts', ['pipeline.ts', 'headers.ts', 'outcome.ts', 'context.ts', 'errors.ts', 'problem.ts', 'clock.ts', 'telemetry/', 'type:policy/types.ts']],
   // Around it.
-  ['tokens/', ['tokens/', 'clock.ts', 'errors.ts', 'type:state/store.ts']],
+  ['tokens/', ['tokens/', 'clock.ts', 'errors.ts', 'secret-file.ts', 'type:state/store.ts']],
   ['broker/', ['broker/', 'tokens/', 'state/store.ts', 'state/breaker.ts', 'state/rules/', 'errors.ts', 'problem.ts', 'clock.ts', 'policy/types.ts', 'policy/resource.ts', 'telemetry/']],
   ['policy/', ['policy/', 'headers.ts', 'errors.ts', 'clock.ts']],
   ['config.ts', ['policy/', 'errors.ts', 'clock.ts', 'secret-file.ts']],
   ['state/', ['state/', 'clock.ts', 'secret-file.ts', 'type:policy/types.ts', 'type:config.ts']],
   ['admin/', ['admin/', 'admission/', 'policy/', 'state/', 'tokens/', 'telemetry/', 'errors.ts', 'problem.ts', 'clock.ts']],
-  ['telemetry/', ['telemetry/', 'errors.ts', 'clock.ts']],
+  ['telemetry/', ['telemetry/', 'errors.ts', 'clock.ts', 'secret-file.ts']],
   // `workers: N`: the primary and its workers (they build a gateway each, through server.ts).
   ['cluster/', ['cluster/', 'server.ts', 'type:config.ts', 'clock.ts', 'state/', 'telemetry/']],
 ];

@@ -1,9 +1,9 @@
 // Signing keys: one JSON file per key under `issuer.keys` (folder 0700, files 0600, ours alone),
 // the first created at first start. Keys are kept oldest-first by createdAt; the newest signs and
 // all of them verify, so rotation (later) only has to add a file and, after an overlap, remove one.
-import { createPrivateKey, randomUUID, sign, type JsonWebKey, type KeyObject } from 'node:crypto';
+import { createPrivateKey, sign, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { constants } from 'node:fs';
-import { link, mkdir, open, readdir, stat, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 // jose by subpath: its index loads every algorithm and format (~180 modules) into each process.
 import { calculateJwkThumbprint } from 'jose/jwk/thumbprint';
@@ -13,6 +13,7 @@ import { generateKeyPair } from 'jose/key/generate/keypair';
 import { importJWK } from 'jose/key/import';
 import type { CryptoKey, JWK } from 'jose';
 import type { Clock } from '../clock.js';
+import { publishFile } from '../secret-file.js';
 
 export type SigningAlg = 'EdDSA' | 'ES256';
 
@@ -168,26 +169,6 @@ async function publishKey(dir: string, alg: SigningAlg, clock: Clock, sequence: 
     return (await publishFile(dir, name, `${JSON.stringify(body, null, 2)}\n`)) ? kid : null;
   } catch (error) {
     throw new Error(`cannot write signing key ${join(dir, name)} (${(error as Error).message}); check that the folder is writable by this user`, { cause: error });
-  }
-}
-
-/**
- * Publish `content` as `dir/name` unless that name exists. The content goes to a private
- * temporary file first (exclusive create, `wx`, 0600) and is then hard-linked into place, which
- * fails with EEXIST when another process published that name first: a reader never sees a
- * half-written file and nobody's file is overwritten. Resolves false when the name was taken.
- */
-export async function publishFile(dir: string, name: string, content: string): Promise<boolean> {
-  const temp = join(dir, `.${randomUUID()}.tmp`);
-  try {
-    await writeFile(temp, content, { mode: 0o600, flag: 'wx' });
-    await link(temp, join(dir, name));
-    return true;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
-    throw error;
-  } finally {
-    await unlink(temp).catch(() => undefined);
   }
 }
 

@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { publishFile } from './keys.js';
+import { publishFile } from '../secret-file.js';
 
 /** The secret's file in the `issuer.keys` folder (not `*.json`: the key store ignores it). */
 export const SESSION_SECRET_FILE = 'mcp-session.secret';

@@ -2,7 +2,7 @@
 // continues across restarts and rotations, and never loses a queued record.
 import t from 'tap';
 import { constants } from 'node:fs';
-import { appendFile, readdir, readFile, readlink, symlink } from 'node:fs/promises';
+import { appendFile, readdir, readFile, readlink, stat, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AuditUnavailableError, openAuditLog, readAuditLines, type AuditCheckpoint } from '../../gateway/telemetry/audit-log.js';
 import { loadAuditKeys, openAuditSigner } from '../../gateway/telemetry/audit-key.js';
@@ -156,6 +156,21 @@ t.test('append resolves once the line is in the file, and chains signed checkpoi
   const fromPrivate = await loadAuditKeys([join(dir, 'keys', 'audit-key.pem')]);
   t.same([...fromPrivate.keys()], [...keys.keys()], 'the private key names the same kid as its public half');
   t.equal((await verifyAuditFiles([file], { keys: fromPrivate, checkpoint: saved[saved.length - 1] ?? null })).problemCount, 0);
+});
+
+t.test('the audit key: openers racing on an empty folder agree on one key, published whole', async (t) => {
+  const dir = join(t.testdir(), 'keys');
+  // Each opener finds no key, makes one and publishes it; a reader of a half-written file would
+  // throw (not a PEM key), and two winners would give two kids.
+  const signers = await Promise.all(Array.from({ length: 8 }, () => openAuditSigner(dir)));
+  t.equal(new Set(signers.map((s) => s.kid)).size, 1, 'one key for all');
+  t.same((await readdir(dir)).sort(), ['audit-key.pem', 'audit-key.pub.pem'], 'no temporary file left behind');
+  t.equal((await stat(join(dir, 'audit-key.pem'))).mode & 0o777, 0o600, 'the private key is private');
+  t.equal((await stat(join(dir, 'audit-key.pub.pem'))).mode & 0o777, 0o644, 'the public key is readable by an auditor');
+  const keys = await loadAuditKeys([join(dir, 'audit-key.pub.pem')]);
+  t.same([...keys.keys()], [signers[0]?.kid], 'the published public key is the one in use');
+  // A later start reads it back.
+  t.equal((await openAuditSigner(dir)).kid, signers[0]?.kid);
 });
 
 t.test('an unwritable file: appends are refused at once, the log says why, close gives up', async (t) => {
