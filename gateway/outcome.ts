@@ -90,8 +90,9 @@ export function createOutcomeWriter(deps: OutcomeDeps): OutcomeWriter {
       jti: principal?.jti ?? null,
       backend: target !== null && target.backend !== '' ? target.backend : null,
       method: ctx.request.method,
-      // The canonical path only: query strings can carry secrets and are never logged.
-      path: target !== null && target.invalid === null ? target.path : null,
+      // The canonical path only: query strings can carry secrets and are never logged; nor is a
+      // path refused for carrying an access token (the detail says where it was).
+      path: target !== null && target.invalid === null && reason !== 'token_misplaced' ? target.path : null,
       decision: reason === null ? 'allow' : 'deny',
       reason: reason ?? NO_REASON,
       reasonDetail: reasonDetail === '' ? null : reasonDetail,

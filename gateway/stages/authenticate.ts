@@ -7,6 +7,7 @@ import type { Principal } from '../tokens/claims.js';
 import { GatewayError } from '../errors.js';
 import type { PolicySnapshot } from '../policy/types.js';
 import type { StateView } from '../state/view.js';
+import { carriesAccessToken } from '../tokens/shape.js';
 import { TokenError, exceedsLifetime, type TokenVerifier, type VerifiedClaims } from '../tokens/verify.js';
 
 interface Known {
@@ -123,6 +124,15 @@ export function createAuthenticate(options: AuthenticateOptions): Stage {
           reasonDetail: 'access_token in the query string',
         });
       }
+      // Any access token elsewhere would reach the backend: in the target under another name (or
+      // in a path segment), or in a header the backend may be sent. Cookies are filtered apart
+      // (headers.ts never forwards a token-shaped cookie).
+      const misplaced = misplacedToken(ctx.request.url, ctx.request.rawHeaders);
+      if (misplaced !== null) {
+        throw new GatewayError('token_misplaced', 'send the access token only in the Authorization header, never in the URL or another header', {
+          reasonDetail: misplaced,
+        });
+      }
       // Cached under the whole header value: a hit needs no substring of it. The same value
       // passed every syntax check below (and everything else) when it was first verified.
       const credential = bearerCredential(ctx.request.rawHeaders);
@@ -150,6 +160,24 @@ function queryOf(ctx: RequestContext): string {
   if (start === -1) return '';
   const hash = url.indexOf('#', start);
   return hash === -1 ? url.slice(start) : url.slice(start, hash);
+}
+
+/** Where an access token sits outside the Authorization header (the audit's detail), or null. */
+function misplacedToken(url: string, rawHeaders: readonly string[]): string | null {
+  if (carriesAccessToken(url)) return 'access token in the request target';
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i] ?? '';
+    const value = rawHeaders[i + 1] ?? '';
+    if (value.length < 3 || isNamed(name, AUTHORIZATION) || isNamed(name, COOKIE)) continue;
+    if (carriesAccessToken(value)) return `access token in header ${JSON.stringify(name.slice(0, 64))}`;
+  }
+  return null;
+}
+
+const COOKIE = 'cookie';
+
+function isNamed(name: string, lower: string): boolean {
+  return name.length === lower.length && startsWithLower(name, lower);
 }
 
 /** Length of `Bearer ` (any case), where the token starts in the header value. */
