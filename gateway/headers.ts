@@ -38,11 +38,11 @@ export const DEFAULT_RESPONSE_HEADERS: readonly string[] = Object.freeze([
 /** Handshake headers a WebSocket backend answers with beside the allowlist (RFC 6455 §4.2.2). */
 const WEBSOCKET_ANSWER_HEADERS: readonly string[] = ['sec-websocket-accept', 'sec-websocket-protocol', 'sec-websocket-extensions'];
 
+const GATEWAY_SETS = 'the gateway sets or refuses it itself';
 /**
  * Answer names a backend may not add to its `responseHeaders`, with why. Normalised names are
  * compared exactly, except the gateway's own families (`x-agentgate-*`, `sec-websocket-*`).
  */
-const GATEWAY_SETS = 'the gateway sets or refuses it itself';
 const RESERVED_RESPONSE: ReadonlyMap<string, string> = new Map([
   ...['set-cookie', 'set-cookie2'].map((name) => [name, 'cookies are listed by name in forwardCookies'] as const),
   ...['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade'].map(

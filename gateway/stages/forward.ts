@@ -129,12 +129,12 @@ export function createForward(options: ForwardOptions): ForwardStage {
       }
       responseHeaders['mcp-session-id'] = options.mcpSessions.seal(principal, backend.name, serverSession);
     }
-    const misplaced = placeLocations(responseHeaders, response.statusCode, backend, target.path);
-    if (misplaced !== null) {
+    const offOrigin = placeLocations(responseHeaders, response.statusCode, backend, target.path);
+    if (offOrigin !== null) {
       // Drain (bounded) rather than destroy: a destroyed undici body without a listener errors.
       response.body.dump().catch(() => undefined);
       metrics.upstreamError(backend.name, 'redirect');
-      throw misplaced;
+      throw offOrigin;
     }
 
     const result: UpstreamResult = {
@@ -228,10 +228,10 @@ class PlainExchange implements Dispatcher.DispatchHandler, DirectBody {
     const ctx = this.#ctx;
     const backend = this.#backend;
     const headers = answerHeaders(incoming, backend);
-    const misplaced = ctx.target === null ? null : placeLocations(headers, statusCode, backend, ctx.target.path);
-    if (misplaced !== null) {
+    const offOrigin = ctx.target === null ? null : placeLocations(headers, statusCode, backend, ctx.target.path);
+    if (offOrigin !== null) {
       this.#metrics.upstreamError(backend.name, 'redirect');
-      this.#fail(misplaced);
+      this.#fail(offOrigin);
       controller.abort(new Error('redirect refused'));
       return;
     }

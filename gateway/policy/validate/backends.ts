@@ -4,7 +4,7 @@ import { compileForwardHeaders, compileResponseHeaders, RouteTableBuilder } from
 import type { RawEntry } from '../load.js';
 import type { ApprovalPolicy, Backend, Route, Scope } from '../types.js';
 import type { Checker } from './checker.js';
-import { checkUpstream, validateForwardCookies, validateResponseHeaders, validateForwardHeaders } from './forwarding.js';
+import { checkUpstream, validateForwardCookies, validateForwardHeaders, validateResponseHeaders } from './forwarding.js';
 import { validateMcpBackend } from './mcp.js';
 import { SCOPE_NAME, validateApproval, validateRouteItem } from './routes.js';
 

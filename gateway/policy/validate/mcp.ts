@@ -5,7 +5,7 @@ import type { RawEntry, RawNode } from '../load.js';
 import type { ApprovalPolicy, Backend, BodyConstraint, QueryRoute, Route, Scope, UriTemplate } from '../types.js';
 import { describe } from '../units.js';
 import { kindOf, type Checker } from './checker.js';
-import { checkUpstream, validateForwardCookies, validateResponseHeaders, validateForwardHeaders } from './forwarding.js';
+import { checkUpstream, validateForwardCookies, validateForwardHeaders, validateResponseHeaders } from './forwarding.js';
 import { SCOPE_NAME, SQL_DIALECTS, validateApproval, validateBody } from './routes.js';
 
 /** MCP tool and prompt names (the MCP spec's tool naming: 1 to 128 of A-Z a-z 0-9 _ - .). */
