@@ -200,14 +200,7 @@ export interface UpstreamHeaderInput {
 export function upstreamHeaders(input: UpstreamHeaderInput): Record<string, string | string[]> {
   const { request, principal, backend } = input;
   const incoming = request.headers;
-  const allowed = backend.forwardHeaders;
-  const named = connectionTokens(incoming.connection);
-  const out: Record<string, string | string[]> = {};
-  for (const name in incoming) {
-    if (!allowed.has(name) || (named !== null && named.has(name))) continue;
-    const value = incoming[name];
-    if (value !== undefined) out[name] = value;
-  }
+  const out = allowedOf(incoming, backend.forwardHeaders);
   if (backend.forwardCookies.size > 0 && incoming.cookie !== undefined) {
     const cookie = filterCookies(incoming.cookie, backend.forwardCookies);
     if (cookie !== '') out.cookie = cookie;
@@ -240,14 +233,7 @@ export function upstreamHeaders(input: UpstreamHeaderInput): Record<string, stri
  * keeps its handshake headers too.
  */
 export function answerHeaders(incoming: IncomingHttpHeaders, backend: Backend, websocket = false): Record<string, string | string[]> {
-  const allowed = backend.responseHeaders;
-  const named = connectionTokens(incoming.connection);
-  const out: Record<string, string | string[]> = {};
-  for (const name in incoming) {
-    if (!allowed.has(name) || (named !== null && named.has(name))) continue;
-    const value = incoming[name];
-    if (value !== undefined) out[name] = value;
-  }
+  const out = allowedOf(incoming, backend.responseHeaders);
   const setCookie = incoming['set-cookie'];
   if (setCookie !== undefined && backend.forwardCookies.size > 0) {
     const kept = filterSetCookies(setCookie, backend.forwardCookies);
@@ -260,6 +246,18 @@ export function answerHeaders(incoming: IncomingHttpHeaders, backend: Backend, w
     }
     out.connection = 'Upgrade';
     out.upgrade = 'websocket';
+  }
+  return out;
+}
+
+/** The allowlisted headers of `incoming`, values as they came, minus any its Connection header names. */
+function allowedOf(incoming: IncomingHttpHeaders, allowed: ReadonlySet<string>): Record<string, string | string[]> {
+  const named = connectionTokens(incoming.connection);
+  const out: Record<string, string | string[]> = {};
+  for (const name in incoming) {
+    if (!allowed.has(name) || (named !== null && named.has(name))) continue;
+    const value = incoming[name];
+    if (value !== undefined) out[name] = value;
   }
   return out;
 }

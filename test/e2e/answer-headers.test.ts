@@ -6,10 +6,10 @@
 import t from 'tap';
 import type { Test } from 'tap';
 import { createHash } from 'node:crypto';
-import { connect, createServer, type Socket } from 'node:net';
-import type { AddressInfo } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { startGateway, type StartedGateway } from '../helpers/gateway.js';
 import { buildRequest, rawRequest } from '../helpers/raw.js';
+import { listenRaw } from '../helpers/raw-backend.js';
 
 type Header = readonly [string, string];
 
@@ -77,11 +77,7 @@ const cases: readonly AnswerCase[] = [
 
 /** A backend on a bare TCP server: `GET /items/N` answers with case N's head, raw. */
 async function startBackend(t: Test): Promise<{ url: string }> {
-  const sockets = new Set<Socket>();
-  const server = createServer((socket) => {
-    sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
-    socket.on('error', () => socket.destroy());
+  return listenRaw(t, (socket) => {
     let pending = '';
     socket.on('data', (data: Buffer) => {
       pending += data.toString('latin1');
@@ -92,15 +88,6 @@ async function startBackend(t: Test): Promise<{ url: string }> {
       }
     });
   });
-  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
-  t.teardown(
-    () =>
-      new Promise<void>((done) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => done());
-      }),
-  );
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
 }
 
 function answer(socket: Socket, head: string): void {

@@ -21,14 +21,34 @@ export interface RawBackend {
   readonly server: Server;
 }
 
-export async function startRawBackend(t: Pick<Test, 'teardown'>): Promise<RawBackend> {
-  const chunks: Buffer[] = [];
-  const requests: RawSeenRequest[] = [];
+/**
+ * A bare TCP server on 127.0.0.1 handing each connection to `onSocket`; its connections are
+ * destroyed and the server closed at the test's teardown.
+ */
+export async function listenRaw(t: Pick<Test, 'teardown'>, onSocket: (socket: Socket) => void): Promise<{ server: Server; port: number; url: string }> {
   const sockets = new Set<Socket>();
   const server = createServer((socket) => {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
     socket.on('error', () => socket.destroy());
+    onSocket(socket);
+  });
+  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+  t.teardown(
+    () =>
+      new Promise<void>((done) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => done());
+      }),
+  );
+  const port = (server.address() as AddressInfo).port;
+  return { server, port, url: `http://127.0.0.1:${port}` };
+}
+
+export async function startRawBackend(t: Pick<Test, 'teardown'>): Promise<RawBackend> {
+  const chunks: Buffer[] = [];
+  const requests: RawSeenRequest[] = [];
+  const { server, port, url } = await listenRaw(t, (socket) => {
     let pending = Buffer.alloc(0);
     socket.on('data', (data: Buffer) => {
       chunks.push(Buffer.from(data));
@@ -47,16 +67,7 @@ export async function startRawBackend(t: Pick<Test, 'teardown'>): Promise<RawBac
       }
     });
   });
-  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
-  t.teardown(
-    () =>
-      new Promise<void>((done) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => done());
-      }),
-  );
-  const port = (server.address() as AddressInfo).port;
-  return { url: `http://127.0.0.1:${port}`, port, bytes: () => Buffer.concat(chunks), requests, server };
+  return { url, port, bytes: () => Buffer.concat(chunks), requests, server };
 }
 
 /** One complete request at the start of `buf`, null when more bytes are needed, 'bad' when unframeable. */
