@@ -4,7 +4,11 @@
 // Routes no response filter applies to take the plain path: undici `dispatch` with a handler that
 // writes each chunk straight into the client response (no Readable, no per-request undici signal).
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
-import { Pool, errors as undiciErrors, type Dispatcher } from 'undici';
+import type { Dispatcher, Pool as UndiciPool } from 'undici';
+// undici's Pool and errors alone, not its index (gateway/undici-parts.d.ts says why).
+import Pool from 'undici/lib/dispatcher/pool.js';
+import undiciErrors from 'undici/lib/core/errors.js';
+import undiciRequest from 'undici/lib/api/api-request.js';
 import { abortSignalOf, type DirectBody, type RequestContext, type RequestSignal, type Stage, type UpstreamResult } from '../context.js';
 import { GatewayError } from '../errors.js';
 import { answerHeaders, rewriteLocation, upstreamHeaders } from '../headers.js';
@@ -33,9 +37,9 @@ export interface ForwardStage extends Stage {
 export function createForward(options: ForwardOptions): ForwardStage {
   const { metrics } = options;
   const bodyLimits = { maxBytes: options.maxBodyBytes ?? 1_048_576, idleMs: options.bodyIdleMs ?? 10_000 };
-  const pools = new Map<string, Pool>();
+  const pools = new Map<string, UndiciPool>();
 
-  function poolFor(backend: Backend): Pool {
+  function poolFor(backend: Backend): UndiciPool {
     let pool = pools.get(backend.origin);
     if (pool === undefined) {
       pool = new Pool(backend.origin, {
@@ -104,7 +108,7 @@ export function createForward(options: ForwardOptions): ForwardStage {
     }
     let response;
     try {
-      response = await pool.request({
+      response = await undiciRequest.call(pool, {
         method: target.method,
         path: backend.basePath + target.path + target.query,
         headers,

@@ -8,7 +8,6 @@ import { decodeProtectedHeader } from 'jose/decode/protected_header';
 import * as joseErrors from 'jose/errors';
 import { jwtVerify } from 'jose/jwt/verify';
 import type { JSONWebKeySet, JWTPayload } from 'jose';
-import { request } from 'undici';
 import type { Clock } from '../clock.js';
 import type { Actor } from './claims.js';
 import { MAX_TOKEN_BYTES } from './verify.js';
@@ -152,6 +151,8 @@ export function createTrustedIssuers(options: TrustedIssuersOptions): TrustedIss
 }
 
 async function fetchJwks(url: string, timeoutMs: number): Promise<JSONWebKeySet> {
+  // Loaded by the first fetch: a gateway that trusts no issuer never loads undici's index.
+  const { request } = await import('undici');
   const response = await request(url, {
     method: 'GET',
     headers: { accept: 'application/json' },
