@@ -17,6 +17,8 @@ export interface ReasonSpec {
   readonly bearer: BearerChallenge;
   /** Counts against the agent (breaker, violations metric) when made with a valid token. */
   readonly violation: boolean;
+  /** The request target may carry a credential: its path is not written to the audit line. */
+  readonly secretInTarget?: true;
 }
 
 /**
@@ -28,7 +30,7 @@ export const REASONS = {
   header_forbidden: { status: 400, title: 'Request header not accepted', bearer: 'none', violation: true },
   method_override: { status: 400, title: 'Method override not accepted', bearer: 'none', violation: true },
   body_unexpected: { status: 400, title: 'Request body not accepted on this route', bearer: 'none', violation: true },
-  token_misplaced: { status: 400, title: 'Token sent outside the Authorization header', bearer: 'invalid_request', violation: false },
+  token_misplaced: { status: 400, title: 'Token sent outside the Authorization header', bearer: 'invalid_request', violation: false, secretInTarget: true },
   token_missing: { status: 401, title: 'Bearer token required', bearer: 'challenge', violation: false },
   token_invalid: { status: 401, title: 'Token not accepted', bearer: 'invalid_token', violation: false },
   agent_killed: { status: 403, title: 'Agent disabled by an operator', bearer: 'none', violation: false },

@@ -277,11 +277,32 @@ function filterSetCookies(lines: readonly string[] | string, names: ReadonlySet<
 }
 
 /**
+ * Place an answer's `location` and `content-location` on the gateway path (`rewriteLocation`);
+ * one pointing elsewhere is dropped. Returns true, leaving it in place, for a redirect's (3xx)
+ * `location` that points elsewhere: the caller refuses the answer (the agent must not be sent off
+ * to another origin, nor be left with a redirect that goes nowhere) or drops it.
+ */
+export function placeLocations(headers: Record<string, string | string[]>, status: number, backend: Backend, requestPath: string): boolean {
+  let redirectsElsewhere = false;
+  for (const name of LOCATION_HEADERS) {
+    const value = headers[name];
+    if (value === undefined) continue;
+    const rewritten = rewriteLocation(value, backend, requestPath);
+    if (rewritten !== null) headers[name] = rewritten;
+    else if (name === 'location' && status >= 300 && status < 400) redirectsElsewhere = true;
+    else delete headers[name];
+  }
+  return redirectsElsewhere;
+}
+
+const LOCATION_HEADERS = ['location', 'content-location'] as const;
+
+/**
  * A redirect or content location may only stay on the backend's own origin and below its base
  * path; it is rewritten to the gateway path the agent would use. Anything else (another origin,
  * above the base path, more than one value, not a URL) returns null.
  */
-export function rewriteLocation(location: string | string[] | undefined, backend: Backend, requestPath: string): string | null {
+function rewriteLocation(location: string | string[] | undefined, backend: Backend, requestPath: string): string | null {
   if (typeof location !== 'string') return null;
   let url: URL;
   try {

@@ -6,7 +6,7 @@
 // ends differently (a stream cut, a kill mid-stream) `finish` adds a second line (`phase: end`).
 // When the audit file cannot be written, nothing is answered (AuditUnavailableError).
 import type { RequestContext } from './context.js';
-import { GatewayError, REASONS, type ReasonCode } from './errors.js';
+import { GatewayError, REASONS, type ReasonCode, type ReasonSpec } from './errors.js';
 import { toolLabels } from './mcp/outcome.js';
 import { countingPolicy } from './state/breaker.js';
 import type { Intent } from './state/view.js';
@@ -90,9 +90,9 @@ export function createOutcomeWriter(deps: OutcomeDeps): OutcomeWriter {
       jti: principal?.jti ?? null,
       backend: target !== null && target.backend !== '' ? target.backend : null,
       method: ctx.request.method,
-      // The canonical path only: query strings can carry secrets and are never logged; nor is a
-      // path refused for carrying an access token (the detail says where it was).
-      path: target !== null && target.invalid === null && reason !== 'token_misplaced' ? target.path : null,
+      // The canonical path only: query strings can carry secrets and are never logged; nor is the
+      // path of a refusal whose target may carry one (the reason catalog says which).
+      path: target !== null && target.invalid === null && (reason === null || (REASONS[reason] as ReasonSpec).secretInTarget !== true) ? target.path : null,
       decision: reason === null ? 'allow' : 'deny',
       reason: reason ?? NO_REASON,
       reasonDetail: reasonDetail === '' ? null : reasonDetail,

@@ -4,7 +4,7 @@
 // one (a signing key, the MCP session secret, the audit key): whole or not at all, first one wins.
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { link, unlink, writeFile } from 'node:fs/promises';
+import { link, readFile, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 /** The secret in `path`; throws an Error saying what is wrong (unreadable, empty, not one line). */
@@ -39,4 +39,20 @@ export async function publishFile(dir: string, name: string, content: string, mo
   } finally {
     await unlink(temp).catch(() => undefined);
   }
+}
+
+/**
+ * The text of `dir/name`, published first from `make()` when the file does not exist
+ * (`publishFile`): of two processes opening it at once, both read the one that was published.
+ * A file that cannot be read for another reason throws.
+ */
+export async function openOrPublish(dir: string, name: string, make: () => string, mode = 0o600): Promise<string> {
+  const file = join(dir, name);
+  const existing = await readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return null;
+    throw error;
+  });
+  if (existing !== null) return existing;
+  await publishFile(dir, name, make(), mode);
+  return readFile(file, 'utf8');
 }

@@ -7,7 +7,7 @@ import type HttpProxy from 'http-proxy';
 import { RequestAbort, type RequestContext } from './context.js';
 import { GatewayError } from './errors.js';
 import type { Backend } from './policy/types.js';
-import { answerHeaders, rewriteLocation, upstreamHeaders } from './headers.js';
+import { answerHeaders, placeLocations, upstreamHeaders } from './headers.js';
 import type { Pipeline } from './pipeline.js';
 import { inboundFrom } from './pipeline.js';
 import { renderProblem, renderReason, type RenderedProblem } from './problem.js';
@@ -137,11 +137,8 @@ function filterAnswers(proxyReq: ClientRequest, backend: Backend, path: string):
   });
   proxyReq.once('response', (res: IncomingMessage) => {
     const headers = answerHeaders(res.headers, backend);
-    for (const name of ['location', 'content-location'] as const) {
-      const rewritten = rewriteLocation(headers[name], backend, path);
-      if (rewritten === null) delete headers[name];
-      else headers[name] = rewritten;
-    }
+    // A redirect elsewhere cannot be refused here (http-proxy answers): its location is dropped.
+    if (placeLocations(headers, res.statusCode ?? 0, backend, path)) delete headers.location;
     headers.connection = 'close';
     res.headers = headers;
   });

@@ -176,6 +176,7 @@ function misplacedToken(url: string, rawHeaders: readonly string[]): string | nu
 
 const COOKIE = 'cookie';
 
+/** Whether header `name` is `lower` (a lowercase name of letters) in any case. */
 function isNamed(name: string, lower: string): boolean {
   return name.length === lower.length && startsWithLower(name, lower);
 }
@@ -193,7 +194,7 @@ function bearerCredential(rawHeaders: readonly string[]): string {
   // rawHeaders, not headers: node folds repeated Authorization headers and would hide the second.
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i];
-    if (name !== undefined && name.length === AUTHORIZATION.length && startsWithLower(name, AUTHORIZATION)) {
+    if (name !== undefined && isNamed(name, AUTHORIZATION)) {
       count++;
       value = rawHeaders[i + 1];
     }

@@ -11,7 +11,7 @@ import undiciErrors from 'undici/lib/core/errors.js';
 import undiciRequest from 'undici/lib/api/api-request.js';
 import { abortSignalOf, type DirectBody, type RequestContext, type RequestSignal, type Stage, type UpstreamResult } from '../context.js';
 import { GatewayError } from '../errors.js';
-import { answerHeaders, rewriteLocation, upstreamHeaders } from '../headers.js';
+import { answerHeaders, placeLocations, upstreamHeaders } from '../headers.js';
 import { readBounded } from './read-body.js';
 import { isServerSessionId, type McpSessions } from '../mcp/session.js';
 import type { Backend } from '../policy/types.js';
@@ -133,7 +133,7 @@ export function createForward(options: ForwardOptions): ForwardStage {
       }
       responseHeaders['mcp-session-id'] = options.mcpSessions.seal(principal, backend.name, serverSession);
     }
-    const offOrigin = placeLocations(responseHeaders, response.statusCode, backend, target.path);
+    const offOrigin = placed(responseHeaders, response.statusCode, backend, target.path);
     if (offOrigin !== null) {
       // Drain (bounded) rather than destroy: a destroyed undici body without a listener errors.
       response.body.dump().catch(() => undefined);
@@ -232,7 +232,7 @@ class PlainExchange implements Dispatcher.DispatchHandler, DirectBody {
     const ctx = this.#ctx;
     const backend = this.#backend;
     const headers = answerHeaders(incoming, backend);
-    const offOrigin = ctx.target === null ? null : placeLocations(headers, statusCode, backend, ctx.target.path);
+    const offOrigin = ctx.target === null ? null : placed(headers, statusCode, backend, ctx.target.path);
     if (offOrigin !== null) {
       this.#metrics.upstreamError(backend.name, 'redirect');
       this.#fail(offOrigin);
@@ -323,30 +323,13 @@ function hasBody(headers: IncomingHttpHeaders): boolean {
   return headers['transfer-encoding'] !== undefined;
 }
 
-/**
- * Place the answer's `location` and `content-location` on the gateway path (`rewriteLocation`).
- * One pointing elsewhere is dropped, except a redirect's, which refuses the answer: the agent must
- * not be sent off to another origin, nor be left with a redirect that goes nowhere.
- */
-function placeLocations(headers: Record<string, string | string[]>, status: number, backend: Backend, requestPath: string): GatewayError | null {
-  for (const name of LOCATION_HEADERS) {
-    const value = headers[name];
-    if (value === undefined) continue;
-    const rewritten = rewriteLocation(value, backend, requestPath);
-    if (rewritten !== null) {
-      headers[name] = rewritten;
-    } else if (name === 'location' && status >= 300 && status < 400) {
-      return new GatewayError('upstream_redirect', 'the backend redirected outside its origin; the redirect was not passed on', {
-        reasonDetail: `location to another origin (status ${status})`,
-      });
-    } else {
-      delete headers[name];
-    }
-  }
-  return null;
+/** The refusal of an answer that redirects to another origin (`placeLocations`), or null. */
+function placed(headers: Record<string, string | string[]>, status: number, backend: Backend, requestPath: string): GatewayError | null {
+  if (!placeLocations(headers, status, backend, requestPath)) return null;
+  return new GatewayError('upstream_redirect', 'the backend redirected outside its origin; the redirect was not passed on', {
+    reasonDetail: `location to another origin (status ${status})`,
+  });
 }
-
-const LOCATION_HEADERS = ['location', 'content-location'] as const;
 
 function translate(error: unknown, backend: string, metrics: Metrics, signal: RequestSignal): unknown {
   if (signal.aborted) return error;

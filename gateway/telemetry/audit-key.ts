@@ -4,7 +4,7 @@
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { publishFile } from '../secret-file.js';
+import { openOrPublish } from '../secret-file.js';
 import type { AuditSigner } from './audit-log.js';
 
 export const AUDIT_KEY_FILE = 'audit-key.pem';
@@ -22,24 +22,21 @@ export async function openAuditSigner(dir: string): Promise<AuditSigner> {
   const file = join(dir, AUDIT_KEY_FILE);
   let privateKey: KeyObject;
   try {
-    privateKey = createPrivateKey(await readFile(file, 'utf8'));
-  } catch (error) {
-    if ((error as { code?: unknown }).code !== 'ENOENT') throw new Error(`audit key ${file} is unreadable: ${(error as Error).message}`);
     // Published whole (a temporary file, then a link): a gateway starting beside this one reads
     // either no key or the whole key, one killed mid-write leaves no empty key file behind, and
     // of two gateways making a key at once the first to publish wins and both use its key.
-    const pem = generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
-    await publishFile(dir, AUDIT_KEY_FILE, pem);
-    privateKey = createPrivateKey(await readFile(file, 'utf8'));
+    const pem = await openOrPublish(dir, AUDIT_KEY_FILE, () => generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString());
+    privateKey = createPrivateKey(pem);
+  } catch (error) {
+    throw new Error(`audit key ${file} cannot be read or made: ${(error as Error).message}`, { cause: error });
   }
   if (privateKey.asymmetricKeyType !== 'ed25519') throw new Error(`audit key ${file} is not an Ed25519 key`);
   await chmod(file, 0o600);
   const publicKey = createPublicKey(privateKey);
   const publicPem = publicKey.export({ type: 'spki', format: 'pem' }).toString();
   const publicFile = join(dir, AUDIT_PUBLIC_KEY_FILE);
-  const published = await readFile(publicFile, 'utf8').catch(() => null);
-  if (published === null) await publishFile(dir, AUDIT_PUBLIC_KEY_FILE, publicPem, 0o644);
-  else if (published !== publicPem) await writeFile(publicFile, publicPem, { mode: 0o644 });
+  // Made with the key; rewritten should it not match the key in use.
+  if ((await openOrPublish(dir, AUDIT_PUBLIC_KEY_FILE, () => publicPem, 0o644)) !== publicPem) await writeFile(publicFile, publicPem, { mode: 0o644 });
   const kid = auditKid(publicKey);
   return {
     kid,

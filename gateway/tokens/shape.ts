@@ -9,15 +9,20 @@ const MAX_HEADER_CHARS = 2048;
 /** Shortest one that can say `{"typ":"at+jwt"}`: shorter runs are never decoded. */
 const MIN_HEADER_CHARS = 22;
 
-/** Whether `text`, or its ASCII percent-decoding, holds an access token (`typ` at+jwt). */
+/** Rounds of percent-decoding looked through: a backend that decodes twice reads `%2565yJ` too. */
+const DECODE_ROUNDS = 3;
+
+/** Whether `text`, or its ASCII percent-decoding (up to three times), holds an access token (`typ` at+jwt). */
 export function carriesAccessToken(text: string): boolean {
-  if (text.includes('eyJ') && scan(text)) return true;
-  // A backend decodes its query (and some decode header values): `%65yJ...` is the same token.
-  if (text.includes('%')) {
-    const decoded = decodeAscii(text);
-    if (decoded !== text && decoded.includes('eyJ') && scan(decoded)) return true;
+  let current = text;
+  for (let round = 0; ; round++) {
+    if (current.includes('eyJ') && scan(current)) return true;
+    // A backend decodes its query (and some decode header values): `%65yJ...` is the same token.
+    if (round === DECODE_ROUNDS || !current.includes('%')) return false;
+    const decoded = decodeAscii(current);
+    if (decoded === current) return false;
+    current = decoded;
   }
-  return false;
 }
 
 /**

@@ -112,6 +112,10 @@ function answer(socket: Socket, head: string): void {
     );
     return;
   }
+  if (target === '/ws-redirect') {
+    socket.end('HTTP/1.1 302 Found\r\nLocation: http://evil.example/EVIL\r\nContent-Location: /items/7\r\ncontent-length: 0\r\n\r\n');
+    return;
+  }
   const c = cases[Number(/^\/items\/(\d+)$/.exec(target)?.[1] ?? -1)];
   const status = c?.status ?? 200;
   const body = JSON.stringify({ id: '1', secret: 'hidden', name: 'n' });
@@ -129,7 +133,7 @@ async function setup(t: Test): Promise<{ gw: StartedGateway; plain: string; mask
       '    forwardCookies: [lang]',
       '    responseHeaders: [x-total-count]',
       '    scopes:',
-      '      read: ["GET /items/:id", "GET /ws", "GET /ws-refused"]',
+      '      read: ["GET /items/:id", "GET /ws", "GET /ws-refused", "GET /ws-redirect"]',
       'roles:',
       '  plain:',
       '    grants: [app:read]',
@@ -215,4 +219,11 @@ t.test('WebSocket: the 101 and a refused upgrade carry only allowlisted headers'
   t.notMatch(refused.head, /transfer-encoding/i, 'no chunked framing over a body written decoded');
   t.match(refused.head, /\r\nconnection: close/i, 'the body ends with the connection');
   t.equal(refused.rest, 'nope!', 'the body as the backend meant it');
+
+  // An upgrade answered with a redirect elsewhere: http-proxy passes the answer on, so the
+  // gateway cannot refuse it; the location is dropped, the one on the backend rewritten.
+  const redirected = await handshake(gw.port, 'ws-redirect', plain);
+  t.match(redirected.head, /^HTTP\/1\.1 302 /);
+  t.notMatch(redirected.head, /EVIL|\r\nlocation:/i, 'no location elsewhere');
+  t.match(redirected.head, /\r\ncontent-location: \/app\/items\/7/i, 'a location on the backend, rewritten');
 });

@@ -88,6 +88,6 @@ t.test('the secret file: made once, private, shared by every opener; a bad one i
   await mkdir(bad, { recursive: true });
   await writeFile(join(bad, SESSION_SECRET_FILE), 'short\n');
   await t.rejects(openMcpSessions(bad), /does not hold an MCP session secret/);
-  await t.rejects(openMcpSessions(join(t.testdirName, 'missing', 'folder')), /cannot write the MCP session secret/);
+  await t.rejects(openMcpSessions(join(t.testdirName, 'missing', 'folder')), /cannot read or write the MCP session secret/);
   t.throws(() => createMcpSessions(randomBytes(16)), /at least 32 bytes/);
 });

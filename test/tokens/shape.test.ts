@@ -30,6 +30,8 @@ t.test('what holds an access token and what does not', async (t) => {
     { name: 'its dots percent-encoded, lower case', text: `?q=${token.replaceAll('.', '%2e')}`, carries: true },
     { name: 'its first letter percent-encoded', text: `?q=%65${token.slice(1)}`, carries: true },
     { name: 'wholly percent-encoded', text: `?q=${pct(token)}`, carries: true },
+    { name: 'percent-encoded twice (a backend that decodes twice)', text: `?q=%2565${token.slice(1).replaceAll('.', '%252E')}`, carries: true },
+    { name: 'percent-encoded three times', text: `?q=${pct(pct(pct(token)))}`, carries: true },
     { name: 'after many decoys', text: `${'eyJxxxxxxxxxxxxxxxxxxxxxxxxxx.&'.repeat(200)}${token}`, carries: true },
     { name: 'a JWT of another type (an ID token)', text: jws({ alg: 'RS256', typ: 'JWT', kid: 'k' }), carries: false },
     { name: 'a JWT without typ', text: jws({ alg: 'RS256', kid: 'k', cty: 'at+jwt' }), carries: false },
